@@ -1,0 +1,22 @@
+//! The contract every Hearth component shares.
+//!
+//! * [`names`]: well-known bus names, object paths and interface names.
+//! * [`error`]: the `org.hearth.Error.*` D-Bus errors, returned by every daemon
+//!   and understood by every client.
+//! * [`types`]: validated value types (domain identifier, DNS name, address,
+//!   CIDR, port, protocol). A value of one of these types is valid: parse at the
+//!   edge, never re-check downstream.
+//! * [`config`]: loading TOML files that reject unknown keys, with errors that
+//!   name the file and the line.
+//! * [`fsutil`]: atomic state writes (write, fsync, rename).
+//!
+//! This crate performs no I/O on the bus and holds no secrets.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod fsutil;
+pub mod names;
+pub mod types;
+
+pub use error::HearthError;
