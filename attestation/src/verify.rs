@@ -1,0 +1,706 @@
+//! The verifier, in software: enrollment by credential activation, and the
+//! checks of a quote answer against the enrolled record and a golden policy.
+//!
+//! Invariant: nothing in a quote answer is believed before the signature
+//! that covers it has been checked with the enrolled AK; the PCR values and
+//! the event log are believed only through the digests the TPM signed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openssl::sha::{sha256, Sha256};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{EnrollRequest, EnrollResponse, Identity, QuoteResponse, BOOT_PCRS};
+use crate::crypto::{self, CryptoError};
+use crate::eventlog::{self, Kind};
+use crate::wire::{self, nv_attr, Attest, Attested, EcdsaSignature};
+
+/// Why enrollment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// A field of the identity is not hex or not a valid TPM structure.
+    #[error("identity field {field}: {reason}")]
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key or certificate check failed.
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    /// The register is not an extend index software cannot rewrite.
+    #[error("measurement register: {0}")]
+    Register(String),
+    /// The appliance did not recover the credential.
+    #[error("credential activation failed: the AK is not in the TPM that holds this EK")]
+    ActivationFailed,
+    /// The EK certificate is required (a vendor bundle was given) but missing.
+    #[error("the appliance sent no EK certificate, but a vendor CA bundle was given")]
+    NoEkCert,
+}
+
+fn field_hex(field: &'static str, s: &str) -> Result<Vec<u8>, EnrollError> {
+    hex::decode(s).map_err(|e| EnrollError::BadField {
+        field,
+        reason: e.to_string(),
+    })
+}
+
+/// The verifier's stored record of an enrolled appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    /// HOST:PORT as enrolled.
+    pub host: String,
+    /// SHA-256 fingerprint of the pinned root CA certificate.
+    pub root_ca_fingerprint: String,
+    /// The pinned root CA certificate, PEM.
+    pub root_ca_pem: String,
+    /// EK TPMT_PUBLIC, hex.
+    pub ek_public: String,
+    /// EK certificate, PEM, if the TPM had one.
+    pub ek_cert_pem: Option<String>,
+    /// Whether the EK certificate was checked against a vendor CA bundle.
+    pub ek_cert_checked: bool,
+    /// AK TPMT_PUBLIC, hex.
+    pub ak_public: String,
+    /// AK name, hex.
+    pub ak_name: String,
+    /// Register TPMS_NV_PUBLIC at enrollment, hex.
+    pub nv_public: String,
+    /// Seconds since the Unix epoch.
+    pub enrolled_at: u64,
+}
+
+/// A pending credential activation.
+#[derive(Debug)]
+pub struct Challenge {
+    credential: [u8; 32],
+    record: Enrollment,
+}
+
+/// Checks the register's public area: an SHA-256 extend index written only
+/// with its own authorization, readable for certification.
+pub fn check_register_public(nv: &wire::NvPublic) -> Result<(), String> {
+    let a = nv.attributes;
+    if a & nv_attr::TPM_NT_MASK != nv_attr::TPM_NT_EXTEND {
+        return Err(format!("attributes {a:#x}: not of type TPM_NT_EXTEND"));
+    }
+    if nv.name_alg != wire::ALG_SHA256 || nv.data_size != 32 {
+        return Err("not a SHA-256 register of 32 bytes".into());
+    }
+    let forbidden = nv_attr::PPWRITE
+        | nv_attr::OWNERWRITE
+        | nv_attr::POLICYWRITE
+        | nv_attr::CLEAR_STCLEAR
+        | nv_attr::WRITE_STCLEAR
+        | nv_attr::GLOBALLOCK;
+    if a & forbidden != 0 {
+        return Err(format!(
+            "attributes {a:#x}: writable by owner/platform/policy or cleared at restart"
+        ));
+    }
+    Ok(())
+}
+
+/// First half of enrollment: checks the identity (AK shape, EK shape, EK
+/// certificate against the EK and, if given, the vendor CA bundle), and makes
+/// a credential only the TPM holding this EK, with this AK loaded, can open.
+pub fn begin_enroll(
+    host: &str,
+    root_ca_pem: &str,
+    root_ca_fingerprint: &str,
+    identity: &Identity,
+    vendor_bundle_pem: Option<&[u8]>,
+) -> Result<(EnrollRequest, Challenge), EnrollError> {
+    let bad = |field: &'static str| {
+        move |e: wire::WireError| EnrollError::BadField {
+            field,
+            reason: e.to_string(),
+        }
+    };
+    let ek_bytes = field_hex("ek_public", &identity.ek_public)?;
+    let ek = wire::Public::parse(&ek_bytes).map_err(bad("ek_public"))?;
+    let ak_bytes = field_hex("ak_public", &identity.ak_public)?;
+    let ak = wire::Public::parse(&ak_bytes).map_err(bad("ak_public"))?;
+    crypto::ak_key(&ak)?;
+    crypto::ek_rsa(&ek)?;
+    let mut ek_cert_checked = false;
+    match &identity.ek_cert_pem {
+        Some(pem) => {
+            let cert = crypto::parse_cert(pem.as_bytes())?;
+            crypto::check_ek_cert(&cert, &ek, vendor_bundle_pem)?;
+            ek_cert_checked = vendor_bundle_pem.is_some();
+        }
+        None if vendor_bundle_pem.is_some() => return Err(EnrollError::NoEkCert),
+        None => {}
+    }
+    let nv_bytes = field_hex("nv_public", &identity.nv_public)?;
+    let nv = wire::NvPublic::parse(&nv_bytes).map_err(bad("nv_public"))?;
+    check_register_public(&nv).map_err(EnrollError::Register)?;
+
+    let ak_name = wire::sha256_name(&ak_bytes);
+    let mut credential = [0u8; 32];
+    openssl::rand::rand_bytes(&mut credential).map_err(CryptoError::from)?;
+    let (blob, secret) = crypto::make_credential(&ek, &ak_name, &credential)?;
+    let enrolled_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let record = Enrollment {
+        host: host.to_string(),
+        root_ca_fingerprint: root_ca_fingerprint.to_string(),
+        root_ca_pem: root_ca_pem.to_string(),
+        ek_public: identity.ek_public.clone(),
+        ek_cert_pem: identity.ek_cert_pem.clone(),
+        ek_cert_checked,
+        ak_public: identity.ak_public.clone(),
+        ak_name: hex::encode(&ak_name),
+        nv_public: identity.nv_public.clone(),
+        enrolled_at,
+    };
+    Ok((
+        EnrollRequest {
+            credential_blob: hex::encode(blob),
+            secret: hex::encode(secret),
+        },
+        Challenge { credential, record },
+    ))
+}
+
+/// Second half of enrollment: the appliance must have recovered the credential.
+pub fn finish_enroll(
+    challenge: Challenge,
+    response: &EnrollResponse,
+) -> Result<Enrollment, EnrollError> {
+    let got = hex::decode(&response.credential).unwrap_or_default();
+    if openssl::memcmp::eq(&got, &challenge.credential) && got.len() == 32 {
+        Ok(challenge.record)
+    } else {
+        Err(EnrollError::ActivationFailed)
+    }
+}
+
+/// SHA-256 over the PCR values in ascending PCR order (the TPM's pcrDigest
+/// for a single SHA-256 bank selection).
+pub fn pcr_composite_digest(values: &BTreeMap<u8, [u8; 32]>) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for v in values.values() {
+        h.update(v);
+    }
+    h.finish().to_vec()
+}
+
+/// An allowed measurement in a golden policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenMeasurement {
+    /// Kind (binary, model, playbook-catalog, policy).
+    pub kind: Kind,
+    /// Name (path or identifier) as measured.
+    pub name: String,
+    /// Allowed SHA-256 digests, hex.
+    pub sha256: Vec<String>,
+    /// Whether it must have been measured.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Required and forbidden executed actions (by name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenActions {
+    /// Actions that must appear in the log.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Actions that must not appear.
+    #[serde(default)]
+    pub forbidden: Vec<String>,
+}
+
+/// The golden policy: what a trustworthy appliance looks like.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    /// Expected SHA-256 boot PCR values by PCR index (as strings, TOML keys).
+    #[serde(default)]
+    pub pcrs: BTreeMap<String, String>,
+    /// Allowed measurements.
+    #[serde(default)]
+    pub measurement: Vec<GoldenMeasurement>,
+    /// Action rules.
+    #[serde(default)]
+    pub actions: GoldenActions,
+}
+
+/// One check of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Why (the reason for a failure, or what was found).
+    pub detail: String,
+}
+
+/// A measured item, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Kind.
+    pub kind: Kind,
+    /// Name.
+    pub name: String,
+    /// SHA-256.
+    pub sha256: String,
+}
+
+/// The outcome of a check of one appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// HOST:PORT.
+    pub host: String,
+    /// True when every check passed.
+    pub trusted: bool,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// The measured models, playbook catalogs, policies and binaries
+    /// (only when the event log was proven by the TPM).
+    pub measured: Vec<Measured>,
+    /// The executed actions, in order (same condition).
+    pub actions: Vec<String>,
+    /// The quoted boot PCR values (only when the quote was proven).
+    pub pcrs: BTreeMap<u8, String>,
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, name: &str, ok: bool, detail: impl Into<String>) -> bool {
+        self.0.push(Check {
+            name: name.to_string(),
+            ok,
+            detail: detail.into(),
+        });
+        ok
+    }
+}
+
+fn parse_signed(
+    s: &crate::api::Signed,
+    what: &str,
+) -> Result<(Vec<u8>, Attest, EcdsaSignature), String> {
+    let attest = hex::decode(&s.attest).map_err(|e| format!("{what}: attest is not hex: {e}"))?;
+    let sig = hex::decode(&s.signature).map_err(|e| format!("{what}: signature is not hex: {e}"))?;
+    let parsed = Attest::parse(&attest).map_err(|e| format!("{what}: {e}"))?;
+    let sig = EcdsaSignature::parse(&sig).map_err(|e| format!("{what}: {e}"))?;
+    Ok((attest, parsed, sig))
+}
+
+/// Checks a quote answer against the enrolled record, the nonce the verifier
+/// sent, and (optionally) a golden policy.
+pub fn check_quote(
+    record: &Enrollment,
+    nonce: &[u8],
+    resp: &QuoteResponse,
+    golden: Option<&Golden>,
+) -> Report {
+    let mut c = Checks(Vec::new());
+    let mut report = Report {
+        host: record.host.clone(),
+        trusted: false,
+        checks: Vec::new(),
+        measured: Vec::new(),
+        actions: Vec::new(),
+        pcrs: BTreeMap::new(),
+    };
+    let finish = |mut report: Report, c: Checks| {
+        report.trusted = !c.0.is_empty() && c.0.iter().all(|x| x.ok);
+        report.checks = c.0;
+        report
+    };
+
+    // The enrolled AK.
+    let ak = hex::decode(&record.ak_public)
+        .ok()
+        .and_then(|b| wire::Public::parse(&b).ok())
+        .and_then(|p| crypto::ak_key(&p).ok());
+    let Some(ak) = ak else {
+        c.push("enrolled AK", false, "the enrollment record's AK is unusable");
+        return finish(report, c);
+    };
+
+    // 1. The quote.
+    let quote = match parse_signed(&resp.quote, "quote") {
+        Ok(q) => q,
+        Err(e) => {
+            c.push("quote signature", false, e);
+            return finish(report, c);
+        }
+    };
+    let (q_bytes, q, q_sig) = quote;
+    if !c.push(
+        "quote signature",
+        crypto::verify_ecdsa(&ak, &q_bytes, &q_sig),
+        "TPM2_Quote signed by the enrolled AK",
+    ) {
+        c.0.last_mut().map(|x| x.detail = "the quote is not signed by the enrolled AK".into());
+        return finish(report, c);
+    }
+    let nonce_ok = q.extra_data == nonce;
+    c.push(
+        "quote freshness",
+        nonce_ok,
+        if nonce_ok {
+            "the quote carries this check's nonce".to_string()
+        } else {
+            format!(
+                "the quote carries nonce {} instead of this check's {} (replayed or stale quote)",
+                hex::encode(&q.extra_data),
+                hex::encode(nonce)
+            )
+        },
+    );
+    let mut pcrs_proven = false;
+    match &q.attested {
+        Attested::Quote {
+            selection,
+            pcr_digest,
+        } => {
+            let expected_sel = vec![(wire::ALG_SHA256, wire::pcr_bitmap(&BOOT_PCRS))];
+            let sel_ok = *selection == expected_sel;
+            c.push(
+                "quote PCR selection",
+                sel_ok,
+                if sel_ok {
+                    "SHA-256 PCRs 0-7 and 11".to_string()
+                } else {
+                    format!("unexpected selection {selection:?}")
+                },
+            );
+            let mut values = BTreeMap::new();
+            let mut parse_ok = true;
+            for (p, v) in &resp.pcrs {
+                match hex::decode(v).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                    Some(b) => {
+                        values.insert(*p, b);
+                    }
+                    None => parse_ok = false,
+                }
+            }
+            let keys: Vec<u8> = values.keys().copied().collect();
+            let digest_ok = parse_ok
+                && keys == BOOT_PCRS.to_vec()
+                && pcr_composite_digest(&values) == *pcr_digest;
+            c.push(
+                "PCR values",
+                digest_ok,
+                if digest_ok {
+                    "the PCR values are the ones the quote signed"
+                } else {
+                    "the PCR values sent do not match the signed PCR digest"
+                },
+            );
+            if sel_ok && digest_ok {
+                pcrs_proven = true;
+                report.pcrs = values.iter().map(|(k, v)| (*k, hex::encode(v))).collect();
+            }
+        }
+        Attested::Nv { .. } => {
+            c.push("quote PCR selection", false, "the quote is not a TPM2_Quote");
+        }
+    }
+
+    // 2. The register certification.
+    let nv_pub_ok = (|| {
+        let sent = hex::decode(&resp.nv_public).map_err(|e| format!("not hex: {e}"))?;
+        let sent = wire::NvPublic::parse(&sent).map_err(|e| e.to_string())?;
+        let enrolled = hex::decode(&record.nv_public)
+            .ok()
+            .and_then(|b| wire::NvPublic::parse(&b).ok())
+            .ok_or("the enrolled register public area is unusable")?;
+        let mut a = sent.clone();
+        let mut b = enrolled;
+        a.attributes &= !nv_attr::WRITTEN;
+        b.attributes &= !nv_attr::WRITTEN;
+        if a != b {
+            return Err("the register's definition differs from the enrolled one (redefined?)".into());
+        }
+        check_register_public(&sent)?;
+        Ok::<_, String>(sent)
+    })();
+    let nv_pub = match nv_pub_ok {
+        Ok(p) => {
+            c.push("register definition", true, format!("NV extend index {:#010x}, as enrolled", p.index));
+            Some(p)
+        }
+        Err(e) => {
+            c.push("register definition", false, e);
+            None
+        }
+    };
+    let mut register_value: Option<Vec<u8>> = None;
+    match parse_signed(&resp.nv_certify, "NV certification") {
+        Err(e) => {
+            c.push("register certification signature", false, e);
+        }
+        Ok((n_bytes, n, n_sig)) => {
+            let sig_ok = crypto::verify_ecdsa(&ak, &n_bytes, &n_sig);
+            c.push(
+                "register certification signature",
+                sig_ok,
+                if sig_ok {
+                    "TPM2_NV_Certify signed by the enrolled AK"
+                } else {
+                    "the register certification is not signed by the enrolled AK"
+                },
+            );
+            if sig_ok {
+                let fresh = n.extra_data == nonce;
+                c.push(
+                    "register certification freshness",
+                    fresh,
+                    if fresh {
+                        "carries this check's nonce"
+                    } else {
+                        "carries another nonce (replayed or stale)"
+                    },
+                );
+                let same_moment = n.clock_info.reset_count == q.clock_info.reset_count
+                    && n.clock_info.restart_count == q.clock_info.restart_count
+                    && n.firmware_version == q.firmware_version
+                    && n.clock_info.clock.abs_diff(q.clock_info.clock) < 60_000;
+                c.push(
+                    "quote and certification together",
+                    same_moment,
+                    if same_moment {
+                        format!(
+                            "same TPM boot, {} ms apart",
+                            n.clock_info.clock.abs_diff(q.clock_info.clock)
+                        )
+                    } else {
+                        "the quote and the register certification are from different moments".into()
+                    },
+                );
+                match (&n.attested, &nv_pub) {
+                    (
+                        Attested::Nv {
+                            index_name,
+                            offset,
+                            contents,
+                        },
+                        Some(p),
+                    ) => {
+                        let name_ok = *index_name == wire::sha256_name(&p.marshal())
+                            && *offset == 0
+                            && contents.len() == 32;
+                        c.push(
+                            "register identity",
+                            name_ok,
+                            if name_ok {
+                                "the certified index is the enrolled register".to_string()
+                            } else {
+                                "the certified index is not the enrolled register".to_string()
+                            },
+                        );
+                        if name_ok && fresh && same_moment {
+                            register_value = Some(contents.clone());
+                        }
+                    }
+                    (Attested::Nv { .. }, None) => {}
+                    _ => {
+                        c.push("register identity", false, "not an NV certification");
+                    }
+                }
+            }
+        }
+    }
+
+    // 3. The event log, replayed to the certified register value.
+    let nv_index = nv_pub.as_ref().map(|p| p.index).unwrap_or(0);
+    let mut log_proven = false;
+    match (&register_value, eventlog::replay(&resp.event_log, nv_index)) {
+        (_, Err(e)) => {
+            c.push("event log", false, format!("tampered: {e}"));
+        }
+        (None, Ok(_)) => {
+            c.push(
+                "event log",
+                false,
+                "no certified register value to replay the log against",
+            );
+        }
+        (Some(certified), Ok(replayed)) => {
+            let replayed = replayed.map(|v| v.to_vec()).unwrap_or_else(|| vec![0; 32]);
+            log_proven = replayed == *certified;
+            c.push(
+                "event log",
+                log_proven,
+                if log_proven {
+                    format!(
+                        "{} events replay to the certified register value",
+                        resp.event_log.len()
+                    )
+                } else {
+                    format!(
+                        "{} events replay to {} but the TPM certifies {}: events were removed, added, reordered or altered",
+                        resp.event_log.len(),
+                        hex::encode(&replayed),
+                        hex::encode(certified)
+                    )
+                },
+            );
+        }
+    }
+    if log_proven {
+        let mut seen = BTreeSet::new();
+        for e in &resp.event_log {
+            if e.content.kind == Kind::Action {
+                report.actions.push(e.content.name.clone());
+            } else if seen.insert((e.content.kind, e.content.name.clone(), e.content.sha256.clone())) {
+                report.measured.push(Measured {
+                    kind: e.content.kind,
+                    name: e.content.name.clone(),
+                    sha256: e.content.sha256.clone(),
+                });
+            }
+        }
+    }
+
+    // 4. The golden policy.
+    if let Some(g) = golden {
+        apply_golden(&mut c, g, &report, pcrs_proven, log_proven);
+    }
+    finish(report, c)
+}
+
+fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, log_proven: bool) {
+    if !g.pcrs.is_empty() {
+        if !pcrs_proven {
+            c.push("boot PCRs", false, "no proven PCR values to compare");
+        } else {
+            let mut bad = Vec::new();
+            for (k, want) in &g.pcrs {
+                let got = k.parse::<u8>().ok().and_then(|p| report.pcrs.get(&p));
+                if got.map(|g| g.eq_ignore_ascii_case(want)) != Some(true) {
+                    bad.push(format!(
+                        "PCR {k} is {} (expected {want})",
+                        got.map(String::as_str).unwrap_or("not quoted")
+                    ));
+                }
+            }
+            let ok = bad.is_empty();
+            c.push(
+                "boot PCRs",
+                ok,
+                if ok {
+                    format!("{} PCRs match the golden values", g.pcrs.len())
+                } else {
+                    bad.join("; ")
+                },
+            );
+        }
+    }
+    if !log_proven {
+        c.push(
+            "golden measurements",
+            false,
+            "the event log is not proven, its measurements cannot be judged",
+        );
+        return;
+    }
+    for m in &report.measured {
+        let rule = g
+            .measurement
+            .iter()
+            .find(|r| r.kind == m.kind && r.name == m.name);
+        let (ok, detail) = match rule {
+            None => (false, format!("{} {} is not in the golden policy", m.kind, m.name)),
+            Some(r) if r.sha256.iter().any(|d| d.eq_ignore_ascii_case(&m.sha256)) => {
+                (true, format!("{} {}: allowed digest", m.kind, m.name))
+            }
+            Some(_) => (
+                false,
+                format!(
+                    "{} {}: digest {} is not an allowed one (file swapped or modified)",
+                    m.kind, m.name, m.sha256
+                ),
+            ),
+        };
+        c.push(&format!("{} {}", m.kind, m.name), ok, detail);
+    }
+    for r in g.measurement.iter().filter(|r| r.required) {
+        if !report
+            .measured
+            .iter()
+            .any(|m| m.kind == r.kind && m.name == r.name)
+        {
+            c.push(
+                &format!("{} {}", r.kind, r.name),
+                false,
+                format!("{} {} was expected but never measured", r.kind, r.name),
+            );
+        }
+    }
+    for a in &g.actions.required {
+        let ok = report.actions.contains(a);
+        c.push(
+            &format!("action {a}"),
+            ok,
+            if ok { "executed, as required" } else { "required but not executed" },
+        );
+    }
+    for a in &g.actions.forbidden {
+        let ok = !report.actions.contains(a);
+        c.push(
+            &format!("action {a}"),
+            ok,
+            if ok { "not executed" } else { "executed, but forbidden" },
+        );
+    }
+}
+
+/// Writes a golden policy describing what a (known-good) checked appliance
+/// reported: its boot PCRs and every measurement except actions.
+pub fn golden_from_report(report: &Report) -> Golden {
+    let mut measurement: Vec<GoldenMeasurement> = Vec::new();
+    for m in &report.measured {
+        match measurement
+            .iter_mut()
+            .find(|g| g.kind == m.kind && g.name == m.name)
+        {
+            Some(g) => g.sha256.push(m.sha256.clone()),
+            None => measurement.push(GoldenMeasurement {
+                kind: m.kind,
+                name: m.name.clone(),
+                sha256: vec![m.sha256.clone()],
+                required: true,
+            }),
+        }
+    }
+    Golden {
+        pcrs: report
+            .pcrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        measurement,
+        actions: GoldenActions::default(),
+    }
+}
+
+/// A fresh random nonce.
+pub fn fresh_nonce() -> Vec<u8> {
+    let mut n = vec![0u8; crate::api::NONCE_LEN];
+    if openssl::rand::rand_bytes(&mut n).is_err() {
+        // Fall back on a hash of the clock and pid; never reached in practice.
+        let t = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        n.copy_from_slice(&sha256(t.as_bytes())[..crate::api::NONCE_LEN]);
+    }
+    n
+}
