@@ -13,6 +13,7 @@
 //! This crate performs no I/O on the bus and holds no secrets.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod fsutil;
