@@ -142,7 +142,7 @@ impl Access {
             .await
             .map_err(|e| HearthError::Internal(format!("cannot reach the bus daemon: {e}")))?;
         let creds = dbus
-            .get_connection_credentials(BusName::Unique(sender.clone().into()))
+            .get_connection_credentials(BusName::Unique(sender.clone()))
             .await
             .map_err(|e| {
                 HearthError::Internal(format!("cannot ask the caller's credentials: {e}"))
