@@ -23,10 +23,10 @@ pub struct AccessConfig {
     /// Whether UID 0 counts as an admin (true by default: root owns the box).
     #[serde(default = "yes")]
     pub root_is_admin: bool,
-    /// Extra UIDs treated as admins: the users other daemons run as when
-    /// they call this one on a user's behalf (hearth-intentd's user).
+    /// Users treated as admins: the users other daemons run as when they
+    /// call this one on a person's behalf (hearth-intentd's user), by name.
     #[serde(default)]
-    pub service_uids: Vec<u32>,
+    pub service_users: Vec<String>,
 }
 
 fn default_operators() -> String {
@@ -45,7 +45,7 @@ impl Default for AccessConfig {
             operators_group: default_operators(),
             admins_group: default_admins(),
             root_is_admin: true,
-            service_uids: Vec::new(),
+            service_users: Vec::new(),
         }
     }
 }
@@ -81,6 +81,7 @@ struct Resolved {
     config: AccessConfig,
     operators_gid: Option<u32>,
     admins_gid: Option<u32>,
+    service_uids: Vec<u32>,
 }
 
 /// Authorization against the configured groups.
@@ -103,7 +104,15 @@ impl Access {
                 }
             }
         };
+        let mut service_uids = Vec::new();
+        for name in &config.service_users {
+            match nix::unistd::User::from_name(name) {
+                Ok(Some(u)) => service_uids.push(u.uid.as_raw()),
+                _ => tracing::warn!(user = name.as_str(), "configured service user does not exist"),
+            }
+        }
         Ok(Access(Arc::new(Resolved {
+            service_uids,
             operators_gid: gid(&config.operators_group),
             admins_gid: gid(&config.admins_group),
             config: config.clone(),
@@ -113,7 +122,7 @@ impl Access {
     /// Classifies a UID with its groups.
     pub fn classify(&self, sender: String, uid: u32, gids: BTreeSet<u32>) -> Caller {
         let r = &self.0;
-        let is_service = r.config.service_uids.contains(&uid);
+        let is_service = r.service_uids.contains(&uid);
         let is_admin = (uid == 0 && r.config.root_is_admin)
             || is_service
             || r.admins_gid.is_some_and(|g| gids.contains(&g));
@@ -214,10 +223,8 @@ mod tests {
 
     fn access() -> Access {
         Access(Arc::new(Resolved {
-            config: AccessConfig {
-                service_uids: vec![990],
-                ..AccessConfig::default()
-            },
+            config: AccessConfig::default(),
+            service_uids: vec![990],
             operators_gid: Some(2000),
             admins_gid: Some(2001),
         }))
@@ -244,7 +251,7 @@ mod tests {
             operators_group: "hearth-no-such-group-xyz".into(),
             admins_group: "hearth-no-such-group-abc".into(),
             root_is_admin: false,
-            service_uids: vec![],
+            service_users: vec!["hearth-no-such-user-xyz".into()],
         })
         .unwrap();
         let c = a.classify(":1.1".into(), 0, [0, 1, 2].into());
