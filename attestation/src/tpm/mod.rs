@@ -20,7 +20,7 @@ use tss_esapi::abstraction::{pcr, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::NvIndexAttributesBuilder;
 use tss_esapi::constants::NvIndexType;
 use tss_esapi::handles::{
-    KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle, TpmHandle,
+    AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle, TpmHandle,
 };
 use tss_esapi::interface_types::algorithm::{
     AsymmetricAlgorithm, HashingAlgorithm, SignatureSchemeAlgorithm,
@@ -36,7 +36,6 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
 use tss_esapi::constants::SessionType;
-use tss_esapi::interface_types::resource_handles::AuthHandle;
 use tss_esapi::Context;
 
 use crate::wire::{self, nv_attr};
@@ -276,7 +275,7 @@ impl Tpm {
         let (nv_pub, _) = ctx
             .execute_without_session(|c| c.nv_read_public(h))
             .op("reading the register's public area")?;
-        if !nv_pub.attributes().is_written() {
+        if !nv_pub.attributes().written() {
             return Ok(None);
         }
         ctx.tr_set_auth(h.into(), Auth::try_from(nv_auth.to_vec()).op("NV auth")?)
@@ -436,9 +435,8 @@ fn is_handle_error(e: &tss_esapi::Error) -> bool {
     // TPM_RC_HANDLE (format one, 0x08B) for any handle or parameter number:
     // the object or index does not exist.
     match e {
-        tss_esapi::Error::TssError(rc) => {
-            let code = tss_esapi::tss2_esys::TSS2_RC::from(*rc) & 0xFFFF;
-            code & 0x80 != 0 && code & 0x3F == 0x0B
+        tss_esapi::Error::Tss2Error(rc) => {
+            rc.kind() == Some(tss_esapi::constants::response_code::Tss2ResponseCodeKind::Handle)
         }
         _ => false,
     }
@@ -498,7 +496,8 @@ fn marshal_nv_public(p: &tss_esapi::structures::NvPublic) -> Result<Vec<u8>, Tpm
     let nv = wire::NvPublic {
         index: u32::from(p.nv_index()),
         name_alg: tss_esapi::tss2_esys::TPM2_ALG_ID::from(p.name_algorithm()),
-        attributes: u32::from(p.attributes()),
+        attributes: tss_esapi::tss2_esys::TPMA_NV::try_from(p.attributes())
+            .op("NV attributes")?,
         auth_policy: p.authorization_policy().value().to_vec(),
         data_size: p.data_size() as u16,
     };

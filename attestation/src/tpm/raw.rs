@@ -27,8 +27,32 @@ fn check(op: &'static str, rc: u32) -> Result<(), TpmError> {
     if rc == 0 {
         return Ok(());
     }
-    let text = tss_esapi::Error::from_tss_rc(rc).to_string();
+    let text = describe(rc);
     Err(TpmError::Raw { op, rc, text })
+}
+
+/// A short description of a TSS2_RC: its layer and, for TPM codes, the
+/// response code's format and number.
+fn describe(rc: u32) -> String {
+    let layer = match rc >> 16 {
+        0 => "TPM",
+        6 => "SAPI",
+        7 => "ESAPI",
+        8 => "SYS",
+        9 => "MU",
+        10 => "TCTI",
+        11 => "resource manager",
+        _ => "TSS",
+    };
+    let code = rc & 0xFFFF;
+    if rc >> 16 != 0 {
+        return format!("{layer} error {code:#x}");
+    }
+    if code & 0x80 != 0 {
+        format!("TPM format-one error {:#x} (number {})", code & 0x3F, (code >> 8) & 0xF)
+    } else {
+        format!("TPM error {code:#x}")
+    }
 }
 
 /// An ESYS context opened directly on a TCTI.
@@ -180,13 +204,13 @@ impl RawEsys {
                     .to_vec()
             };
             let mut out = vec![0u8; std::mem::size_of::<TPMT_SIGNATURE>()];
-            let mut offset = 0usize;
+            let mut offset: u64 = 0;
             // SAFETY: `sig` is a valid TPMT_SIGNATURE from ESYS; `out` is at
             // least as large as the structure, which bounds its marshalled form.
             check("marshalling the signature", unsafe {
-                Tss2_MU_TPMT_SIGNATURE_Marshal(sig, out.as_mut_ptr(), out.len(), &mut offset)
+                Tss2_MU_TPMT_SIGNATURE_Marshal(sig, out.as_mut_ptr(), out.len() as u64, &mut offset)
             })?;
-            out.truncate(offset);
+            out.truncate(offset as usize);
             Ok((attest, out))
         })();
         // SAFETY: both were allocated by ESYS for this call (or are null,
