@@ -93,8 +93,20 @@ pub fn copy_state(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free port whose successor is free too: the swtpm TCTI of tpm2-tss
+/// always finds the control channel at the server port + 1.
+fn free_port_pair() -> io::Result<u16> {
+    for _ in 0..50 {
+        let a = TcpListener::bind("127.0.0.1:0")?;
+        let port = a.local_addr()?.port();
+        if port == u16::MAX {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(io::Error::other("no two consecutive free ports"))
 }
 
 /// A running swtpm.
@@ -111,10 +123,8 @@ impl Swtpm {
     pub fn start(state_dir: &Path) -> io::Result<Swtpm> {
         let mut last_err = None;
         for _ in 0..5 {
-            let (port, ctrl) = (free_port()?, free_port()?);
-            if port == ctrl {
-                continue;
-            }
+            let port = free_port_pair()?;
+            let ctrl = port + 1;
             let mut child = Command::new("swtpm")
                 .args(["socket", "--tpm2", "--tpmstate"])
                 .arg(format!("dir={}", state_dir.display()))
@@ -133,7 +143,9 @@ impl Swtpm {
                     last_err = Some(io::Error::other(format!("swtpm exited: {status}")));
                     break;
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if TcpStream::connect(("127.0.0.1", ctrl)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
                     return Ok(Swtpm {
                         child,
                         port,

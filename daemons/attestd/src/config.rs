@@ -42,9 +42,10 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// PEM of the appliance's root CA certificate (served by /v1/identity).
     pub root_ca: PathBuf,
-    /// Uids allowed to submit measurements (hearth-intentd's user).
+    /// Users allowed to submit measurements over D-Bus (hearth-intentd's
+    /// user), by name or numeric uid. Nobody else may, not even admins.
     #[serde(default)]
-    pub measurement_uids: Vec<u32>,
+    pub measurement_users: Vec<String>,
     /// Executables measured when the daemon starts (the Hearth binaries).
     #[serde(default)]
     pub measure_binaries: Vec<PathBuf>,
@@ -52,4 +53,37 @@ pub struct Config {
     /// (production: /sys/kernel/security/tpm0/binary_bios_measurements).
     #[serde(default)]
     pub firmware_event_log: Option<PathBuf>,
+    /// Who may read status, log and PCRs over D-Bus.
+    #[serde(default)]
+    pub access: hearth_daemon::AccessConfig,
+}
+
+impl hearth_daemon::DaemonConfig for Config {
+    fn access(&self) -> &hearth_daemon::AccessConfig {
+        &self.access
+    }
+}
+
+/// A configured measurement user that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("measurement_users: no such user {0:?}")]
+pub struct UnknownUser(pub String);
+
+impl Config {
+    /// The uids of `measurement_users` (names looked up in the system's
+    /// user database; numbers taken as uids).
+    pub fn measurement_uids(&self) -> Result<Vec<u32>, UnknownUser> {
+        self.measurement_users
+            .iter()
+            .map(|u| {
+                if let Ok(uid) = u.parse::<u32>() {
+                    return Ok(uid);
+                }
+                match nix::unistd::User::from_name(u) {
+                    Ok(Some(user)) => Ok(user.uid.as_raw()),
+                    _ => Err(UnknownUser(u.clone())),
+                }
+            })
+            .collect()
+    }
 }

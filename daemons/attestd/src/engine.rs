@@ -214,6 +214,9 @@ impl Engine {
     /// binaries. Blocking.
     pub fn open(cfg: &Config, state_dir: &Path) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
+        let measurement_uids = cfg
+            .measurement_uids()
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
         let tpm = Tpm::new(TpmConfig {
             tcti: cfg.tcti.clone(),
             ek_handle: cfg.ek_handle,
@@ -266,7 +269,7 @@ impl Engine {
             nv_auth,
             identity,
             root_ca_pem,
-            measurement_uids: cfg.measurement_uids.clone(),
+            measurement_uids,
             firmware_event_log: cfg.firmware_event_log.clone(),
             log_path,
             inner: Mutex::new(Inner {

@@ -4,6 +4,7 @@
 //!   extend index, quotes, credential activation (all TPM work through
 //!   `hearth_attestation::tpm`, on the blocking pool).
 //! * [`server`]: the HTTPS JSON endpoint (rustls) for remote verifiers.
+//! * [`dbus`]: `org.hearth.Attestation1`, a thin adapter over the engine.
 //! * [`config`]: the configuration file.
 //!
 //! Must never: rewrite or drop logged events, extend the register with
@@ -14,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
+pub mod dbus;
 pub mod engine;
 pub mod server;
 

@@ -1,44 +1,30 @@
-//! hearth-attestd: thin binary over the `hearth_attestd` library.
-//! Until the shared daemon runtime lands: `--config PATH --state-dir DIR`,
-//! serves HTTPS only.
+//! hearth-attestd: thin binary over the `hearth_attestd` library, run by the
+//! shared daemon skeleton (`--config PATH --state-dir DIR`). It opens the
+//! engine (TPM provisioning, log replay, binary measurements), starts the
+//! HTTPS endpoint, then serves `org.hearth.Attestation1`.
+#![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-fn arg(args: &[String], name: &str, default: &str) -> PathBuf {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default))
-}
+use anyhow::Context as _;
+use hearth_attestd::{dbus::AttestationInterface, server, Config, Engine};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let config = arg(&args, "--config", "/etc/hearth/hearth-attestd.toml");
-    let state_dir = arg(&args, "--state-dir", "/var/lib/hearth/hearth-attestd");
-    let run = || -> anyhow::Result<()> {
-        let cfg: hearth_attestd::Config = hearth_common::config::load(&config)?;
-        let rt = tokio::runtime::Runtime::new()?;
-        rt.block_on(async {
-            let tls = hearth_attestd::server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
-            let listener = hearth_attestd::server::bind(&cfg.listen).await?;
-            let engine = {
-                let cfg = cfg.clone();
-                tokio::task::spawn_blocking(move || hearth_attestd::Engine::open(&cfg, &state_dir))
-                    .await??
-            };
-            eprintln!("hearth-attestd: serving on {}", listener.local_addr()?);
-            hearth_attestd::server::serve(listener, tls, Arc::new(engine)).await;
-            Ok(())
-        })
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hearth-attestd: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    hearth_daemon::main::<Config, _, _, _>(hearth_common::names::ATTESTATION, |ctx, cfg| async move {
+        let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+        let listener = server::bind(&cfg.listen).await?;
+        ctx.notifier.status("provisioning the TPM and replaying the event log");
+        let engine = {
+            let state_dir = ctx.state_dir.clone();
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || Engine::open(&cfg, &state_dir))
+                .await
+                .context("engine start-up panicked")??
+        };
+        let engine = Arc::new(engine);
+        tracing::info!(listen = %listener.local_addr()?, "HTTPS endpoint up");
+        tokio::spawn(server::serve(listener, tls, engine.clone()));
+        Ok(AttestationInterface::new(engine, ctx.access.clone()))
+    })
 }

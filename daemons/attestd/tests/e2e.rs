@@ -75,7 +75,7 @@ fn make_tls(dir: &Path, tag: &str) -> Tls {
 const INTENTD_UID: u32 = 1000;
 
 struct Appliance {
-    swtpm: Swtpm,
+    _swtpm: Swtpm,
     dir: tempfile::TempDir,
     cfg: Config,
     engine: Arc<Engine>,
@@ -99,9 +99,10 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         tls_cert: tls.chain.clone(),
         tls_key: tls.key.clone(),
         root_ca: tls.root.clone(),
-        measurement_uids: vec![INTENTD_UID],
+        measurement_users: vec![INTENTD_UID.to_string()],
         measure_binaries: measure,
         firmware_event_log: None,
+        access: Default::default(),
     }
 }
 
@@ -135,7 +136,7 @@ async fn appliance(template: &Path) -> Appliance {
     let engine = open_engine(&cfg, &dir.path().join("attestd")).await;
     let (server, host) = serve(&cfg, engine.clone()).await;
     Appliance {
-        swtpm,
+        _swtpm: swtpm,
         dir,
         cfg,
         engine,
