@@ -468,11 +468,8 @@ async fn quote_verifies_with_tpm2_checkquote_too() {
     std::fs::write(dir.join("ak.pem"), key.public_key_to_pem().unwrap()).unwrap();
     std::fs::write(dir.join("quote.msg"), hex::decode(&resp.quote.attest).unwrap()).unwrap();
     std::fs::write(dir.join("quote.sig"), hex::decode(&resp.quote.signature).unwrap()).unwrap();
-    let mut pcrs = Vec::new();
-    for v in resp.pcrs.values() {
-        pcrs.extend(hex::decode(v).unwrap());
-    }
-    std::fs::write(dir.join("quote.pcrs"), pcrs).unwrap();
+    let values: Vec<Vec<u8>> = resp.pcrs.values().map(|v| hex::decode(v).unwrap()).collect();
+    std::fs::write(dir.join("quote.pcrs"), tpm2_tools_pcrs_file(&values)).unwrap();
     let run = |nonce_hex: &str| {
         std::process::Command::new("tpm2_checkquote")
             .arg("-u")
@@ -483,7 +480,7 @@ async fn quote_verifies_with_tpm2_checkquote_too() {
             .arg(dir.join("quote.sig"))
             .arg("-f")
             .arg(dir.join("quote.pcrs"))
-            .args(["-l", "sha256:0,1,2,3,4,5,6,7,11", "-g", "sha256", "-q", nonce_hex])
+            .args(["-g", "sha256", "-q", nonce_hex])
             .output()
             .unwrap()
     };
@@ -496,4 +493,31 @@ async fn quote_verifies_with_tpm2_checkquote_too() {
     );
     let bad = run(&hex::encode(verify::fresh_nonce()));
     assert!(!bad.status.success(), "tpm2_checkquote rejects another nonce");
+}
+
+/// The PCR file tpm2_quote -o writes and tpm2_checkquote -f reads (tpm2-tools
+/// 5.x): the in-memory TPML_PCR_SELECTION (here sha256: 0-7 and 11), a u32
+/// count of TPML_DIGEST structures, then those (8 digests each), all in the
+/// host's byte order with C struct padding.
+fn tpm2_tools_pcrs_file(values: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend(1u32.to_ne_bytes());
+    // TPMS_PCR_SELECTION: hash u16, sizeofSelect u8, pcrSelect[4], 1 byte padding.
+    out.extend(0x000bu16.to_ne_bytes());
+    out.extend([3u8, 0xff, 0x08, 0x00, 0x00, 0x00]);
+    out.resize(4 + 16 * 8, 0);
+    let chunks: Vec<&[Vec<u8>]> = values.chunks(8).collect();
+    out.extend((chunks.len() as u32).to_ne_bytes());
+    for chunk in chunks {
+        out.extend((chunk.len() as u32).to_ne_bytes());
+        for i in 0..8 {
+            let mut d = [0u8; 66];
+            if let Some(v) = chunk.get(i) {
+                d[..2].copy_from_slice(&(v.len() as u16).to_ne_bytes());
+                d[2..2 + v.len()].copy_from_slice(v);
+            }
+            out.extend(d);
+        }
+    }
+    out
 }
