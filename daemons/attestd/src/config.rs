@@ -42,6 +42,12 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// PEM of the appliance's root CA certificate (served by /v1/identity).
     pub root_ca: PathBuf,
+    /// Names (DNS names or IP addresses) for a throwaway self-signed chain,
+    /// made at `tls_cert`, `tls_key` and `root_ca` when those files do not
+    /// exist, until hearth-pkid issues the endpoint certificate. Empty (the
+    /// default): the files must exist.
+    #[serde(default)]
+    pub tls_generate: Vec<String>,
     /// Users allowed to submit measurements over D-Bus (hearth-intentd's
     /// user), by name or numeric uid. Nobody else may, not even admins.
     #[serde(default)]

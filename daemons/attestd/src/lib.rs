@@ -5,6 +5,7 @@
 //!   `hearth_attestation::tpm`, on the blocking pool).
 //! * [`server`]: the HTTPS JSON endpoint (rustls) for remote verifiers.
 //! * [`dbus`]: `org.hearth.Attestation1`, a thin adapter over the engine.
+//! * [`tls`]: a throwaway endpoint chain until hearth-pkid issues one.
 //! * [`config`]: the configuration file.
 //!
 //! Must never: rewrite or drop logged events, extend the register with
@@ -18,6 +19,7 @@ pub mod config;
 pub mod dbus;
 pub mod engine;
 pub mod server;
+pub mod tls;
 
 pub use config::Config;
 pub use engine::{Engine, EngineError, Status};

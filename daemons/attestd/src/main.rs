@@ -12,6 +12,12 @@ use hearth_attestd::{dbus::AttestationInterface, server, Config, Engine};
 
 fn main() -> ExitCode {
     hearth_daemon::main::<Config, _, _, _>(hearth_common::names::ATTESTATION, |ctx, cfg| async move {
+        if hearth_attestd::tls::ensure_throwaway_chain(&cfg)? {
+            tracing::warn!(
+                cert = %cfg.tls_cert.display(),
+                "made a throwaway self-signed chain for the HTTPS endpoint (tls_generate)"
+            );
+        }
         let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
         let listener = server::bind(&cfg.listen).await?;
         ctx.notifier.status("provisioning the TPM and replaying the event log");

@@ -101,6 +101,7 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         root_ca: tls.root.clone(),
         measurement_users: vec![INTENTD_UID.to_string()],
         measure_binaries: measure,
+        tls_generate: Vec::new(),
         firmware_event_log: None,
         access: Default::default(),
     }

@@ -1,0 +1,174 @@
+//! The real hearth-attestd binary on a private D-Bus bus with a real swtpm:
+//! readiness, `org.hearth.Attestation1` through the shared proxy, the HTTPS
+//! endpoint with the throwaway chain, and a clean stop on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_attestation::flow;
+use hearth_attestation::swtpm::{LocalCa, Swtpm};
+use hearth_common::proxies::attestation::AttestationProxy;
+use hearth_common::HearthError;
+
+/// Kills the process on drop (test failures included).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn private_bus(dir: &Path) -> (Proc, String) {
+    let sock = dir.join("bus.sock");
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"#,
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--nofork", "--print-address"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The address is printed once the bus listens.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (Proc(child), line.trim().to_string())
+}
+
+/// Waits for READY=1 on the notify socket, or the daemon's exit.
+fn await_ready(sock: &UnixDatagram, daemon: &mut Child) {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!("hearth-attestd exited before READY=1: {status}");
+        }
+        if let Ok(n) = sock.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                return;
+            }
+        }
+    }
+    panic!("hearth-attestd sent no READY=1 in 30 s");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LocalCa::new().unwrap();
+    ca.manufacture(&dir.path().join("tpm")).unwrap();
+    let swtpm = Swtpm::start(&dir.path().join("tpm")).unwrap();
+    let (_bus, address) = private_bus(dir.path());
+    let port = free_port();
+
+    // The sandbox template, filled in the way scripts/sandbox does.
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox.toml"))
+            .unwrap();
+    let config = template
+        .replace("@TCTI@", &swtpm.tcti())
+        .replace("@ATTEST_PORT@", &port.to_string())
+        .replace("@DIR@", &dir.path().display().to_string())
+        .replace("@REPO@/target/debug/hearth-attestd", env!("CARGO_BIN_EXE_hearth-attestd"));
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    let config_path = dir.path().join("etc/hearth-attestd.toml");
+    std::fs::write(&config_path, config).unwrap();
+
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let mut daemon = Proc(
+        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.path().join("state/hearth-attestd"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("TSS2_LOG", "all+NONE")
+            .spawn()
+            .unwrap(),
+    );
+    await_ready(&notify, &mut daemon.0);
+
+    let conn = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let p = AttestationProxy::new(&conn).await.unwrap();
+
+    // The binary measured itself at start: record 0.
+    let sha = hex::encode(openssl::sha::sha256(b"audit record of action 1"));
+    let recnum = p.measure("action", "net.open_port #1", &sha).await.unwrap();
+    assert_eq!(recnum, 1);
+    let err = p.measure("action", "x", "not-hex").await.unwrap_err();
+    assert!(
+        matches!(&err, HearthError::InvalidArgument(m) if m.contains("sha256") && m.contains("not-hex")),
+        "{err:?}"
+    );
+
+    let status: serde_json::Value = serde_json::from_str(&p.status().await.unwrap()).unwrap();
+    assert_eq!(status["consistent"], true, "{status}");
+    assert_eq!(status["events"], 2, "{status}");
+    let log: serde_json::Value = serde_json::from_str(&p.log().await.unwrap()).unwrap();
+    assert_eq!(log[0]["content"]["kind"], "binary");
+    assert_eq!(log[1]["content"]["name"], "net.open_port #1");
+    assert_eq!(log[1]["content"]["sha256"], sha);
+    let pcrs: serde_json::Value = serde_json::from_str(&p.pcrs().await.unwrap()).unwrap();
+    assert_eq!(pcrs.as_object().unwrap().len(), 9, "{pcrs}");
+
+    // The HTTPS endpoint with the throwaway chain: trust on first use, then
+    // a trusted check whose report names the action.
+    let host = format!("127.0.0.1:{port}");
+    let bundle = ca.bundle_pem().unwrap();
+    let enrolled = flow::enroll(&host, None, Some(&bundle)).await.unwrap();
+    let report = flow::check(&enrolled.record, None).await.unwrap();
+    assert!(report.trusted, "{:?}", report.checks);
+    assert_eq!(report.actions, vec!["net.open_port #1".to_string()]);
+
+    // SIGTERM: a clean exit.
+    let pid = daemon.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
