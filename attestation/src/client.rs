@@ -67,8 +67,8 @@ fn split_host(host: &str) -> Result<(String, ServerName<'static>), ClientError> 
     port.parse::<u16>()
         .map_err(|_| ClientError::BadHost(host.into()))?;
     let name = name.trim_start_matches('[').trim_end_matches(']');
-    let server = ServerName::try_from(name.to_string())
-        .map_err(|_| ClientError::BadHost(host.into()))?;
+    let server =
+        ServerName::try_from(name.to_string()).map_err(|_| ClientError::BadHost(host.into()))?;
     Ok((host.to_string(), server))
 }
 
@@ -260,8 +260,6 @@ pub async fn peek_root_ca(host: &str) -> Result<String, ClientError> {
             "the server does not present its root CA at the end of its chain".into(),
         ));
     }
-    let pem = cert
-        .to_pem()
-        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let pem = cert.to_pem().map_err(|e| ClientError::Tls(e.to_string()))?;
     String::from_utf8(pem).map_err(|e| ClientError::Tls(e.to_string()))
 }

@@ -36,7 +36,8 @@ pub enum CryptoError {
 /// The ECDSA P-256 verifying key of an AK's TPMT_PUBLIC, after checking that
 /// it is a restricted, TPM-bound signing key named with SHA-256.
 pub fn ak_key(ak: &wire::Public) -> Result<EcKey<PkPublic>, CryptoError> {
-    let need = oa::FIXED_TPM | oa::FIXED_PARENT | oa::SENSITIVE_DATA_ORIGIN | oa::RESTRICTED | oa::SIGN;
+    let need =
+        oa::FIXED_TPM | oa::FIXED_PARENT | oa::SENSITIVE_DATA_ORIGIN | oa::RESTRICTED | oa::SIGN;
     if ak.attributes & need != need || ak.attributes & oa::DECRYPT != 0 {
         return Err(CryptoError::BadKey(format!(
             "AK attributes {:#x} are not those of a restricted, TPM-bound signing key",
@@ -58,7 +59,9 @@ pub fn ak_key(ak: &wire::Public) -> Result<EcKey<PkPublic>, CryptoError> {
             key.check_key()?;
             Ok(key)
         }
-        _ => Err(CryptoError::BadKey("AK is not an ECC NIST P-256 key".into())),
+        _ => Err(CryptoError::BadKey(
+            "AK is not an ECC NIST P-256 key".into(),
+        )),
     }
 }
 
@@ -250,7 +253,9 @@ pub fn check_ek_cert(
     };
     let cas = X509::stack_from_pem(bundle)?;
     if cas.is_empty() {
-        return Err(CryptoError::EkCert("the vendor CA bundle holds no certificate".into()));
+        return Err(CryptoError::EkCert(
+            "the vendor CA bundle holds no certificate".into(),
+        ));
     }
     let mut store = X509StoreBuilder::new()?;
     for ca in cas {

@@ -114,7 +114,9 @@ pub enum ReplayError {
         name: String,
     },
     /// Record numbers are not 0, 1, 2, ...
-    #[error("event at position {position} has record number {recnum}: records are missing or reordered")]
+    #[error(
+        "event at position {position} has record number {recnum}: records are missing or reordered"
+    )]
     Sequence {
         /// Position in the log.
         position: usize,

@@ -12,7 +12,9 @@ pub enum FlowError {
     #[error("{0}")]
     Client(#[from] ClientError),
     /// The root CA presented is not the one whose fingerprint was given.
-    #[error("the appliance's root CA has fingerprint {got}, not the expected {expected}: refusing")]
+    #[error(
+        "the appliance's root CA has fingerprint {got}, not the expected {expected}: refusing"
+    )]
     Fingerprint {
         /// Presented.
         got: String,
@@ -45,7 +47,8 @@ pub async fn enroll(
     vendor_bundle_pem: Option<&[u8]>,
 ) -> Result<Enrolled, FlowError> {
     let root_pem = client::peek_root_ca(host).await?;
-    let root = crypto::parse_cert(root_pem.as_bytes()).map_err(|e| FlowError::Other(e.to_string()))?;
+    let root =
+        crypto::parse_cert(root_pem.as_bytes()).map_err(|e| FlowError::Other(e.to_string()))?;
     let fp = crypto::fingerprint(&root).map_err(|e| FlowError::Other(e.to_string()))?;
     if let Some(expected) = expected_fingerprint {
         let expected = crypto::normalize_fingerprint(expected);

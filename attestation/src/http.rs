@@ -42,7 +42,9 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<String>, Ht
             .read_until(b'\n', &mut line)
             .await?;
         if n == 0 {
-            return Err(HttpError::Malformed("connection closed in the header".into()));
+            return Err(HttpError::Malformed(
+                "connection closed in the header".into(),
+            ));
         }
         total += n;
         if total > MAX_HEAD {
@@ -68,7 +70,9 @@ fn content_length(headers: &[String]) -> Result<usize, HttpError> {
                     .map_err(|_| HttpError::Malformed(format!("bad Content-Length {v:?}")));
             }
             if k.trim().eq_ignore_ascii_case("transfer-encoding") {
-                return Err(HttpError::Malformed("chunked bodies are not supported".into()));
+                return Err(HttpError::Malformed(
+                    "chunked bodies are not supported".into(),
+                ));
             }
         }
     }
@@ -104,7 +108,9 @@ pub async fn read_request<R: AsyncBufRead + Unpin>(
         return Err(HttpError::Malformed(format!("bad request line {first:?}")));
     };
     if !version.starts_with("HTTP/1.") {
-        return Err(HttpError::Malformed(format!("unsupported version {version:?}")));
+        return Err(HttpError::Malformed(format!(
+            "unsupported version {version:?}"
+        )));
     }
     let len = content_length(&head[1..])?;
     let body = read_body(r, len, max_body, "request body").await?;

@@ -23,7 +23,9 @@ pub struct LocalCa {
 impl LocalCa {
     /// Writes the configuration of a new, empty local CA.
     pub fn new() -> io::Result<LocalCa> {
-        let dir = tempfile::Builder::new().prefix("hearth-swtpm-ca.").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("hearth-swtpm-ca.")
+            .tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("ca"))?;
         std::fs::write(
@@ -65,7 +67,12 @@ impl LocalCa {
             .arg("--tpm2")
             .arg("--tpmstate")
             .arg(state_dir)
-            .args(["--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite"])
+            .args([
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--lock-nvram",
+                "--overwrite",
+            ])
             .arg("--config")
             .arg(self.dir.path().join("swtpm_setup.conf"))
             .stdin(Stdio::null())

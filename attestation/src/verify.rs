@@ -296,7 +296,8 @@ fn parse_signed(
     what: &str,
 ) -> Result<(Vec<u8>, Attest, EcdsaSignature), String> {
     let attest = hex::decode(&s.attest).map_err(|e| format!("{what}: attest is not hex: {e}"))?;
-    let sig = hex::decode(&s.signature).map_err(|e| format!("{what}: signature is not hex: {e}"))?;
+    let sig =
+        hex::decode(&s.signature).map_err(|e| format!("{what}: signature is not hex: {e}"))?;
     let parsed = Attest::parse(&attest).map_err(|e| format!("{what}: {e}"))?;
     let sig = EcdsaSignature::parse(&sig).map_err(|e| format!("{what}: {e}"))?;
     Ok((attest, parsed, sig))
@@ -331,7 +332,11 @@ pub fn check_quote(
         .and_then(|b| wire::Public::parse(&b).ok())
         .and_then(|p| crypto::ak_key(&p).ok());
     let Some(ak) = ak else {
-        c.push("enrolled AK", false, "the enrollment record's AK is unusable");
+        c.push(
+            "enrolled AK",
+            false,
+            "the enrollment record's AK is unusable",
+        );
         return finish(report, c);
     };
 
@@ -349,7 +354,8 @@ pub fn check_quote(
         crypto::verify_ecdsa(&ak, &q_bytes, &q_sig),
         "TPM2_Quote signed by the enrolled AK",
     ) {
-        c.0.last_mut().map(|x| x.detail = "the quote is not signed by the enrolled AK".into());
+        c.0.last_mut()
+            .map(|x| x.detail = "the quote is not signed by the enrolled AK".into());
         return finish(report, c);
     }
     let nonce_ok = q.extra_data == nonce;
@@ -386,7 +392,10 @@ pub fn check_quote(
             let mut values = BTreeMap::new();
             let mut parse_ok = true;
             for (p, v) in &resp.pcrs {
-                match hex::decode(v).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                match hex::decode(v)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                {
                     Some(b) => {
                         values.insert(*p, b);
                     }
@@ -412,7 +421,11 @@ pub fn check_quote(
             }
         }
         Attested::Nv { .. } => {
-            c.push("quote PCR selection", false, "the quote is not a TPM2_Quote");
+            c.push(
+                "quote PCR selection",
+                false,
+                "the quote is not a TPM2_Quote",
+            );
         }
     }
 
@@ -429,14 +442,20 @@ pub fn check_quote(
         a.attributes &= !nv_attr::WRITTEN;
         b.attributes &= !nv_attr::WRITTEN;
         if a != b {
-            return Err("the register's definition differs from the enrolled one (redefined?)".into());
+            return Err(
+                "the register's definition differs from the enrolled one (redefined?)".into(),
+            );
         }
         check_register_public(&sent)?;
         Ok::<_, String>(sent)
     })();
     let nv_pub = match nv_pub_ok {
         Ok(p) => {
-            c.push("register definition", true, format!("NV extend index {:#010x}, as enrolled", p.index));
+            c.push(
+                "register definition",
+                true,
+                format!("NV extend index {:#010x}, as enrolled", p.index),
+            );
             Some(p)
         }
         Err(e) => {
@@ -562,7 +581,11 @@ pub fn check_quote(
         for e in &resp.event_log {
             if e.content.kind == Kind::Action {
                 report.actions.push(e.content.name.clone());
-            } else if seen.insert((e.content.kind, e.content.name.clone(), e.content.sha256.clone())) {
+            } else if seen.insert((
+                e.content.kind,
+                e.content.name.clone(),
+                e.content.sha256.clone(),
+            )) {
                 report.measured.push(Measured {
                     kind: e.content.kind,
                     name: e.content.name.clone(),
@@ -620,7 +643,10 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
             .iter()
             .find(|r| r.kind == m.kind && r.name == m.name);
         let (ok, detail) = match rule {
-            None => (false, format!("{} {} is not in the golden policy", m.kind, m.name)),
+            None => (
+                false,
+                format!("{} {} is not in the golden policy", m.kind, m.name),
+            ),
             Some(r) if r.sha256.iter().any(|d| d.eq_ignore_ascii_case(&m.sha256)) => {
                 (true, format!("{} {}: allowed digest", m.kind, m.name))
             }
@@ -652,7 +678,11 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
         c.push(
             &format!("action {a}"),
             ok,
-            if ok { "executed, as required" } else { "required but not executed" },
+            if ok {
+                "executed, as required"
+            } else {
+                "required but not executed"
+            },
         );
     }
     for a in &g.actions.forbidden {
@@ -660,7 +690,11 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
         c.push(
             &format!("action {a}"),
             ok,
-            if ok { "not executed" } else { "executed, but forbidden" },
+            if ok {
+                "not executed"
+            } else {
+                "executed, but forbidden"
+            },
         );
     }
 }

@@ -12,7 +12,11 @@ use hearth_attestation::flow::{self, FlowError};
 use hearth_attestation::verify::{golden_from_report, Enrollment, Golden, Report};
 
 #[derive(Parser, Debug)]
-#[command(name = "hearth-verify", version, about = "Remote attestation of Hearth appliances")]
+#[command(
+    name = "hearth-verify",
+    version,
+    about = "Remote attestation of Hearth appliances"
+)]
 struct Cli {
     /// Where enrollment records are kept.
     #[arg(long, global = true, value_name = "DIR")]
@@ -81,7 +85,9 @@ const COULD_NOT_CHECK: u8 = 2;
 
 fn store_dir(cli: &Option<PathBuf>) -> PathBuf {
     cli.clone().unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ".".into());
         home.join(".local/share/hearth-verify")
     })
 }
@@ -89,15 +95,25 @@ fn store_dir(cli: &Option<PathBuf>) -> PathBuf {
 fn record_path(store: &Path, host: &str) -> PathBuf {
     let safe: String = host
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     store.join(format!("{safe}.json"))
 }
 
 fn load_record(store: &Path, host: &str) -> Result<Enrollment, String> {
     let p = record_path(store, host);
-    let data = std::fs::read(&p)
-        .map_err(|e| format!("{host} is not enrolled ({}: {e}); run `hearth-verify enroll {host}`", p.display()))?;
+    let data = std::fs::read(&p).map_err(|e| {
+        format!(
+            "{host} is not enrolled ({}: {e}); run `hearth-verify enroll {host}`",
+            p.display()
+        )
+    })?;
     serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
 }
 
@@ -113,7 +129,12 @@ fn print_report(r: &Report) {
         if r.trusted { "TRUSTED" } else { "NOT TRUSTED" }
     );
     for c in &r.checks {
-        println!("  {} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+        println!(
+            "  {} {}: {}",
+            if c.ok { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        );
     }
     if !r.measured.is_empty() {
         println!("Measured:");
@@ -134,13 +155,22 @@ fn print_changes(old: &Report, new: &Report) {
         println!(
             "{}: now {}",
             new.host,
-            if new.trusted { "TRUSTED" } else { "NOT TRUSTED" }
+            if new.trusted {
+                "TRUSTED"
+            } else {
+                "NOT TRUSTED"
+            }
         );
     }
     for c in &new.checks {
         let before = old.checks.iter().find(|o| o.name == c.name);
         if before.map(|b| b.ok) != Some(c.ok) {
-            println!("  {} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+            println!(
+                "  {} {}: {}",
+                if c.ok { "✓" } else { "✗" },
+                c.name,
+                c.detail
+            );
         }
     }
     for m in new.measured.iter().filter(|m| !old.measured.contains(m)) {
@@ -178,8 +208,12 @@ async fn run(cli: Cli) -> u8 {
                         println!("✓ root CA fingerprint matches {}", r.root_ca_fingerprint);
                     }
                     match (&r.ek_cert_pem, r.ek_cert_checked) {
-                        (Some(_), true) => println!("✓ EK certificate chains to the vendor CA bundle"),
-                        (Some(_), false) => println!("! EK certificate present but not checked (no --ek-ca-bundle)"),
+                        (Some(_), true) => {
+                            println!("✓ EK certificate chains to the vendor CA bundle")
+                        }
+                        (Some(_), false) => {
+                            println!("! EK certificate present but not checked (no --ek-ca-bundle)")
+                        }
                         (None, _) => println!("! the TPM has no EK certificate"),
                     }
                     println!("✓ credential activation: the AK lives in the TPM that holds the EK");
@@ -187,7 +221,8 @@ async fn run(cli: Cli) -> u8 {
                     let saved = std::fs::create_dir_all(&store)
                         .map_err(|e| e.to_string())
                         .and_then(|_| {
-                            let mut data = serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
+                            let mut data =
+                                serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
                             data.push(b'\n');
                             std::fs::write(&path, data).map_err(|e| e.to_string())
                         });
@@ -223,7 +258,10 @@ async fn run(cli: Cli) -> u8 {
             match flow::check(&record, Some(&golden)).await {
                 Ok(report) => {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
                     } else {
                         print_report(&report);
                     }
@@ -321,7 +359,9 @@ async fn run(cli: Cli) -> u8 {
                 }
                 Ok(report) => {
                     print_report(&report);
-                    eprintln!("hearth-verify: the appliance does not verify; no golden policy written");
+                    eprintln!(
+                        "hearth-verify: the appliance does not verify; no golden policy written"
+                    );
                     NOT_TRUSTED
                 }
                 Err(e) => {
@@ -335,7 +375,10 @@ async fn run(cli: Cli) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hearth-verify: {e}");

@@ -19,8 +19,10 @@ use tss_esapi::abstraction::ek::{create_ek_object, retrieve_ek_pubcert};
 use tss_esapi::abstraction::{pcr, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::NvIndexAttributesBuilder;
 use tss_esapi::constants::NvIndexType;
+use tss_esapi::constants::SessionType;
 use tss_esapi::handles::{
-    AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle, TpmHandle,
+    AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle,
+    TpmHandle,
 };
 use tss_esapi::interface_types::algorithm::{
     AsymmetricAlgorithm, HashingAlgorithm, SignatureSchemeAlgorithm,
@@ -35,7 +37,6 @@ use tss_esapi::structures::{
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
-use tss_esapi::constants::SessionType;
 use tss_esapi::Context;
 
 use crate::wire::{self, nv_attr};
@@ -170,16 +171,17 @@ impl Tpm {
         if let Some(o) = Self::persistent(ctx, self.cfg.ek_handle)? {
             return Ok(o.into());
         }
-        let ek = create_ek_object(ctx, AsymmetricAlgorithm::Rsa, DefaultKey).op("creating the EK")?;
-        let persistent = Persistent::Persistent(
-            PersistentTpmHandle::new(self.cfg.ek_handle).op("EK handle")?,
-        );
+        let ek =
+            create_ek_object(ctx, AsymmetricAlgorithm::Rsa, DefaultKey).op("creating the EK")?;
+        let persistent =
+            Persistent::Persistent(PersistentTpmHandle::new(self.cfg.ek_handle).op("EK handle")?);
         let ph = ctx
             .execute_with_session(Some(AuthSession::Password), |c| {
                 c.evict_control(Provision::Owner, ek.into(), persistent)
             })
             .op("persisting the EK")?;
-        ctx.flush_context(ek.into()).op("flushing the transient EK")?;
+        ctx.flush_context(ek.into())
+            .op("flushing the transient EK")?;
         Ok(ph.into())
     }
 
@@ -190,9 +192,12 @@ impl Tpm {
         let mut ctx = self.context()?;
         let ek = self.ek(&mut ctx)?;
         let (ek_pub, _, _) = ctx.read_public(ek).op("reading the EK")?;
-        let ek_cert_der = retrieve_ek_pubcert(&mut ctx, AsymmetricAlgorithmSelection::Rsa(
-            tss_esapi::interface_types::key_bits::RsaKeyBits::Rsa2048,
-        ))
+        let ek_cert_der = retrieve_ek_pubcert(
+            &mut ctx,
+            AsymmetricAlgorithmSelection::Rsa(
+                tss_esapi::interface_types::key_bits::RsaKeyBits::Rsa2048,
+            ),
+        )
         .ok();
 
         let ak = match Self::persistent(&mut ctx, self.cfg.ak_handle)? {
@@ -218,7 +223,8 @@ impl Tpm {
                         c.evict_control(Provision::Owner, loaded.into(), persistent)
                     })
                     .op("persisting the AK")?;
-                ctx.flush_context(loaded.into()).op("flushing the transient AK")?;
+                ctx.flush_context(loaded.into())
+                    .op("flushing the transient AK")?;
                 ph.into()
             }
         };
@@ -306,7 +312,10 @@ impl Tpm {
         let ak: KeyHandle = Self::persistent(&mut ctx, self.cfg.ak_handle)?
             .ok_or_else(|| TpmError::Unexpected("the AK is not provisioned".into()))?
             .into();
-        let slots = pcrs.iter().map(|&p| slot(p)).collect::<Result<Vec<_>, _>>()?;
+        let slots = pcrs
+            .iter()
+            .map(|&p| slot(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let selection = PcrSelectionListBuilder::new()
             .with_selection(HashingAlgorithm::Sha256, &slots)
             .build()
@@ -341,8 +350,8 @@ impl Tpm {
                 .op("TPM2_Quote")?;
             let attest = attest.marshall().op("marshalling the quote")?;
             let signature = signature.marshall().op("marshalling the signature")?;
-            let parsed = wire::Attest::parse(&attest)
-                .map_err(|e| TpmError::Unexpected(e.to_string()))?;
+            let parsed =
+                wire::Attest::parse(&attest).map_err(|e| TpmError::Unexpected(e.to_string()))?;
             if let wire::Attested::Quote { pcr_digest, .. } = &parsed.attested {
                 if *pcr_digest == crate::verify::pcr_composite_digest(&values) {
                     return Ok(QuoteParts {
@@ -417,10 +426,9 @@ impl Tpm {
                 )
             })
             .op("PolicySecret(endorsement)")?;
-            ctx.execute_with_sessions(
-                (Some(AuthSession::Password), Some(session), None),
-                |c| c.activate_credential(ak, ek, blob, secret),
-            )
+            ctx.execute_with_sessions((Some(AuthSession::Password), Some(session), None), |c| {
+                c.activate_credential(ak, ek, blob, secret)
+            })
             .op("TPM2_ActivateCredential")
         })();
         let _ = ctx.flush_context(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
@@ -496,8 +504,7 @@ fn marshal_nv_public(p: &tss_esapi::structures::NvPublic) -> Result<Vec<u8>, Tpm
     let nv = wire::NvPublic {
         index: u32::from(p.nv_index()),
         name_alg: tss_esapi::tss2_esys::TPM2_ALG_ID::from(p.name_algorithm()),
-        attributes: tss_esapi::tss2_esys::TPMA_NV::try_from(p.attributes())
-            .op("NV attributes")?,
+        attributes: tss_esapi::tss2_esys::TPMA_NV::try_from(p.attributes()).op("NV attributes")?,
         auth_policy: p.authorization_policy().value().to_vec(),
         data_size: p.data_size() as u16,
     };

@@ -49,7 +49,11 @@ fn describe(rc: u32) -> String {
         return format!("{layer} error {code:#x}");
     }
     if code & 0x80 != 0 {
-        format!("TPM format-one error {:#x} (number {})", code & 0x3F, (code >> 8) & 0xF)
+        format!(
+            "TPM format-one error {:#x} (number {})",
+            code & 0x3F,
+            (code >> 8) & 0xF
+        )
     } else {
         format!("TPM error {code:#x}")
     }
@@ -117,7 +121,12 @@ impl RawEsys {
     }
 
     /// TPM2_NV_Extend(index, data), authorized by the index's own auth value.
-    pub(super) fn nv_extend(&mut self, index: u32, auth: &[u8], data: &[u8]) -> Result<(), TpmError> {
+    pub(super) fn nv_extend(
+        &mut self,
+        index: u32,
+        auth: &[u8],
+        data: &[u8],
+    ) -> Result<(), TpmError> {
         let nv = self.tr_from_public(index)?;
         self.set_auth(nv, auth)?;
         // SAFETY: plain old data, all-zero is an empty buffer.

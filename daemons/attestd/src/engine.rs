@@ -19,12 +19,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use hashing::sha256_file;
 use hearth_attestation::api::{
     EnrollRequest, EnrollResponse, Identity, QuoteResponse, Signed, BOOT_PCRS,
 };
 use hearth_attestation::eventlog::{self, Content, Event, Kind};
 use hearth_attestation::tpm::{Tpm, TpmConfig, TpmError, TpmIdentity};
-use hashing::sha256_file;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -173,7 +173,11 @@ fn read_log(path: &Path) -> Result<(Vec<Event>, Option<String>), EngineError> {
             Err(e) => {
                 return Ok((
                     events,
-                    Some(format!("{}:{}: unreadable record: {e}", path.display(), i + 1)),
+                    Some(format!(
+                        "{}:{}: unreadable record: {e}",
+                        path.display(),
+                        i + 1
+                    )),
                 ))
             }
         }
@@ -255,8 +259,12 @@ impl Engine {
                     Some(format!(
                         "{} events replay to {} but the register holds {}{hint}",
                         log.len(),
-                        replayed.map(hex::encode).unwrap_or_else(|| "nothing".into()),
-                        register.map(hex::encode).unwrap_or_else(|| "nothing (unwritten)".into()),
+                        replayed
+                            .map(hex::encode)
+                            .unwrap_or_else(|| "nothing".into()),
+                        register
+                            .map(hex::encode)
+                            .unwrap_or_else(|| "nothing (unwritten)".into()),
                     )),
                 )
             }
@@ -298,7 +306,8 @@ impl Engine {
 
     fn append(&self, content: Content) -> Result<Event, EngineError> {
         let mut inner = self.lock();
-        let event = eventlog::make_event(inner.log.len() as u64, self.tpm.config().nv_index, content);
+        let event =
+            eventlog::make_event(inner.log.len() as u64, self.tpm.config().nv_index, content);
         let mut line = serde_json::to_vec(&event)
             .map_err(|e| EngineError::Setup(format!("serializing an event: {e}")))?;
         line.push(b'\n');
@@ -423,7 +432,10 @@ impl Engine {
         } else {
             match eventlog::replay(&inner.log, nv_index) {
                 Ok(v) if v == register => (true, None),
-                Ok(_) => (false, Some("the log no longer replays to the register".into())),
+                Ok(_) => (
+                    false,
+                    Some("the log no longer replays to the register".into()),
+                ),
                 Err(e) => (false, Some(e.to_string())),
             }
         };

@@ -11,26 +11,30 @@ use anyhow::Context as _;
 use hearth_attestd::{dbus::AttestationInterface, server, Config, Engine};
 
 fn main() -> ExitCode {
-    hearth_daemon::main::<Config, _, _, _>(hearth_common::names::ATTESTATION, |ctx, cfg| async move {
-        if hearth_attestd::tls::ensure_throwaway_chain(&cfg)? {
-            tracing::warn!(
-                cert = %cfg.tls_cert.display(),
-                "made a throwaway self-signed chain for the HTTPS endpoint (tls_generate)"
-            );
-        }
-        let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
-        let listener = server::bind(&cfg.listen).await?;
-        ctx.notifier.status("provisioning the TPM and replaying the event log");
-        let engine = {
-            let state_dir = ctx.state_dir.clone();
-            let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || Engine::open(&cfg, &state_dir))
-                .await
-                .context("engine start-up panicked")??
-        };
-        let engine = Arc::new(engine);
-        tracing::info!(listen = %listener.local_addr()?, "HTTPS endpoint up");
-        tokio::spawn(server::serve(listener, tls, engine.clone()));
-        Ok(AttestationInterface::new(engine, ctx.access.clone()))
-    })
+    hearth_daemon::main::<Config, _, _, _>(
+        hearth_common::names::ATTESTATION,
+        |ctx, cfg| async move {
+            if hearth_attestd::tls::ensure_throwaway_chain(&cfg)? {
+                tracing::warn!(
+                    cert = %cfg.tls_cert.display(),
+                    "made a throwaway self-signed chain for the HTTPS endpoint (tls_generate)"
+                );
+            }
+            let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+            let listener = server::bind(&cfg.listen).await?;
+            ctx.notifier
+                .status("provisioning the TPM and replaying the event log");
+            let engine = {
+                let state_dir = ctx.state_dir.clone();
+                let cfg = cfg.clone();
+                tokio::task::spawn_blocking(move || Engine::open(&cfg, &state_dir))
+                    .await
+                    .context("engine start-up panicked")??
+            };
+            let engine = Arc::new(engine);
+            tracing::info!(listen = %listener.local_addr()?, "HTTPS endpoint up");
+            tokio::spawn(server::serve(listener, tls, engine.clone()));
+            Ok(AttestationInterface::new(engine, ctx.access.clone()))
+        },
+    )
 }

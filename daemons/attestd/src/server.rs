@@ -58,23 +58,24 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ServerEr
         return Err(tls_err(cert, "no certificate".into()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| tls_err(cert, e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key_der)
-    .map_err(|e| tls_err(cert, e.to_string()))?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(cert, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| tls_err(cert, e.to_string()))?;
     Ok(Arc::new(config))
 }
 
 /// Binds the listener.
 pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
-        addr: addr.to_string(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Serves until the task is dropped.
@@ -156,7 +157,10 @@ async fn route(engine: &Arc<Engine>, req: http::Request) -> (u16, Vec<u8>) {
         },
         ("POST", "/v1/enroll") => {
             let Ok(r) = serde_json::from_slice::<EnrollRequest>(&req.body) else {
-                return error(400, "body must be {\"credential_blob\": hex, \"secret\": hex}");
+                return error(
+                    400,
+                    "body must be {\"credential_blob\": hex, \"secret\": hex}",
+                );
             };
             match blocking(engine, move |e| e.activate(&r)).await {
                 Ok(r) => json(200, &r),

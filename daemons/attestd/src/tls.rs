@@ -64,7 +64,13 @@ fn cert(
     b.set_not_after(&until)?;
     if issuer.is_none() {
         b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
     } else {
         b.append_extension(BasicConstraints::new().critical().build()?)?;
         b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
@@ -80,7 +86,10 @@ fn cert(
         let ext = san.build(&b.x509v3_context(issuer.map(|(c, _)| c.as_ref()), None))?;
         b.append_extension(ext)?;
     }
-    b.sign(issuer.map(|(_, k)| k).unwrap_or(key), MessageDigest::sha256())?;
+    b.sign(
+        issuer.map(|(_, k)| k).unwrap_or(key),
+        MessageDigest::sha256(),
+    )?;
     Ok(b.build())
 }
 

@@ -109,7 +109,10 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
         .replace("@TCTI@", &swtpm.tcti())
         .replace("@ATTEST_PORT@", &port.to_string())
         .replace("@DIR@", &dir.path().display().to_string())
-        .replace("@REPO@/target/debug/hearth-attestd", env!("CARGO_BIN_EXE_hearth-attestd"));
+        .replace(
+            "@REPO@/target/debug/hearth-attestd",
+            env!("CARGO_BIN_EXE_hearth-attestd"),
+        );
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
     let config_path = dir.path().join("etc/hearth-attestd.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -168,7 +171,11 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
 
     // SIGTERM: a clean exit.
     let pid = daemon.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }

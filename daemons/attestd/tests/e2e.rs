@@ -202,13 +202,17 @@ async fn enrolled_appliance_checks_trusted_with_its_golden_policy() {
     let app = appliance(&tpms().a).await;
     app.measure("model", "/var/lib/hearth/models/intent.gguf", b"model v1")
         .await;
-    app.measure("playbook-catalog", "catalog", b"catalog v1").await;
+    app.measure("playbook-catalog", "catalog", b"catalog v1")
+        .await;
     app.measure("policy", "/etc/hearth/policy.toml", b"policy v1")
         .await;
     app.measure("action", "playbook add-guest-wifi #1", b"audit record 1")
         .await;
     let record = app.enroll().await;
-    assert!(record.ek_cert_checked, "EK certificate checked against the swtpm-localca CA");
+    assert!(
+        record.ek_cert_checked,
+        "EK certificate checked against the swtpm-localca CA"
+    );
 
     let (report, _) = flow::check_with(&record, None).await.unwrap();
     assert!(report.trusted, "{:?}", failed(&report));
@@ -222,10 +226,16 @@ async fn enrolled_appliance_checks_trusted_with_its_golden_policy() {
     let names: Vec<&str> = report.measured.iter().map(|m| m.name.as_str()).collect();
     assert!(names.contains(&"/var/lib/hearth/models/intent.gguf"));
     assert!(names.contains(&"/bin/true"));
-    assert_eq!(report.actions, vec!["playbook add-guest-wifi #1".to_string()]);
+    assert_eq!(
+        report.actions,
+        vec!["playbook add-guest-wifi #1".to_string()]
+    );
     let s = status(&app.engine).await;
     assert!(s.consistent);
-    assert!(s.deletion_protected, "swtpm allows the platform-created register");
+    assert!(
+        s.deletion_protected,
+        "swtpm allows the platform-created register"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +251,8 @@ async fn replayed_quote_with_an_old_nonce_is_not_trusted() {
     let f = failed(&report);
     assert!(f.iter().any(|c| c.starts_with("quote freshness")), "{f:?}");
     assert!(
-        f.iter().any(|c| c.starts_with("register certification freshness")),
+        f.iter()
+            .any(|c| c.starts_with("register certification freshness")),
         "{f:?}"
     );
 }
@@ -277,21 +288,38 @@ async fn tampered_event_logs_are_not_trusted_and_say_why() {
     last.digest = hex::encode(last.content.digest());
     let r = verify::check_quote(&record, &nonce, &edited, None);
     assert!(!r.trusted);
-    assert!(failed(&r).iter().any(|c| c.contains("event log") && c.contains("certifies")), "{:?}", failed(&r));
+    assert!(
+        failed(&r)
+            .iter()
+            .any(|c| c.contains("event log") && c.contains("certifies")),
+        "{:?}",
+        failed(&r)
+    );
 
     // Edited without fixing the digest.
     let mut edited = resp.clone();
     edited.event_log[1].content.sha256 = "00".repeat(32);
     let r = verify::check_quote(&record, &nonce, &edited, None);
-    assert!(failed(&r).iter().any(|c| c.contains("digest does not match its content")), "{:?}", failed(&r));
+    assert!(
+        failed(&r)
+            .iter()
+            .any(|c| c.contains("digest does not match its content")),
+        "{:?}",
+        failed(&r)
+    );
 
     // Truncated: the embarrassing action dropped.
     let mut truncated = resp.clone();
     truncated.event_log.pop();
     let r = verify::check_quote(&record, &nonce, &truncated, None);
     assert!(!r.trusted);
-    assert!(failed(&r).iter().any(|c| c.contains("removed, added, reordered or altered")));
-    assert!(r.actions.is_empty(), "an unproven log's actions are not reported as facts");
+    assert!(failed(&r)
+        .iter()
+        .any(|c| c.contains("removed, added, reordered or altered")));
+    assert!(
+        r.actions.is_empty(),
+        "an unproven log's actions are not reported as facts"
+    );
 
     // Reordered, with record numbers rewritten to look consecutive.
     let mut reordered = resp.clone();
@@ -307,13 +335,21 @@ async fn tampered_event_logs_are_not_trusted_and_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapped_model_file_is_not_trusted_and_named() {
     let app = appliance(&tpms().a).await;
-    app.measure("model", "/var/lib/hearth/models/intent.gguf", b"good weights")
-        .await;
+    app.measure(
+        "model",
+        "/var/lib/hearth/models/intent.gguf",
+        b"good weights",
+    )
+    .await;
     let record = app.enroll().await;
     let (good, _) = flow::check_with(&record, None).await.unwrap();
     let golden = golden_from_report(&good);
-    app.measure("model", "/var/lib/hearth/models/intent.gguf", b"evil weights")
-        .await;
+    app.measure(
+        "model",
+        "/var/lib/hearth/models/intent.gguf",
+        b"evil weights",
+    )
+    .await;
     let report = flow::check(&record, Some(&golden)).await.unwrap();
     assert!(!report.trusted);
     let f = failed(&report);
@@ -396,7 +432,11 @@ async fn restart_keeps_log_and_register_consistent() {
     let after = status(&app.engine).await;
     assert!(after.consistent, "{:?}", after.detail);
     assert_eq!(after.events, 3, "the binary is measured again at start");
-    assert_eq!(app.engine.log()[..2], log_before[..], "the log is kept, not rewritten");
+    assert_eq!(
+        app.engine.log()[..2],
+        log_before[..],
+        "the log is kept, not rewritten"
+    );
     let record = app.enroll().await;
     let report = flow::check(&record, None).await.unwrap();
     assert!(report.trusted, "{:?}", failed(&report));
@@ -441,10 +481,18 @@ async fn measurements_from_other_callers_or_malformed_are_refused_and_change_not
     let before = e.log().len();
     let results = tokio::task::spawn_blocking(move || {
         vec![
-            e.measure(0, "model", "m", &"aa".repeat(32)).unwrap_err().to_string(),
-            e.measure(INTENTD_UID, "firmware", "m", &"aa".repeat(32)).unwrap_err().to_string(),
-            e.measure(INTENTD_UID, "model", "", &"aa".repeat(32)).unwrap_err().to_string(),
-            e.measure(INTENTD_UID, "model", "m", "xyz").unwrap_err().to_string(),
+            e.measure(0, "model", "m", &"aa".repeat(32))
+                .unwrap_err()
+                .to_string(),
+            e.measure(INTENTD_UID, "firmware", "m", &"aa".repeat(32))
+                .unwrap_err()
+                .to_string(),
+            e.measure(INTENTD_UID, "model", "", &"aa".repeat(32))
+                .unwrap_err()
+                .to_string(),
+            e.measure(INTENTD_UID, "model", "m", "xyz")
+                .unwrap_err()
+                .to_string(),
         ]
     })
     .await
@@ -463,13 +511,25 @@ async fn quote_verifies_with_tpm2_checkquote_too() {
     let record = app.enroll().await;
     let (nonce, resp) = genuine(&app, &record).await;
     let dir = app.dir.path();
-    let ak = hearth_attestation::wire::Public::parse(&hex::decode(&record.ak_public).unwrap())
-        .unwrap();
+    let ak =
+        hearth_attestation::wire::Public::parse(&hex::decode(&record.ak_public).unwrap()).unwrap();
     let key = hearth_attestation::crypto::ak_key(&ak).unwrap();
     std::fs::write(dir.join("ak.pem"), key.public_key_to_pem().unwrap()).unwrap();
-    std::fs::write(dir.join("quote.msg"), hex::decode(&resp.quote.attest).unwrap()).unwrap();
-    std::fs::write(dir.join("quote.sig"), hex::decode(&resp.quote.signature).unwrap()).unwrap();
-    let values: Vec<Vec<u8>> = resp.pcrs.values().map(|v| hex::decode(v).unwrap()).collect();
+    std::fs::write(
+        dir.join("quote.msg"),
+        hex::decode(&resp.quote.attest).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("quote.sig"),
+        hex::decode(&resp.quote.signature).unwrap(),
+    )
+    .unwrap();
+    let values: Vec<Vec<u8>> = resp
+        .pcrs
+        .values()
+        .map(|v| hex::decode(v).unwrap())
+        .collect();
     std::fs::write(dir.join("quote.pcrs"), tpm2_tools_pcrs_file(&values)).unwrap();
     let run = |nonce_hex: &str| {
         std::process::Command::new("tpm2_checkquote")
@@ -493,7 +553,10 @@ async fn quote_verifies_with_tpm2_checkquote_too() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let bad = run(&hex::encode(verify::fresh_nonce()));
-    assert!(!bad.status.success(), "tpm2_checkquote rejects another nonce");
+    assert!(
+        !bad.status.success(),
+        "tpm2_checkquote rejects another nonce"
+    );
 }
 
 /// The PCR file tpm2_quote -o writes and tpm2_checkquote -f reads (tpm2-tools
