@@ -354,8 +354,9 @@ pub fn check_quote(
         crypto::verify_ecdsa(&ak, &q_bytes, &q_sig),
         "TPM2_Quote signed by the enrolled AK",
     ) {
-        c.0.last_mut()
-            .map(|x| x.detail = "the quote is not signed by the enrolled AK".into());
+        if let Some(x) = c.0.last_mut() {
+            x.detail = "the quote is not signed by the enrolled AK".into();
+        }
         return finish(report, c);
     }
     let nonce_ok = q.extra_data == nonce;

@@ -292,9 +292,9 @@ async fn run(cli: Cli) -> u8 {
                 }
             };
             let mut last: Option<Report> = None;
-            let mut code = COULD_NOT_CHECK;
             let mut n = 0u64;
             loop {
+                let code;
                 match flow::check(&record, Some(&golden)).await {
                     Ok(report) => {
                         code = if report.trusted { TRUSTED } else { NOT_TRUSTED };
