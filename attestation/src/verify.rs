@@ -644,18 +644,15 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
             .iter()
             .find(|r| r.kind == m.kind && r.name == m.name);
         let (ok, detail) = match rule {
-            None => (
-                false,
-                format!("{} {} is not in the golden policy", m.kind, m.name),
-            ),
+            None => (false, "not in the golden policy".to_string()),
             Some(r) if r.sha256.iter().any(|d| d.eq_ignore_ascii_case(&m.sha256)) => {
-                (true, format!("{} {}: allowed digest", m.kind, m.name))
+                (true, "allowed digest".to_string())
             }
             Some(_) => (
                 false,
                 format!(
-                    "{} {}: digest {} is not an allowed one (file swapped or modified)",
-                    m.kind, m.name, m.sha256
+                    "digest {} is not an allowed one (file swapped or modified)",
+                    m.sha256
                 ),
             ),
         };
@@ -670,7 +667,7 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
             c.push(
                 &format!("{} {}", r.kind, r.name),
                 false,
-                format!("{} {} was expected but never measured", r.kind, r.name),
+                "expected but never measured".to_string(),
             );
         }
     }
