@@ -125,6 +125,8 @@ impl Client {
             source,
         };
         let tcp = TcpStream::connect(&self.host).await.map_err(connect_err)?;
+        // Small request and response writes: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
         let mut tls = self
             .connector
             .connect(self.server.clone(), tcp)

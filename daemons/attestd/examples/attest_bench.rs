@@ -32,7 +32,11 @@ fn tls(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBu
         .unwrap()
         .signed_by(&leaf_key, &ca, &ca_key)
         .unwrap();
-    let (c, k, r) = (dir.join("chain.pem"), dir.join("key.pem"), dir.join("root.pem"));
+    let (c, k, r) = (
+        dir.join("chain.pem"),
+        dir.join("key.pem"),
+        dir.join("root.pem"),
+    );
     std::fs::write(&c, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
     std::fs::write(&k, leaf_key.serialize_pem()).unwrap();
     std::fs::write(&r, ca.pem()).unwrap();
@@ -113,10 +117,18 @@ async fn main() {
         std::fs::create_dir_all(&d).unwrap();
         apps.push(start(&template, &d).await);
     }
-    println!("started {n} appliances (swtpm + engine + HTTPS) in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "started {n} appliances (swtpm + engine + HTTPS) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let mut records = Vec::new();
     for a in &apps {
-        records.push(flow::enroll(&a.host, None, Some(&bundle)).await.unwrap().record);
+        records.push(
+            flow::enroll(&a.host, None, Some(&bundle))
+                .await
+                .unwrap()
+                .record,
+        );
     }
 
     // Anchor: the engine's quote alone, on appliance 0.
@@ -137,8 +149,14 @@ async fn main() {
         assert!(r.trusted);
         single.push(t.elapsed());
     }
-    println!("anchor  engine quote alone (TPM2_Quote + NV_Certify): {}", stats(anchor));
-    println!("single  quote-and-verify round trip over HTTPS:        {}", stats(single));
+    println!(
+        "anchor  engine quote alone (TPM2_Quote + NV_Certify): {}",
+        stats(anchor)
+    );
+    println!(
+        "single  quote-and-verify round trip over HTTPS:        {}",
+        stats(single)
+    );
 
     // N appliances at once, a few times.
     let mut all = Vec::new();
@@ -157,5 +175,8 @@ async fn main() {
         assert_eq!(trusted, n);
         all.push(t.elapsed());
     }
-    println!("fleet   {n} appliances checked at once (all trusted), wall time: {}", stats(all));
+    println!(
+        "fleet   {n} appliances checked at once (all trusted), wall time: {}",
+        stats(all)
+    );
 }

@@ -90,6 +90,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, engine: Arc<En
                 continue;
             }
         };
+        // Small TLS records both ways: no Nagle / delayed-ACK stalls.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let engine = engine.clone();
         tokio::spawn(async move {
