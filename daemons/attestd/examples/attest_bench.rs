@@ -163,7 +163,7 @@ async fn main() {
     for _ in 0..5 {
         let t = Instant::now();
         let mut set = tokio::task::JoinSet::new();
-        for r in records.iter().cloned() {
+        for r in records.clone() {
             set.spawn(async move { flow::check(&r, None).await.unwrap().trusted });
         }
         let mut trusted = 0;
