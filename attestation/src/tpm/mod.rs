@@ -18,8 +18,8 @@ use tss_esapi::abstraction::ak::{create_ak_2, load_ak};
 use tss_esapi::abstraction::ek::{create_ek_object, retrieve_ek_pubcert};
 use tss_esapi::abstraction::{pcr, AsymmetricAlgorithmSelection, DefaultKey};
 use tss_esapi::attributes::NvIndexAttributesBuilder;
-use tss_esapi::constants::NvIndexType;
 use tss_esapi::constants::SessionType;
+use tss_esapi::constants::{CapabilityType, NvIndexType};
 use tss_esapi::handles::{
     AuthHandle, KeyHandle, NvIndexHandle, NvIndexTpmHandle, ObjectHandle, PersistentTpmHandle,
     TpmHandle,
@@ -32,8 +32,8 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::{NvAuth, Provision};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Auth, Data, Digest, EncryptedSecret, IdObject, NvPublicBuilder, PcrSelectionListBuilder,
-    PcrSlot, SignatureScheme, SymmetricDefinition,
+    Auth, CapabilityData, Data, Digest, EncryptedSecret, IdObject, NvPublicBuilder,
+    PcrSelectionListBuilder, PcrSlot, SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall;
@@ -157,6 +157,9 @@ impl Tpm {
 
     fn persistent(ctx: &mut Context, handle: u32) -> Result<Option<ObjectHandle>, TpmError> {
         let h = PersistentTpmHandle::new(handle).op("persistent handle")?;
+        if !handle_exists(ctx, handle)? {
+            return Ok(None);
+        }
         match ctx.execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::Persistent(h))) {
             Ok(o) => Ok(Some(o)),
             Err(e) if is_handle_error(&e) => Ok(None),
@@ -231,16 +234,19 @@ impl Tpm {
         let (ak_pub, _, _) = ctx.read_public(ak).op("reading the AK")?;
 
         let nv_tpm = NvIndexTpmHandle::new(self.cfg.nv_index).op("NV index")?;
-        let existing = match ctx
-            .execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_tpm)))
-        {
-            Ok(o) => Some(NvIndexHandle::from(o)),
-            Err(e) if is_handle_error(&e) => None,
-            Err(e) => {
-                return Err(TpmError::Tss {
-                    op: "looking up the measurement register",
-                    source: e,
-                })
+        let existing = if !handle_exists(&mut ctx, self.cfg.nv_index)? {
+            None
+        } else {
+            match ctx.execute_without_session(|c| c.tr_from_tpm_public(TpmHandle::NvIndex(nv_tpm)))
+            {
+                Ok(o) => Some(NvIndexHandle::from(o)),
+                Err(e) if is_handle_error(&e) => None,
+                Err(e) => {
+                    return Err(TpmError::Tss {
+                        op: "looking up the measurement register",
+                        source: e,
+                    })
+                }
             }
         };
         let nv_handle = match existing {
@@ -437,6 +443,21 @@ impl Tpm {
         let digest: Digest = result?;
         Ok(digest.value().to_vec())
     }
+}
+
+/// Whether a persistent object or NV index exists, asked of the TPM's handle
+/// list (so that a missing one is not an error that the TSS logs).
+fn handle_exists(ctx: &mut Context, handle: u32) -> Result<bool, TpmError> {
+    let (data, _) = ctx
+        .get_capability(CapabilityType::Handles, handle, 1)
+        .op("listing TPM handles")?;
+    Ok(match data {
+        CapabilityData::Handles(list) => list
+            .as_ref()
+            .iter()
+            .any(|h| tss_esapi::tss2_esys::TPM2_HANDLE::from(*h) == handle),
+        _ => false,
+    })
 }
 
 fn is_handle_error(e: &tss_esapi::Error) -> bool {
