@@ -57,6 +57,7 @@ async fn start(template: &Path, dir: &Path) -> App {
         tls_key,
         root_ca,
         tls_generate: Vec::new(),
+        tls_from_pkid: Vec::new(),
         measurement_users: vec!["root".into()],
         measure_binaries: vec!["/bin/true".into()],
         firmware_event_log: None,

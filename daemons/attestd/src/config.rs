@@ -42,6 +42,11 @@ pub struct Config {
     pub tls_key: PathBuf,
     /// PEM of the appliance's root CA certificate (served by /v1/identity).
     pub root_ca: PathBuf,
+    /// Names (DNS names or IP addresses, within pkid's name constraints) of
+    /// the endpoint certificate hearth-pkid issues at every start, written
+    /// to `tls_cert`, `tls_key` and `root_ca`.
+    #[serde(default)]
+    pub tls_from_pkid: Vec<String>,
     /// Names (DNS names or IP addresses) for a throwaway self-signed chain,
     /// made at `tls_cert`, `tls_key` and `root_ca` when those files do not
     /// exist, until hearth-pkid issues the endpoint certificate. Empty (the

@@ -14,6 +14,9 @@ fn main() -> ExitCode {
     hearth_daemon::main::<Config, _, _, _>(
         hearth_common::names::ATTESTATION,
         |ctx, cfg| async move {
+            if hearth_attestd::tls::fetch_from_pkid(&ctx.connection, &cfg).await? {
+                tracing::info!(cert = %cfg.tls_cert.display(), "endpoint certificate issued by hearth-pkid");
+            }
             if hearth_attestd::tls::ensure_throwaway_chain(&cfg)? {
                 tracing::warn!(
                     cert = %cfg.tls_cert.display(),

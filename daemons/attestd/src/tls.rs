@@ -1,8 +1,15 @@
-//! A throwaway certificate chain for the HTTPS endpoint, for as long as
-//! hearth-pkid does not issue it (sandbox, development): a self-signed root
-//! and a leaf for the configured names, both ECDSA P-256, written once to
-//! the configured paths (key mode 0600) and kept across restarts so that
-//! enrolled verifiers keep trusting the endpoint.
+//! Where the HTTPS endpoint's certificate comes from:
+//!
+//! * `tls_from_pkid` names: at every start, hearth-pkid issues a `daemon`
+//!   certificate for those names over D-Bus (`org.hearth.Pki1.
+//!   IssueDaemonCertificate`, which needs this daemon's user among pkid's
+//!   `service_users`); the chain (leaf, issuing CA, root) and the key are
+//!   written to the configured paths. If pkid cannot be reached, the files of
+//!   the previous start are used (with a warning), or start-up fails.
+//! * `tls_generate` names: a throwaway self-signed root and a leaf for those
+//!   names (sandbox, development), written once and kept across restarts so
+//!   that enrolled verifiers keep trusting the endpoint.
+//! * Neither: the configured files must exist.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -26,6 +33,9 @@ pub enum TlsError {
     /// OpenSSL refused.
     #[error("generating the throwaway TLS chain: {0}")]
     Ssl(#[from] openssl::error::ErrorStack),
+    /// hearth-pkid did not issue the certificate.
+    #[error("hearth-pkid: {0}")]
+    Pkid(String),
     /// Writing failed.
     #[error("{path}: {source}")]
     Io {
@@ -130,4 +140,60 @@ pub fn ensure_throwaway_chain(cfg: &Config) -> Result<bool, TlsError> {
     write(&cfg.tls_cert, &chain, 0o644)?;
     write(&cfg.root_ca, &root_pem, 0o644)?;
     Ok(true)
+}
+
+/// The part of pkid's `DaemonCertificate` document used here.
+#[derive(serde::Deserialize)]
+struct DaemonCertificate {
+    chain_pem: String,
+    key_pem: String,
+    root_pem: String,
+}
+
+/// When `tls_from_pkid` names are configured, asks hearth-pkid for the
+/// endpoint's certificate and writes it to the configured paths. Returns
+/// whether a new certificate was written.
+pub async fn fetch_from_pkid(conn: &zbus::Connection, cfg: &Config) -> Result<bool, TlsError> {
+    if cfg.tls_from_pkid.is_empty() {
+        return Ok(false);
+    }
+    let pki = hearth_common::names::PKI;
+    let names = cfg.tls_from_pkid.join(",");
+    let issued = async {
+        let reply = conn
+            .call_method(
+                Some(pki.bus_name),
+                pki.path,
+                Some(pki.bus_name),
+                "IssueDaemonCertificate",
+                &(names.as_str(),),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let doc: String = reply.body().deserialize().map_err(|e| e.to_string())?;
+        serde_json::from_str::<DaemonCertificate>(&doc).map_err(|e| e.to_string())
+    }
+    .await;
+    match issued {
+        Ok(c) => {
+            let mut chain = c.chain_pem.trim_end().to_string();
+            chain.push('\n');
+            chain.push_str(c.root_pem.trim_end());
+            chain.push('\n');
+            write(&cfg.tls_key, c.key_pem.as_bytes(), 0o600)?;
+            write(&cfg.tls_cert, chain.as_bytes(), 0o644)?;
+            write(&cfg.root_ca, c.root_pem.as_bytes(), 0o644)?;
+            Ok(true)
+        }
+        Err(e) if cfg.tls_cert.exists() && cfg.tls_key.exists() && cfg.root_ca.exists() => {
+            tracing::warn!(
+                "hearth-pkid did not issue the endpoint certificate ({e}); \
+                 serving the one from the previous start"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(TlsError::Pkid(format!(
+            "IssueDaemonCertificate({names:?}) failed and no earlier certificate exists: {e}"
+        ))),
+    }
 }

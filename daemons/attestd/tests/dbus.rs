@@ -179,3 +179,42 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pkid_and_without_an_earlier_certificate_start_up_fails_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LocalCa::new().unwrap();
+    ca.manufacture(&dir.path().join("tpm")).unwrap();
+    let swtpm = Swtpm::start(&dir.path().join("tpm")).unwrap();
+    let (_bus, address) = private_bus(dir.path());
+    let d = dir.path().display();
+    let config_path = dir.path().join("hearth-attestd.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "tcti = \"{}\"\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"{d}/tls/chain.pem\"\n\
+             tls_key = \"{d}/tls/key.pem\"\nroot_ca = \"{d}/tls/root.pem\"\n\
+             tls_from_pkid = [\"127.0.0.1\"]\n",
+            swtpm.tcti(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    // No hearth-pkid owns org.hearth.Pki1 on this bus.
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env("TSS2_LOG", "all+NONE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("IssueDaemonCertificate") && stderr.contains("no earlier certificate"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("tls/key.pem").exists());
+}

@@ -102,6 +102,7 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         measurement_users: vec![INTENTD_UID.to_string()],
         measure_binaries: measure,
         tls_generate: Vec::new(),
+        tls_from_pkid: Vec::new(),
         firmware_event_log: None,
         access: Default::default(),
     }
