@@ -289,9 +289,15 @@ impl Engine {
         };
         for bin in &cfg.measure_binaries {
             let digest = sha256_file(bin).map_err(io(bin))?;
+            // "/proc/self/exe" measures the running daemon under its real path.
+            let name = if bin == Path::new("/proc/self/exe") {
+                std::fs::read_link(bin).unwrap_or_else(|_| bin.clone())
+            } else {
+                bin.clone()
+            };
             engine.append(Content {
                 kind: Kind::Binary,
-                name: bin.display().to_string(),
+                name: name.display().to_string(),
                 sha256: digest,
             })?;
         }

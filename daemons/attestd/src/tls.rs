@@ -5,7 +5,8 @@
 //!   IssueDaemonCertificate`, which needs this daemon's user among pkid's
 //!   `service_users`); the chain (leaf, issuing CA, root) and the key are
 //!   written to the configured paths. If pkid cannot be reached, the files of
-//!   the previous start are used (with a warning), or start-up fails.
+//!   the previous start are used (with a warning), else the throwaway chain
+//!   below when `tls_generate` is set, else start-up fails.
 //! * `tls_generate` names: a throwaway self-signed root and a leaf for those
 //!   names (sandbox, development), written once and kept across restarts so
 //!   that enrolled verifiers keep trusting the endpoint.
@@ -189,6 +190,13 @@ pub async fn fetch_from_pkid(conn: &zbus::Connection, cfg: &Config) -> Result<bo
             tracing::warn!(
                 "hearth-pkid did not issue the endpoint certificate ({e}); \
                  serving the one from the previous start"
+            );
+            Ok(false)
+        }
+        Err(e) if !cfg.tls_generate.is_empty() => {
+            tracing::warn!(
+                "hearth-pkid did not issue the endpoint certificate ({e}); \
+                 falling back to a throwaway chain (tls_generate)"
             );
             Ok(false)
         }

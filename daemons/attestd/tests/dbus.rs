@@ -155,6 +155,10 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     assert_eq!(status["events"], 2, "{status}");
     let log: serde_json::Value = serde_json::from_str(&p.log().await.unwrap()).unwrap();
     assert_eq!(log[0]["content"]["kind"], "binary");
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_hearth-attestd")).unwrap();
+    assert_eq!(log[0]["content"]["name"], exe.display().to_string());
+    let exe_sha = hex::encode(openssl::sha::sha256(&std::fs::read(&exe).unwrap()));
+    assert_eq!(log[0]["content"]["sha256"], exe_sha);
     assert_eq!(log[1]["content"]["name"], "net.open_port #1");
     assert_eq!(log[1]["content"]["sha256"], sha);
     let pcrs: serde_json::Value = serde_json::from_str(&p.pcrs().await.unwrap()).unwrap();
