@@ -1,0 +1,2 @@
+//! hearth-dnsd (placeholder until the daemon skeleton lands).
+fn main() {}
