@@ -5,7 +5,8 @@
 #   daemons/dnsd/bench/run.sh [SECONDS] [CLIENTS]
 #
 # Needs: dnsperf, dnsmasq (dnsmasq-base), dbus-daemon, dig; builds hearth-dnsd
-# in release mode (CARGO_TARGET_DIR respected). Traffic goes to 127.0.0.1 only.
+# in release mode (CARGO_TARGET_DIR respected; PROFILE=dev uses the dev build,
+# whose dependencies are optimized too, when a release build is too costly). Traffic goes to 127.0.0.1 only.
 # Prints a Markdown table and leaves the raw dnsperf outputs in $OUT_DIR
 # (default: a temporary directory, removed unless KEEP=1).
 set -euo pipefail
@@ -44,9 +45,10 @@ wait_answer() { # port name
     return 1
 }
 
-echo "building hearth-dnsd (release)..." >&2
-(cd "$ROOT" && cargo build --release -p hearth-dnsd --bin hearth-dnsd >&2)
-DNSD=$TARGET/release/hearth-dnsd
+PROFILE=${PROFILE:-release}
+echo "building hearth-dnsd ($PROFILE)..." >&2
+(cd "$ROOT" && cargo build --profile "$PROFILE" -p hearth-dnsd --bin hearth-dnsd >&2)
+if [[ $PROFILE == dev ]]; then DNSD=$TARGET/debug/hearth-dnsd; else DNSD=$TARGET/$PROFILE/hearth-dnsd; fi
 
 # The same records for both servers: 200 hosts with an A record, 50 also
 # with AAAA, 50 aliases.

@@ -90,6 +90,46 @@ pub struct DnsSettings {
     pub zones: Vec<ZoneConfig>,
 }
 
+/// hearth-dnsd's whole configuration file: the DNS settings and the
+/// `[access]` table every daemon has.
+///
+/// ```toml
+/// listen = ["0.0.0.0:53", "[::]:53"]
+/// [[zone]]
+/// name = "home.arpa"
+/// ns_addresses = ["192.168.1.1"]
+/// [access]
+/// service_users = ["hearth-intentd"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Socket addresses to serve DNS on, each over UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// The zones served.
+    #[serde(rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+    /// Who may read and who may change records over the bus.
+    #[serde(default)]
+    pub access: hearth_daemon::AccessConfig,
+}
+
+impl DaemonSettings {
+    /// The DNS part.
+    pub fn dns(&self) -> DnsSettings {
+        DnsSettings {
+            listen: self.listen.clone(),
+            zones: self.zones.clone(),
+        }
+    }
+}
+
+impl hearth_daemon::DaemonConfig for DaemonSettings {
+    fn access(&self) -> &hearth_daemon::AccessConfig {
+        &self.access
+    }
+}
+
 /// A configuration whose values break a rule across fields.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -175,6 +215,21 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = parse("listen = []\n[[zone]]\nname = \"a..b\"\n").unwrap_err();
         assert!(e.contains("a..b"), "{e}");
+    }
+
+    #[test]
+    fn daemon_settings_take_an_access_table() {
+        let text = "listen = [\"127.0.0.1:5353\"]\n[[zone]]\nname = \"home.arpa\"\nns_addresses = [\"192.168.1.1\"]\n[access]\nservice_users = [\"hearth-intentd\"]\n";
+        let s: DaemonSettings =
+            hearth_common::config::parse(std::path::Path::new("dnsd.toml"), text).unwrap();
+        assert_eq!(s.access.service_users, ["hearth-intentd"]);
+        validate(&s.dns()).unwrap();
+        let e = hearth_common::config::parse::<DaemonSettings>(
+            std::path::Path::new("dnsd.toml"),
+            "listen = []\nzone = []\n[access]\nadmins = 1\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("admins"), "{e}");
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub struct RecordView {
     pub rtype: String,
     /// The address, or the alias target.
     pub value: String,
-    /// TTL in seconds.
+    /// TTL in seconds (ignored when restoring).
+    #[serde(default)]
     pub ttl: u32,
 }
 
@@ -106,6 +107,45 @@ pub struct Change {
     pub added: Vec<RecordView>,
     /// Records removed (re-adding them undoes a removal).
     pub removed: Vec<RecordView>,
+    /// True when nothing was changed: the result of a preview.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One change of the zone data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Add an A/AAAA record.
+    AddRecord {
+        /// Owner name.
+        name: DnsName,
+        /// The address.
+        address: Address,
+    },
+    /// Make a name a CNAME.
+    AddAlias {
+        /// The alias.
+        name: DnsName,
+        /// What it points at.
+        target: DnsName,
+    },
+    /// Remove every record of a name.
+    Remove {
+        /// The name.
+        name: DnsName,
+    },
+    /// Remove one A/AAAA record.
+    RemoveRecord {
+        /// Owner name.
+        name: DnsName,
+        /// The address.
+        address: Address,
+    },
+    /// Add back records that a removal returned (all of one name), at once.
+    Restore {
+        /// The records.
+        records: Vec<RecordView>,
+    },
 }
 
 /// The records of one name, for a preview.
@@ -243,8 +283,157 @@ impl Engine {
     /// allowed; the same address twice is a Conflict, and so is a name that
     /// holds an alias.
     pub fn add_record(&mut self, name: &DnsName, address: Address) -> Result<Change, ZoneError> {
-        let zi = self.changeable(name)?;
+        self.apply(
+            &Op::AddRecord {
+                name: name.clone(),
+                address,
+            },
+            false,
+        )
+    }
+
+    /// Adds an alias: `name` becomes a CNAME for `target`. Refused when
+    /// `name` holds any record, when `target` is `name`, at a zone apex, and
+    /// when the alias would close a loop.
+    pub fn add_alias(&mut self, name: &DnsName, target: &DnsName) -> Result<Change, ZoneError> {
+        self.apply(
+            &Op::AddAlias {
+                name: name.clone(),
+                target: target.clone(),
+            },
+            false,
+        )
+    }
+
+    /// Removes every record of `name`; the result lists them (re-adding them,
+    /// or [`Op::Restore`], undoes the removal). NotFound when the name has none.
+    pub fn remove(&mut self, name: &DnsName) -> Result<Change, ZoneError> {
+        self.apply(&Op::Remove { name: name.clone() }, false)
+    }
+
+    /// Removes exactly one A/AAAA record. NotFound when `name` lacks it.
+    pub fn remove_record(&mut self, name: &DnsName, address: Address) -> Result<Change, ZoneError> {
+        self.apply(
+            &Op::RemoveRecord {
+                name: name.clone(),
+                address,
+            },
+            false,
+        )
+    }
+
+    /// Checks and applies one change. With `dry_run` the change is checked
+    /// exactly as for real and its result (with the serial the zone would
+    /// get) returned, but nothing is written or published.
+    pub fn apply(&mut self, op: &Op, dry_run: bool) -> Result<Change, ZoneError> {
         let mut next = self.state.clone();
+        let (name, added, removed) = match op {
+            Op::AddRecord { name, address } => {
+                let v = self.stage_add_record(&mut next, name, *address)?;
+                (name.clone(), vec![v], vec![])
+            }
+            Op::AddAlias { name, target } => {
+                let v = self.stage_add_alias(&mut next, name, target)?;
+                (name.clone(), vec![v], vec![])
+            }
+            Op::Remove { name } => {
+                let zi = self.changeable(name)?;
+                let Some(node) = next.names.remove(name) else {
+                    return Err(ZoneError::NotFound(format!("{name} has no records")));
+                };
+                let removed = self.node_views(zi, name, &node);
+                (name.clone(), vec![], removed)
+            }
+            Op::RemoveRecord { name, address } => {
+                let zi = self.changeable(name)?;
+                let missing = || {
+                    ZoneError::NotFound(format!(
+                        "{name} has no record {} {address}",
+                        rtype_of(address)
+                    ))
+                };
+                match next.names.get_mut(name) {
+                    Some(Node::Addresses(set)) => {
+                        if !set.remove(address) {
+                            return Err(missing());
+                        }
+                        if set.is_empty() {
+                            next.names.remove(name);
+                        }
+                    }
+                    _ => return Err(missing()),
+                }
+                (
+                    name.clone(),
+                    vec![],
+                    vec![self.address_view(zi, name, address)],
+                )
+            }
+            Op::Restore { records } => {
+                let Some(first) = records.first() else {
+                    return Err(ZoneError::InvalidArgument(
+                        "invalid records: the list is empty; give the records to restore".into(),
+                    ));
+                };
+                let name = first.name.clone();
+                // Check every record first, then stage them in order.
+                enum Rec {
+                    Addr(Address),
+                    Alias(DnsName),
+                }
+                let mut parsed = Vec::new();
+                for (i, r) in records.iter().enumerate() {
+                    if r.name != name {
+                        return Err(ZoneError::InvalidArgument(format!(
+                            "invalid records[{i}].name {:?}: every record restored at once must have the name {name}",
+                            r.name.as_str()
+                        )));
+                    }
+                    let field = format!("records[{i}].value");
+                    let bad = |e: hearth_common::types::ParseError| {
+                        ZoneError::InvalidArgument(e.to_string())
+                    };
+                    parsed.push(match r.rtype.to_ascii_uppercase().as_str() {
+                        t @ ("A" | "AAAA") => {
+                            let address = Address::parse_field(&field, &r.value).map_err(bad)?;
+                            if rtype_of(&address) != t {
+                                return Err(ZoneError::InvalidArgument(format!(
+                                    "invalid {field} {:?}: not an address of type {t}",
+                                    r.value
+                                )));
+                            }
+                            Rec::Addr(address)
+                        }
+                        "CNAME" => Rec::Alias(DnsName::parse_field(&field, &r.value).map_err(bad)?),
+                        other => {
+                            return Err(ZoneError::InvalidArgument(format!(
+                                "invalid records[{i}].type {other:?}: use A, AAAA or CNAME"
+                            )))
+                        }
+                    });
+                }
+                let mut added = Vec::new();
+                for rec in parsed {
+                    added.push(match rec {
+                        Rec::Addr(address) => self.stage_add_record(&mut next, &name, address)?,
+                        Rec::Alias(target) => self.stage_add_alias(&mut next, &name, &target)?,
+                    });
+                }
+                (name, added, vec![])
+            }
+        };
+        let zi = self.zone_of(&name)?;
+        self.commit(next, zi, &name, added, removed, dry_run)
+    }
+
+    /// Adds `address` to `name` in `next` (checked against `next`).
+    fn stage_add_record(
+        &self,
+        next: &mut StoredState,
+        name: &DnsName,
+        address: Address,
+    ) -> Result<RecordView, ZoneError> {
+        let zi = self.changeable(name)?;
         match next.names.get_mut(name) {
             Some(Node::Alias(target)) => {
                 return Err(ZoneError::Conflict(format!(
@@ -264,14 +453,16 @@ impl Engine {
                     .insert(name.clone(), Node::Addresses(BTreeSet::from([address])));
             }
         }
-        let added = vec![self.address_view(zi, name, &address)];
-        self.commit(next, zi, name, added, vec![])
+        Ok(self.address_view(zi, name, &address))
     }
 
-    /// Adds an alias: `name` becomes a CNAME for `target`. Refused when
-    /// `name` holds any record, when `target` is `name`, at a zone apex, and
-    /// when the alias would close a loop.
-    pub fn add_alias(&mut self, name: &DnsName, target: &DnsName) -> Result<Change, ZoneError> {
+    /// Makes `name` an alias for `target` in `next` (checked against `next`).
+    fn stage_add_alias(
+        &self,
+        next: &mut StoredState,
+        name: &DnsName,
+        target: &DnsName,
+    ) -> Result<RecordView, ZoneError> {
         let zi = self.changeable(name)?;
         if self.zones[zi].name == *name {
             return Err(ZoneError::Conflict(format!(
@@ -280,10 +471,11 @@ impl Engine {
         }
         if target == name {
             return Err(ZoneError::InvalidArgument(format!(
-                "invalid target {target:?}: an alias cannot point at itself"
+                "invalid target {:?}: an alias cannot point at itself",
+                target.as_str()
             )));
         }
-        match self.state.names.get(name) {
+        match next.names.get(name) {
             Some(Node::Alias(old)) if old == target => {
                 return Err(ZoneError::Conflict(format!(
                     "{name} is already an alias for {target}"
@@ -313,8 +505,8 @@ impl Engine {
                     "an alias {name} -> {target} would make a loop back to {name}"
                 )));
             }
-            match self.state.names.get(&hop) {
-                Some(Node::Alias(next)) if depth < MAX_CHAIN => hop = next.clone(),
+            match next.names.get(&hop) {
+                Some(Node::Alias(n)) if depth < MAX_CHAIN => hop = n.clone(),
                 Some(Node::Alias(_)) => {
                     return Err(ZoneError::Conflict(format!(
                         "an alias {name} -> {target} would make a chain of more than {MAX_CHAIN} aliases"
@@ -323,47 +515,8 @@ impl Engine {
                 _ => break,
             }
         }
-        let mut next = self.state.clone();
         next.names.insert(name.clone(), Node::Alias(target.clone()));
-        let added = vec![self.alias_view(zi, name, target)];
-        self.commit(next, zi, name, added, vec![])
-    }
-
-    /// Removes every record of `name`; the result lists them (re-adding them
-    /// undoes the removal). NotFound when the name has none.
-    pub fn remove(&mut self, name: &DnsName) -> Result<Change, ZoneError> {
-        let zi = self.changeable(name)?;
-        let mut next = self.state.clone();
-        let Some(node) = next.names.remove(name) else {
-            return Err(ZoneError::NotFound(format!("{name} has no records")));
-        };
-        let removed = self.node_views(zi, name, &node);
-        self.commit(next, zi, name, vec![], removed)
-    }
-
-    /// Removes exactly one A/AAAA record. NotFound when `name` lacks it.
-    pub fn remove_record(&mut self, name: &DnsName, address: Address) -> Result<Change, ZoneError> {
-        let zi = self.changeable(name)?;
-        let mut next = self.state.clone();
-        let missing = || {
-            ZoneError::NotFound(format!(
-                "{name} has no record {} {address}",
-                rtype_of(&address)
-            ))
-        };
-        match next.names.get_mut(name) {
-            Some(Node::Addresses(set)) => {
-                if !set.remove(&address) {
-                    return Err(missing());
-                }
-                if set.is_empty() {
-                    next.names.remove(name);
-                }
-            }
-            _ => return Err(missing()),
-        }
-        let removed = vec![self.address_view(zi, name, &address)];
-        self.commit(next, zi, name, vec![], removed)
+        Ok(self.alias_view(zi, name, target))
     }
 
     /// The changeable records of `name` (empty when unused). InvalidArgument
@@ -443,6 +596,7 @@ impl Engine {
         name: &DnsName,
         added: Vec<RecordView>,
         removed: Vec<RecordView>,
+        dry_run: bool,
     ) -> Result<Change, ZoneError> {
         let zone = self.zones[zi].name.clone();
         let entry = next
@@ -451,6 +605,16 @@ impl Engine {
             .or_insert(ZoneState { serial: 1 });
         entry.serial = next_serial(entry.serial);
         let serial = entry.serial;
+        if dry_run {
+            return Ok(Change {
+                zone,
+                serial,
+                name: name.clone(),
+                added,
+                removed,
+                dry_run,
+            });
+        }
         hearth_common::fsutil::write_json_atomic(&self.path, &next).map_err(|e| {
             ZoneError::Storage(format!("cannot write {}: {e}", self.path.display()))
         })?;
@@ -463,6 +627,7 @@ impl Engine {
             name: name.clone(),
             added,
             removed,
+            dry_run,
         })
     }
 
@@ -680,6 +845,87 @@ mod tests {
         }
         assert_eq!(e.list(), listing);
         assert_eq!(file(d.path()), bytes, "state file untouched");
+    }
+
+    #[test]
+    fn dry_run_checks_like_the_real_call_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut e = Engine::open(&zones(), d.path()).unwrap();
+        let nas = n("nas.home.arpa");
+        e.add_record(&nas, a("192.168.1.10")).unwrap();
+        let listing = e.list();
+        let bytes = file(d.path());
+        let snap = e.view().current();
+        let op = Op::AddRecord {
+            name: nas.clone(),
+            address: a("192.168.1.11"),
+        };
+        let preview = e.apply(&op, true).unwrap();
+        assert!(preview.dry_run);
+        assert_eq!(preview.serial, 3);
+        assert_eq!(preview.added[0].value, "192.168.1.11");
+        let dup = Op::AddRecord {
+            name: nas.clone(),
+            address: a("192.168.1.10"),
+        };
+        assert!(matches!(e.apply(&dup, true), Err(ZoneError::Conflict(_))));
+        assert_eq!(e.list(), listing);
+        assert_eq!(file(d.path()), bytes);
+        assert!(Arc::ptr_eq(&snap, &e.view().current()), "nothing published");
+        let real = e.apply(&op, false).unwrap();
+        assert_eq!(
+            (real.serial, real.added.clone(), real.dry_run),
+            (3, preview.added, false)
+        );
+    }
+
+    #[test]
+    fn restore_undoes_a_removal_in_one_change() {
+        let d = tempfile::tempdir().unwrap();
+        let mut e = Engine::open(&zones(), d.path()).unwrap();
+        let nas = n("nas.home.arpa");
+        let www = n("www.home.arpa");
+        e.add_record(&nas, a("192.168.1.10")).unwrap();
+        e.add_record(&nas, a("fd00::10")).unwrap();
+        e.add_alias(&www, &nas).unwrap();
+        let before = e.list();
+        let gone = e.remove(&nas).unwrap();
+        let c = e
+            .apply(
+                &Op::Restore {
+                    records: gone.removed.clone(),
+                },
+                false,
+            )
+            .unwrap();
+        assert_eq!(c.serial, gone.serial + 1, "one serial step for the batch");
+        let gone_alias = e.remove(&www).unwrap();
+        e.apply(
+            &Op::Restore {
+                records: gone_alias.removed,
+            },
+            false,
+        )
+        .unwrap();
+        let mut after = e.list();
+        after[0].serial = before[0].serial;
+        assert_eq!(after, before);
+        // Restoring twice is a duplicate; mixed names and bad types are named.
+        let again = e.apply(
+            &Op::Restore {
+                records: gone.removed.clone(),
+            },
+            false,
+        );
+        assert!(matches!(again, Err(ZoneError::Conflict(_))), "{again:?}");
+        let mut mixed = gone.removed.clone();
+        mixed[1].name = www.clone();
+        let err = e.apply(&Op::Restore { records: mixed }, false).unwrap_err();
+        assert!(err.to_string().contains("records[1].name"), "{err}");
+        let mut bad = gone.removed;
+        bad[0].rtype = "MX".into();
+        let err = e.apply(&Op::Restore { records: bad }, false).unwrap_err();
+        assert!(err.to_string().contains("records[0].type"), "{err}");
     }
 
     #[test]

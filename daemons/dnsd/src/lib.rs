@@ -10,6 +10,9 @@
 //!   outside them).
 //! * [`server`]: the UDP/TCP DNS server (hickory-server) over the live
 //!   snapshot.
+//! * [`dbus`]: `org.hearth.Dns1`, a thin adapter over the engine (parse
+//!   and authorize, then call the engine; errors mapped to HearthError),
+//!   and the daemon's start-up.
 //!
 //! Invariants: records change only through the engine (and so only over
 //! D-Bus in the daemon); every change raises the zone's SOA serial and is on
@@ -21,9 +24,10 @@
 
 pub mod answer;
 pub mod config;
+pub mod dbus;
 pub mod engine;
 pub mod server;
 
-pub use config::{DnsSettings, ZoneConfig};
-pub use engine::{Change, Description, Engine, RecordView, ZoneError, ZoneListing, ZoneView};
+pub use config::{DaemonSettings, DnsSettings, ZoneConfig};
+pub use engine::{Change, Description, Engine, Op, RecordView, ZoneError, ZoneListing, ZoneView};
 pub use server::DnsServer;

@@ -1,133 +1,21 @@
 //! hearth-dnsd's engine and server on loopback, queried with the real `dig`.
 #![allow(clippy::expect_used)]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use hearth_common::types::{Address, DnsName};
 use hearth_dnsd::{DnsServer, Engine, ZoneConfig, ZoneError};
-
-fn n(s: &str) -> DnsName {
-    DnsName::parse(s).expect("valid name")
-}
-fn a(s: &str) -> Address {
-    Address::parse(s).expect("valid address")
-}
+use support::{a, dig, n, Reply};
 
 fn zones() -> Vec<ZoneConfig> {
     vec![
         ZoneConfig::new(n("home.arpa"), vec![a("192.168.1.1")]),
         ZoneConfig::new(n("test.local"), vec![a("192.168.1.1")]),
     ]
-}
-
-/// A parsed `dig` reply.
-#[derive(Debug)]
-struct Reply {
-    status: String,
-    flags: Vec<String>,
-    answer: Vec<Rr>,
-    authority: Vec<Rr>,
-    additional: Vec<Rr>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Rr {
-    name: String,
-    ttl: u32,
-    rtype: String,
-    data: String,
-}
-
-impl Reply {
-    fn has_flag(&self, f: &str) -> bool {
-        self.flags.iter().any(|x| x == f)
-    }
-    fn answer_data(&self, rtype: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .answer
-            .iter()
-            .filter(|r| r.rtype == rtype)
-            .map(|r| r.data.clone())
-            .collect();
-        v.sort();
-        v
-    }
-    fn soa_serial(&self) -> Option<u32> {
-        self.answer
-            .iter()
-            .chain(&self.authority)
-            .find(|r| r.rtype == "SOA")
-            .and_then(|r| r.data.split_whitespace().nth(2)?.parse().ok())
-    }
-}
-
-fn parse_reply(text: &str) -> Result<Reply> {
-    let status = text
-        .split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .with_context(|| format!("no status in dig output:\n{text}"))?
-        .to_string();
-    let flags = text
-        .split(";; flags: ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .context("no flags")?
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let section = |title: &str| -> Vec<Rr> {
-        let Some(rest) = text.split(&format!(";; {title} SECTION:\n")).nth(1) else {
-            return vec![];
-        };
-        rest.lines()
-            .take_while(|l| !l.trim().is_empty())
-            .filter(|l| !l.starts_with(';'))
-            .filter_map(|l| {
-                let mut p = l.split_whitespace();
-                let name = p.next()?.to_string();
-                let ttl = p.next()?.parse().ok()?;
-                let _class = p.next()?;
-                let rtype = p.next()?.to_string();
-                let data = p.collect::<Vec<_>>().join(" ");
-                Some(Rr {
-                    name,
-                    ttl,
-                    rtype,
-                    data,
-                })
-            })
-            .collect()
-    };
-    Ok(Reply {
-        status,
-        flags,
-        answer: section("ANSWER"),
-        authority: section("AUTHORITY"),
-        additional: section("ADDITIONAL"),
-    })
-}
-
-/// Runs `dig @addr name type` (+extra) and parses the reply.
-async fn dig(server: SocketAddr, name: &str, rtype: &str, extra: &[&str]) -> Result<Reply> {
-    let out = tokio::process::Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string()])
-        .args(["+time=3", "+tries=1"])
-        .args(extra)
-        .arg(name)
-        .arg(rtype)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running dig (dnsutils)")?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        bail!("dig failed ({}): {text}", out.status);
-    }
-    parse_reply(&text)
 }
 
 struct Fixture {
@@ -145,7 +33,19 @@ impl Fixture {
 
     async fn open(dir: tempfile::TempDir, listen: SocketAddr) -> Result<Self> {
         let engine = Engine::open(&zones(), dir.path())?;
-        let server = DnsServer::start(&[listen], engine.view()).await?;
+        // After a shutdown the old sockets may close a moment later: retry
+        // while the port is still in use (bounded).
+        let mut tries = 0;
+        let server = loop {
+            match DnsServer::start(&[listen], engine.view()).await {
+                Ok(s) => break s,
+                Err(e) if tries < 100 && e.to_string().contains("in use") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let addr = server.local_addrs()[0];
         Ok(Fixture {
             dir,
