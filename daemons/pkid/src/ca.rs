@@ -2,6 +2,8 @@
 //!
 //! State directory layout (all written atomically):
 //! * `root.pem`, `issuing.pem`: the CA certificates (public);
+//! * `playbook-signer.pem`: the playbook signer's certificate (its key is
+//!   `<prefix>-playbook-signer` in the token);
 //! * `inventory.json` (0600): issued certificates and the CRL number;
 //! * `crl.pem` unless `crl.path` says otherwise;
 //! * `export/` unless `issue.export_dir` says otherwise: keys generated for
@@ -41,7 +43,32 @@ struct Ca {
     issuing_pem: String,
     issuing_not_after: OffsetDateTime,
     issuer: Issuer<'static, HsmKey>,
+    signer: Option<PlaybookSigner>,
 }
+
+/// The playbook signer: a key in the token and its codeSigning certificate.
+struct PlaybookSigner {
+    pem: String,
+    serial: String,
+    not_after: OffsetDateTime,
+    key: HsmKey,
+}
+
+/// A playbook signature made in the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaybookSignature {
+    /// Always `ecdsa-p256-sha256`.
+    pub algorithm: &'static str,
+    /// Base64 of the DER `ECDSA-Sig-Value` over the payload's bytes.
+    pub signature: String,
+    /// Serial of the signer certificate, hex.
+    pub serial: String,
+    /// Signer certificate then the issuing CA, PEM.
+    pub chain_pem: String,
+}
+
+/// Renew the playbook signer's certificate when fewer days than this remain.
+const SIGNER_RENEW_DAYS: i64 = 30;
 
 /// What `init` did and what the CA is.
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +210,17 @@ fn cert_public_key(path: &Path, der: &[u8]) -> Result<(Vec<u8>, OffsetDateTime),
     ))
 }
 
+/// A certificate's serial, lower-case hex as the inventory records it.
+fn cert_serial(path: &Path, der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Corrupt {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let raw = cert.raw_serial();
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    Ok(hex::encode(&raw[start..]))
+}
+
 fn dn(org: &str, cn: &str) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     d.push(DnType::OrganizationName, org);
@@ -293,12 +331,137 @@ impl Engine {
             return Ok(None);
         };
         let issuer = Issuer::from_ca_cert_der(&issuing_der.into(), issuing_key)?;
+        let signer = self
+            .load_pair(&self.signer_path(), &self.signer_label())?
+            .map(|(pem, der, key, not_after)| {
+                Ok::<_, PkiError>(PlaybookSigner {
+                    serial: cert_serial(&self.signer_path(), &der)?,
+                    pem,
+                    not_after,
+                    key,
+                })
+            })
+            .transpose()?;
         Ok(Some(Ca {
             root_pem,
             issuing_pem,
             issuing_not_after,
             issuer,
+            signer,
         }))
+    }
+
+    fn signer_path(&self) -> PathBuf {
+        self.state_dir.join("playbook-signer.pem")
+    }
+    fn signer_label(&self) -> String {
+        format!("{}-playbook-signer", self.cfg.hsm.key_label_prefix)
+    }
+
+    /// The DNS name in the playbook signer's certificate.
+    fn signer_name(&self) -> Result<SanName, PkiError> {
+        let zone = self
+            .cfg
+            .ca
+            .zones
+            .first()
+            .ok_or_else(|| PkiError::Invalid("ca.zones is empty".into()))?;
+        SanName::parse("name", &format!("playbook-signer.{}", zone.as_str()))
+    }
+
+    /// Makes sure the playbook signer exists and its certificate is neither
+    /// revoked nor about to expire: creates its key in the token when
+    /// missing and (re-)certifies it. Returns whether anything was created.
+    fn ensure_playbook_signer(&mut self) -> Result<bool, PkiError> {
+        let ca = self.ca()?;
+        if let Some(s) = &ca.signer {
+            if self
+                .inventory
+                .find(&s.serial)
+                .iter()
+                .any(|r| r.revoked.is_some())
+            {
+                return Err(PkiError::Conflict(format!(
+                    "the playbook signer's certificate {} is revoked; delete {} and the token key {:?} to make a new signer",
+                    s.serial,
+                    self.signer_path().display(),
+                    self.signer_label()
+                )));
+            }
+            if s.not_after - now() > Duration::days(SIGNER_RENEW_DAYS) {
+                return Ok(false);
+            }
+        }
+        let label = self.signer_label();
+        let key = match self.token.find_key(&label)? {
+            Some(k) => k,
+            None => self.token.generate_ec_key(&label, hearth_hsm::Curve::P256)?,
+        };
+        if key.curve != hearth_hsm::Curve::P256 {
+            return Err(PkiError::Conflict(format!(
+                "token key {label:?} is not a P-256 key"
+            )));
+        }
+        let key = HsmKey::new(self.token.clone(), key);
+        let names = vec![self.signer_name()?];
+        self.check_names(&names)?;
+        let (der, serial, nb, na) =
+            self.sign_leaf(&names, &key, false, MAX_LEAF_DAYS, Profile::PlaybookSigner)?;
+        let path = self.signer_path();
+        write_atomic(&path, pem_cert(&der).as_bytes(), 0o644)
+            .map_err(PkiError::io("cannot write", &path))?;
+        let record = self.record(
+            &names,
+            &der,
+            serial,
+            (nb, na),
+            Profile::PlaybookSigner,
+            KEY_TYPE_P256.into(),
+            KeySource::Token,
+        )?;
+        let signer = PlaybookSigner {
+            pem: record.certificate.clone(),
+            serial: record.serial.clone(),
+            not_after: record.not_after,
+            key,
+        };
+        if let Some(ca) = self.ca.as_mut() {
+            ca.signer = Some(signer);
+        }
+        tracing::info!(serial = %record.serial, "certified the playbook signer");
+        Ok(true)
+    }
+
+    /// Signs `payload` (its bytes, exactly) with the playbook-signer key in
+    /// the token: ECDSA P-256 over SHA-256, DER, base64. Creates or renews
+    /// the signer's certificate first when needed.
+    pub fn sign_playbook(&mut self, payload: &[u8]) -> Result<PlaybookSignature, PkiError> {
+        use base64::Engine as _;
+        self.ensure_playbook_signer()?;
+        let ca = self.ca()?;
+        let signer = ca
+            .signer
+            .as_ref()
+            .ok_or_else(|| PkiError::NotFound("no playbook signer".into()))?;
+        let der = self.token.sign(signer.key.key(), payload)?;
+        Ok(PlaybookSignature {
+            algorithm: "ecdsa-p256-sha256",
+            signature: base64::engine::general_purpose::STANDARD.encode(der),
+            serial: signer.serial.clone(),
+            chain_pem: format!("{}{}", signer.pem, ca.issuing_pem),
+        })
+    }
+
+    /// The playbook signer's certificate then the issuing CA (PEM), creating
+    /// or renewing it first when needed.
+    pub fn playbook_signer_chain(&mut self) -> Result<String, PkiError> {
+        self.ensure_playbook_signer()?;
+        let ca = self.ca()?;
+        let signer = ca
+            .signer
+            .as_ref()
+            .ok_or_else(|| PkiError::NotFound("no playbook signer".into()))?;
+        Ok(format!("{}{}", signer.pem, ca.issuing_pem))
     }
 
     /// True once the ceremony has completed.
@@ -358,6 +521,7 @@ impl Engine {
             created = true;
         }
         self.ca = self.load_ca()?;
+        created |= self.ensure_playbook_signer()?;
         if created || !self.crl_path().exists() {
             self.write_crl()?;
         }

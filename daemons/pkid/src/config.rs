@@ -26,6 +26,15 @@ pub struct PkiConfig {
     /// Run the key ceremony at start when the CA does not exist yet.
     #[serde(default)]
     pub init_on_start: bool,
+    /// Who may read (operators) and who may issue and revoke (admins).
+    #[serde(default)]
+    pub access: hearth_daemon::AccessConfig,
+}
+
+impl hearth_daemon::DaemonConfig for PkiConfig {
+    fn access(&self) -> &hearth_daemon::AccessConfig {
+        &self.access
+    }
 }
 
 /// Where the keys live.

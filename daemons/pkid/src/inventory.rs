@@ -74,6 +74,8 @@ pub enum KeySource {
     Export,
     /// Generated on the appliance and handed to a daemon over the bus.
     Daemon,
+    /// A key that lives in the token (the playbook signer).
+    Token,
 }
 
 /// A revocation.

@@ -22,11 +22,12 @@
 pub mod ca;
 pub mod config;
 pub mod csr;
+pub mod dbus;
 pub mod error;
 pub mod inventory;
 pub mod signer;
 
-pub use ca::{CaInfo, DaemonCertificate, Engine, Issued, Summary};
+pub use ca::{CaInfo, DaemonCertificate, Engine, Issued, PlaybookSignature, Summary};
 pub use config::PkiConfig;
 pub use error::PkiError;
 pub use inventory::{Profile, Record};
