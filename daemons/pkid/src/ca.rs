@@ -762,7 +762,7 @@ impl Engine {
     fn generate_leaf(&self, name: &str, days: u32, profile: Profile) -> Result<Leaf, PkiError> {
         self.ca()?;
         let days = self.days(days)?;
-        let names = vec![SanName::parse("name", name)?];
+        let names = parse_names(name)?;
         self.check_names(&names)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let (der, serial, nb, na) = self.sign_leaf(&names, &key, false, days, profile)?;
@@ -1007,6 +1007,24 @@ impl Engine {
     pub fn issuing_key(&self) -> Result<KeyRef, PkiError> {
         Ok(self.ca()?.issuer.key().key().clone())
     }
+}
+
+/// Parses `name`: one name, or several separated by commas (the first is
+/// the subject CN and the export file name), e.g. `attest.home.arpa,127.0.0.1`.
+fn parse_names(name: &str) -> Result<Vec<SanName>, PkiError> {
+    let mut names = Vec::new();
+    for part in name.split(',') {
+        let n = SanName::parse("name", part.trim())?;
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    if names.len() > 16 {
+        return Err(PkiError::Invalid(format!(
+            "invalid name {name:?}: at most 16 names"
+        )));
+    }
+    Ok(names)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), PkiError> {

@@ -592,7 +592,8 @@ fn after_reopening_the_root_and_inventory_are_intact() -> Result<()> {
         "a fresh CRL is not rewritten on start"
     );
     let statuses: Vec<_> = e.list().iter().map(|s| s.status).collect();
-    assert_eq!(statuses, ["valid", "revoked"]);
+    assert_eq!(statuses, ["valid", "valid", "revoked"]);
+    assert_eq!(e.list()[0].profile, Profile::PlaybookSigner, "made by the ceremony");
     assert_eq!(e.show("a.home.arpa")?[0].profile, Profile::Daemon);
     let info = e.init()?;
     assert!(!info.created);
@@ -627,5 +628,52 @@ fn a_token_key_without_its_root_certificate_is_never_replaced() -> Result<()> {
         cert.public_key().subject_public_key.data.as_ref(),
         &key.public_point[..]
     );
+    Ok(())
+}
+
+#[test]
+fn playbook_signatures_are_made_by_a_token_key_and_verify_with_its_certificate() -> Result<()> {
+    use base64::Engine as _;
+    let f = Fixture::new("pki-signer")?;
+    let mut e = f.initialized()?;
+    let payload = b"name: block-device\nsteps: []\n";
+    let sig = e.sign_playbook(payload)?;
+    assert_eq!(sig.algorithm, "ecdsa-p256-sha256");
+    let der = base64::engine::general_purpose::STANDARD.decode(&sig.signature)?;
+    let leaf = ders(&sig.chain_pem).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf)?;
+    let point = cert.public_key().subject_public_key.data.to_vec();
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        &point,
+    );
+    key.verify(payload, &der)
+        .map_err(|_| anyhow::anyhow!("signature does not verify"))?;
+    assert!(
+        key.verify(b"name: other\n", &der).is_err(),
+        "another payload fails"
+    );
+    // The signer certificate chains to the root with codeSigning.
+    let root = ders(&e.root_pem()?).remove(0);
+    let anchor = webpki::anchor_from_trusted_cert(&root)?;
+    let chain = ders(&sig.chain_pem);
+    webpki::EndEntityCert::try_from(&chain[0])?.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &[anchor],
+        &chain[1..],
+        UnixTime::now(),
+        webpki::KeyUsage::required(&[0x2b, 6, 1, 5, 5, 7, 3, 3]),
+        None,
+        None,
+    )?;
+    // Its key is in the token and cannot be read out; the serial is recorded.
+    let token = e.token().clone();
+    let k = token
+        .find_key("hearth-playbook-signer")?
+        .expect("signer key in the token");
+    assert_eq!(token.private_value_access(&k)?, ValueAccess::Sensitive);
+    assert_eq!(e.show(&sig.serial)?[0].profile, Profile::PlaybookSigner);
+    // A second signature reuses the same certificate.
+    assert_eq!(e.sign_playbook(b"x")?.serial, sig.serial);
     Ok(())
 }
