@@ -123,12 +123,13 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
             let v = parse(&pki.revoke_certificate(&serial_or_name).await?)?;
             let serials: Vec<String> = v["revoked"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let text = format!(
-                "revoked {}; the CRL was republished",
-                serials.join(", ")
-            );
+            let text = format!("revoked {}; the CRL was republished", serials.join(", "));
             Ok(Output::ok(v, text))
         }
         Command::List => {
@@ -152,7 +153,10 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
             let text = if rows.is_empty() {
                 "no certificates issued".to_string()
             } else {
-                table(&["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"], &rows)
+                table(
+                    &["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"],
+                    &rows,
+                )
             };
             Ok(Output::ok(v, text))
         }

@@ -22,8 +22,7 @@ pub trait Pki {
     fn issue_certificate(&self, name: &str, days: u32) -> Result<String, HearthError>;
     /// Issues a certificate of `profile` for a name, key generated and
     /// exported; JSON `Issued`.
-    fn issue_for_name(&self, name: &str, profile: &str, days: u32)
-        -> Result<String, HearthError>;
+    fn issue_for_name(&self, name: &str, profile: &str, days: u32) -> Result<String, HearthError>;
     /// Issues a certificate for a PEM CSR; JSON `Issued`.
     fn issue_from_csr(
         &self,

@@ -395,7 +395,9 @@ impl Engine {
         let label = self.signer_label();
         let key = match self.token.find_key(&label)? {
             Some(k) => k,
-            None => self.token.generate_ec_key(&label, hearth_hsm::Curve::P256)?,
+            None => self
+                .token
+                .generate_ec_key(&label, hearth_hsm::Curve::P256)?,
         };
         if key.curve != hearth_hsm::Curve::P256 {
             return Err(PkiError::Conflict(format!(

@@ -243,7 +243,8 @@ impl PkiInterface {
     ) -> Result<String, HearthError> {
         let c = self.access.require(conn, &hdr, Role::Admin).await?;
         tracing::info!(uid = c.uid, bytes = payload.len(), "SignPlaybook");
-        self.json(move |e| e.sign_playbook(payload.as_bytes())).await
+        self.json(move |e| e.sign_playbook(payload.as_bytes()))
+            .await
     }
 
     /// The playbook signer's certificate then the issuing CA, PEM.

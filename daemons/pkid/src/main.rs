@@ -8,10 +8,9 @@ fn main() -> std::process::ExitCode {
         |ctx, cfg| async move {
             ctx.notifier.status("opening the token");
             let state_dir = ctx.state_dir.clone();
-            let engine = tokio::task::spawn_blocking(move || {
-                hearth_pkid::Engine::open(&cfg, &state_dir)
-            })
-            .await??;
+            let engine =
+                tokio::task::spawn_blocking(move || hearth_pkid::Engine::open(&cfg, &state_dir))
+                    .await??;
             let iface = hearth_pkid::dbus::PkiInterface::new(engine, ctx.access.clone());
             iface.spawn_crl_refresher();
             Ok(iface)
