@@ -743,11 +743,37 @@ fn nft_err(m: impl Into<String>) -> NetError {
 /// Replaces the `inet hearth` table with `rs` in one transaction in the
 /// current network namespace, and reads its outcome back.
 pub fn apply(rs: &Ruleset) -> Result<ApplyReport, NetError> {
+    apply_inner(rs, false)
+}
+
+/// Test hook: like [`apply`], with one extra rule whose expression the
+/// kernel does not know, so that the transaction is rejected. Shows that a
+/// rejected batch is reported and leaves the previous table in force.
+#[doc(hidden)]
+pub fn apply_with_bogus_rule(rs: &Ruleset) -> Result<ApplyReport, NetError> {
+    apply_inner(rs, true)
+}
+
+fn apply_inner(rs: &Ruleset, bogus: bool) -> Result<ApplyReport, NetError> {
     let start = Instant::now();
     let mut sock = Socket::open(nl::NETLINK_NETFILTER)
         .map_err(|e| nft_err(format!("open netfilter socket: {e}")))?;
     let seq0 = sock.next_seq().wrapping_mul(1000);
-    let batch = build(rs, seq0);
+    let mut batch = build(rs, seq0);
+    if bogus {
+        batch.msg(
+            msg::NEWRULE,
+            nl::F_CREATE | nl::F_APPEND,
+            "add rule forward: bogus expression".into(),
+            |m| {
+                m.attr_str(NFTA_RULE_TABLE, TABLE);
+                m.attr_str(NFTA_RULE_CHAIN, "forward");
+                let l = m.nest(NFTA_RULE_EXPRESSIONS);
+                Exprs(m).expr("hearthbogus", |_| {});
+                m.nest_end(l);
+            },
+        );
+    }
     let (buf, acked, last) = batch.finish();
     let gen_seq = last.wrapping_add(1);
     let mut g = MsgBuf::new();
