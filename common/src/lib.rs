@@ -13,10 +13,12 @@
 //! This crate performs no I/O on the bus and holds no secrets.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod names;
+pub mod proxies;
 pub mod types;
 
 pub use error::HearthError;

@@ -157,9 +157,7 @@ impl DnsName {
                 ));
             }
             if body.starts_with('-') || body.ends_with('-') {
-                return err(format!(
-                    "the label {label:?} cannot start or end with '-'"
-                ));
+                return err(format!("the label {label:?} cannot start or end with '-'"));
             }
         }
         Ok(DnsName(lower))
@@ -293,7 +291,11 @@ impl Cidr {
     /// Parses a CIDR given for `field`.
     pub fn parse_field(field: &str, s: &str) -> Result<Self, ParseError> {
         let net: ipnet::IpNet = s.trim().parse().map_err(|_| {
-            ParseError::new(field, s, "not a network in CIDR notation (e.g. 10.20.0.0/24)")
+            ParseError::new(
+                field,
+                s,
+                "not a network in CIDR notation (e.g. 10.20.0.0/24)",
+            )
         })?;
         if net.trunc() != net {
             return Err(ParseError::new(
@@ -460,7 +462,17 @@ mod tests {
             assert_eq!(d.as_str(), good);
             assert!(d.bridge_name().len() <= 15);
         }
-        for bad in ["", "Lan", "1lan", "-a", "abcdefghijklm", "la n", "lan_1", "ü", "a.b"] {
+        for bad in [
+            "",
+            "Lan",
+            "1lan",
+            "-a",
+            "abcdefghijklm",
+            "la n",
+            "lan_1",
+            "ü",
+            "a.b",
+        ] {
             let e = DomainId::parse_field("from", bad).unwrap_err();
             assert_eq!(e.field, "from");
             assert_eq!(e.value, bad);
@@ -476,7 +488,13 @@ mod tests {
         assert!(n.is_within(&DnsName::parse("home.arpa").unwrap()));
         assert!(!n.is_within(&DnsName::parse("me.arpa").unwrap()));
         assert!(n.is_within(&n));
-        for good in ["a", "test.local", "x-1.y", "_http._tcp.home.arpa", "1.2.3.4.in-addr.arpa"] {
+        for good in [
+            "a",
+            "test.local",
+            "x-1.y",
+            "_http._tcp.home.arpa",
+            "1.2.3.4.in-addr.arpa",
+        ] {
             DnsName::parse(good).unwrap();
         }
         let long_label = "a".repeat(64);
@@ -506,7 +524,14 @@ mod tests {
         assert!(Address::parse("192.168.1.20").unwrap().is_ipv4());
         assert!(!Address::parse("fd00::1").unwrap().is_ipv4());
         assert_eq!(Address::parse("FD00::0001").unwrap().to_string(), "fd00::1");
-        for bad in ["", "192.168.1", "192.168.1.256", "1.2.3.4/24", "fd00:::1", "nas"] {
+        for bad in [
+            "",
+            "192.168.1",
+            "192.168.1.256",
+            "1.2.3.4/24",
+            "fd00:::1",
+            "nas",
+        ] {
             let e = Address::parse(bad).unwrap_err();
             assert_eq!(e.field, "address");
         }

@@ -1,0 +1,491 @@
+//! What a playbook asks for: its identity, risk and typed parameters.
+//!
+//! The full playbook (steps, undo, signature) belongs to the gate; this is the
+//! part that the gate, the inference pipeline, the evaluation and the CLI all
+//! read, so that a parameter's type and its validation are written once.
+//! [`ParamSpec::validate`] turns a raw value (from a model, a script or the
+//! command line) into its canonical JSON form or names what is wrong.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::types::{Address, Cidr, DnsName, DomainId, Ipv4, Ipv6, ParseError, Port, Protocol};
+
+/// How much a playbook may change, which decides the approval it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Reads state only: runs at once.
+    Read,
+    /// Changes state: needs the requester's confirmation.
+    Change,
+    /// Removes state: needs a member of hearth-admins.
+    Destructive,
+}
+
+impl Risk {
+    /// `read`, `change` or `destructive`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Risk::Read => "read",
+            Risk::Change => "change",
+            Risk::Destructive => "destructive",
+        }
+    }
+}
+
+/// The type of a playbook parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ParamKind {
+    /// A DNS name ([`DnsName`]).
+    DnsName,
+    /// An IPv4 or IPv6 address ([`Address`]).
+    IpAddress,
+    /// An IPv4 address.
+    Ipv4Address,
+    /// An IPv6 address.
+    Ipv6Address,
+    /// An IPv4 network in CIDR notation.
+    Ipv4Cidr,
+    /// A port, 1 to 65535.
+    Port,
+    /// tcp or udp.
+    Protocol,
+    /// A domain identifier that must not exist yet.
+    NewDomain,
+    /// A domain identifier that must exist (values come from hearth-netd).
+    ExistingDomain,
+    /// A whole number within bounds.
+    Integer {
+        /// Smallest value allowed.
+        min: i64,
+        /// Largest value allowed.
+        max: i64,
+    },
+    /// One of a fixed list of strings.
+    Enum {
+        /// The allowed values, lower-case.
+        values: Vec<String>,
+    },
+}
+
+impl ParamKind {
+    /// A short human name of the type, for prompts and errors.
+    pub fn describe(&self) -> String {
+        match self {
+            ParamKind::DnsName => "DNS name".into(),
+            ParamKind::IpAddress => "IP address".into(),
+            ParamKind::Ipv4Address => "IPv4 address".into(),
+            ParamKind::Ipv6Address => "IPv6 address".into(),
+            ParamKind::Ipv4Cidr => "IPv4 network (CIDR)".into(),
+            ParamKind::Port => "port".into(),
+            ParamKind::Protocol => "protocol (tcp or udp)".into(),
+            ParamKind::NewDomain => "new domain name".into(),
+            ParamKind::ExistingDomain => "existing domain".into(),
+            ParamKind::Integer { min, max } => format!("number from {min} to {max}"),
+            ParamKind::Enum { values } => format!("one of {}", values.join(", ")),
+        }
+    }
+
+    /// True when the value is a number rather than a string.
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, ParamKind::Port | ParamKind::Integer { .. })
+    }
+}
+
+/// One typed parameter of a playbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawParamSpec")]
+pub struct ParamSpec {
+    /// The parameter's name, as used in templates and structured intents.
+    pub name: String,
+    /// Its type.
+    #[serde(flatten)]
+    pub kind: ParamKind,
+    /// What it means, for people and for the model's prompt.
+    #[serde(default)]
+    pub description: String,
+    /// False when the parameter may be left out.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// The value used when an optional parameter is left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// The default applies only when this other parameter is present
+    /// (net.allow: protocol is tcp by default only when a port is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_if: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The file form of [`ParamSpec`], flat so that unknown keys are refused
+/// (serde cannot deny unknown fields through a flattened enum).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParamSpec {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "yes")]
+    required: bool,
+    #[serde(default)]
+    default: Option<Value>,
+    #[serde(default)]
+    default_if: Option<String>,
+    #[serde(default)]
+    min: Option<i64>,
+    #[serde(default)]
+    max: Option<i64>,
+    #[serde(default)]
+    values: Option<Vec<String>>,
+}
+
+impl TryFrom<RawParamSpec> for ParamSpec {
+    type Error = String;
+    fn try_from(r: RawParamSpec) -> Result<Self, String> {
+        let name = &r.name;
+        let kind = match (r.kind.as_str(), r.min, r.max, r.values) {
+            ("integer", Some(min), Some(max), None) if min <= max => {
+                ParamKind::Integer { min, max }
+            }
+            ("integer", ..) => {
+                return Err(format!(
+                    "parameter {name}: an integer needs min <= max and no values"
+                ))
+            }
+            ("enum", None, None, Some(values)) if !values.is_empty() => ParamKind::Enum {
+                values: values.into_iter().map(|v| v.to_ascii_lowercase()).collect(),
+            },
+            ("enum", ..) => {
+                return Err(format!(
+                    "parameter {name}: an enum needs a non-empty values list"
+                ))
+            }
+            (_, Some(_), ..) | (_, _, Some(_), _) | (_, _, _, Some(_)) => {
+                return Err(format!(
+                    "parameter {name}: min, max and values belong to integer and enum types"
+                ))
+            }
+            ("dns-name", ..) => ParamKind::DnsName,
+            ("ip-address", ..) => ParamKind::IpAddress,
+            ("ipv4-address", ..) => ParamKind::Ipv4Address,
+            ("ipv6-address", ..) => ParamKind::Ipv6Address,
+            ("ipv4-cidr", ..) => ParamKind::Ipv4Cidr,
+            ("port", ..) => ParamKind::Port,
+            ("protocol", ..) => ParamKind::Protocol,
+            ("new-domain", ..) => ParamKind::NewDomain,
+            ("existing-domain", ..) => ParamKind::ExistingDomain,
+            (other, ..) => return Err(format!("parameter {name}: unknown type {other:?}")),
+        };
+        Ok(ParamSpec {
+            name: r.name,
+            kind,
+            description: r.description,
+            required: r.required,
+            default: r.default,
+            default_if: r.default_if,
+        })
+    }
+}
+
+/// What validation needs to know about the appliance's current state.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The domains that exist now.
+    pub domains: Vec<DomainId>,
+}
+
+impl ParamSpec {
+    /// Validates one raw value and returns its canonical JSON form: strings
+    /// for names and addresses (lower-case, no trailing dot), numbers for
+    /// ports and integers.
+    pub fn validate(&self, raw: &Value, ctx: &Context) -> Result<Value, ParseError> {
+        let field = self.name.as_str();
+        let text = match raw {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(ParseError {
+                    field: field.into(),
+                    value: other.to_string(),
+                    reason: format!("expected a {}", self.kind.describe()),
+                })
+            }
+        };
+        let bad = |reason: String| ParseError {
+            field: field.into(),
+            value: text.clone(),
+            reason,
+        };
+        Ok(match &self.kind {
+            ParamKind::DnsName => Value::String(DnsName::parse_field(field, &text)?.to_string()),
+            ParamKind::IpAddress => Value::String(Address::parse_field(field, &text)?.to_string()),
+            ParamKind::Ipv4Address => Value::String(Ipv4::parse_field(field, &text)?.to_string()),
+            ParamKind::Ipv6Address => Value::String(Ipv6::parse_field(field, &text)?.to_string()),
+            ParamKind::Ipv4Cidr => Value::String(Cidr::parse_v4_field(field, &text)?.to_string()),
+            ParamKind::Port => Value::from(Port::parse_field(field, &text)?.get()),
+            ParamKind::Protocol => {
+                Value::String(Protocol::parse_field(field, &text)?.as_str().into())
+            }
+            ParamKind::NewDomain => {
+                let d = DomainId::parse_field(field, &text.to_ascii_lowercase())?;
+                if ctx.domains.contains(&d) {
+                    return Err(bad(format!("the domain {d} already exists")));
+                }
+                Value::String(d.to_string())
+            }
+            ParamKind::ExistingDomain => {
+                let d = DomainId::parse_field(field, &text.to_ascii_lowercase())?;
+                if !ctx.domains.contains(&d) {
+                    return Err(bad(format!(
+                        "no domain {d}; the domains are {}",
+                        ctx.domains
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                Value::String(d.to_string())
+            }
+            ParamKind::Integer { min, max } => {
+                let n: i64 = text
+                    .parse()
+                    .map_err(|_| bad(format!("expected a whole number from {min} to {max}")))?;
+                if n < *min || n > *max {
+                    return Err(bad(format!("expected a whole number from {min} to {max}")));
+                }
+                Value::from(n)
+            }
+            ParamKind::Enum { values } => {
+                let lower = text.to_ascii_lowercase();
+                if !values.contains(&lower) {
+                    return Err(bad(format!("expected one of {}", values.join(", "))));
+                }
+                Value::String(lower)
+            }
+        })
+    }
+}
+
+/// The part of a playbook that describes what it does and asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookSpec {
+    /// Stable identifier, e.g. `dns.add_record`.
+    pub id: String,
+    /// Monotonic version, for anti-rollback.
+    pub version: u64,
+    /// One sentence saying what it does.
+    pub description: String,
+    /// Example requests in plain language.
+    #[serde(default)]
+    pub examples: Vec<String>,
+    /// How much it may change.
+    pub risk: Risk,
+    /// Its parameters, in order.
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+}
+
+/// Canonical parameters after validation and defaults.
+pub type Params = BTreeMap<String, Value>;
+
+impl PlaybookSpec {
+    /// Validates a whole parameter set: every required parameter present,
+    /// no unknown parameter, every value valid; then applies the defaults.
+    pub fn validate(
+        &self,
+        raw: &BTreeMap<String, Value>,
+        ctx: &Context,
+    ) -> Result<Params, ParseError> {
+        for key in raw.keys() {
+            if !self.params.iter().any(|p| &p.name == key) {
+                return Err(ParseError {
+                    field: key.clone(),
+                    value: raw[key].to_string(),
+                    reason: format!("{} takes no parameter {key}", self.id),
+                });
+            }
+        }
+        let mut out = Params::new();
+        for p in &self.params {
+            match raw.get(&p.name).filter(|v| !v.is_null()) {
+                Some(v) => {
+                    out.insert(p.name.clone(), p.validate(v, ctx)?);
+                }
+                None if p.required => {
+                    return Err(ParseError {
+                        field: p.name.clone(),
+                        value: String::new(),
+                        reason: format!("{} needs a {}", self.id, p.kind.describe()),
+                    })
+                }
+                None => {}
+            }
+        }
+        for p in &self.params {
+            if out.contains_key(&p.name) {
+                continue;
+            }
+            let applies = p
+                .default_if
+                .as_ref()
+                .is_none_or(|other| out.contains_key(other));
+            if let (Some(d), true) = (&p.default, applies) {
+                out.insert(p.name.clone(), p.validate(d, ctx)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn allow() -> PlaybookSpec {
+        toml::from_str(
+            r#"
+            id = "net.allow"
+            version = 1
+            description = "Let one domain reach another"
+            risk = "change"
+            [[params]]
+            name = "from"
+            type = "existing-domain"
+            [[params]]
+            name = "to"
+            type = "existing-domain"
+            [[params]]
+            name = "port"
+            type = "port"
+            required = false
+            [[params]]
+            name = "protocol"
+            type = "enum"
+            values = ["tcp", "udp"]
+            required = false
+            default = "tcp"
+            default_if = "port"
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn ctx() -> Context {
+        Context {
+            domains: ["admin", "lan", "iot"]
+                .iter()
+                .map(|d| DomainId::parse(d).unwrap())
+                .collect(),
+        }
+    }
+
+    fn map(v: Value) -> BTreeMap<String, Value> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn conditional_default_applies_only_with_its_parameter() {
+        let p = allow();
+        let with_port = p
+            .validate(
+                &map(json!({"from": "iot", "to": "LAN", "port": "443"})),
+                &ctx(),
+            )
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&with_port).unwrap(),
+            json!({"from": "iot", "to": "lan", "port": 443, "protocol": "tcp"})
+        );
+        let without = p
+            .validate(&map(json!({"from": "iot", "to": "lan"})), &ctx())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&without).unwrap(),
+            json!({"from": "iot", "to": "lan"})
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_parameter() {
+        let p = allow();
+        let e = p
+            .validate(&map(json!({"from": "iot"})), &ctx())
+            .unwrap_err();
+        assert_eq!(e.field, "to");
+        let e = p
+            .validate(&map(json!({"from": "iot", "to": "guest"})), &ctx())
+            .unwrap_err();
+        assert_eq!(e.field, "to");
+        assert!(e.reason.contains("no domain guest"));
+        let e = p
+            .validate(&map(json!({"from": "iot", "to": "lan", "port": 0})), &ctx())
+            .unwrap_err();
+        assert_eq!(e.field, "port");
+        let e = p
+            .validate(
+                &map(json!({"from": "iot", "to": "lan", "colour": "red"})),
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(e.field, "colour");
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_refused() {
+        let bad = r#"
+            id = "x"
+            version = 1
+            description = "x"
+            risk = "read"
+            [[params]]
+            name = "a"
+            type = "dns-name"
+            colour = "red"
+        "#;
+        assert!(toml::from_str::<PlaybookSpec>(bad).is_err());
+        let bad = bad
+            .replace("colour = \"red\"", "")
+            .replace("dns-name", "shell");
+        assert!(toml::from_str::<PlaybookSpec>(&bad).is_err());
+    }
+
+    #[test]
+    fn integer_bounds_and_new_domains() {
+        let days = ParamSpec {
+            name: "days".into(),
+            kind: ParamKind::Integer { min: 1, max: 398 },
+            description: String::new(),
+            required: false,
+            default: Some(json!(90)),
+            default_if: None,
+        };
+        assert_eq!(days.validate(&json!(398), &ctx()).unwrap(), json!(398));
+        assert!(days.validate(&json!(399), &ctx()).is_err());
+        assert!(days.validate(&json!("ten"), &ctx()).is_err());
+        let newd = ParamSpec {
+            name: "domain".into(),
+            kind: ParamKind::NewDomain,
+            description: String::new(),
+            required: true,
+            default: None,
+            default_if: None,
+        };
+        assert_eq!(
+            newd.validate(&json!("Cams"), &ctx()).unwrap(),
+            json!("cams")
+        );
+        assert!(newd.validate(&json!("lan"), &ctx()).is_err());
+    }
+}
