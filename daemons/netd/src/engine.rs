@@ -140,13 +140,19 @@ impl Engine {
 
     /// Creates a domain; `subnet` empty: a free /24 of the pool. Returns the
     /// domain as JSON.
-    pub fn create_domain(&mut self, name: &str, subnet: &str) -> Result<serde_json::Value, NetError> {
+    pub fn create_domain(
+        &mut self,
+        name: &str,
+        subnet: &str,
+    ) -> Result<serde_json::Value, NetError> {
         let (overlay, created) = self.model.plan_create(&self.overlay, name, subnet)?;
         self.commit(overlay)?;
         let list = self.model.domains_json();
-        let found = list
-            .as_array()
-            .and_then(|l| l.iter().find(|d| d["name"] == created.name.as_str()).cloned());
+        let found = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|d| d["name"] == created.name.as_str())
+                .cloned()
+        });
         Ok(found.unwrap_or(serde_json::Value::Null))
     }
 
@@ -157,8 +163,16 @@ impl Engine {
     }
 
     /// Allows `from` to reach `to` (port 0: any; protocol "": any).
-    pub fn allow(&mut self, from: &str, to: &str, port: u32, protocol: &str) -> Result<(), NetError> {
-        let (overlay, _) = self.model.plan_allow(&self.overlay, from, to, port, protocol)?;
+    pub fn allow(
+        &mut self,
+        from: &str,
+        to: &str,
+        port: u32,
+        protocol: &str,
+    ) -> Result<(), NetError> {
+        let (overlay, _) = self
+            .model
+            .plan_allow(&self.overlay, from, to, port, protocol)?;
         self.commit(overlay).map(|_| ())
     }
 

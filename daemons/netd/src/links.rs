@@ -261,7 +261,9 @@ pub fn list_addrs(sock: &mut Socket) -> Result<Vec<AddrInfo>, NetError> {
         let mut address = None;
         for (ty, v) in nl::Attrs::new(&p[8..]) {
             let ip = match (family, v.len()) {
-                (libc::AF_INET, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(v).unwrap_or_default())),
+                (libc::AF_INET, 4) => {
+                    Some(IpAddr::from(<[u8; 4]>::try_from(v).unwrap_or_default()))
+                }
                 (libc::AF_INET6, 16) => {
                     Some(IpAddr::from(<[u8; 16]>::try_from(v).unwrap_or_default()))
                 }
@@ -363,7 +365,10 @@ fn addr_msg(sock: &mut Socket, add: bool, index: i32, addr: IpAddr, prefix: u8) 
     let seq = sock.next_seq();
     let mut b = MsgBuf::new();
     let (ty, flags) = if add {
-        (RTM_NEWADDR, nl::F_REQUEST | nl::F_ACK | nl::F_CREATE | nl::F_REPLACE)
+        (
+            RTM_NEWADDR,
+            nl::F_REQUEST | nl::F_ACK | nl::F_CREATE | nl::F_REPLACE,
+        )
     } else {
         (RTM_DELADDR, nl::F_REQUEST | nl::F_ACK)
     };
@@ -484,7 +489,11 @@ pub fn reconcile(model: &Model) -> Result<Vec<Change>, NetError> {
         let up = bridge.flags & IFF_UP == 0;
         if adopt || up {
             set_link(&mut sock, bridge.index, &bridge.name, adopt, None, up)?;
-            if adopt && !changes.contains(&Change::CreateBridge { link: bridge.name.clone() }) {
+            if adopt
+                && !changes.contains(&Change::CreateBridge {
+                    link: bridge.name.clone(),
+                })
+            {
                 changes.push(Change::Adopt {
                     link: bridge.name.clone(),
                 });
@@ -507,7 +516,12 @@ pub fn reconcile(model: &Model) -> Result<Vec<Change>, NetError> {
             }
             let (b, seq) = addr_msg(&mut sock, false, bridge.index, a.addr, a.prefix);
             let address = format!("{}/{}", a.addr, a.prefix);
-            request(&mut sock, &b, seq, format!("remove {address} from {}", bridge.name))?;
+            request(
+                &mut sock,
+                &b,
+                seq,
+                format!("remove {address} from {}", bridge.name),
+            )?;
             changes.push(Change::RemoveAddress {
                 link: bridge.name.clone(),
                 address,
@@ -519,7 +533,12 @@ pub fn reconcile(model: &Model) -> Result<Vec<Change>, NetError> {
             }
             let (b, seq) = addr_msg(&mut sock, true, bridge.index, addr, prefix);
             let address = format!("{addr}/{prefix}");
-            request(&mut sock, &b, seq, format!("add {address} to {}", bridge.name))?;
+            request(
+                &mut sock,
+                &b,
+                seq,
+                format!("add {address} to {}", bridge.name),
+            )?;
             changes.push(Change::AddAddress {
                 link: bridge.name.clone(),
                 address,
@@ -543,7 +562,10 @@ fn reconcile_vlan(
 ) -> Result<(), NetError> {
     let links = list_links(sock)?;
     let parent_link = links.iter().find(|l| l.name == parent).ok_or_else(|| {
-        NetError::LinkConflict(format!("VLAN parent {parent} of {} does not exist", bridge.name))
+        NetError::LinkConflict(format!(
+            "VLAN parent {parent} of {} does not exist",
+            bridge.name
+        ))
     })?;
     let existing = links.iter().find(|l| l.name == name);
     let fits = |l: &LinkInfo| {

@@ -207,7 +207,8 @@ pub fn check_ifname(field: &str, s: &str) -> Result<(), NetError> {
         || s.len() > 15
         || s == "."
         || s == ".."
-        || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        || s.chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
         return Err(invalid(
             field,
@@ -227,7 +228,11 @@ fn domain_from_parts(
 ) -> Result<Domain, NetError> {
     let field = |f: &str| format!("domain {name}: {f}");
     if !subnet.is_ipv4() {
-        return Err(invalid(&field("subnet"), subnet, "an IPv4 network is required"));
+        return Err(invalid(
+            &field("subnet"),
+            subnet,
+            "an IPv4 network is required",
+        ));
     }
     if subnet.prefix_len() > 30 {
         return Err(invalid(
@@ -238,14 +243,22 @@ fn domain_from_parts(
     }
     if let Some(u) = ula {
         if u.is_ipv4() || u.prefix_len() > 64 {
-            return Err(invalid(&field("ula"), u, "an IPv6 prefix of /64 or shorter is required"));
+            return Err(invalid(
+                &field("ula"),
+                u,
+                "an IPv6 prefix of /64 or shorter is required",
+            ));
         }
         let fd = match u.net().network() {
             IpAddr::V6(a) => a.segments()[0] & 0xfe00 == 0xfc00,
             IpAddr::V4(_) => false,
         };
         if !fd {
-            return Err(invalid(&field("ula"), u, "a unique local prefix (fc00::/7) is required"));
+            return Err(invalid(
+                &field("ula"),
+                u,
+                "a unique local prefix (fc00::/7) is required",
+            ));
         }
     }
     let vlan = match vlan {
@@ -293,12 +306,20 @@ impl Model {
         if let Some(u) = &base.uplink {
             check_ifname("uplink", u)?;
             if u.starts_with("hb-") || u.starts_with("hv-") {
-                return Err(invalid("uplink", u, "the uplink cannot be a link hearth-netd owns"));
+                return Err(invalid(
+                    "uplink",
+                    u,
+                    "the uplink cannot be a link hearth-netd owns",
+                ));
             }
         }
         if let Some(p) = base.pool {
             if !p.is_ipv4() || p.prefix_len() > 24 {
-                return Err(invalid("pool", p, "the pool is an IPv4 network of /24 or larger"));
+                return Err(invalid(
+                    "pool",
+                    p,
+                    "the pool is an IPv4 network of /24 or larger",
+                ));
             }
         }
         let mut domains: BTreeMap<DomainId, Domain> = BTreeMap::new();
@@ -415,7 +436,9 @@ impl Model {
                 return Ok(c);
             }
         }
-        Err(NetError::Conflict(format!("the pool {pool} has no free /24 left")))
+        Err(NetError::Conflict(format!(
+            "the pool {pool} has no free /24 left"
+        )))
     }
 
     /// The overlay after creating `name` with `subnet` (empty: from the pool).
@@ -523,7 +546,12 @@ impl Model {
     }
 
     /// The overlay after revoking every allow from `from` to `to`.
-    pub fn plan_revoke(&self, overlay: &Overlay, from: &str, to: &str) -> Result<Overlay, NetError> {
+    pub fn plan_revoke(
+        &self,
+        overlay: &Overlay,
+        from: &str,
+        to: &str,
+    ) -> Result<Overlay, NetError> {
         let from = self.require("from", from)?;
         let to = self.require("to", to)?;
         if from == self.admin {
@@ -560,7 +588,10 @@ impl Model {
                         .iter()
                         .filter(|a| &a.from == from && &a.to == to)
                         .collect();
-                    if rules.iter().any(|a| a.port.is_none() && a.protocol.is_none()) {
+                    if rules
+                        .iter()
+                        .any(|a| a.port.is_none() && a.protocol.is_none())
+                    {
                         serde_json::json!("all")
                     } else if rules.is_empty() {
                         serde_json::json!("none")
@@ -679,8 +710,14 @@ protocol = "tcp"
         let o = Overlay::default();
         let kind = |r: Result<(Overlay, CreatedDomain), NetError>| r.unwrap_err().kind();
         assert_eq!(kind(m.plan_create(&o, "Bad!", "")), "InvalidArgument");
-        assert_eq!(kind(m.plan_create(&o, "x", "10.1.2.3/24")), "InvalidArgument");
-        assert_eq!(kind(m.plan_create(&o, "x", "10.1.2.0/31")), "InvalidArgument");
+        assert_eq!(
+            kind(m.plan_create(&o, "x", "10.1.2.3/24")),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            kind(m.plan_create(&o, "x", "10.1.2.0/31")),
+            "InvalidArgument"
+        );
         assert_eq!(kind(m.plan_create(&o, "x", "fd00::/64")), "InvalidArgument");
         assert_eq!(kind(m.plan_create(&o, "x", "garbage")), "InvalidArgument");
         assert_eq!(kind(m.plan_create(&o, "x", "10.77.1.128/25")), "Conflict");
@@ -704,21 +741,52 @@ protocol = "tcp"
     fn unknown_domains_are_not_found() {
         let m = model();
         let o = Overlay::default();
-        assert_eq!(m.plan_delete(&base(), &o, "nope").unwrap_err().kind(), "NotFound");
-        assert_eq!(m.plan_allow(&o, "lan", "nope", 0, "").unwrap_err().kind(), "NotFound");
-        assert_eq!(m.plan_revoke(&o, "nope", "lan").unwrap_err().kind(), "NotFound");
-        assert_eq!(m.plan_revoke(&o, "admin", "nope").unwrap_err().kind(), "NotFound");
-        assert_eq!(m.plan_revoke(&o, "iot", "admin").unwrap_err().kind(), "NotFound");
+        assert_eq!(
+            m.plan_delete(&base(), &o, "nope").unwrap_err().kind(),
+            "NotFound"
+        );
+        assert_eq!(
+            m.plan_allow(&o, "lan", "nope", 0, "").unwrap_err().kind(),
+            "NotFound"
+        );
+        assert_eq!(
+            m.plan_revoke(&o, "nope", "lan").unwrap_err().kind(),
+            "NotFound"
+        );
+        assert_eq!(
+            m.plan_revoke(&o, "admin", "nope").unwrap_err().kind(),
+            "NotFound"
+        );
+        assert_eq!(
+            m.plan_revoke(&o, "iot", "admin").unwrap_err().kind(),
+            "NotFound"
+        );
     }
 
     #[test]
     fn bad_allows_are_refused() {
         let m = model();
         let o = Overlay::default();
-        assert_eq!(m.plan_allow(&o, "lan", "lan", 0, "").unwrap_err().kind(), "InvalidArgument");
-        assert_eq!(m.plan_allow(&o, "lan", "iot", 70000, "").unwrap_err().kind(), "InvalidArgument");
-        assert_eq!(m.plan_allow(&o, "lan", "iot", 22, "icmp").unwrap_err().kind(), "InvalidArgument");
-        assert_eq!(m.plan_allow(&o, "lan", "iot", 0, "").unwrap_err().kind(), "Conflict");
+        assert_eq!(
+            m.plan_allow(&o, "lan", "lan", 0, "").unwrap_err().kind(),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            m.plan_allow(&o, "lan", "iot", 70000, "")
+                .unwrap_err()
+                .kind(),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            m.plan_allow(&o, "lan", "iot", 22, "icmp")
+                .unwrap_err()
+                .kind(),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            m.plan_allow(&o, "lan", "iot", 0, "").unwrap_err().kind(),
+            "Conflict"
+        );
     }
 
     #[test]
@@ -730,7 +798,10 @@ protocol = "tcp"
         assert!(!m2.allows.iter().any(|a| a.from.as_str() == "iot"));
         let (o2, _) = m2.plan_allow(&o, "iot", "lan", 53, "udp").unwrap();
         let m3 = Model::compose(&b, &o2).unwrap();
-        assert_eq!(m3.matrix()["matrix"]["iot"]["lan"], serde_json::json!(["udp/53"]));
+        assert_eq!(
+            m3.matrix()["matrix"]["iot"]["lan"],
+            serde_json::json!(["udp/53"])
+        );
         assert_eq!(m3.matrix()["matrix"]["lan"]["iot"], "all");
         assert_eq!(m3.matrix()["matrix"]["admin"]["iot"], "all");
         assert_eq!(m3.matrix()["matrix"]["iot"]["admin"], "none");
@@ -761,13 +832,22 @@ name = "b"
 subnet = "10.0.0.0/23"
 "#;
         let c: NetworkConfig = hearth_common::config::parse(p, overlap).unwrap();
-        assert_eq!(Model::compose(&c, &Overlay::default()).unwrap_err().kind(), "Conflict");
+        assert_eq!(
+            Model::compose(&c, &Overlay::default()).unwrap_err().kind(),
+            "Conflict"
+        );
         let no_admin = "admin = \"a\"\n[[domain]]\nname = \"b\"\nsubnet = \"10.0.0.0/24\"\n";
         let c: NetworkConfig = hearth_common::config::parse(p, no_admin).unwrap();
-        assert_eq!(Model::compose(&c, &Overlay::default()).unwrap_err().kind(), "NotFound");
+        assert_eq!(
+            Model::compose(&c, &Overlay::default()).unwrap_err().kind(),
+            "NotFound"
+        );
         let bad_vlan = "admin = \"a\"\n[[domain]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nvlan = { parent = \"eth1\", id = 5000 }\n";
         let c: NetworkConfig = hearth_common::config::parse(p, bad_vlan).unwrap();
-        assert_eq!(Model::compose(&c, &Overlay::default()).unwrap_err().kind(), "InvalidArgument");
+        assert_eq!(
+            Model::compose(&c, &Overlay::default()).unwrap_err().kind(),
+            "InvalidArgument"
+        );
         let bad_name = "admin = \"A\"\n";
         let e = hearth_common::config::parse::<NetworkConfig>(p, bad_name).unwrap_err();
         assert!(e.to_string().starts_with("network.toml:1:"), "{e}");

@@ -223,7 +223,10 @@ impl Socket {
     pub fn request(&mut self, msg: &[u8], seq: u32) -> Result<(), NlError> {
         self.send(msg).map_err(NlError::Io)?;
         loop {
-            let data = match self.recv(Some(Duration::from_secs(5))).map_err(NlError::Io)? {
+            let data = match self
+                .recv(Some(Duration::from_secs(5)))
+                .map_err(NlError::Io)?
+            {
                 Some(d) => d,
                 None => return Err(NlError::Io(io::Error::other("no netlink reply in 5 s"))),
             };
@@ -247,7 +250,10 @@ impl Socket {
         self.send(msg).map_err(NlError::Io)?;
         let mut out = Vec::new();
         loop {
-            let data = match self.recv(Some(Duration::from_secs(5))).map_err(NlError::Io)? {
+            let data = match self
+                .recv(Some(Duration::from_secs(5)))
+                .map_err(NlError::Io)?
+            {
                 Some(d) => d,
                 None => return Err(NlError::Io(io::Error::other("no netlink reply in 5 s"))),
             };
@@ -496,7 +502,8 @@ impl MsgBuf {
     pub fn nest(&mut self, ty: u16) -> usize {
         let off = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         off
     }
 

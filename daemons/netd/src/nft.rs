@@ -179,7 +179,13 @@ fn concat(types: &[u32]) -> u32 {
 }
 
 /// The sets of the table.
-pub const SETS: [&str; 5] = ["bridges", "allow_any", "allow_proto", "allow_port", "services"];
+pub const SETS: [&str; 5] = [
+    "bridges",
+    "allow_any",
+    "allow_proto",
+    "allow_port",
+    "services",
+];
 /// The chains of the table.
 pub const CHAINS: [&str; 3] = ["forward", "input", "postrouting"];
 
@@ -481,14 +487,21 @@ const SET_ALLOW_PORT: u32 = 4;
 const SET_SERVICES: u32 = 5;
 
 fn set_id(name: &str) -> u32 {
-    SETS.iter().position(|s| *s == name).map_or(0, |i| i as u32 + 1)
+    SETS.iter()
+        .position(|s| *s == name)
+        .map_or(0, |i| i as u32 + 1)
 }
 
 /// Builds the whole transaction for `rs`.
 fn build(rs: &Ruleset, seq: u32) -> Batch {
     let mut b = Batch::new(seq);
     let table_attrs = |m: &mut MsgBuf| m.attr_str(NFTA_TABLE_NAME, TABLE);
-    b.msg(msg::NEWTABLE, nl::F_CREATE, "add table (ensure)".into(), table_attrs);
+    b.msg(
+        msg::NEWTABLE,
+        nl::F_CREATE,
+        "add table (ensure)".into(),
+        table_attrs,
+    );
     b.msg(msg::DELTABLE, 0, "delete old table".into(), table_attrs);
     let comment = format!("hearth-netd {}", rs.fingerprint());
     b.msg(msg::NEWTABLE, nl::F_CREATE, "add table".into(), |m| {
@@ -502,7 +515,12 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
 
     let sets: [(&str, u32, u32, u32); 5] = [
         ("bridges", SET_BRIDGES, TYPE_IFNAME, 16),
-        ("allow_any", SET_ALLOW_ANY, concat(&[TYPE_IFNAME, TYPE_IFNAME]), 32),
+        (
+            "allow_any",
+            SET_ALLOW_ANY,
+            concat(&[TYPE_IFNAME, TYPE_IFNAME]),
+            32,
+        ),
         (
             "allow_proto",
             SET_ALLOW_PROTO,
@@ -512,7 +530,12 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
         (
             "allow_port",
             SET_ALLOW_PORT,
-            concat(&[TYPE_IFNAME, TYPE_IFNAME, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE]),
+            concat(&[
+                TYPE_IFNAME,
+                TYPE_IFNAME,
+                TYPE_INET_PROTOCOL,
+                TYPE_INET_SERVICE,
+            ]),
             40,
         ),
         (
@@ -541,7 +564,10 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
     }
 
     let keys: [(&str, Vec<Vec<u8>>); 5] = [
-        ("bridges", rs.bridges.iter().map(|b| ifname(b).to_vec()).collect()),
+        (
+            "bridges",
+            rs.bridges.iter().map(|b| ifname(b).to_vec()).collect(),
+        ),
         (
             "allow_any",
             rs.allow_any
@@ -600,16 +626,21 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
         ("postrouting", "nat", NF_INET_POST_ROUTING, 100),
     ];
     for (name, ty, hook, prio) in chains {
-        b.msg(msg::NEWCHAIN, nl::F_CREATE, format!("add chain {name}"), |m| {
-            m.attr_str(NFTA_CHAIN_TABLE, TABLE);
-            m.attr_str(NFTA_CHAIN_NAME, name);
-            let h = m.nest(NFTA_CHAIN_HOOK);
-            m.attr_be32(NFTA_HOOK_HOOKNUM, hook);
-            m.attr_be32(NFTA_HOOK_PRIORITY, prio as u32);
-            m.nest_end(h);
-            m.attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-            m.attr_str(NFTA_CHAIN_TYPE, ty);
-        });
+        b.msg(
+            msg::NEWCHAIN,
+            nl::F_CREATE,
+            format!("add chain {name}"),
+            |m| {
+                m.attr_str(NFTA_CHAIN_TABLE, TABLE);
+                m.attr_str(NFTA_CHAIN_NAME, name);
+                let h = m.nest(NFTA_CHAIN_HOOK);
+                m.attr_be32(NFTA_HOOK_HOOKNUM, hook);
+                m.attr_be32(NFTA_HOOK_PRIORITY, prio as u32);
+                m.nest_end(h);
+                m.attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+                m.attr_str(NFTA_CHAIN_TYPE, ty);
+            },
+        );
     }
 
     let rule = |b: &mut Batch, chain: &str, what: &str, f: &dyn Fn(&mut Exprs<'_>)| {
@@ -632,9 +663,14 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
     let r17 = REG32_00 + 9;
 
     // forward
-    rule(&mut b, "forward", "ct state established,related accept", &|e| {
-        e.established().verdict(NF_ACCEPT);
-    });
+    rule(
+        &mut b,
+        "forward",
+        "ct state established,related accept",
+        &|e| {
+            e.established().verdict(NF_ACCEPT);
+        },
+    );
     let admin = ifname(&rs.admin);
     rule(&mut b, "forward", "admin reaches every domain", &|e| {
         e.meta(NFT_META_IIFNAME, REG_1)
@@ -643,19 +679,29 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
             .lookup("bridges", SET_BRIDGES, REG_1)
             .verdict(NF_ACCEPT);
     });
-    rule(&mut b, "forward", "iifname . oifname @allow_any accept", &|e| {
-        e.meta(NFT_META_IIFNAME, r8)
-            .meta(NFT_META_OIFNAME, r12)
-            .lookup("allow_any", SET_ALLOW_ANY, r8)
-            .verdict(NF_ACCEPT);
-    });
-    rule(&mut b, "forward", "iifname . oifname . l4proto @allow_proto accept", &|e| {
-        e.meta(NFT_META_IIFNAME, r8)
-            .meta(NFT_META_OIFNAME, r12)
-            .meta(NFT_META_L4PROTO, r16)
-            .lookup("allow_proto", SET_ALLOW_PROTO, r8)
-            .verdict(NF_ACCEPT);
-    });
+    rule(
+        &mut b,
+        "forward",
+        "iifname . oifname @allow_any accept",
+        &|e| {
+            e.meta(NFT_META_IIFNAME, r8)
+                .meta(NFT_META_OIFNAME, r12)
+                .lookup("allow_any", SET_ALLOW_ANY, r8)
+                .verdict(NF_ACCEPT);
+        },
+    );
+    rule(
+        &mut b,
+        "forward",
+        "iifname . oifname . l4proto @allow_proto accept",
+        &|e| {
+            e.meta(NFT_META_IIFNAME, r8)
+                .meta(NFT_META_OIFNAME, r12)
+                .meta(NFT_META_L4PROTO, r16)
+                .lookup("allow_proto", SET_ALLOW_PROTO, r8)
+                .verdict(NF_ACCEPT);
+        },
+    );
     rule(
         &mut b,
         "forward",
@@ -691,24 +737,39 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
     });
 
     // input
-    rule(&mut b, "input", "ct state established,related accept", &|e| {
-        e.established().verdict(NF_ACCEPT);
-    });
-    rule(&mut b, "input", "iifname . l4proto . th dport @services accept", &|e| {
-        e.meta(NFT_META_IIFNAME, r8)
-            .meta(NFT_META_L4PROTO, r12)
-            .payload(NFT_PAYLOAD_TRANSPORT, 2, 2, r12 + 1)
-            .lookup("services", SET_SERVICES, r8)
-            .verdict(NF_ACCEPT);
-    });
-    for (proto, what) in [(1u8, "icmp"), (58u8, "ipv6-icmp")] {
-        rule(&mut b, "input", &format!("iifname @bridges {what} accept"), &|e| {
-            e.meta(NFT_META_IIFNAME, REG_1)
-                .lookup("bridges", SET_BRIDGES, REG_1)
-                .meta(NFT_META_L4PROTO, REG_1)
-                .cmp(NFT_CMP_EQ, REG_1, &[proto])
+    rule(
+        &mut b,
+        "input",
+        "ct state established,related accept",
+        &|e| {
+            e.established().verdict(NF_ACCEPT);
+        },
+    );
+    rule(
+        &mut b,
+        "input",
+        "iifname . l4proto . th dport @services accept",
+        &|e| {
+            e.meta(NFT_META_IIFNAME, r8)
+                .meta(NFT_META_L4PROTO, r12)
+                .payload(NFT_PAYLOAD_TRANSPORT, 2, 2, r12 + 1)
+                .lookup("services", SET_SERVICES, r8)
                 .verdict(NF_ACCEPT);
-        });
+        },
+    );
+    for (proto, what) in [(1u8, "icmp"), (58u8, "ipv6-icmp")] {
+        rule(
+            &mut b,
+            "input",
+            &format!("iifname @bridges {what} accept"),
+            &|e| {
+                e.meta(NFT_META_IIFNAME, REG_1)
+                    .lookup("bridges", SET_BRIDGES, REG_1)
+                    .meta(NFT_META_L4PROTO, REG_1)
+                    .cmp(NFT_CMP_EQ, REG_1, &[proto])
+                    .verdict(NF_ACCEPT);
+            },
+        );
     }
     rule(&mut b, "input", "iifname @bridges drop", &|e| {
         e.meta(NFT_META_IIFNAME, REG_1)
@@ -720,17 +781,26 @@ fn build(rs: &Ruleset, seq: u32) -> Batch {
     if let Some(up) = &rs.uplink {
         let up = ifname(up);
         for (net, len) in &rs.nat {
-            let mask = if *len == 0 { 0 } else { u32::MAX << (32 - u32::from(*len)) };
-            rule(&mut b, "postrouting", &format!("masquerade {net}/{len}"), &|e| {
-                e.meta(NFT_META_NFPROTO, REG_1)
-                    .cmp(NFT_CMP_EQ, REG_1, &[NFPROTO_IPV4])
-                    .meta(NFT_META_OIFNAME, REG_1)
-                    .cmp(NFT_CMP_EQ, REG_1, &up)
-                    .payload(NFT_PAYLOAD_NETWORK, 12, 4, REG_1)
-                    .bitwise(REG_1, &mask.to_be_bytes())
-                    .cmp(NFT_CMP_EQ, REG_1, &net.octets())
-                    .masquerade();
-            });
+            let mask = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*len))
+            };
+            rule(
+                &mut b,
+                "postrouting",
+                &format!("masquerade {net}/{len}"),
+                &|e| {
+                    e.meta(NFT_META_NFPROTO, REG_1)
+                        .cmp(NFT_CMP_EQ, REG_1, &[NFPROTO_IPV4])
+                        .meta(NFT_META_OIFNAME, REG_1)
+                        .cmp(NFT_CMP_EQ, REG_1, &up)
+                        .payload(NFT_PAYLOAD_NETWORK, 12, 4, REG_1)
+                        .bitwise(REG_1, &mask.to_be_bytes())
+                        .cmp(NFT_CMP_EQ, REG_1, &net.octets())
+                        .masquerade();
+                },
+            );
         }
     }
     b
@@ -787,7 +857,11 @@ fn apply_inner(rs: &Ruleset, bogus: bool) -> Result<ApplyReport, NetError> {
     sock.send(g.bytes())
         .map_err(|e| nft_err(format!("send generation request: {e}")))?;
 
-    let index: BTreeMap<u32, usize> = acked.iter().enumerate().map(|(i, (s, _))| (*s, i)).collect();
+    let index: BTreeMap<u32, usize> = acked
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| (*s, i))
+        .collect();
     let mut acks = vec![false; acked.len()];
     let mut errors: Vec<String> = Vec::new();
     let mut generation = None;
@@ -894,7 +968,10 @@ pub fn read_state() -> Result<Option<TableState>, NetError> {
         return Ok(None);
     };
     let mut st = TableState::default();
-    if let Some(ud) = t.get(4..).and_then(|a| nl::find_attr(a, NFTA_TABLE_USERDATA)) {
+    if let Some(ud) = t
+        .get(4..)
+        .and_then(|a| nl::find_attr(a, NFTA_TABLE_USERDATA))
+    {
         if ud.len() >= 2 && ud[0] == 0 {
             let n = (ud[1] as usize).min(ud.len() - 2);
             st.comment = Some(nl::attr_str(&ud[2..2 + n]));
@@ -951,9 +1028,11 @@ pub fn is_current(rs: &Ruleset) -> Result<bool, NetError> {
     let Some(st) = read_state()? else {
         return Ok(false);
     };
-    Ok(st.comment.as_deref() == Some(format!("hearth-netd {}", rs.fingerprint()).as_str())
-        && st.rules == rs.rule_counts()
-        && st.elements == rs.element_counts())
+    Ok(
+        st.comment.as_deref() == Some(format!("hearth-netd {}", rs.fingerprint()).as_str())
+            && st.rules == rs.rule_counts()
+            && st.elements == rs.element_counts(),
+    )
 }
 
 /// Deletes the table (used when the daemon is told to tear down, and by
@@ -1006,7 +1085,10 @@ mod tests {
             allow_proto: vec![],
             allow_port: vec![("hb-b".into(), "hb-a".into(), 6, 80)],
             services: vec![("hb-b".into(), 17, 53)],
-            nat: vec![(Ipv4Addr::new(10, 0, 0, 0), 24), (Ipv4Addr::new(10, 0, 1, 0), 24)],
+            nat: vec![
+                (Ipv4Addr::new(10, 0, 0, 0), 24),
+                (Ipv4Addr::new(10, 0, 1, 0), 24),
+            ],
         };
         let (buf, acked, _) = build(&rs, 100).finish();
         let msgs: Vec<_> = nl::Messages::new(buf.bytes()).collect();
@@ -1016,7 +1098,10 @@ mod tests {
         for m in &msgs[1..msgs.len() - 1] {
             assert!(m.flags & nl::F_ACK != 0);
         }
-        let rules = msgs.iter().filter(|m| m.ty == nft_type(msg::NEWRULE)).count();
+        let rules = msgs
+            .iter()
+            .filter(|m| m.ty == nft_type(msg::NEWRULE))
+            .count();
         assert_eq!(rules, rs.rule_count());
         assert_eq!(rs.rule_counts(), [8, 5, 2]);
     }

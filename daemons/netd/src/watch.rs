@@ -103,7 +103,12 @@ fn restore(target: &Mutex<Ruleset>, restores: &AtomicU64, why: &str) {
     }
 }
 
-fn run(mut sock: Socket, target: Arc<Mutex<Ruleset>>, stop: Arc<AtomicBool>, restores: Arc<AtomicU64>) {
+fn run(
+    mut sock: Socket,
+    target: Arc<Mutex<Ruleset>>,
+    stop: Arc<AtomicBool>,
+    restores: Arc<AtomicU64>,
+) {
     let mut pending: BTreeMap<&'static str, usize> = BTreeMap::new();
     while !stop.load(Ordering::SeqCst) {
         let data = match sock.recv(Some(Duration::from_millis(100))) {
@@ -117,7 +122,11 @@ fn run(mut sock: Socket, target: Arc<Mutex<Ruleset>>, stop: Arc<AtomicBool>, res
                     Err(p) => p.into_inner().clone(),
                 };
                 if !nft::is_current(&rs).unwrap_or(false) {
-                    restore(&target, &restores, "table differs after missed notifications");
+                    restore(
+                        &target,
+                        &restores,
+                        "table differs after missed notifications",
+                    );
                 }
                 continue;
             }
@@ -149,7 +158,13 @@ fn run(mut sock: Socket, target: Arc<Mutex<Ruleset>>, stop: Arc<AtomicBool>, res
                 }
                 let what: Vec<String> = pending
                     .iter()
-                    .map(|(k, n)| if *n == 1 { k.to_string() } else { format!("{k} x{n}") })
+                    .map(|(k, n)| {
+                        if *n == 1 {
+                            k.to_string()
+                        } else {
+                            format!("{k} x{n}")
+                        }
+                    })
                     .collect();
                 let why = format!(
                     "process {name:?} (pid {pid}) changed it: {}",

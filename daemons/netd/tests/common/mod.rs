@@ -261,7 +261,8 @@ impl Counter {
 
 pub fn udp_counter(ns: &Netns, port: u16) -> Counter {
     let sock = ns.run(|| UdpSocket::bind(("0.0.0.0", port)).unwrap());
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (c, s) = (count.clone(), stop.clone());
