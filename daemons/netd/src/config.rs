@@ -17,6 +17,9 @@
 //! to = "lan"
 //! port = 443                 # optional
 //! protocol = "tcp"           # optional
+//!
+//! [access]                   # who may read / change (hearth_daemon::AccessConfig)
+//! admins_group = "hearth-admins"
 //! ```
 //!
 //! The file is parsed with `hearth_common::config` (unknown keys rejected,
@@ -46,6 +49,15 @@ pub struct NetworkConfig {
     /// The configured allows.
     #[serde(default, rename = "allow")]
     pub allows: Vec<AllowConfig>,
+    /// Who may read and who may change the network over D-Bus.
+    #[serde(default, skip_serializing)]
+    pub access: hearth_daemon::AccessConfig,
+}
+
+impl hearth_daemon::DaemonConfig for NetworkConfig {
+    fn access(&self) -> &hearth_daemon::AccessConfig {
+        &self.access
+    }
 }
 
 /// One `[[domain]]`.

@@ -24,6 +24,41 @@ use crate::watch::{self, Watcher};
 /// Name of the overlay file in the state directory.
 pub const STATE_FILE: &str = "network-state.json";
 
+/// A change asked for over the bus (or by hearthctl, or a test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Create a domain; `subnet` empty: a free /24 of the pool.
+    Create {
+        /// Domain name.
+        name: String,
+        /// IPv4 subnet or "".
+        subnet: String,
+    },
+    /// Delete a domain and every allow naming it.
+    Delete {
+        /// Domain name.
+        name: String,
+    },
+    /// Let `from` open connections to `to`.
+    Allow {
+        /// Source domain.
+        from: String,
+        /// Destination domain.
+        to: String,
+        /// Destination port, 0: any.
+        port: u32,
+        /// `tcp`, `udp` or "": any.
+        protocol: String,
+    },
+    /// Remove every allow from `from` to `to`.
+    Revoke {
+        /// Source domain.
+        from: String,
+        /// Destination domain.
+        to: String,
+    },
+}
+
 /// What a reconcile did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconcileReport {
@@ -145,21 +180,17 @@ impl Engine {
         name: &str,
         subnet: &str,
     ) -> Result<serde_json::Value, NetError> {
-        let (overlay, created) = self.model.plan_create(&self.overlay, name, subnet)?;
-        self.commit(overlay)?;
-        let list = self.model.domains_json();
-        let found = list.as_array().and_then(|l| {
-            l.iter()
-                .find(|d| d["name"] == created.name.as_str())
-                .cloned()
-        });
-        Ok(found.unwrap_or(serde_json::Value::Null))
+        let req = Request::Create {
+            name: name.into(),
+            subnet: subnet.into(),
+        };
+        Ok(self.request(&req, false)?["domain"].clone())
     }
 
     /// Deletes a domain and every allow naming it.
     pub fn delete_domain(&mut self, name: &str) -> Result<(), NetError> {
-        let overlay = self.model.plan_delete(&self.base, &self.overlay, name)?;
-        self.commit(overlay).map(|_| ())
+        self.request(&Request::Delete { name: name.into() }, false)
+            .map(|_| ())
     }
 
     /// Allows `from` to reach `to` (port 0: any; protocol "": any).
@@ -170,16 +201,101 @@ impl Engine {
         port: u32,
         protocol: &str,
     ) -> Result<(), NetError> {
-        let (overlay, _) = self
-            .model
-            .plan_allow(&self.overlay, from, to, port, protocol)?;
-        self.commit(overlay).map(|_| ())
+        let req = Request::Allow {
+            from: from.into(),
+            to: to.into(),
+            port,
+            protocol: protocol.into(),
+        };
+        self.request(&req, false).map(|_| ())
     }
 
     /// Revokes every allow from `from` to `to`.
     pub fn revoke(&mut self, from: &str, to: &str) -> Result<(), NetError> {
-        let overlay = self.model.plan_revoke(&self.overlay, from, to)?;
-        self.commit(overlay).map(|_| ())
+        let req = Request::Revoke {
+            from: from.into(),
+            to: to.into(),
+        };
+        self.request(&req, false).map(|_| ())
+    }
+
+    /// Validates `req` into the overlay and model it would produce, and the
+    /// document describing it. Touches neither the kernel nor the disk.
+    pub fn plan(&self, req: &Request) -> Result<(Overlay, Model, serde_json::Value), NetError> {
+        let (overlay, mut doc) = match req {
+            Request::Create { name, subnet } => {
+                let (o, c) = self.model.plan_create(&self.overlay, name, subnet)?;
+                (o, serde_json::json!({ "action": "create", "name": c.name }))
+            }
+            Request::Delete { name } => {
+                let o = self.model.plan_delete(&self.base, &self.overlay, name)?;
+                (o, serde_json::json!({ "action": "delete", "name": name }))
+            }
+            Request::Allow {
+                from,
+                to,
+                port,
+                protocol,
+            } => {
+                let (o, a) = self
+                    .model
+                    .plan_allow(&self.overlay, from, to, *port, protocol)?;
+                (o, serde_json::json!({ "action": "allow", "allow": a }))
+            }
+            Request::Revoke { from, to } => {
+                let o = self.model.plan_revoke(&self.overlay, from, to)?;
+                (
+                    o,
+                    serde_json::json!({ "action": "revoke", "from": from, "to": to }),
+                )
+            }
+        };
+        let model = Model::compose(&self.base, &overlay)?;
+        if let Request::Create { .. } = req {
+            let name = doc["name"].clone();
+            let dom = model
+                .domains_json()
+                .as_array()
+                .and_then(|l| l.iter().find(|d| d["name"] == name).cloned())
+                .unwrap_or(serde_json::Value::Null);
+            doc["domain"] = dom;
+        }
+        doc["matrix"] = model.matrix()["matrix"].clone();
+        Ok((overlay, model, doc))
+    }
+
+    /// Carries out `req` (or, with `dry_run`, only validates it) and returns
+    /// the document of docs/dbus/network.md. A refused request changes
+    /// nothing.
+    pub fn request(&mut self, req: &Request, dry_run: bool) -> Result<serde_json::Value, NetError> {
+        let (overlay, _, mut doc) = self.plan(req)?;
+        doc["dry_run"] = serde_json::Value::Bool(dry_run);
+        if !dry_run {
+            self.commit(overlay)?;
+        }
+        Ok(doc)
+    }
+
+    /// Everything: the model, the matrix and the kernel table's state.
+    pub fn show(&self) -> serde_json::Value {
+        let rs = self.ruleset();
+        let current = nft::is_current(&rs);
+        serde_json::json!({
+            "admin": self.model.admin,
+            "uplink": self.model.uplink,
+            "pool": self.model.pool,
+            "domains": self.model.domains_json(),
+            "allows": self.model.allows,
+            "matrix": self.model.matrix()["matrix"],
+            "table": {
+                "family": "inet",
+                "name": nft::TABLE,
+                "rules": rs.rule_count(),
+                "elements": rs.element_counts().iter().sum::<usize>(),
+                "current": current.as_ref().ok(),
+                "error": current.err().map(|e| e.to_string()),
+            },
+        })
     }
 
     fn commit(&mut self, overlay: Overlay) -> Result<ReconcileReport, NetError> {

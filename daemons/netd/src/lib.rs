@@ -17,6 +17,7 @@
 //! * nothing shells out (`ip`, `nft`): all kernel work is netlink.
 
 pub mod config;
+pub mod dbus;
 pub mod engine;
 pub mod error;
 pub mod links;

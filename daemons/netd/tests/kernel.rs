@@ -284,12 +284,7 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
     let table = lab.router.nft_table().unwrap();
     let links = bridge_summary(&lab.router);
     let state = read(&lab.state_dir().join(hearth_netd::engine::STATE_FILE));
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut Engine) -> Result<(), hearth_netd::NetError> + Send + Sync>,
-        &str,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Call, &str, &str)> = vec![
         (
             "invalid name",
             Box::new(|e| e.create_domain("Bad Name", "").map(|_| ())),
@@ -385,6 +380,9 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
         "state unchanged"
     );
 }
+
+/// One engine call of the bad-input table.
+type Call = Box<dyn Fn(&mut Engine) -> Result<(), hearth_netd::NetError> + Send + Sync>;
 
 /// `name kind addresses` of every hb-/hv- link, sorted.
 fn bridge_summary(ns: &Netns) -> String {
