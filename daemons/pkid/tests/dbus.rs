@@ -1,6 +1,7 @@
 //! hearth-pkid as a process on a private bus (a real dbus-daemon), its CA in
 //! a real SoftHSM2 token: the methods the gate and hearth-attestd call, the
 //! errors they get, and a restart that keeps the root and the inventory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
