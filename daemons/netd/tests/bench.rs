@@ -28,7 +28,12 @@ fn ruleset(n: usize) -> Ruleset {
         allow_port: (1..n).map(|i| (br(i), br((i + 1) % n), 6, 443)).collect(),
         services: Vec::new(),
         nat: (0..n)
-            .map(|i| (Ipv4Addr::new(10, 100 + (i / 256) as u8, (i % 256) as u8, 0), 24))
+            .map(|i| {
+                (
+                    Ipv4Addr::new(10, 100 + (i / 256) as u8, (i % 256) as u8, 0),
+                    24,
+                )
+            })
             .collect(),
     };
     for i in 0..n {
