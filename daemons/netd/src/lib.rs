@@ -18,7 +18,12 @@
 //! * only links named `hb-*`/`hv-*` and marked with our alias are ever deleted;
 //! * nothing shells out (`ip`, `nft`): all kernel work is netlink;
 //! * it must never delete or modify a link it does not own, nor touch any
-//!   nftables table but `inet hearth`.
+//!   nftables table but `inet hearth`. `hb-`/`hv-` names are its namespace:
+//!   an existing bridge named for a configured domain is adopted (the alias
+//!   that marks ownership can only be set after creation, so a crash in
+//!   between leaves such a bridge), any other kind of link in the way is
+//!   refused, and an `hb-` link without the alias that is not configured is
+//!   left alone.
 
 pub mod config;
 pub mod dbus;
