@@ -249,6 +249,22 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // ... and says so on the bus.
+    let restored = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(sig) = changed.next().await {
+            let args = sig.args().unwrap();
+            if args.what == "restore" {
+                return json(&args.detail);
+            }
+        }
+        panic!("signal stream ended");
+    })
+    .await
+    .expect("Changed(restore) within 5 s");
+    assert!(
+        restored["why"].as_str().unwrap().contains("nft"),
+        "{restored}"
+    );
 
     let before = json(&net.show().await.unwrap());
     assert_eq!(before["table"]["current"], true);
