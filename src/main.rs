@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let json = cli.json;
     match cli.command {
         Command::Man => {
-            print!("{MAN_PAGE}");
+            emit(MAN_PAGE);
             return ExitCode::SUCCESS;
         }
         Command::Completions { shell } => {
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            print!("{script}");
+            emit(script);
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -73,12 +73,9 @@ async fn run(command: Command, json: bool) -> ExitCode {
     match result {
         Ok(out) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
-                );
+                emitln(&serde_json::to_string_pretty(&out.json).unwrap_or_default());
             } else if !out.text.is_empty() {
-                println!("{}", out.text);
+                emitln(&out.text);
             }
             if out.ok {
                 ExitCode::SUCCESS
@@ -114,15 +111,26 @@ fn is_missing_service(e: &HearthError) -> bool {
 /// daemon (could not ask), 1 for a daemon's refusal.
 fn report_error(e: &HearthError, json: bool, transport: bool) -> ExitCode {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        emitln(
+            &serde_json::to_string_pretty(&json!({
                 "error": {"kind": e.kind(), "message": e.message()}
             }))
-            .unwrap_or_default()
+            .unwrap_or_default(),
         );
     } else {
         eprintln!("hearthctl: {}: {}", e.kind(), e.message());
     }
     ExitCode::from(if transport { 2 } else { 1 })
+}
+
+/// Writes to stdout; a reader that went away (`hearthctl … | head`) is not
+/// an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+fn emitln(text: &str) {
+    emit(&format!("{text}\n"));
 }

@@ -24,6 +24,7 @@
 //! A [`Token`] holds one PKCS#11 session behind a mutex (a `Session` is
 //! `Send` but not `Sync`). Every call blocks; async callers run them with
 //! `spawn_blocking`.
+#![forbid(unsafe_code)]
 
 pub mod der;
 pub mod pin;

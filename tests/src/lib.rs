@@ -241,13 +241,15 @@ impl Sandbox {
         self.write_env()?;
         for service in START_ORDER {
             let wanted = match &opts.only {
-                Some(list) => list.iter().any(|u| u == service.unit || u == service.short),
+                Some(list) => list
+                    .iter()
+                    .any(|u| u == service.unit || u == daemon_dir(service)),
                 None => true,
             };
             let bin = opts.bin_dir.join(service.unit);
             let template = self
                 .repo
-                .join(format!("daemons/{}/sandbox.toml", service.short));
+                .join(format!("daemons/{}/sandbox.toml", daemon_dir(service)));
             if !wanted {
                 continue;
             }
@@ -573,7 +575,7 @@ impl Sandbox {
     pub fn daemon(&mut self, name: &str) -> Option<&mut Daemon> {
         self.daemons
             .iter_mut()
-            .find(|d| d.service.unit == name || d.service.short == name)
+            .find(|d| d.service.unit == name || daemon_dir(d.service) == name)
     }
 
     fn write_env(&self) -> Result<()> {
@@ -777,4 +779,10 @@ fn is_zombie(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
+}
+
+/// The crate directory of a daemon under `daemons/`: its unit name without
+/// the `hearth-` prefix (`hearth-pkid` → `daemons/pkid`).
+pub fn daemon_dir(service: Service) -> &'static str {
+    service.unit.trim_start_matches("hearth-")
 }

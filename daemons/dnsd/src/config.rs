@@ -233,6 +233,24 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_sandbox_and_example_configs_are_valid() {
+        let sandbox = include_str!("../sandbox.toml").replace("@DNS_PORT@", "5353");
+        let example = include_str!("../hearth-dnsd.example.toml");
+        for (file, text) in [("sandbox.toml", sandbox.as_str()), ("example", example)] {
+            let s: DaemonSettings = hearth_common::config::parse(std::path::Path::new(file), text)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            validate(&s.dns()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+        let s: DaemonSettings =
+            hearth_common::config::parse(std::path::Path::new("sandbox.toml"), &sandbox).unwrap();
+        let test_local = DnsName::parse("test.local").unwrap();
+        assert!(
+            s.zones.iter().any(|z| test_local.is_within(&z.name)),
+            "the demo's test.local lies in a sandbox zone"
+        );
+    }
+
+    #[test]
     fn rule_breaks_are_refused() {
         let z = |n: &str| ZoneConfig::new(DnsName::parse(n).unwrap(), vec![]);
         let ip = Address::parse("10.0.0.1").unwrap();

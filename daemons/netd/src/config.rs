@@ -1,4 +1,6 @@
-//! `/etc/hearth/network.toml`: the declarative base of the network.
+//! The declarative base of the network: the file given by `--config`
+//! (the unit passes `/etc/hearth/hearth-netd.toml`; the sandbox uses
+//! `daemons/netd/sandbox.toml` as its template).
 //!
 //! ```toml
 //! uplink = "eth0"            # optional: masquerade and internet access go out here

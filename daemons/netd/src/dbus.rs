@@ -188,5 +188,6 @@ impl NetworkInterface {
 
     /// Emitted after every successful change.
     #[zbus(signal)]
-    async fn changed(emitter: &SignalEmitter<'_>, what: &str, detail: &str) -> zbus::Result<()>;
+    pub async fn changed(emitter: &SignalEmitter<'_>, what: &str, detail: &str)
+        -> zbus::Result<()>;
 }

@@ -156,6 +156,11 @@ impl Engine {
         watch::spawn(self.target.clone())
     }
 
+    /// Like [`Engine::watch`], calling `on_restore` after every restore.
+    pub fn watch_with(&self, on_restore: watch::OnRestore) -> std::io::Result<Watcher> {
+        watch::spawn_with(self.target.clone(), Some(on_restore))
+    }
+
     fn lock_target(&self) -> std::sync::MutexGuard<'_, Ruleset> {
         match self.target.lock() {
             Ok(g) => g,

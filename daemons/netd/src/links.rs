@@ -418,10 +418,16 @@ fn reconcile_sysctls(changes: &mut Vec<Change>) -> Result<(), NetError> {
             continue; // absent (IPv6 or br_netfilter not built): nothing to do
         };
         if cur.trim() != want {
-            std::fs::write(&path, want).map_err(|e| NetError::Link {
-                op: format!("set sysctl {key}"),
-                source: NlError::Io(e),
-            })?;
+            // Not fatal: isolation does not depend on it, and a unit with
+            // ProtectKernelTunables= (or a read-only /proc/sys) must still
+            // get its table. Routing needs it, so say so loudly.
+            if let Err(e) = std::fs::write(&path, want) {
+                tracing::error!(
+                    "cannot set sysctl {key}={want} ({e}); set it in sysctl.d or make \
+                     /proc/sys/{key} writable for hearth-netd"
+                );
+                continue;
+            }
             changes.push(Change::Sysctl {
                 key: key.to_string(),
                 value: want.to_string(),

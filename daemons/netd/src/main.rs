@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use hearth_netd::{dbus::NetworkInterface, Engine, NetworkConfig};
+use zbus::object_server::SignalEmitter;
 
 fn main() -> ExitCode {
     hearth_daemon::main::<NetworkConfig, _, _, _>(
@@ -22,7 +23,25 @@ fn main() -> ExitCode {
                 report = %serde_json::to_string(&rep).unwrap_or_default(),
                 "reconciled"
             );
-            let watcher = engine.watch().context("cannot watch nftables")?;
+            // Restores by the guard become Changed("restore", {"why", "generation"}).
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let watcher = engine
+                .watch_with(Box::new(move |doc| {
+                    let _ = tx.send(doc);
+                }))
+                .context("cannot watch nftables")?;
+            let conn = ctx.connection.clone();
+            tokio::spawn(async move {
+                while let Some(doc) = rx.recv().await {
+                    let sent = match SignalEmitter::new(&conn, ctx.service.path) {
+                        Ok(em) => NetworkInterface::changed(&em, "restore", &doc).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!("could not emit Changed(restore): {e}");
+                    }
+                }
+            });
             ctx.notifier.status(&format!(
                 "guarding table inet hearth ({} domains)",
                 engine.model().domains.len()

@@ -69,6 +69,18 @@ fn kind(t: u16) -> Option<&'static str> {
 /// the ruleset to restore; it is locked while restoring, so a change in
 /// progress (which holds the lock) is never overwritten by an old ruleset.
 pub fn spawn(target: Arc<Mutex<Ruleset>>) -> std::io::Result<Watcher> {
+    spawn_with(target, None)
+}
+
+/// Called after each restore with a JSON document
+/// `{"why": "...", "generation": N}` (the daemon turns it into a signal).
+pub type OnRestore = Box<dyn Fn(String) + Send>;
+
+/// Like [`spawn`], calling `on_restore` after every successful restore.
+pub fn spawn_with(
+    target: Arc<Mutex<Ruleset>>,
+    on_restore: Option<OnRestore>,
+) -> std::io::Result<Watcher> {
     let sock = Socket::open(nl::NETLINK_NETFILTER)?;
     sock.subscribe(NFNLGRP_NFTABLES)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -76,7 +88,7 @@ pub fn spawn(target: Arc<Mutex<Ruleset>>) -> std::io::Result<Watcher> {
     let (s, r) = (stop.clone(), restores.clone());
     let handle = std::thread::Builder::new()
         .name("netd-watch".into())
-        .spawn(move || run(sock, target, s, r))?;
+        .spawn(move || run(sock, target, s, r, on_restore))?;
     Ok(Watcher {
         stop,
         restores,
@@ -84,7 +96,7 @@ pub fn spawn(target: Arc<Mutex<Ruleset>>) -> std::io::Result<Watcher> {
     })
 }
 
-fn restore(target: &Mutex<Ruleset>, restores: &AtomicU64, why: &str) {
+fn restore(target: &Mutex<Ruleset>, restores: &AtomicU64, why: &str, on: &Option<OnRestore>) {
     let rs = match target.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -92,6 +104,9 @@ fn restore(target: &Mutex<Ruleset>, restores: &AtomicU64, why: &str) {
     match nft::apply(&rs) {
         Ok(rep) => {
             restores.fetch_add(1, Ordering::SeqCst);
+            if let Some(f) = on {
+                f(serde_json::json!({ "why": why, "generation": rep.generation }).to_string());
+            }
             tracing::warn!(
                 generation = rep.generation,
                 micros = rep.micros as u64,
@@ -108,6 +123,7 @@ fn run(
     target: Arc<Mutex<Ruleset>>,
     stop: Arc<AtomicBool>,
     restores: Arc<AtomicU64>,
+    on_restore: Option<OnRestore>,
 ) {
     let mut pending: BTreeMap<&'static str, usize> = BTreeMap::new();
     while !stop.load(Ordering::SeqCst) {
@@ -126,6 +142,7 @@ fn run(
                         &target,
                         &restores,
                         "table differs after missed notifications",
+                        &on_restore,
                     );
                 }
                 continue;
@@ -171,7 +188,7 @@ fn run(
                     what.join(", ")
                 );
                 pending.clear();
-                restore(&target, &restores, &why);
+                restore(&target, &restores, &why, &on_restore);
                 continue;
             }
             if m.payload[0] != nft::FAMILY_INET && m.payload[0] != 0 {

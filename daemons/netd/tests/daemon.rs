@@ -146,7 +146,7 @@ fn kind(r: Result<String, HearthError>) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network1_previews_changes_refuses_bad_input_and_survives_restart() {
+async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::start(dir.path());
     let ns = Netns::new("d");
@@ -235,6 +235,36 @@ async fn network1_previews_changes_refuses_bad_input_and_survives_restart() {
         assert_eq!(k, want, "{msg}");
         assert!(msg.contains(names), "{msg:?} should name {names}");
     }
+
+    // The daemon's guard: another program flushes the ruleset.
+    ns.sh(&["nft", "flush", "ruleset"]);
+    let t0 = std::time::Instant::now();
+    loop {
+        if json(&net.show().await.unwrap())["table"]["current"] == true {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "table not restored within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ... and says so on the bus.
+    let restored = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(sig) = changed.next().await {
+            let args = sig.args().unwrap();
+            if args.what == "restore" {
+                return json(&args.detail);
+            }
+        }
+        panic!("signal stream ended");
+    })
+    .await
+    .expect("Changed(restore) within 5 s");
+    assert!(
+        restored["why"].as_str().unwrap().contains("nft"),
+        "{restored}"
+    );
 
     let before = json(&net.show().await.unwrap());
     assert_eq!(before["table"]["current"], true);

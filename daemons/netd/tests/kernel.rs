@@ -413,3 +413,72 @@ fn bridge_summary(ns: &Netns) -> String {
     lines.sort();
     lines.join("\n")
 }
+
+#[test]
+fn a_domain_with_vlan_and_ula_gets_its_vlan_link_enslaved_and_both_gateways() {
+    let ns = Netns::new("vlan");
+    // The VLAN's parent: a link hearth-netd does not own.
+    ns.ip(&[
+        "link", "add", "vpar0", "type", "veth", "peer", "name", "vpar1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("network.toml");
+    let with_cams = "admin = \"admin\"\n[[domain]]\nname = \"admin\"\nsubnet = \"10.63.0.0/24\"\n\
+        [[domain]]\nname = \"cams\"\nsubnet = \"10.63.1.0/24\"\nula = \"fd42:63:1::/64\"\n\
+        vlan = { parent = \"vpar0\", id = 10 }\n";
+    std::fs::write(&path, with_cams).unwrap();
+    let engine = Engine::load(&path, &dir.path().join("state")).unwrap();
+    let vlan_support = ns
+        .exec(&[
+            "ip", "link", "add", "link", "vpar0", "name", "probe", "type", "vlan", "id", "9",
+        ])
+        .status
+        .success();
+    if !vlan_support {
+        // This kernel has no 802.1Q: the refusal must be an error naming
+        // the link and the kernel's answer, not a silent half-done domain.
+        let err = ns.run(|| engine.reconcile()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("hv-cams") && msg.contains("Unknown device type"),
+            "{msg}"
+        );
+        // The bridge and both gateways come before the VLAN step.
+        let addrs = ns.ip(&["-o", "addr", "show", "hb-cams"]);
+        assert!(
+            addrs.contains("10.63.1.1/24") && addrs.contains("fd42:63:1::1/64"),
+            "{addrs}"
+        );
+        eprintln!("kernel without 802.1Q VLAN support: checked the refusal and the gateways");
+        return;
+    }
+    ns.ip(&["link", "del", "probe"]);
+    ns.run(|| engine.reconcile()).unwrap();
+
+    let vlan = ns.ip(&["-d", "link", "show", "hv-cams"]);
+    assert!(vlan.contains("master hb-cams"), "{vlan}");
+    assert!(vlan.contains("vlan protocol 802.1Q id 10"), "{vlan}");
+    assert!(vlan.contains("hv-cams@vpar0"), "{vlan}");
+    let addrs = ns.ip(&["-o", "addr", "show", "hb-cams"]);
+    assert!(
+        addrs.contains("10.63.1.1/24") && addrs.contains("fd42:63:1::1/64"),
+        "{addrs}"
+    );
+    let again = ns.run(|| engine.reconcile()).unwrap();
+    assert_eq!(again.changes(), 0, "{again:?}");
+
+    // The domain removed from the configuration: its links go, the parent stays.
+    std::fs::write(
+        &path,
+        "admin = \"admin\"\n[[domain]]\nname = \"admin\"\nsubnet = \"10.63.0.0/24\"\n",
+    )
+    .unwrap();
+    let engine = Engine::load(&path, &dir.path().join("state")).unwrap();
+    let rep = ns.run(|| engine.reconcile()).unwrap();
+    let links = ns.ip(&["-o", "link", "show"]);
+    assert!(
+        !links.contains("hv-cams") && !links.contains("hb-cams"),
+        "{rep:?}\n{links}"
+    );
+    assert!(links.contains("vpar0"), "{links}");
+}

@@ -143,6 +143,10 @@ struct Leaf {
     key: KeyPair,
 }
 
+/// A CA certificate loaded from the state directory with its token key:
+/// (PEM, DER, key, notAfter).
+type LoadedPair = (String, Vec<u8>, HsmKey, OffsetDateTime);
+
 /// The appliance CA.
 pub struct Engine {
     cfg: PkiConfig,
@@ -280,11 +284,7 @@ impl Engine {
 
     /// Reads a CA certificate from `path` and finds its key (`label`) in the
     /// token; the two must match. `None` when the file does not exist.
-    fn load_pair(
-        &self,
-        path: &Path,
-        label: &str,
-    ) -> Result<Option<(String, Vec<u8>, HsmKey, OffsetDateTime)>, PkiError> {
+    fn load_pair(&self, path: &Path, label: &str) -> Result<Option<LoadedPair>, PkiError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -693,6 +693,7 @@ impl Engine {
         ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         names: &[SanName],

@@ -152,7 +152,7 @@ impl Inventory {
         let serial = key.replace(':', "");
         self.records
             .iter()
-            .filter(|r| r.serial == serial || r.names.iter().any(|n| *n == key))
+            .filter(|r| r.serial == serial || r.names.contains(&key))
             .collect()
     }
 }

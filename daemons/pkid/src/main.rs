@@ -1,6 +1,7 @@
 //! hearth-pkid: the appliance CA on the bus (`org.hearth.Pki1`). All logic
 //! is in the library; this opens the engine (running the ceremony when the
 //! configuration asks) and serves it.
+#![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
     hearth_daemon::main::<hearth_pkid::PkiConfig, _, _, _>(

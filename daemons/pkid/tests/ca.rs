@@ -1,5 +1,6 @@
 //! The CA engine against the real SoftHSM2 module, checked with openssl,
 //! webpki and a rustls handshake on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

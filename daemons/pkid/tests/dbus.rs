@@ -1,6 +1,7 @@
 //! hearth-pkid as a process on a private bus (a real dbus-daemon), its CA in
 //! a real SoftHSM2 token: the methods the gate and hearth-attestd call, the
 //! errors they get, and a restart that keeps the root and the inventory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
@@ -160,6 +161,31 @@ impl Daemon {
     }
 }
 
+/// Calls a method with busctl as uid/gid 65534 and expects NotAuthorized.
+fn refused_as_nobody(dir: &Path, bus: &Bus, call: &[&str]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // Let the unprivileged client reach the socket in the test's directory.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "busctl"])
+        .arg(format!("--address={}", bus.address))
+        .args([
+            "call",
+            "org.hearth.Pki1",
+            "/org/hearth/Pki1",
+            "org.hearth.Pki1",
+        ])
+        .args(call)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{call:?} as nobody must fail");
+    assert!(
+        err.contains("not a member of"),
+        "{call:?} as nobody: NotAuthorized expected, got: {err}"
+    );
+    Ok(())
+}
+
 fn json(s: &str) -> Value {
     serde_json::from_str(s).expect("the daemon returns JSON")
 }
@@ -188,6 +214,14 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
         .build()
         .await?;
     let pki = PkiProxy::new(&conn).await?;
+
+    // An unprivileged caller (uid 65534, in no Hearth group) is refused.
+    refused_as_nobody(
+        dir.path(),
+        &bus,
+        &["IssueCertificate", "su", "x.home.arpa", "0"],
+    )?;
+    refused_as_nobody(dir.path(), &bus, &["ListCertificates"])?;
 
     // The ceremony ran at start; Init is idempotent.
     let info = json(&pki.init().await?);

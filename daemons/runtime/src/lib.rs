@@ -234,7 +234,14 @@ where
         startup_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
-    notifier.ready("ready");
+    // Keep a status line the daemon set while loading ("serving … on …").
+    let status = notifier.current().await;
+    let line = if status == "loading state" || status.is_empty() {
+        "ready".to_string()
+    } else {
+        status
+    };
+    notifier.ready(&line);
     let watchdog = notifier.spawn_watchdog();
 
     wait_for_termination().await?;
