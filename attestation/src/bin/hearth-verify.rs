@@ -11,6 +11,15 @@ use clap::{Parser, Subcommand};
 use hearth_attestation::flow::{self, FlowError};
 use hearth_attestation::verify::{golden_from_report, Enrollment, Golden, Report};
 
+/// `println!` that treats a closed stdout (`hearth-verify check ... | head`)
+/// as the end of the output, not as a panic.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hearth-verify",
