@@ -1,0 +1,66 @@
+//! `/etc/hearth/hearth-intentd.toml`.
+//!
+//! ```toml
+//! catalog_dir = "/var/lib/hearth-intentd/catalog"   # default: <state dir>/catalog
+//! # audit_log = "/var/lib/hearth-intentd/audit.jsonl" # default: <state dir>/audit.jsonl
+//! [trust]
+//! vendor_roots = ["/usr/share/hearth/keys/vendor-root.pem"]
+//! appliance_ca = "/var/lib/hearth-pkid/ca.pem"
+//! crls = ["/usr/share/hearth/keys/vendor-root.crl.pem"]
+//! [policy]
+//! pending_ttl_secs = 300
+//! two_person = false
+//! [access]
+//! admins_group = "hearth-admins"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use hearth_daemon::{AccessConfig, DaemonConfig};
+use hearth_playbook::TrustConfig;
+use serde::Deserialize;
+
+use crate::gate::Settings;
+use crate::policy::PolicyConfig;
+
+/// The daemon's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntentConfig {
+    /// Who may ask (operators) and approve (admins).
+    #[serde(default)]
+    pub access: AccessConfig,
+    /// Directory of `<id>.dsse.json` envelopes (default `<state dir>/catalog`).
+    #[serde(default)]
+    pub catalog_dir: Option<PathBuf>,
+    /// The audit log (default `<state dir>/audit.jsonl`).
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// Trust anchors and CRLs.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// Approval policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+impl DaemonConfig for IntentConfig {
+    fn access(&self) -> &AccessConfig {
+        &self.access
+    }
+}
+
+impl IntentConfig {
+    /// The gate's settings, defaults resolved against `state_dir`.
+    pub fn settings(&self, state_dir: &Path) -> Settings {
+        Settings {
+            catalog_dir: self
+                .catalog_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("catalog")),
+            trust: self.trust.clone(),
+            policy: self.policy.clone(),
+            audit_log: self.audit_log.clone(),
+        }
+    }
+}
