@@ -689,7 +689,7 @@ default_if = "port"
 [[steps]]
 call = "net.Allow"
 args = { from = "{from}", to = "{to}", port = "{port}", protocol = "{protocol}" }
-undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}", port = "{port}", protocol = "{protocol}" } }
+undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}" } }
 "#;
 
     fn ctx() -> Context {
@@ -727,7 +727,10 @@ undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}", port = "{po
         assert_eq!(steps[0].call.args[3], ArgValue::Str(String::new()));
         let undo = steps[0].undo.as_ref().unwrap().finish("[]").unwrap();
         assert_eq!(undo.method.key, "net.Revoke");
-        assert_eq!(undo.args[2], ArgValue::Num(0));
+        assert_eq!(
+            undo.args,
+            vec![ArgValue::Str("iot".into()), ArgValue::Str("lan".into())]
+        );
         assert_eq!(
             serde_json::to_value(&steps[0]).unwrap()["call"],
             json!("net.Allow")
@@ -789,36 +792,41 @@ undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}", port = "{po
 
     #[test]
     fn undo_uses_the_result() {
-        let pb = Playbook::parse(
-            br#"
-id = "dns.remove_record"
+        let text = r#"
+id = "pki.issue_certificate"
 version = 1
 description = "x"
-risk = "destructive"
+risk = "change"
 [[params]]
 name = "name"
 type = "dns-name"
 [[steps]]
-call = "dns.Remove"
-args = { name = "{name}" }
-undo = { call = "dns.Restore", args = { records = "{result}" } }
-"#,
-        )
-        .unwrap();
+call = "pki.IssueForName"
+args = { name = "{name}", days = 90 }
+undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
+"#;
+        let pb = Playbook::parse(text.as_bytes()).unwrap();
         let (_, steps) = pb
             .plan(&raw(json!({"name": "NAS.home.arpa."})), &ctx())
             .unwrap();
-        assert_eq!(steps[0].call.args, vec![ArgValue::Str("nas.home.arpa".into())]);
+        assert_eq!(
+            steps[0].call.args,
+            vec![ArgValue::Str("nas.home.arpa".into()), ArgValue::Num(90)]
+        );
         let u = steps[0].undo.as_ref().unwrap();
         assert_eq!(
             serde_json::to_value(u).unwrap(),
-            json!({"call": "dns.Restore", "args": {"records": "{result}"}})
+            json!({"call": "pki.Revoke", "args": {"serial_or_name": "{result.serial}"}})
         );
-        let done = u.finish(r#"[{"name":"nas.home.arpa","type":"A"}]"#).unwrap();
-        assert_eq!(
-            done.args,
-            vec![ArgValue::Str(r#"[{"name":"nas.home.arpa","type":"A"}]"#.into())]
-        );
+        let done = u.finish(r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#).unwrap();
+        assert_eq!(done.args, vec![ArgValue::Str("0a1b".into())]);
+        assert!(u.finish("not json").is_err(), "a missing field is an error");
+        // The whole result, as it is.
+        let whole = text.replace("{result.serial}", "{result}");
+        let pb = Playbook::parse(whole.as_bytes()).unwrap();
+        let (_, steps) = pb.plan(&raw(json!({"name": "nas.home.arpa"})), &ctx()).unwrap();
+        let done = steps[0].undo.as_ref().unwrap().finish("0a1b").unwrap();
+        assert_eq!(done.args, vec![ArgValue::Str("0a1b".into())]);
     }
 
     #[test]

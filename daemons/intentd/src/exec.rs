@@ -97,6 +97,16 @@ impl DbusExecutor {
         member: &str,
         args: &[ArgValue],
     ) -> Result<String, ExecError> {
+        self.raw_typed(method, member, method.args, args).await
+    }
+
+    async fn raw_typed(
+        &self,
+        method: &hearth_playbook::methods::Method,
+        member: &str,
+        types: &[hearth_playbook::methods::Arg],
+        args: &[ArgValue],
+    ) -> Result<String, ExecError> {
         let svc = method.service;
         let reply = if args.is_empty() {
             self.conn
@@ -104,7 +114,7 @@ impl DbusExecutor {
                 .await
         } else {
             let mut b = zbus::zvariant::StructureBuilder::new();
-            for (a, v) in method.args.iter().zip(args) {
+            for (a, v) in types.iter().zip(args) {
                 use hearth_playbook::methods::ArgType;
                 b = match (a.ty, v) {
                     (ArgType::Str, ArgValue::Str(s)) => b.add_field(s.clone()),
@@ -130,9 +140,35 @@ impl DbusExecutor {
                 .await
         };
         let msg = reply.map_err(zbus_error)?;
-        msg.body()
-            .deserialize::<String>()
-            .map_err(|e| local("reply", format!("{}: expected a string reply: {e}", method.key)))
+        reply_text(&msg).map_err(|e| local("reply", format!("{}: {e}", method.key)))
+    }
+}
+
+/// A reply as text: a string as it is, no value as `""`, a number or
+/// boolean as its decimal or `true`/`false`, a string list as a JSON list.
+fn reply_text(msg: &zbus::Message) -> Result<String, String> {
+    let body = msg.body();
+    let sig = body.signature().to_string();
+    match sig.as_str() {
+        "" => Ok(String::new()),
+        "s" => body.deserialize::<String>().map_err(|e| e.to_string()),
+        "b" => body
+            .deserialize::<bool>()
+            .map(|b| b.to_string())
+            .map_err(|e| e.to_string()),
+        "t" => body
+            .deserialize::<u64>()
+            .map(|n| n.to_string())
+            .map_err(|e| e.to_string()),
+        "u" => body
+            .deserialize::<u32>()
+            .map(|n| n.to_string())
+            .map_err(|e| e.to_string()),
+        "as" => body
+            .deserialize::<Vec<String>>()
+            .map(|v| Value::from(v).to_string())
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unexpected reply signature {other:?}")),
     }
 }
 
@@ -162,8 +198,16 @@ impl Executor for DbusExecutor {
     }
 
     async fn preview(&self, call: &Call) -> Option<String> {
-        let member = call.method.preview?;
-        self.raw(call.method, member, &call.args).await.ok()
+        let p = call.method.preview.as_ref()?;
+        let (tys, vals): (Vec<_>, Vec<_>) = p
+            .args
+            .iter()
+            .filter_map(|name| {
+                let i = call.method.args.iter().position(|a| a.name == *name)?;
+                Some((call.method.args[i], call.args.get(i)?.clone()))
+            })
+            .unzip();
+        self.raw_typed(call.method, p.member, &tys, &vals).await.ok()
     }
 
     async fn context(&self) -> Result<Context, ExecError> {
