@@ -144,8 +144,7 @@ pub fn load_dir(
                     digest = %inst.playbook.digest,
                     "playbook accepted"
                 );
-                out.playbooks
-                    .insert(inst.playbook.spec.id.clone(), inst);
+                out.playbooks.insert(inst.playbook.spec.id.clone(), inst);
             }
             Err(r) => {
                 tracing::warn!(file = %f.display(), kind = r.kind.as_str(), "{r}");

@@ -151,7 +151,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Signs `payload` into an envelope.
-pub fn sign(payload: &[u8], payload_type: &str, signer: &dyn Signer) -> Result<Envelope, SignError> {
+pub fn sign(
+    payload: &[u8],
+    payload_type: &str,
+    signer: &dyn Signer,
+) -> Result<Envelope, SignError> {
     let sig = signer.sign(&pae(payload_type, payload))?;
     let chain = signer.chain();
     Ok(Envelope {

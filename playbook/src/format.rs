@@ -289,8 +289,8 @@ fn invalid(msg: String) -> FormatError {
 impl Playbook {
     /// Parses and checks a playbook file. `bytes` is the whole file.
     pub fn parse(bytes: &[u8]) -> Result<Playbook, FormatError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| invalid("a playbook is UTF-8 text".into()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| invalid("a playbook is UTF-8 text".into()))?;
         let file: PlaybookFile =
             toml::from_str(text).map_err(|e| FormatError::Toml(e.message().trim().to_string()))?;
         let digest = hex::encode(Sha256::digest(bytes));
@@ -399,7 +399,11 @@ impl Playbook {
                 let call = render_call(&st.call, params, None)?;
                 let undo = st.undo.as_ref().map(|u| PendingUndo {
                     method: u.method,
-                    args: u.args.iter().map(|t| substitute_params(t, params)).collect(),
+                    args: u
+                        .args
+                        .iter()
+                        .map(|t| substitute_params(t, params))
+                        .collect(),
                 });
                 Ok(RenderedStep {
                     call,
@@ -470,7 +474,11 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
             )));
         }
         if let Some(other) = &p.default_if {
-            if !spec.params.iter().any(|o| &o.name == other && o.name != p.name) {
+            if !spec
+                .params
+                .iter()
+                .any(|o| &o.name == other && o.name != p.name)
+            {
                 return Err(invalid(format!(
                     "{id}: parameter {} has default_if {other}, which is no other parameter",
                     p.name
@@ -524,7 +532,9 @@ fn parse_call(
             .get(a.name)
             .ok_or_else(|| invalid(format!("{at} is missing")))?;
         let t = match raw {
-            toml::Value::String(s) => Template::parse(s).map_err(|e| invalid(format!("{at}: {e}")))?,
+            toml::Value::String(s) => {
+                Template::parse(s).map_err(|e| invalid(format!("{at}: {e}")))?
+            }
             toml::Value::Integer(n) if a.ty.is_numeric() => {
                 if *n < 0 || (*n as u64) > a.ty.max() {
                     return Err(invalid(format!("{at}: {n} is out of range")));
@@ -709,7 +719,10 @@ undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}" } }
     fn renders_typed_arguments_and_empty_optionals() {
         let pb = Playbook::parse(ALLOW.as_bytes()).unwrap();
         let (_, steps) = pb
-            .plan(&raw(json!({"from": "iot", "to": "lan", "port": 443})), &ctx())
+            .plan(
+                &raw(json!({"from": "iot", "to": "lan", "port": 443})),
+                &ctx(),
+            )
             .unwrap();
         assert_eq!(
             steps[0].call.args,
@@ -818,13 +831,17 @@ undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
             serde_json::to_value(u).unwrap(),
             json!({"call": "pki.Revoke", "args": {"serial_or_name": "{result.serial}"}})
         );
-        let done = u.finish(r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#).unwrap();
+        let done = u
+            .finish(r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#)
+            .unwrap();
         assert_eq!(done.args, vec![ArgValue::Str("0a1b".into())]);
         assert!(u.finish("not json").is_err(), "a missing field is an error");
         // The whole result, as it is.
         let whole = text.replace("{result.serial}", "{result}");
         let pb = Playbook::parse(whole.as_bytes()).unwrap();
-        let (_, steps) = pb.plan(&raw(json!({"name": "nas.home.arpa"})), &ctx()).unwrap();
+        let (_, steps) = pb
+            .plan(&raw(json!({"name": "nas.home.arpa"})), &ctx())
+            .unwrap();
         let done = steps[0].undo.as_ref().unwrap().finish("0a1b").unwrap();
         assert_eq!(done.args, vec![ArgValue::Str("0a1b".into())]);
     }

@@ -282,7 +282,10 @@ mod tests {
             assert_eq!(m.service.short, short, "{}", m.key);
         }
         assert!(lookup("dns.AddRecord").is_some());
-        assert!(lookup("attest.Measure").is_none(), "playbooks cannot measure");
+        assert!(
+            lookup("attest.Measure").is_none(),
+            "playbooks cannot measure"
+        );
         assert!(lookup("sh.Run").is_none());
         assert_eq!(
             lookup("net.Allow").map(|m| m.signature()),

@@ -186,10 +186,7 @@ impl TrustStore {
             file: if i < anchors.len() {
                 PathBuf::from("trust anchor")
             } else {
-                cfg.crls
-                    .get(i - anchors.len())
-                    .cloned()
-                    .unwrap_or_default()
+                cfg.crls.get(i - anchors.len()).cloned().unwrap_or_default()
             },
             reason,
         })
@@ -251,14 +248,23 @@ impl TrustStore {
         if env.payload_type != PAYLOAD_TYPE {
             return Err(refuse(
                 RefusalKind::WrongPayloadType,
-                format!("payload type {:?}, expected {PAYLOAD_TYPE}", env.payload_type),
+                format!(
+                    "payload type {:?}, expected {PAYLOAD_TYPE}",
+                    env.payload_type
+                ),
             ));
         }
-        let payload = env
-            .payload_bytes()
-            .map_err(|e| refuse(RefusalKind::Malformed, format!("payload is not base64: {e}")))?;
+        let payload = env.payload_bytes().map_err(|e| {
+            refuse(
+                RefusalKind::Malformed,
+                format!("payload is not base64: {e}"),
+            )
+        })?;
         if env.signatures.is_empty() {
-            return Err(refuse(RefusalKind::Unsigned, "the envelope has no signature".into()));
+            return Err(refuse(
+                RefusalKind::Unsigned,
+                "the envelope has no signature".into(),
+            ));
         }
         let pae = dsse::pae(&env.payload_type, &payload);
         let mut worst: Option<Refusal> = None;
@@ -318,8 +324,12 @@ impl TrustStore {
                 "the signature carries no certificate".into(),
             ));
         };
-        let sig = dsse::b64(&s.sig)
-            .map_err(|e| (RefusalKind::Malformed, format!("signature is not base64: {e}")))?;
+        let sig = dsse::b64(&s.sig).map_err(|e| {
+            (
+                RefusalKind::Malformed,
+                format!("signature is not base64: {e}"),
+            )
+        })?;
         let leaf_cert = CertificateDer::from(leaf_der.as_slice());
         let ee = EndEntityCert::try_from(&leaf_cert)
             .map_err(|e| (RefusalKind::BadChain, format!("signer certificate: {e}")))?;
@@ -340,7 +350,7 @@ impl TrustStore {
             &self.anchors,
             &intermediates,
             now,
-            KeyUsage::required(EKU_CODE_SIGNING),
+            SignerEku::default(),
             revocation,
             None,
         )
@@ -353,6 +363,30 @@ impl TrustStore {
                 )
             })?;
         Ok(dsse::sha256_hex(leaf_der))
+    }
+}
+
+/// The EKU rule for playbook signers: the signer (end-entity) certificate
+/// MUST carry codeSigning; a CA certificate in the path may carry no EKU at
+/// all, and when it carries one it must include codeSigning.
+///
+/// webpki calls the validator for each certificate as it builds the path,
+/// the end entity first (`build_chain_inner` checks the path's head before
+/// looking for its issuer), so the first call is the signer's.
+#[derive(Default)]
+struct SignerEku {
+    calls: std::cell::Cell<usize>,
+}
+
+impl webpki::ExtendedKeyUsageValidator for SignerEku {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let n = self.calls.get();
+        self.calls.set(n + 1);
+        if n == 0 {
+            KeyUsage::required(EKU_CODE_SIGNING).validate(iter)
+        } else {
+            KeyUsage::required_if_present(EKU_CODE_SIGNING).validate(iter)
+        }
     }
 }
 
@@ -372,7 +406,9 @@ fn map_webpki(e: webpki::Error) -> (RefusalKind, String) {
     };
     let reason = match kind {
         RefusalKind::Expired => format!("a certificate of the chain is not valid now ({e})"),
-        RefusalKind::Revoked => "the signer's certificate (or its issuer) is revoked by the CRL".into(),
+        RefusalKind::Revoked => {
+            "the signer's certificate (or its issuer) is revoked by the CRL".into()
+        }
         RefusalKind::NotCodeSigning => {
             format!("the signer certificate lacks the codeSigning extended key usage ({e})")
         }

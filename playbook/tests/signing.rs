@@ -1,5 +1,6 @@
 //! Signed playbooks end to end with real keys and certificates: every
 //! refusal reason, and anti-rollback across restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +40,7 @@ fn fixture() -> Fixture {
     let good = root
         .issue_signer(&SignerOptions::valid_for("signer", 30))
         .unwrap();
-    let trust = TrustStore::from_der(&[root.cert_der.clone()], &[]).unwrap();
+    let trust = TrustStore::from_der(std::slice::from_ref(&root.cert_der), &[]).unwrap();
     Fixture {
         dir: tempfile::tempdir().unwrap(),
         good: signer_for(&good, &[]),
@@ -61,11 +62,19 @@ fn kind(trust: &TrustStore, file: &Path) -> RefusalKind {
 #[test]
 fn a_validly_signed_playbook_is_accepted() {
     let f = fixture();
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     let state = RollbackState::in_memory();
     let inst = catalog::verify_file(&f.trust, &state, &p, UnixTime::now()).unwrap();
     assert_eq!(inst.playbook.spec.id, "dns.add_record");
-    assert_eq!(inst.playbook.digest, dsse::sha256_hex(ADD_RECORD.as_bytes()));
+    assert_eq!(
+        inst.playbook.digest,
+        dsse::sha256_hex(ADD_RECORD.as_bytes())
+    );
 }
 
 #[test]
@@ -82,7 +91,8 @@ fn a_chain_through_an_intermediate_is_accepted() {
         &signer_for(&s, &[&mid.cert_der]),
     );
     let state = RollbackState::in_memory();
-    assert!(catalog::verify_file(&f.trust, &state, &p, UnixTime::now()).is_ok());
+    let r = catalog::verify_file(&f.trust, &state, &p, UnixTime::now());
+    assert!(r.is_ok(), "{:?}", r.err());
 }
 
 #[test]
@@ -91,7 +101,12 @@ fn unsigned_playbooks_are_refused() {
     let bare = f.dir.path().join("dns.add_record.toml");
     std::fs::write(&bare, ADD_RECORD).unwrap();
     assert_eq!(kind(&f.trust, &bare), RefusalKind::Unsigned);
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     let mut env: dsse::Envelope = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     env.signatures.clear();
     std::fs::write(&p, serde_json::to_vec(&env).unwrap()).unwrap();
@@ -101,7 +116,12 @@ fn unsigned_playbooks_are_refused() {
 #[test]
 fn a_tampered_payload_is_refused() {
     let f = fixture();
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     let mut env: dsse::Envelope = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     let evil = ADD_RECORD.replace("risk = \"change\"", "risk = \"read\"");
     use base64::Engine as _;
@@ -134,7 +154,12 @@ fn a_signature_by_another_key_under_a_trusted_certificate_is_refused() {
         }
     }
     let mixed = Mixed(signer_for(&other, &[]), good_chain);
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &mixed);
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &mixed,
+    );
     assert_eq!(kind(&f.trust, &p), RefusalKind::Tampered);
 }
 
@@ -151,7 +176,9 @@ fn a_signer_from_an_untrusted_root_is_refused() {
         ADD_RECORD.as_bytes(),
         &signer_for(&s, &[&stranger.cert_der]),
     );
-    assert_eq!(kind(&f.trust, &p), RefusalKind::UntrustedSigner);
+    let r = catalog::verify_file(&f.trust, &RollbackState::in_memory(), &p, UnixTime::now())
+        .unwrap_err();
+    assert_eq!(r.kind, RefusalKind::UntrustedSigner, "{r}");
 }
 
 #[test]
@@ -167,7 +194,12 @@ fn an_expired_signer_is_refused() {
             code_signing: true,
         })
         .unwrap();
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &signer_for(&s, &[]));
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &signer_for(&s, &[]),
+    );
     assert_eq!(kind(&f.trust, &p), RefusalKind::Expired);
 }
 
@@ -177,7 +209,12 @@ fn a_signer_without_code_signing_is_refused() {
     let mut o = SignerOptions::valid_for("tls server", 30);
     o.code_signing = false;
     let s = f.root.issue_signer(&o).unwrap();
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &signer_for(&s, &[]));
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &signer_for(&s, &[]),
+    );
     assert_eq!(kind(&f.trust, &p), RefusalKind::NotCodeSigning);
 }
 
@@ -188,11 +225,21 @@ fn a_revoked_signer_is_refused_and_others_still_pass() {
         .root
         .issue_signer(&SignerOptions::valid_for("leaked", 30))
         .unwrap();
-    let crl = f.root.crl(2, &[s.serial.clone()]).unwrap();
-    let trust = TrustStore::from_der(&[f.root.cert_der.clone()], &[crl]).unwrap();
-    let p = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &signer_for(&s, &[]));
+    let crl = f.root.crl(2, std::slice::from_ref(&s.serial)).unwrap();
+    let trust = TrustStore::from_der(std::slice::from_ref(&f.root.cert_der), &[crl]).unwrap();
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &signer_for(&s, &[]),
+    );
     assert_eq!(kind(&trust, &p), RefusalKind::Revoked);
-    let q = write_env(f.dir.path(), "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    let q = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     let state = RollbackState::in_memory();
     assert!(catalog::verify_file(&trust, &state, &q, UnixTime::now()).is_ok());
 }
@@ -200,7 +247,12 @@ fn a_revoked_signer_is_refused_and_others_still_pass() {
 #[test]
 fn a_file_named_after_another_id_is_refused() {
     let f = fixture();
-    let p = write_env(f.dir.path(), "net.allow.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    let p = write_env(
+        f.dir.path(),
+        "net.allow.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     assert_eq!(kind(&f.trust, &p), RefusalKind::WrongName);
 }
 
@@ -213,15 +265,26 @@ fn an_older_version_never_replaces_a_newer_one_across_restarts() {
     std::fs::create_dir_all(&incoming).unwrap();
     let state_file = f.dir.path().join("rollback.json");
     let v2 = ADD_RECORD.replace("version = 1", "version = 2");
-    let new = write_env(&incoming, "dns.add_record.dsse.json", v2.as_bytes(), &f.good);
+    let new = write_env(
+        &incoming,
+        "dns.add_record.dsse.json",
+        v2.as_bytes(),
+        &f.good,
+    );
     let mut state = RollbackState::load(&state_file).unwrap();
     catalog::install(&f.trust, &mut state, &new, &catalog_dir, UnixTime::now()).unwrap();
     drop(state);
 
     // After a restart, a validly signed v1 is refused and the installed v2 stays.
     let mut state = RollbackState::load(&state_file).unwrap();
-    let old = write_env(&incoming, "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
-    let r = catalog::install(&f.trust, &mut state, &old, &catalog_dir, UnixTime::now()).unwrap_err();
+    let old = write_env(
+        &incoming,
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
+    let r =
+        catalog::install(&f.trust, &mut state, &old, &catalog_dir, UnixTime::now()).unwrap_err();
     assert_eq!(r.kind, RefusalKind::RolledBack);
     assert!(r.reason.contains("older"), "{r}");
     let loaded = catalog::load_dir(&f.trust, &mut state, &catalog_dir, UnixTime::now()).unwrap();
@@ -235,8 +298,14 @@ fn an_older_version_never_replaces_a_newer_one_across_restarts() {
 
     // Same version, other content: refused too.
     let v2b = v2.replace("Add a DNS address record", "Add an address record");
-    let other = write_env(&incoming, "dns.add_record.dsse.json", v2b.as_bytes(), &f.good);
-    let r = catalog::install(&f.trust, &mut state, &other, &catalog_dir, UnixTime::now()).unwrap_err();
+    let other = write_env(
+        &incoming,
+        "dns.add_record.dsse.json",
+        v2b.as_bytes(),
+        &f.good,
+    );
+    let r =
+        catalog::install(&f.trust, &mut state, &other, &catalog_dir, UnixTime::now()).unwrap_err();
     assert_eq!(r.kind, RefusalKind::RolledBack);
 }
 
@@ -244,7 +313,12 @@ fn an_older_version_never_replaces_a_newer_one_across_restarts() {
 fn loading_a_directory_refuses_bad_files_and_keeps_good_ones() {
     let f = fixture();
     let d = f.dir.path();
-    write_env(d, "dns.add_record.dsse.json", ADD_RECORD.as_bytes(), &f.good);
+    write_env(
+        d,
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
     std::fs::write(d.join("net.allow.toml"), "id = \"net.allow\"").unwrap();
     std::fs::write(d.join("net.show.dsse.json"), "{not json").unwrap();
     let mut state = RollbackState::in_memory();

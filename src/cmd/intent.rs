@@ -52,7 +52,10 @@ fn render_plan(plan: &Value) -> String {
         "  playbook {} v{} (sha256 {})",
         str_of(&plan["playbook"]["id"]),
         str_of(&plan["playbook"]["version"]),
-        str_of(&plan["playbook"]["digest"]).chars().take(16).collect::<String>()
+        str_of(&plan["playbook"]["digest"])
+            .chars()
+            .take(16)
+            .collect::<String>()
     ));
     if let Some(steps) = plan["steps"].as_array() {
         for (i, s) in steps.iter().enumerate() {
@@ -64,7 +67,11 @@ fn render_plan(plan: &Value) -> String {
     }
     if let Some(p) = plan["preview"].as_array() {
         for x in p {
-            out.push(format!("  preview {}: {}", str_of(&x["call"]), x["preview"]));
+            out.push(format!(
+                "  preview {}: {}",
+                str_of(&x["call"]),
+                x["preview"]
+            ));
         }
     }
     out.push(format!(
@@ -80,7 +87,11 @@ fn render_outcome(o: &Value) -> String {
     let status = str_of(&o["status"]);
     if let Some(steps) = o["steps"].as_array() {
         for s in steps {
-            let mark = if s["ok"] == json!(true) { "ok" } else { "FAILED" };
+            let mark = if s["ok"] == json!(true) {
+                "ok"
+            } else {
+                "FAILED"
+            };
             let detail = if s["ok"] == json!(true) {
                 str_of(&s["result"])
             } else {
@@ -91,7 +102,11 @@ fn render_outcome(o: &Value) -> String {
     }
     if let Some(rb) = o["rollback"].as_array() {
         for s in rb {
-            let mark = if s["ok"] == json!(true) { "ok" } else { "FAILED" };
+            let mark = if s["ok"] == json!(true) {
+                "ok"
+            } else {
+                "FAILED"
+            };
             out.push(format!("  undid {} {mark}", str_of(&s["call"])));
         }
     }
@@ -138,7 +153,11 @@ fn prompt(question: &str) -> bool {
 }
 
 /// `hearthctl ask`.
-pub async fn ask(args: AskArgs, json: bool, conn: &zbus::Connection) -> Result<Output, HearthError> {
+pub async fn ask(
+    args: AskArgs,
+    json: bool,
+    conn: &zbus::Connection,
+) -> Result<Output, HearthError> {
     let p = proxy(conn).await?;
     let first = match &args.playbook {
         Some(id) => p.ask_structured(id, &params_json(&args.params)?).await?,
@@ -193,7 +212,10 @@ fn signing_tool() -> PathBuf {
 }
 
 /// `hearthctl playbook …`.
-pub async fn playbook(cmd: PlaybookCommand, conn: &zbus::Connection) -> Result<Output, HearthError> {
+pub async fn playbook(
+    cmd: PlaybookCommand,
+    conn: &zbus::Connection,
+) -> Result<Output, HearthError> {
     match cmd {
         PlaybookCommand::Sign {
             key,
@@ -309,11 +331,7 @@ async fn playbook_bus(cmd: PlaybookCommand, p: &IntentProxy<'_>) -> Result<Outpu
         PlaybookCommand::Install { file } => {
             let content = read(&file)?;
             let v = parse(&p.install_playbook(&file_name(&file), &content).await?)?;
-            let text = format!(
-                "installed {} v{}",
-                str_of(&v["id"]),
-                str_of(&v["version"])
-            );
+            let text = format!("installed {} v{}", str_of(&v["id"]), str_of(&v["version"]));
             Ok(Output::ok(v, text))
         }
         PlaybookCommand::Pending => {
@@ -358,10 +376,7 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
                             let what = if ev["playbook"].is_object() {
                                 str_of(&ev["playbook"]["id"])
                             } else {
-                                str_of(&ev["request"]["text"])
-                                    .chars()
-                                    .take(40)
-                                    .collect()
+                                str_of(&ev["request"]["text"]).chars().take(40).collect()
                             };
                             vec![
                                 str_of(&r["seq"]),

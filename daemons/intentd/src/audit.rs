@@ -208,7 +208,9 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
         let stated = v.get("hash").and_then(Value::as_str).unwrap_or_default();
         let computed = record_hash(&v);
         if stated != computed {
-            problems.push(format!("line {n}: record was edited (hash does not match its content)"));
+            problems.push(format!(
+                "line {n}: record was edited (hash does not match its content)"
+            ));
         }
         let vprev = v.get("prev").and_then(Value::as_str).unwrap_or_default();
         if vprev != prev {
@@ -313,7 +315,13 @@ mod tests {
         write_lines(&p, &l);
         let v = verify(&p).unwrap();
         assert!(!v.ok);
-        assert!(v.problems.iter().any(|x| x.contains("line 2") && x.contains("edited")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("edited")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -328,7 +336,13 @@ mod tests {
         write_lines(&p, &l);
         let r = verify(&p).unwrap();
         assert!(!r.ok);
-        assert!(r.problems.iter().any(|x| x.contains("line 2") && x.contains("chain broken")), "{:?}", r.problems);
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("chain broken")),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
@@ -339,7 +353,11 @@ mod tests {
         write_lines(&p, &l);
         let v = verify(&p).unwrap();
         assert!(!v.ok);
-        assert!(v.problems.iter().any(|x| x.contains("chain broken")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|x| x.contains("chain broken")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -350,7 +368,11 @@ mod tests {
         write_lines(&p, &l);
         let v = verify(&p).unwrap();
         assert!(!v.ok);
-        assert!(v.problems.iter().any(|x| x.contains("removed at the end")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|x| x.contains("removed at the end")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -361,6 +383,12 @@ mod tests {
         write_lines(&p, &l);
         let v = verify(&p).unwrap();
         assert!(!v.ok);
-        assert!(v.problems.iter().any(|x| x.contains("line 2") && x.contains("chain broken")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("chain broken")),
+            "{:?}",
+            v.problems
+        );
     }
 }

@@ -110,7 +110,13 @@ impl DbusExecutor {
         let svc = method.service;
         let reply = if args.is_empty() {
             self.conn
-                .call_method(Some(svc.bus_name), svc.path, Some(svc.bus_name), member, &())
+                .call_method(
+                    Some(svc.bus_name),
+                    svc.path,
+                    Some(svc.bus_name),
+                    member,
+                    &(),
+                )
                 .await
         } else {
             let mut b = zbus::zvariant::StructureBuilder::new();
@@ -118,12 +124,14 @@ impl DbusExecutor {
                 use hearth_playbook::methods::ArgType;
                 b = match (a.ty, v) {
                     (ArgType::Str, ArgValue::Str(s)) => b.add_field(s.clone()),
-                    (ArgType::U16, ArgValue::Num(n)) => b.add_field(u16::try_from(*n).map_err(
-                        |_| local("render", format!("{} {n} exceeds u16", a.name)),
-                    )?),
-                    (ArgType::U32, ArgValue::Num(n)) => b.add_field(u32::try_from(*n).map_err(
-                        |_| local("render", format!("{} {n} exceeds u32", a.name)),
-                    )?),
+                    (ArgType::U16, ArgValue::Num(n)) => b.add_field(
+                        u16::try_from(*n)
+                            .map_err(|_| local("render", format!("{} {n} exceeds u16", a.name)))?,
+                    ),
+                    (ArgType::U32, ArgValue::Num(n)) => b.add_field(
+                        u32::try_from(*n)
+                            .map_err(|_| local("render", format!("{} {n} exceeds u32", a.name)))?,
+                    ),
                     _ => {
                         return Err(local(
                             "render",
@@ -132,11 +140,15 @@ impl DbusExecutor {
                     }
                 };
             }
-            let body = b
-                .build()
-                .map_err(|e| local("render", e.to_string()))?;
+            let body = b.build().map_err(|e| local("render", e.to_string()))?;
             self.conn
-                .call_method(Some(svc.bus_name), svc.path, Some(svc.bus_name), member, &body)
+                .call_method(
+                    Some(svc.bus_name),
+                    svc.path,
+                    Some(svc.bus_name),
+                    member,
+                    &body,
+                )
                 .await
         };
         let msg = reply.map_err(zbus_error)?;
@@ -207,13 +219,14 @@ impl Executor for DbusExecutor {
                 Some((call.method.args[i], call.args.get(i)?.clone()))
             })
             .unzip();
-        self.raw_typed(call.method, p.member, &tys, &vals).await.ok()
+        self.raw_typed(call.method, p.member, &tys, &vals)
+            .await
+            .ok()
     }
 
     async fn context(&self) -> Result<Context, ExecError> {
-        let m = hearth_playbook::methods::lookup("net.ListDomains").ok_or_else(|| {
-            local("config", "net.ListDomains is not allow-listed".into())
-        })?;
+        let m = hearth_playbook::methods::lookup("net.ListDomains")
+            .ok_or_else(|| local("config", "net.ListDomains is not allow-listed".into()))?;
         let text = self.raw(m, m.member, &[]).await?;
         Ok(Context {
             domains: domains_from_json(&text)?,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hearth_common::catalog::{Context, ParamKind, Params, Risk};
 use hearth_common::types::ParseError;
 use hearth_playbook::catalog::{self, Installed, Summary};
-use hearth_playbook::{Call, RenderedStep, Refusal, RollbackState, TrustConfig, TrustStore};
+use hearth_playbook::{Call, Refusal, RenderedStep, RollbackState, TrustConfig, TrustStore};
 use rustls_pki_types::UnixTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -237,7 +237,12 @@ fn explanation(pb: &Installed, params: &Params, approval: Approval) -> String {
         .collect();
     let what = spec.description.trim_end_matches('.');
     let line = if args.is_empty() {
-        format!("{}: {what} ({}; {}).", spec.id, spec.risk.as_str(), approval.describe())
+        format!(
+            "{}: {what} ({}; {}).",
+            spec.id,
+            spec.risk.as_str(),
+            approval.describe()
+        )
     } else {
         format!(
             "{}: {what} with {} ({}; {}).",
@@ -290,13 +295,15 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     pub fn reload(&self) -> Result<usize, GateError> {
         let loaded = {
             let mut rb = lock(&self.rollback);
-            catalog::load_dir(&self.trust, &mut rb, &self.settings.catalog_dir, UnixTime::now())
-                .map_err(|e| {
-                    GateError::Unavailable(format!(
-                        "{}: {e}",
-                        self.settings.catalog_dir.display()
-                    ))
-                })?
+            catalog::load_dir(
+                &self.trust,
+                &mut rb,
+                &self.settings.catalog_dir,
+                UnixTime::now(),
+            )
+            .map_err(|e| {
+                GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display()))
+            })?
         };
         let specs: Vec<_> = loaded
             .playbooks
@@ -495,8 +502,16 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 confidence,
             } => {
                 let source = json!({ "kind": "text", "confidence": confidence });
-                self.plan(&playbook, &params, Some(ctx), caller, request, models, source)
-                    .await
+                self.plan(
+                    &playbook,
+                    &params,
+                    Some(ctx),
+                    caller,
+                    request,
+                    models,
+                    source,
+                )
+                .await
             }
         }
     }
@@ -642,8 +657,10 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
 
     /// The requester confirms their plan; it runs when nothing else is missing.
     pub async fn confirm(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
-        self.agree(plan_id, caller, |p| p.agreement.confirm(p.requester, caller))
-            .await
+        self.agree(plan_id, caller, |p| {
+            p.agreement.confirm(p.requester, caller)
+        })
+        .await
     }
 
     /// An admin approves a plan; it runs when nothing else is missing.
@@ -673,7 +690,12 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             if missing.is_empty() {
                 pend.remove(plan_id)
             } else {
-                tracing::info!(plan = plan_id, by = caller.uid, ?missing, "agreement recorded");
+                tracing::info!(
+                    plan = plan_id,
+                    by = caller.uid,
+                    ?missing,
+                    "agreement recorded"
+                );
                 return Ok(Outcome {
                     status: Status::Pending,
                     plan: p.plan.clone(),
@@ -787,7 +809,11 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                     done.push((i, result));
                 }
                 Err(e) => {
-                    tracing::warn!(step = i + 1, call = step.call.method.key, "step failed: {e}");
+                    tracing::warn!(
+                        step = i + 1,
+                        call = step.call.method.key,
+                        "step failed: {e}"
+                    );
                     reports.push(StepReport {
                         call: step.call.clone(),
                         ok: false,

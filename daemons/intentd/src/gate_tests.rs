@@ -157,8 +157,11 @@ fn setup(policy: PolicyConfig, exec: Recorder) -> T {
     let signer = root
         .issue_signer(&SignerOptions::valid_for("signer", 10))
         .unwrap_or_else(|e| panic!("{e}"));
-    let s = KeyFileSigner::new(signer.key_pem.as_bytes(), cert_pem(&signer.cert_der).as_bytes())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = KeyFileSigner::new(
+        signer.key_pem.as_bytes(),
+        cert_pem(&signer.cert_der).as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let cat = dir.path().join("catalog");
     std::fs::create_dir_all(&cat).unwrap_or_else(|e| panic!("{e}"));
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
@@ -226,8 +229,14 @@ fn setup(policy: PolicyConfig, exec: Recorder) -> T {
     ]);
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap_or_else(|e| panic!("{e}"));
-    let gate = Gate::open(settings, &state, exec.clone(), Arc::new(interp), tpm.clone())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let gate = Gate::open(
+        settings,
+        &state,
+        exec.clone(),
+        Arc::new(interp),
+        tpm.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     T {
         _dir: dir,
         gate,
@@ -250,11 +259,18 @@ async fn the_signed_catalog_loads_whole() {
 #[tokio::test]
 async fn a_read_runs_at_once_in_step_order_and_is_audited_and_measured() {
     let t = setup(PolicyConfig::default(), Recorder::default());
-    let out = t.gate.ask_structured("net.show", &params(json!({})), USER).await.unwrap();
+    let out = t
+        .gate
+        .ask_structured("net.show", &params(json!({})), USER)
+        .await
+        .unwrap();
     assert_eq!(out.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.ListDomains()", "net.Matrix()"]);
     let rec = out.audit.unwrap();
-    assert_eq!(lock(&t.tpm.0).clone(), vec![(format!("net.show@{}", rec.seq), rec.hash.clone())]);
+    assert_eq!(
+        lock(&t.tpm.0).clone(),
+        vec![(format!("net.show@{}", rec.seq), rec.hash.clone())]
+    );
     let v = t.gate.audit_verify().unwrap();
     assert!(v.ok && v.records == 1, "{v:?}");
     let records = t.gate.audit_list(0).unwrap();
@@ -280,7 +296,13 @@ async fn a_change_waits_for_the_requester_only() {
     assert_eq!(out.status, Status::Pending);
     assert_eq!(out.plan.approval, Approval::Confirm);
     assert_eq!(out.plan.params["protocol"], json!("tcp"));
-    assert!(out.plan.explanation.contains("from=iot, to=lan, port=443, protocol=tcp"), "{}", out.plan.explanation);
+    assert!(
+        out.plan
+            .explanation
+            .contains("from=iot, to=lan, port=443, protocol=tcp"),
+        "{}",
+        out.plan.explanation
+    );
     assert!(t.exec.log().is_empty(), "nothing runs before confirmation");
     let id = out.plan.plan_id.clone();
     assert!(matches!(
@@ -295,7 +317,10 @@ async fn a_change_waits_for_the_requester_only() {
     let done = t.gate.confirm(&id, USER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.Allow(iot,lan,443,tcp)"]);
-    assert!(matches!(t.gate.confirm(&id, USER).await, Err(GateError::NotFound(_))));
+    assert!(matches!(
+        t.gate.confirm(&id, USER).await,
+        Err(GateError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -303,7 +328,11 @@ async fn destructive_needs_an_admin() {
     let t = setup(PolicyConfig::default(), Recorder::default());
     let out = t
         .gate
-        .ask_structured("net.delete_domain", &params(json!({"domain": "guest"})), USER)
+        .ask_structured(
+            "net.delete_domain",
+            &params(json!({"domain": "guest"})),
+            USER,
+        )
         .await
         .unwrap();
     assert_eq!(out.plan.approval, Approval::Admin);
@@ -320,12 +349,19 @@ async fn destructive_needs_an_admin() {
     assert_eq!(done.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.DeleteDomain(guest)"]);
     let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
-    assert_eq!(ev["approval"], json!({"confirmed": true, "approved_by": [0]}));
+    assert_eq!(
+        ev["approval"],
+        json!({"confirmed": true, "approved_by": [0]})
+    );
 
     // An admin's own confirmation suffices.
     let out = t
         .gate
-        .ask_structured("dns.remove_record", &params(json!({"name": "tv.home.arpa"})), ADMIN)
+        .ask_structured(
+            "dns.remove_record",
+            &params(json!({"name": "tv.home.arpa"})),
+            ADMIN,
+        )
         .await
         .unwrap();
     let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
@@ -341,12 +377,19 @@ async fn the_two_person_rule_needs_a_second_admin() {
     let t = setup(policy, Recorder::default());
     let out = t
         .gate
-        .ask_structured("pki.revoke_certificate", &params(json!({"name": "nas.home.arpa"})), ADMIN)
+        .ask_structured(
+            "pki.revoke_certificate",
+            &params(json!({"name": "nas.home.arpa"})),
+            ADMIN,
+        )
         .await
         .unwrap();
     assert_eq!(out.plan.approval, Approval::TwoPerson);
     let id = out.plan.plan_id;
-    assert_eq!(t.gate.confirm(&id, ADMIN).await.unwrap().status, Status::Pending);
+    assert_eq!(
+        t.gate.confirm(&id, ADMIN).await.unwrap().status,
+        Status::Pending
+    );
     assert!(matches!(
         t.gate.approve(&id, ADMIN).await,
         Err(GateError::NotAuthorized(PolicyError::SamePerson))
@@ -387,7 +430,11 @@ async fn cancel_is_for_the_requester_or_an_admin() {
     let t = setup(PolicyConfig::default(), Recorder::default());
     let out = t
         .gate
-        .ask_structured("net.revoke", &params(json!({"from": "iot", "to": "lan"})), USER)
+        .ask_structured(
+            "net.revoke",
+            &params(json!({"from": "iot", "to": "lan"})),
+            USER,
+        )
         .await
         .unwrap();
     let id = out.plan.plan_id;
@@ -406,30 +453,58 @@ async fn refusals_run_nothing_and_are_audited() {
     let cases: Vec<(Result<Outcome, GateError>, &str)> = vec![
         (t.gate.ask(&"a".repeat(513), USER).await, "at most 512"),
         (t.gate.ask("   ", USER).await, "empty"),
-        (t.gate.ask("add nas and delete guest", USER).await, "several actions"),
-        (t.gate.ask("order me a pizza", USER).await, "outside the catalog"),
+        (
+            t.gate.ask("add nas and delete guest", USER).await,
+            "several actions",
+        ),
+        (
+            t.gate.ask("order me a pizza", USER).await,
+            "outside the catalog",
+        ),
         (t.gate.ask("make a record for nas", USER).await, "address"),
         (
-            t.gate.ask_structured("shell.run", &params(json!({"cmd": "reboot"})), USER).await,
+            t.gate
+                .ask_structured("shell.run", &params(json!({"cmd": "reboot"})), USER)
+                .await,
             "not in the signed catalog",
         ),
         (
-            t.gate.ask_structured("dns.add_record", &params(json!({"name": "nas.home.arpa"})), USER).await,
+            t.gate
+                .ask_structured(
+                    "dns.add_record",
+                    &params(json!({"name": "nas.home.arpa"})),
+                    USER,
+                )
+                .await,
             "needs a IP address",
         ),
         (
             t.gate
-                .ask_structured("dns.add_record", &params(json!({"name": "nas..arpa", "address": "1.2.3.4"})), USER)
+                .ask_structured(
+                    "dns.add_record",
+                    &params(json!({"name": "nas..arpa", "address": "1.2.3.4"})),
+                    USER,
+                )
                 .await,
             "name",
         ),
         (
-            t.gate.ask_structured("net.allow", &params(json!({"from": "iot", "to": "work"})), USER).await,
+            t.gate
+                .ask_structured(
+                    "net.allow",
+                    &params(json!({"from": "iot", "to": "work"})),
+                    USER,
+                )
+                .await,
             "no domain work",
         ),
         (
             t.gate
-                .ask_structured("pki.issue_certificate", &params(json!({"name": "a.home.arpa", "days": 400})), USER)
+                .ask_structured(
+                    "pki.issue_certificate",
+                    &params(json!({"name": "a.home.arpa", "days": 400})),
+                    USER,
+                )
                 .await,
             "1 to 398",
         ),
@@ -442,7 +517,9 @@ async fn refusals_run_nothing_and_are_audited() {
     ];
     let n = cases.len();
     for (r, needle) in cases {
-        let e = r.err().unwrap_or_else(|| panic!("{needle}: expected a refusal"));
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: expected a refusal"));
         assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
     }
     assert!(t.exec.log().is_empty(), "nothing ran: {:?}", t.exec.log());
@@ -459,15 +536,25 @@ async fn refusals_run_nothing_and_are_audited() {
 #[tokio::test]
 async fn a_text_request_becomes_the_same_plan_as_a_structured_one() {
     let t = setup(PolicyConfig::default(), Recorder::default());
-    let out = t.gate.ask("point nas.home.arpa at 192.168.1.20", USER).await.unwrap();
+    let out = t
+        .gate
+        .ask("point nas.home.arpa at 192.168.1.20", USER)
+        .await
+        .unwrap();
     assert_eq!(out.plan.playbook.id, "dns.add_record");
     assert_eq!(out.plan.source["kind"], "text");
     let done = t.gate.confirm(&out.plan.plan_id, USER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
-    assert_eq!(t.exec.log(), vec!["dns.AddRecord(nas.home.arpa,192.168.1.20)"]);
+    assert_eq!(
+        t.exec.log(),
+        vec!["dns.AddRecord(nas.home.arpa,192.168.1.20)"]
+    );
     let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
     assert_eq!(ev["request"]["text"], "point nas.home.arpa at 192.168.1.20");
-    assert_eq!(ev["model_digests"][0]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        ev["model_digests"][0]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
 }
 
 #[tokio::test]
@@ -475,8 +562,14 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
     let exec = Recorder {
         fail_on: Some("dns.Remove"),
         results: [
-            ("pki.IssueForName", r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#),
-            ("net.CreateDomain", r#"{"name":"cams","subnet":"10.9.0.0/24"}"#),
+            (
+                "pki.IssueForName",
+                r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#,
+            ),
+            (
+                "net.CreateDomain",
+                r#"{"name":"cams","subnet":"10.9.0.0/24"}"#,
+            ),
         ]
         .into_iter()
         .collect(),
@@ -485,7 +578,11 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
     let t = setup(PolicyConfig::default(), exec);
     let out = t
         .gate
-        .ask_structured("test.multi", &params(json!({"name": "nas.home.arpa", "domain": "cams"})), ADMIN)
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
         .await
         .unwrap();
     let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
@@ -502,7 +599,11 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
     );
     assert_eq!(done.rollback.len(), 2);
     assert!(done.rollback.iter().all(|r| r.ok));
-    assert!(done.error.as_deref().unwrap_or_default().contains("injected failure"));
+    assert!(done
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("injected failure"));
     let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
     assert_eq!(ev["kind"], "failed");
     assert_eq!(ev["result"]["rollback"][0]["call"], "net.DeleteDomain");
@@ -518,7 +619,11 @@ async fn a_failing_first_step_undoes_nothing() {
     let t = setup(PolicyConfig::default(), exec);
     let out = t
         .gate
-        .ask_structured("test.multi", &params(json!({"name": "nas.home.arpa", "domain": "cams"})), ADMIN)
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
         .await
         .unwrap();
     let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
@@ -554,7 +659,10 @@ undo = { call = "dns.RemoveRecord", args = { name = "{name}", address = "10.0.0.
         .unwrap_or_else(|e| panic!("{e}"));
     let e = steps[0].undo.as_ref().map(|u| u.finish("{}"));
     assert!(matches!(e, Some(Err(_))));
-    let ok = steps[0].undo.as_ref().map(|u| u.finish(r#"{"serial":"0a1b"}"#));
+    let ok = steps[0]
+        .undo
+        .as_ref()
+        .map(|u| u.finish(r#"{"serial":"0a1b"}"#));
     assert_eq!(
         ok.and_then(|r| r.ok()).map(|c| c.args),
         Some(vec![ArgValue::Str("0a1b".into())])

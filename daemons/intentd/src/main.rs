@@ -10,18 +10,21 @@ use hearth_intentd::interpret::{Interpreter, NoInterpreter};
 use hearth_intentd::Gate;
 
 fn main() -> ExitCode {
-    hearth_daemon::main::<IntentConfig, _, _, _>(hearth_common::names::INTENT, |ctx, cfg| async move {
-        let settings = cfg.settings(&ctx.state_dir);
-        std::fs::create_dir_all(&settings.catalog_dir)?;
-        // The language model (hearth-inference) plugs in here.
-        let interpreter: Arc<dyn Interpreter> = Arc::new(NoInterpreter);
-        let gate = Gate::open(
-            settings,
-            &ctx.state_dir,
-            DbusExecutor::new(ctx.connection.clone()),
-            interpreter,
-            DbusMeasurer::new(ctx.connection.clone()),
-        )?;
-        Ok(IntentInterface::new(Arc::new(gate), ctx.access.clone()))
-    })
+    hearth_daemon::main::<IntentConfig, _, _, _>(
+        hearth_common::names::INTENT,
+        |ctx, cfg| async move {
+            let settings = cfg.settings(&ctx.state_dir);
+            std::fs::create_dir_all(&settings.catalog_dir)?;
+            // The language model (hearth-inference) plugs in here.
+            let interpreter: Arc<dyn Interpreter> = Arc::new(NoInterpreter);
+            let gate = Gate::open(
+                settings,
+                &ctx.state_dir,
+                DbusExecutor::new(ctx.connection.clone()),
+                interpreter,
+                DbusMeasurer::new(ctx.connection.clone()),
+            )?;
+            Ok(IntentInterface::new(Arc::new(gate), ctx.access.clone()))
+        },
+    )
 }

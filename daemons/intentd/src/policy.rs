@@ -201,7 +201,9 @@ mod tests {
     fn read_runs_at_once_and_change_needs_the_requester() {
         let p = PolicyConfig::default();
         assert_eq!(p.approval_for(Risk::Read), Approval::None);
-        assert!(Agreement::default().missing(Approval::None, USER).is_empty());
+        assert!(Agreement::default()
+            .missing(Approval::None, USER)
+            .is_empty());
         let a = p.approval_for(Risk::Change);
         let mut ag = Agreement::default();
         assert_eq!(ag.missing(a, USER), vec!["the requester's confirmation"]);
@@ -221,7 +223,10 @@ mod tests {
         // A user's own confirmation is not enough.
         let mut ag = Agreement::default();
         ag.confirm(USER, USER).unwrap();
-        assert_eq!(ag.missing(a, USER), vec!["approval by a hearth-admins member"]);
+        assert_eq!(
+            ag.missing(a, USER),
+            vec!["approval by a hearth-admins member"]
+        );
         assert_eq!(ag.approve(a, USER, USER), Err(PolicyError::NotAdmin));
         ag.approve(a, USER, ADMIN).unwrap();
         assert!(ag.missing(a, USER).is_empty());
@@ -243,7 +248,10 @@ mod tests {
         let mut ag = Agreement::default();
         ag.confirm(ADMIN, ADMIN).unwrap();
         assert_eq!(ag.approve(a, ADMIN, ADMIN), Err(PolicyError::SamePerson));
-        assert_eq!(ag.missing(a, ADMIN), vec!["approval by a second hearth-admins member"]);
+        assert_eq!(
+            ag.missing(a, ADMIN),
+            vec!["approval by a second hearth-admins member"]
+        );
         ag.approve(a, ADMIN, ADMIN2).unwrap();
         assert!(ag.missing(a, ADMIN).is_empty());
         let p = PolicyConfig {

@@ -3,6 +3,7 @@
 //! confirmation and can be cancelled, a tampered envelope is not installed,
 //! the audit chain verifies. The other daemons are absent here: a read plan
 //! reaches the bus and fails cleanly (ServiceUnknown).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +23,10 @@ impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
             // kill(1) by the pid of a child this test started.
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -87,7 +91,11 @@ fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {
             continue;
         }
         let bytes = std::fs::read(&p).expect("read");
-        let id = p.file_stem().and_then(|s| s.to_str()).expect("id").to_string();
+        let id = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("id")
+            .to_string();
         let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer).expect("sign");
         std::fs::write(
             cat.join(format!("{id}.dsse.json")),
@@ -120,7 +128,10 @@ async fn wait_for_name(conn: &zbus::Connection, name: &str, daemon: &mut Proc) {
         if let Ok(Some(st)) = daemon.0.try_wait() {
             panic!("hearth-intentd exited before it was ready: {st}");
         }
-        assert!(Instant::now() < deadline, "hearth-intentd not ready in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "hearth-intentd not ready in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -171,25 +182,60 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
     assert_eq!(o["plan"]["params"]["name"], "nas.home.arpa");
     assert_eq!(o["plan"]["steps"][0]["call"], "dns.AddRecord");
     let id = o["plan"]["plan_id"].as_str().expect("id").to_string();
-    assert_eq!(json(&p.list_pending().await.expect("pending")).as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        json(&p.list_pending().await.expect("pending"))
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     let c = json(&p.cancel(&id).await.expect("cancel"));
     assert_eq!(c["status"], "cancelled");
-    assert!(matches!(p.confirm(&id).await, Err(HearthError::NotFound(_))));
+    assert!(matches!(
+        p.confirm(&id).await,
+        Err(HearthError::NotFound(_))
+    ));
 
     // Refusals are named errors.
-    let e = p.ask_structured("shell.run", "{}").await.expect_err("refused");
-    assert!(matches!(&e, HearthError::InvalidArgument(m) if m.contains("not in the signed catalog")), "{e:?}");
-    let e = p.ask_structured("dns.add_record", r#"{"name": "x.home.arpa"}"#).await.expect_err("refused");
-    assert!(matches!(&e, HearthError::InvalidArgument(m) if m.contains("address")), "{e:?}");
+    let e = p
+        .ask_structured("shell.run", "{}")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("not in the signed catalog")),
+        "{e:?}"
+    );
+    let e = p
+        .ask_structured("dns.add_record", r#"{"name": "x.home.arpa"}"#)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("address")),
+        "{e:?}"
+    );
     let e = p.ask(&"x".repeat(513)).await.expect_err("refused");
-    assert!(matches!(&e, HearthError::InvalidArgument(m) if m.contains("512")), "{e:?}");
-    let e = p.ask_structured("dns.add_record", "not json").await.expect_err("refused");
-    assert!(matches!(&e, HearthError::InvalidArgument(m) if m.contains("params_json")), "{e:?}");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("512")),
+        "{e:?}"
+    );
+    let e = p
+        .ask_structured("dns.add_record", "not json")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("params_json")),
+        "{e:?}"
+    );
 
     // A read runs at once; with hearth-netd absent it fails cleanly.
     let r = json(&p.ask_structured("net.show", "{}").await.expect("ran"));
     assert_eq!(r["status"], "failed");
-    assert!(r["error"].as_str().unwrap_or_default().contains("org.freedesktop.DBus.Error"), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("org.freedesktop.DBus.Error"),
+        "{r}"
+    );
     assert_eq!(r["measured"], false, "hearth-attestd is absent");
 
     // A tampered envelope is refused and not installed.
@@ -202,14 +248,23 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
     let mut bad = good.clone();
     bad.payload = String::new();
     let e = p
-        .install_playbook("net.revoke.dsse.json", &serde_json::to_string(&bad).expect("json"))
+        .install_playbook(
+            "net.revoke.dsse.json",
+            &serde_json::to_string(&bad).expect("json"),
+        )
         .await
         .expect_err("refused");
-    assert!(matches!(&e, HearthError::InvalidArgument(m) if m.contains("net.revoke.dsse.json")), "{e:?}");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("net.revoke.dsse.json")),
+        "{e:?}"
+    );
     let v = json(
-        &p.verify_playbook("net.revoke.dsse.json", &serde_json::to_string(&good).expect("json"))
-            .await
-            .expect("verifies"),
+        &p.verify_playbook(
+            "net.revoke.dsse.json",
+            &serde_json::to_string(&good).expect("json"),
+        )
+        .await
+        .expect("verifies"),
     );
     assert_eq!(v["id"], "net.revoke");
 
@@ -225,6 +280,13 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["cancelled", "refused", "refused", "refused", "failed", "install-refused"]
+        vec![
+            "cancelled",
+            "refused",
+            "refused",
+            "refused",
+            "failed",
+            "install-refused"
+        ]
     );
 }

@@ -73,7 +73,10 @@ fn gen_build_keys(dir: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     let root = Authority::new_root("Hearth build vendor root (NOT FOR PRODUCTION)", 10)?;
-    let signer = root.issue_signer(&SignerOptions::valid_for("Hearth build playbook signer", 825))?;
+    let signer = root.issue_signer(&SignerOptions::valid_for(
+        "Hearth build playbook signer",
+        825,
+    ))?;
     let crl = root.crl(1, &[])?;
     write_secret(&dir.join("vendor-root.key"), root.key_pem().as_bytes())?;
     write_secret(&dir.join("signer.key"), signer.key_pem.as_bytes())?;
@@ -88,7 +91,11 @@ fn gen_build_keys(dir: &Path) -> anyhow::Result<()> {
         0o644,
     )?;
     // Written last: its presence means the set is complete.
-    hearth_common::fsutil::write_atomic(&root_pem, keygen::cert_pem(&root.cert_der).as_bytes(), 0o644)?;
+    hearth_common::fsutil::write_atomic(
+        &root_pem,
+        keygen::cert_pem(&root.cert_der).as_bytes(),
+        0o644,
+    )?;
     eprintln!("{}: build signing keys created", dir.display());
     Ok(())
 }
