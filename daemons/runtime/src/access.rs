@@ -108,7 +108,10 @@ impl Access {
         for name in &config.service_users {
             match nix::unistd::User::from_name(name) {
                 Ok(Some(u)) => service_uids.push(u.uid.as_raw()),
-                _ => tracing::warn!(user = name.as_str(), "configured service user does not exist"),
+                _ => tracing::warn!(
+                    user = name.as_str(),
+                    "configured service user does not exist"
+                ),
             }
         }
         Ok(Access(Arc::new(Resolved {

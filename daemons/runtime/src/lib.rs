@@ -196,6 +196,7 @@ where
         .context("cannot connect to the system bus (is DBUS_SYSTEM_BUS_ADDRESS right?)")?;
 
     notifier.status("loading state");
+    let ctx_access = access.clone();
     let ctx = Context {
         service,
         config_path: opts.config.clone(),
@@ -218,6 +219,7 @@ where
                 service,
                 started,
                 notifier: notifier.clone(),
+                access: ctx_access,
             },
         )
         .await
@@ -271,6 +273,7 @@ struct DaemonIface {
     service: Service,
     started: Instant,
     notifier: Notifier,
+    access: Access,
 }
 
 #[zbus::interface(name = "org.hearth.Daemon1")]
@@ -302,6 +305,24 @@ impl DaemonIface {
     /// Answers at once: proves the daemon's loop is alive.
     fn ping(&self) -> String {
         "pong".into()
+    }
+
+    /// The caller as this daemon sees it (UID, groups, role), as JSON.
+    /// Operators and admins only: anyone else gets NotAuthorized.
+    async fn who_am_i(
+        &self,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, hearth_common::HearthError> {
+        let c = self.access.require(conn, &hdr, Role::Operator).await?;
+        let role = if c.is_admin { "admin" } else { "operator" };
+        Ok(serde_json::json!({
+            "uid": c.uid,
+            "gids": c.gids,
+            "role": role,
+            "service": c.is_service,
+        })
+        .to_string())
     }
 }
 

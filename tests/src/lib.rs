@@ -1,0 +1,780 @@
+//! hearth-testbed: the sandbox of real components that the end-to-end
+//! tests, the demo and anyone checking the appliance by hand run against.
+//!
+//! [`Sandbox::up`] starts, inside one directory: a private dbus-daemon with
+//! a system-bus-like configuration that loads the project's own policy files
+//! (`systemd/dbus-1/system.d`); a SoftHSM2 token labelled `hearth` (made
+//! through PKCS#11 itself, its PINs in mode-0600 files, never in argv or the
+//! environment); swtpm, manufactured by `swtpm_setup` with an EK certificate
+//! from its local CA kept in the directory; a network namespace with a veth
+//! uplink, which hearth-netd manages so the host's networking is never
+//! touched; then every daemon whose binary exists, each from its
+//! `daemons/<x>/sandbox.toml` template, each awaited on a notify socket the
+//! sandbox owns until it sends `READY=1`.
+//!
+//! Invariants: nothing outside the directory and the namespace is created;
+//! [`Sandbox::down`] (or dropping an attached sandbox) removes all of it,
+//! processes first. Never used by the product itself.
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use hearth_common::names::{self, Service};
+
+/// The token label the sandbox makes.
+pub const TOKEN_LABEL: &str = "hearth";
+/// The SoftHSM2 module on Debian.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The uplink inside the namespace (one end of a veth pair).
+pub const UPLINK: &str = "hup0";
+/// How long a daemon may take to send READY=1.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The start order: what later daemons call must already be up.
+pub const START_ORDER: [Service; 5] = [
+    names::PKI,
+    names::ATTESTATION,
+    names::NETWORK,
+    names::DNS,
+    names::INTENT,
+];
+
+/// What to start and from where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The sandbox directory (created; must not hold a running sandbox).
+    pub dir: PathBuf,
+    /// The repository root (daemon templates, playbooks, models, policy).
+    pub repo: PathBuf,
+    /// Where the built daemon binaries are (`target/debug` or `target/release`).
+    pub bin_dir: PathBuf,
+    /// Daemons to start, by unit name; `None` starts every one whose binary
+    /// and template exist.
+    pub only: Option<Vec<String>>,
+    /// RUST_LOG for the daemons.
+    pub log: String,
+}
+
+impl Options {
+    /// Options for a test binary of this workspace: repository from
+    /// CARGO_MANIFEST_DIR, binaries next to the test executable.
+    pub fn for_tests(dir: &Path) -> Self {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = manifest.parent().unwrap_or(manifest).to_path_buf();
+        let bin_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().and_then(|d| d.parent()).map(Path::to_path_buf))
+            .unwrap_or_else(|| repo.join("target/debug"));
+        Options {
+            dir: dir.to_path_buf(),
+            repo,
+            bin_dir,
+            only: None,
+            log: "info".into(),
+        }
+    }
+}
+
+/// One daemon the sandbox started.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Which one.
+    pub service: Service,
+    /// Its process (a group leader).
+    pub child: Child,
+    /// The notify socket the sandbox owns.
+    pub notify: UnixDatagram,
+    /// Its stderr.
+    pub log: PathBuf,
+    /// Every notify message it sent, in order.
+    pub messages: Vec<String>,
+}
+
+/// A running sandbox. Dropping it tears everything down.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub repo: PathBuf,
+    pub netns: String,
+    /// What DIR/env exports.
+    pub env: BTreeMap<String, String>,
+    pub daemons: Vec<Daemon>,
+    helpers: Vec<(String, Child)>,
+    detached: bool,
+}
+
+fn free_port() -> Result<u16> {
+    // A port free for both TCP and UDP on 127.0.0.1.
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    bail!("no free local port found")
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+    fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn wait_tcp(port: u16, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(st) = child.try_wait()? {
+            bail!("{what} exited before listening: {st}");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not listen on port {port} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Sandbox {
+    /// Starts everything; on any failure, tears down what it started.
+    pub fn up(opts: &Options) -> Result<Sandbox> {
+        let dir = &opts.dir;
+        if dir.join("env").exists() {
+            bail!(
+                "{}: a sandbox is already there (run `scripts/sandbox down {}` first)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let dir = fs::canonicalize(dir)?;
+        // Others (an outsider UID in the tests) must reach the bus socket.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        for sub in [
+            "etc", "state", "notify", "log", "pids", "tokens", "tpm", "localca",
+        ] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        fs::create_dir_all(dir.join("secrets"))?;
+        fs::set_permissions(dir.join("secrets"), fs::Permissions::from_mode(0o700))?;
+        let repo = fs::canonicalize(&opts.repo)?;
+        let mut sb = Sandbox {
+            dir: dir.clone(),
+            repo,
+            netns: format!("hearth-{}", random_hex(4)?),
+            env: BTreeMap::new(),
+            daemons: Vec::new(),
+            helpers: Vec::new(),
+            detached: false,
+        };
+        sb.start_all(opts)?;
+        Ok(sb)
+    }
+
+    fn start_all(&mut self, opts: &Options) -> Result<()> {
+        self.start_bus()?;
+        self.make_token()?;
+        self.start_tpm()?;
+        self.make_netns()?;
+        let dns_port = free_port()?;
+        let attest_port = free_port()?;
+        self.env
+            .insert("HEARTH_DNS".into(), format!("127.0.0.1:{dns_port}"));
+        self.env
+            .insert("HEARTH_DNS_PORT".into(), dns_port.to_string());
+        self.env
+            .insert("HEARTH_ATTEST".into(), format!("127.0.0.1:{attest_port}"));
+        self.env
+            .insert("HEARTH_ATTEST_PORT".into(), attest_port.to_string());
+        self.env
+            .insert("HEARTH_SANDBOX".into(), self.dir.display().to_string());
+        self.env.insert(
+            "HEARTH_ROOT_CA".into(),
+            self.dir
+                .join("state/hearth-pkid/root.pem")
+                .display()
+                .to_string(),
+        );
+        self.write_env()?;
+        for service in START_ORDER {
+            let wanted = match &opts.only {
+                Some(list) => list.iter().any(|u| u == service.unit || u == service.short),
+                None => true,
+            };
+            let bin = opts.bin_dir.join(service.unit);
+            let template = self
+                .repo
+                .join(format!("daemons/{}/sandbox.toml", service.short));
+            if !wanted {
+                continue;
+            }
+            if !bin.exists() || !template.exists() {
+                if opts.only.is_some() {
+                    bail!(
+                        "{}: no binary at {} or no template at {}",
+                        service.unit,
+                        bin.display(),
+                        template.display()
+                    );
+                }
+                continue;
+            }
+            self.start_daemon(service, &bin, &template, &opts.log)?;
+        }
+        self.write_env()?;
+        Ok(())
+    }
+
+    /// The placeholders daemon templates may use.
+    fn placeholders(&self) -> Vec<(&'static str, String)> {
+        let e = |k: &str| self.env.get(k).cloned().unwrap_or_default();
+        vec![
+            ("@DIR@", self.dir.display().to_string()),
+            ("@REPO@", self.repo.display().to_string()),
+            ("@HSM_MODULE@", SOFTHSM_MODULE.to_string()),
+            ("@HSM_TOKEN@", TOKEN_LABEL.to_string()),
+            ("@HSM_PIN_FILE@", e("HEARTH_HSM_PIN_FILE")),
+            ("@TCTI@", e("HEARTH_TCTI")),
+            ("@DNS_PORT@", e("HEARTH_DNS_PORT")),
+            ("@ATTEST_PORT@", e("HEARTH_ATTEST_PORT")),
+            ("@NETNS@", self.netns.clone()),
+            ("@UPLINK@", UPLINK.to_string()),
+        ]
+    }
+
+    fn start_bus(&mut self) -> Result<()> {
+        let sock = self.dir.join("bus.sock");
+        let conf = format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={sock}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+  </policy>
+  <!-- In the sandbox every daemon runs as root instead of its own user. -->
+  <policy user="root">
+    <allow own_prefix="org.hearth"/>
+  </policy>
+  <includedir>{policy}</includedir>
+</busconfig>
+"#,
+            sock = sock.display(),
+            policy = self.repo.join("systemd/dbus-1/system.d").display()
+        );
+        let conf_path = self.dir.join("dbus.conf");
+        write_file(&conf_path, &conf, 0o644)?;
+        let log = fs::File::create(self.dir.join("log/dbus-daemon.log"))?;
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf_path.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start dbus-daemon (is the dbus package installed?)")?;
+        // The address line is printed once the socket listens.
+        let mut out = child.stdout.take().context("dbus-daemon stdout")?;
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte)? == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        self.helpers.push(("dbus-daemon".into(), child));
+        if line.is_empty() {
+            bail!(
+                "dbus-daemon exited: {}",
+                tail(&self.dir.join("log/dbus-daemon.log"), 20)
+            );
+        }
+        // Keep the pipe's reader alive elsewhere is unnecessary: nothing more is printed.
+        drop(out);
+        self.env.insert(
+            "DBUS_SYSTEM_BUS_ADDRESS".into(),
+            format!("unix:path={}", sock.display()),
+        );
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o777))?;
+        Ok(())
+    }
+
+    fn make_token(&mut self) -> Result<()> {
+        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        use cryptoki::session::UserType;
+        use cryptoki::types::AuthPin;
+        let conf = self.dir.join("softhsm2.conf");
+        write_file(
+            &conf,
+            &format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+                self.dir.join("tokens").display()
+            ),
+            0o644,
+        )?;
+        let so_pin = random_hex(16)?;
+        let user_pin = random_hex(16)?;
+        let pin_file = self.dir.join("secrets/hsm-pin");
+        write_file(&pin_file, &user_pin, 0o600)?;
+        write_file(&self.dir.join("secrets/hsm-so-pin"), &so_pin, 0o600)?;
+        // SoftHSM2 reads its configuration path from the environment at
+        // C_Initialize; the variable names a file, not a secret.
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        let ctx = Pkcs11::new(SOFTHSM_MODULE).context("cannot load the SoftHSM2 module")?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+        let slot = ctx
+            .get_slots_with_token()?
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+            .context("SoftHSM2 offers no free slot")?;
+        let so = AuthPin::from(so_pin);
+        ctx.init_token(slot, &so, TOKEN_LABEL)?;
+        {
+            let session = ctx.open_rw_session(slot)?;
+            session.login(UserType::So, Some(&so))?;
+            session.init_pin(&AuthPin::from(user_pin))?;
+            session.logout()?;
+        }
+        ctx.finalize()?;
+        self.env
+            .insert("SOFTHSM2_CONF".into(), conf.display().to_string());
+        self.env
+            .insert("HEARTH_HSM_MODULE".into(), SOFTHSM_MODULE.into());
+        self.env
+            .insert("HEARTH_HSM_TOKEN".into(), TOKEN_LABEL.into());
+        self.env
+            .insert("HEARTH_HSM_PIN_FILE".into(), pin_file.display().to_string());
+        Ok(())
+    }
+
+    fn start_tpm(&mut self) -> Result<()> {
+        let d = &self.dir;
+        let ca = d.join("localca");
+        write_file(
+            &d.join("swtpm-localca.conf"),
+            &format!(
+                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
+                ca = ca.display()
+            ),
+            0o644,
+        )?;
+        write_file(
+            &d.join("swtpm-localca.options"),
+            "--platform-manufacturer Hearth\n--platform-version 2.1\n--platform-model Sandbox\n",
+            0o644,
+        )?;
+        write_file(
+            &d.join("swtpm_setup.conf"),
+            &format!(
+                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
+                d.join("swtpm-localca.conf").display(),
+                d.join("swtpm-localca.options").display()
+            ),
+            0o644,
+        )?;
+        run(Command::new("swtpm_setup")
+            .arg("--tpm2")
+            .arg("--tpmstate")
+            .arg(d.join("tpm"))
+            .args([
+                "--create-ek-cert",
+                "--create-platform-cert",
+                "--lock-nvram",
+                "--overwrite",
+            ])
+            .arg("--config")
+            .arg(d.join("swtpm_setup.conf"))
+            .arg("--logfile")
+            .arg(d.join("log/swtpm_setup.log")))
+        .with_context(|| tail(&d.join("log/swtpm_setup.log"), 20))?;
+        let port = free_port()?;
+        let log = fs::File::create(d.join("log/swtpm.log"))?;
+        let mut child = Command::new("swtpm")
+            .args(["socket", "--tpm2", "--tpmstate"])
+            .arg(format!("dir={}", d.join("tpm").display()))
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .args(["--flags", "not-need-init,startup-clear"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("cannot start swtpm")?;
+        let ready = wait_tcp(port, &mut child, "swtpm");
+        self.helpers.push(("swtpm".into(), child));
+        ready?;
+        self.env.insert(
+            "HEARTH_TCTI".into(),
+            format!("swtpm:host=127.0.0.1,port={port}"),
+        );
+        for (k, f) in [
+            ("HEARTH_EK_CA", "issuercert.pem"),
+            ("HEARTH_EK_ROOT_CA", "swtpm-localca-rootca-cert.pem"),
+        ] {
+            if ca.join(f).exists() {
+                self.env.insert(k.into(), ca.join(f).display().to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn make_netns(&mut self) -> Result<()> {
+        run(Command::new("ip").args(["netns", "add", &self.netns]))?;
+        fs::write(self.dir.join("netns"), &self.netns)?;
+        self.env.insert("HEARTH_NETNS".into(), self.netns.clone());
+        run(Command::new("ip").args(["-n", &self.netns, "link", "set", "lo", "up"]))?;
+        // A veth pair stands for the uplink (the dummy driver is not in
+        // every kernel); its peer stays unconfigured in the namespace.
+        run(Command::new("ip").args([
+            "-n",
+            &self.netns,
+            "link",
+            "add",
+            UPLINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "hup0p",
+        ]))?;
+        run(Command::new("ip").args(["-n", &self.netns, "link", "set", UPLINK, "up"]))?;
+        Ok(())
+    }
+
+    fn start_daemon(
+        &mut self,
+        service: Service,
+        bin: &Path,
+        template: &Path,
+        log: &str,
+    ) -> Result<()> {
+        let mut text = fs::read_to_string(template)?;
+        for (k, v) in self.placeholders() {
+            text = text.replace(k, &v);
+        }
+        let config = self.dir.join(format!("etc/{}.toml", service.unit));
+        write_file(&config, &text, 0o644)?;
+        let state = self.dir.join(format!("state/{}", service.unit));
+        let sock_path = self.dir.join(format!("notify/{}.sock", service.unit));
+        let _ = fs::remove_file(&sock_path);
+        let notify = UnixDatagram::bind(&sock_path)
+            .with_context(|| format!("{}: cannot bind the notify socket", sock_path.display()))?;
+        notify.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let log_path = self.dir.join(format!("log/{}.log", service.unit));
+        let logf = fs::File::create(&log_path)?;
+        let mut cmd = if service.unit == names::NETWORK.unit {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.netns]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .current_dir(&self.repo)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            )
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("RUST_LOG", log)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .process_group(0);
+        for k in ["DBUS_SYSTEM_BUS_ADDRESS", "SOFTHSM2_CONF", "HOME"] {
+            if let Some(v) = self.env.get(k).cloned().or_else(|| std::env::var(k).ok()) {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        fs::write(
+            self.dir.join(format!("pids/{}.pid", service.unit)),
+            child.id().to_string(),
+        )?;
+        let mut daemon = Daemon {
+            service,
+            child,
+            notify,
+            log: log_path,
+            messages: Vec::new(),
+        };
+        let waited = daemon.wait_for("READY=1", READY_TIMEOUT);
+        self.daemons.push(daemon);
+        waited
+    }
+
+    /// The running daemon of that unit or short name.
+    pub fn daemon(&mut self, name: &str) -> Option<&mut Daemon> {
+        self.daemons
+            .iter_mut()
+            .find(|d| d.service.unit == name || d.service.short == name)
+    }
+
+    fn write_env(&self) -> Result<()> {
+        let mut text =
+            String::from("# Written by hearth-sandbox: source it to talk to this sandbox.\n");
+        for (k, v) in &self.env {
+            text.push_str(&format!("export {k}='{v}'\n"));
+        }
+        let tmp = self.dir.join(".env.tmp");
+        write_file(&tmp, &text, 0o644)?;
+        fs::rename(tmp, self.dir.join("env"))?;
+        Ok(())
+    }
+
+    /// Leaves everything running (for `scripts/sandbox up`): `down` stops it.
+    pub fn detach(mut self) {
+        for (name, child) in &self.helpers {
+            let _ = fs::write(
+                self.dir.join(format!("pids/{name}.pid")),
+                child.id().to_string(),
+            );
+        }
+        self.detached = true;
+    }
+
+    /// Stops the daemons (SIGTERM, reverse order), the helpers, deletes the
+    /// namespace and removes the directory.
+    pub fn teardown(&mut self) {
+        for d in self.daemons.iter_mut().rev() {
+            let _ = d.terminate(Duration::from_secs(10));
+        }
+        for (_, child) in self.helpers.iter_mut().rev() {
+            stop_child(child, Duration::from_secs(5));
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+
+    /// Stops a sandbox that `up` left running in DIR.
+    pub fn down(dir: &Path) -> Result<()> {
+        if !dir.join("env").exists() && !dir.join("pids").exists() {
+            bail!("{}: no sandbox there", dir.display());
+        }
+        // Daemons first, reverse start order, then the components.
+        let mut order: Vec<String> = START_ORDER
+            .iter()
+            .rev()
+            .map(|s| s.unit.to_string())
+            .collect();
+        order.extend(["swtpm".to_string(), "dbus-daemon".to_string()]);
+        for name in order {
+            let pidf = dir.join(format!("pids/{name}.pid"));
+            let Ok(text) = fs::read_to_string(&pidf) else {
+                continue;
+            };
+            let Ok(pid) = text.trim().parse::<i32>() else {
+                continue;
+            };
+            stop_pid(pid, Duration::from_secs(10));
+        }
+        if let Ok(ns) = fs::read_to_string(dir.join("netns")) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", ns.trim()])
+                .status();
+        }
+        fs::remove_dir_all(dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.teardown();
+        }
+    }
+}
+
+impl Daemon {
+    /// Reads notify messages until one line equals `want`, failing if the
+    /// process exits or the time runs out.
+    pub fn wait_for(&mut self, want: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if self.messages.iter().any(|m| m.lines().any(|l| l == want)) {
+                return Ok(());
+            }
+            match self.notify.recv(&mut buf) {
+                Ok(n) => self
+                    .messages
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(st) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({st}) before sending {want}; its log ends:\n{}",
+                    self.service.unit,
+                    tail(&self.log, 30)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} sent no {want} within {} s; its log ends:\n{}",
+                    self.service.unit,
+                    timeout.as_secs(),
+                    tail(&self.log, 30)
+                );
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after `grace`), reading
+    /// the notify messages sent meanwhile. Returns the exit status.
+    pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus> {
+        if let Some(st) = self.child.try_wait()? {
+            return Ok(st);
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.messages
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            if let Some(st) = self.child.try_wait()? {
+                while let Ok(n) = self.notify.recv(&mut buf) {
+                    self.messages
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let st = self.child.wait()?;
+                bail!(
+                    "{} ignored SIGTERM for {} s and was killed ({st})",
+                    self.service.unit,
+                    grace.as_secs()
+                );
+            }
+        }
+    }
+
+    /// True when a notify message had this exact line.
+    pub fn sent(&self, line: &str) -> bool {
+        self.messages.iter().any(|m| m.lines().any(|l| l == line))
+    }
+}
+
+fn stop_child(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Stops a process that is not our child (left by a detached `up`).
+fn stop_pid(pid: i32, grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    let p = nix::unistd::Pid::from_raw(pid);
+    if kill(p, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if kill(p, None).is_err() || is_zombie(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = kill(p, Signal::SIGKILL);
+}
+
+/// A process that exited but that nobody reaped (its parent was us, gone).
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
