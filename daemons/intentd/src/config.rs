@@ -64,3 +64,35 @@ impl IntentConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_template_is_a_valid_config() {
+        let text = include_str!("../sandbox.toml")
+            .replace("@DIR@", "/tmp/sb")
+            .replace("@REPO@", "/repo");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth-intentd.toml");
+        std::fs::write(&p, text).unwrap();
+        let cfg: IntentConfig = hearth_common::config::load(&p).unwrap();
+        let s = cfg.settings(Path::new("/tmp/sb/state/hearth-intentd"));
+        assert_eq!(s.catalog_dir, PathBuf::from("/repo/build/catalog"));
+        assert_eq!(
+            s.trust.vendor_roots,
+            vec![PathBuf::from("/repo/build/catalog/vendor-root.pem")]
+        );
+        assert_eq!(s.policy.pending_ttl_secs, 300);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[policy]\ntwo_persons = true\n").unwrap();
+        let e = hearth_common::config::load::<IntentConfig>(&p).unwrap_err();
+        assert!(e.to_string().contains("two_persons"), "{e}");
+    }
+}

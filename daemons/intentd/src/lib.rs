@@ -6,6 +6,7 @@
 //!   the allow-list only) and the [`exec::Measurer`] (hearth-attestd).
 //! * [`audit`]: the append-only, hash-chained JSON-lines log and its verifier.
 //! * [`interpret`]: the seam to the language model (hearth-inference).
+//! * [`eval`]: `hearth-intentd eval …`, the evaluation's entry point (a hook).
 //!
 //! Invariants: only verified, signed playbooks run, and only their
 //! allow-listed calls; a request maps to exactly one playbook or is refused
@@ -18,6 +19,7 @@
 pub mod audit;
 pub mod config;
 pub mod dbus;
+pub mod eval;
 pub mod exec;
 pub mod gate;
 pub mod interpret;

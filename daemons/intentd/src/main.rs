@@ -10,6 +10,11 @@ use hearth_intentd::interpret::{Interpreter, NoInterpreter};
 use hearth_intentd::Gate;
 
 fn main() -> ExitCode {
+    // `hearth-intentd eval …` is the evaluation, not the daemon (hook: eval.rs).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("eval") {
+        return hearth_intentd::eval::main(&args[2..]);
+    }
     hearth_daemon::main::<IntentConfig, _, _, _>(
         hearth_common::names::INTENT,
         |ctx, cfg| async move {
