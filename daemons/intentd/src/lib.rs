@@ -25,5 +25,8 @@ pub mod gate;
 pub mod interpret;
 pub mod policy;
 
+#[cfg(test)]
+mod bus_tests;
+
 pub use gate::{Gate, GateError, Outcome, Plan, Settings, Status};
 pub use policy::{Approval, Caller, PolicyConfig};
