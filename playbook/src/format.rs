@@ -814,9 +814,9 @@ risk = "change"
 name = "name"
 type = "dns-name"
 [[steps]]
-call = "pki.IssueForName"
+call = "pki.IssueCertificate"
 args = { name = "{name}", days = 90 }
-undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
 "#;
         let pb = Playbook::parse(text.as_bytes()).unwrap();
         let (_, steps) = pb
@@ -829,7 +829,7 @@ undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
         let u = steps[0].undo.as_ref().unwrap();
         assert_eq!(
             serde_json::to_value(u).unwrap(),
-            json!({"call": "pki.Revoke", "args": {"serial_or_name": "{result.serial}"}})
+            json!({"call": "pki.RevokeCertificate", "args": {"serial_or_name": "{result.serial}"}})
         );
         let done = u
             .finish(r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#)

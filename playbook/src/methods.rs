@@ -72,26 +72,12 @@ pub struct Method {
     /// What calling it may do: a playbook's risk is at least the highest
     /// effect of its steps.
     pub effect: Risk,
-    /// A member that describes what the call would change without making
-    /// it, when the daemon offers one.
-    pub preview: Option<Preview>,
+    /// The member takes a trailing `b dry_run` after [`Method::args`]: the
+    /// gate sends `false` to make the change and `true` to preview it (the
+    /// daemon checks everything as for the real call, changes nothing and
+    /// returns the same document with `"dry_run": true`).
+    pub dry_run: bool,
 }
-
-/// A read-only member of the same daemon that previews a call: it takes the
-/// named arguments of the call, in this order.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Preview {
-    /// The D-Bus member name.
-    pub member: &'static str,
-    /// Which of the call's arguments it takes, in order.
-    pub args: &'static [&'static str],
-}
-
-/// `dns.Describe(name)`: the records a name holds now.
-const DNS_DESCRIBE: Option<Preview> = Some(Preview {
-    member: "Describe",
-    args: &["name"],
-});
 
 const fn s(name: &'static str) -> Arg {
     Arg {
@@ -119,89 +105,71 @@ const fn m(
         member,
         args,
         effect,
-        preview: None,
+        dry_run: false,
+    }
+}
+
+/// A changing method with a trailing `b dry_run`.
+const fn d(
+    key: &'static str,
+    service: Service,
+    member: &'static str,
+    args: &'static [Arg],
+    effect: Risk,
+) -> Method {
+    Method {
+        key,
+        service,
+        member,
+        args,
+        effect,
+        dry_run: true,
     }
 }
 
 /// THE allow-list. Nothing else can be called by a playbook.
 ///
-/// Aligned with docs/dbus/dns.md (hearth-dnsd) and docs/dbus/attestation.md
-/// (hearth-attestd). hearth-netd's and hearth-pkid's D-Bus documents were not
-/// written when this table was made: their entries follow those daemons'
-/// engine functions (`create_domain(name, subnet)`, `delete_domain(name)`,
-/// `allow(from, to, port, protocol)`, `revoke(from, to)`,
-/// `issue_for_name(name, days)`, `revoke(serial_or_name)`); check them
-/// against docs/dbus/network.md and docs/dbus/pki.md when those land.
+/// Aligned with the daemons' documented signatures: docs/dbus/dns.md
+/// (hearth-dnsd), docs/dbus/network.md (hearth-netd), docs/dbus/pki.md
+/// (hearth-pkid) and docs/dbus/attestation.md (hearth-attestd). Argument
+/// names are the daemons' own.
 pub const METHODS: &[Method] = &[
-    Method {
-        preview: DNS_DESCRIBE,
-        ..m(
-            "dns.AddRecord",
-            names::DNS,
-            "AddRecord",
-            &[s("name"), s("address")],
-            Risk::Change,
-        )
-    },
-    Method {
-        preview: DNS_DESCRIBE,
-        ..m(
-            "dns.AddAlias",
-            names::DNS,
-            "AddAlias",
-            &[s("name"), s("target")],
-            Risk::Change,
-        )
-    },
-    Method {
-        preview: DNS_DESCRIBE,
-        ..m(
-            "dns.RemoveRecord",
-            names::DNS,
-            "RemoveRecord",
-            &[s("name"), s("address")],
-            Risk::Change,
-        )
-    },
-    Method {
-        preview: DNS_DESCRIBE,
-        ..m(
-            "dns.Remove",
-            names::DNS,
-            "Remove",
-            &[s("name")],
-            Risk::Destructive,
-        )
-    },
-    m("dns.List", names::DNS, "List", &[], Risk::Read),
-    m(
-        "net.CreateDomain",
-        names::NETWORK,
-        "CreateDomain",
-        &[s("domain"), s("subnet")],
+    d(
+        "dns.AddRecord",
+        names::DNS,
+        "AddRecord",
+        &[s("name"), s("address")],
         Risk::Change,
     ),
-    m(
-        "net.DeleteDomain",
-        names::NETWORK,
-        "DeleteDomain",
-        &[s("domain")],
+    d(
+        "dns.AddAlias",
+        names::DNS,
+        "AddAlias",
+        &[s("name"), s("target")],
+        Risk::Change,
+    ),
+    d(
+        "dns.Remove",
+        names::DNS,
+        "Remove",
+        &[s("name")],
         Risk::Destructive,
     ),
-    m(
-        "net.Allow",
-        names::NETWORK,
-        "Allow",
-        &[s("from"), s("to"), u("port"), s("protocol")],
+    d(
+        "dns.RemoveRecord",
+        names::DNS,
+        "RemoveRecord",
+        &[s("name"), s("address")],
         Risk::Change,
     ),
-    m(
-        "net.Revoke",
-        names::NETWORK,
-        "Revoke",
-        &[s("from"), s("to")],
+    d(
+        "dns.Restore",
+        names::DNS,
+        "Restore",
+        &[s("records")],
         Risk::Change,
     ),
+    m("dns.List", names::DNS, "List", &[], Risk::Read),
     m(
         "net.ListDomains",
         names::NETWORK,
@@ -209,22 +177,57 @@ pub const METHODS: &[Method] = &[
         &[],
         Risk::Read,
     ),
+    m("net.Show", names::NETWORK, "Show", &[], Risk::Read),
     m("net.Matrix", names::NETWORK, "Matrix", &[], Risk::Read),
+    d(
+        "net.CreateDomain",
+        names::NETWORK,
+        "CreateDomain",
+        &[s("name"), s("subnet")],
+        Risk::Change,
+    ),
+    d(
+        "net.DeleteDomain",
+        names::NETWORK,
+        "DeleteDomain",
+        &[s("name")],
+        Risk::Destructive,
+    ),
+    d(
+        "net.Allow",
+        names::NETWORK,
+        "Allow",
+        &[s("from"), s("to"), u("port"), s("protocol")],
+        Risk::Change,
+    ),
+    d(
+        "net.Revoke",
+        names::NETWORK,
+        "Revoke",
+        &[s("from"), s("to")],
+        Risk::Change,
+    ),
     m(
-        "pki.IssueForName",
+        "pki.IssueCertificate",
         names::PKI,
-        "IssueForName",
+        "IssueCertificate",
         &[s("name"), u("days")],
         Risk::Change,
     ),
     m(
-        "pki.Revoke",
+        "pki.RevokeCertificate",
         names::PKI,
-        "Revoke",
+        "RevokeCertificate",
         &[s("serial_or_name")],
         Risk::Destructive,
     ),
-    m("pki.List", names::PKI, "List", &[], Risk::Read),
+    m(
+        "pki.ListCertificates",
+        names::PKI,
+        "ListCertificates",
+        &[],
+        Risk::Read,
+    ),
     m(
         "attest.Status",
         names::ATTESTATION,
@@ -240,9 +243,14 @@ pub fn lookup(key: &str) -> Option<&'static Method> {
 }
 
 impl Method {
-    /// The D-Bus signature of the arguments, e.g. `ssqs`.
+    /// The D-Bus signature of the arguments, e.g. `ssusb` (with the
+    /// trailing `b` of a dry-run method).
     pub fn signature(&self) -> String {
-        self.args.iter().map(|a| a.ty.signature()).collect()
+        let mut sig: String = self.args.iter().map(|a| a.ty.signature()).collect();
+        if self.dry_run {
+            sig.push('b');
+        }
+        sig
     }
 
     /// Looks an argument up by name.
@@ -289,7 +297,7 @@ mod tests {
         assert!(lookup("sh.Run").is_none());
         assert_eq!(
             lookup("net.Allow").map(|m| m.signature()),
-            Some("ssus".into())
+            Some("ssusb".into())
         );
     }
 }

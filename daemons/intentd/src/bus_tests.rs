@@ -81,27 +81,54 @@ fn taken(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+fn tag(dry_run: bool) -> &'static str {
+    if dry_run {
+        "dry:"
+    } else {
+        ""
+    }
+}
+
+/// hearth-dnsd's documented signatures (docs/dbus/dns.md).
 struct Dns(Log);
 
 #[zbus::interface(name = "org.hearth.Dns1")]
 impl Dns {
-    async fn add_record(&self, name: String, address: String) -> Result<String, HearthError> {
-        push(&self.0, format!("dns.AddRecord({name},{address})"));
+    async fn add_record(
+        &self,
+        name: String,
+        address: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        push(
+            &self.0,
+            format!("{}dns.AddRecord({name},{address})", tag(dry_run)),
+        );
         if name.starts_with("taken.") {
             return Err(HearthError::Conflict(format!("{name} is an alias")));
         }
-        Ok(json!({"name": name, "added": [{"type": "A", "value": address}]}).to_string())
+        Ok(
+            json!({"dry_run": dry_run, "name": name, "added": [{"type": "A", "value": address}]})
+                .to_string(),
+        )
     }
-    async fn remove_record(&self, name: String, address: String) -> Result<String, HearthError> {
-        push(&self.0, format!("dns.RemoveRecord({name},{address})"));
+    async fn remove_record(
+        &self,
+        name: String,
+        address: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        push(
+            &self.0,
+            format!("{}dns.RemoveRecord({name},{address})", tag(dry_run)),
+        );
         Ok("{}".into())
-    }
-    async fn describe(&self, name: String) -> Result<String, HearthError> {
-        push(&self.0, format!("dns.Describe({name})"));
-        Ok(json!({"name": name, "records": []}).to_string())
     }
 }
 
+/// hearth-netd's documented signatures (docs/dbus/network.md), except that
+/// DeleteDomain answers nothing and Allow a boolean here: the executor reads
+/// replies of any simple shape.
 struct Net(Log);
 
 #[zbus::interface(name = "org.hearth.Network1")]
@@ -109,33 +136,49 @@ impl Net {
     async fn list_domains(&self) -> String {
         json!([{"name": "lan", "subnet": "192.168.1.0/24"}, {"name": "iot"}]).to_string()
     }
-    async fn create_domain(&self, domain: String, subnet: String) -> String {
-        push(&self.0, format!("net.CreateDomain({domain},{subnet})"));
-        json!({"name": domain, "subnet": "10.9.0.0/24"}).to_string()
+    async fn create_domain(&self, name: String, subnet: String, dry_run: bool) -> String {
+        push(
+            &self.0,
+            format!("{}net.CreateDomain({name},{subnet})", tag(dry_run)),
+        );
+        json!({"dry_run": dry_run, "action": "create", "domain": {"name": name, "subnet": "10.9.0.0/24"}})
+            .to_string()
     }
-    async fn delete_domain(&self, domain: String) {
-        push(&self.0, format!("net.DeleteDomain({domain})"));
+    async fn delete_domain(&self, name: String, dry_run: bool) {
+        push(&self.0, format!("{}net.DeleteDomain({name})", tag(dry_run)));
     }
-    async fn allow(&self, from: String, to: String, port: u32, protocol: String) -> bool {
-        push(&self.0, format!("net.Allow({from},{to},{port},{protocol})"));
+    async fn allow(
+        &self,
+        from: String,
+        to: String,
+        port: u32,
+        protocol: String,
+        dry_run: bool,
+    ) -> bool {
+        push(
+            &self.0,
+            format!("{}net.Allow({from},{to},{port},{protocol})", tag(dry_run)),
+        );
         true
     }
 }
 
+/// hearth-pkid's documented signatures (docs/dbus/pki.md).
 struct Pki(Log);
 
 #[zbus::interface(name = "org.hearth.Pki1")]
 impl Pki {
-    async fn issue_for_name(&self, name: String, days: u32) -> String {
-        push(&self.0, format!("pki.IssueForName({name},{days})"));
+    async fn issue_certificate(&self, name: String, days: u32) -> String {
+        push(&self.0, format!("pki.IssueCertificate({name},{days})"));
         json!({"serial": "0a1b", "names": [name]}).to_string()
     }
-    async fn revoke(&self, serial_or_name: String) -> Vec<String> {
-        push(&self.0, format!("pki.Revoke({serial_or_name})"));
+    async fn revoke_certificate(&self, serial_or_name: String) -> Vec<String> {
+        push(&self.0, format!("pki.RevokeCertificate({serial_or_name})"));
         vec![serial_or_name]
     }
 }
 
+/// hearth-attestd's Measure (docs/dbus/attestation.md).
 struct Attest(Log);
 
 #[zbus::interface(name = "org.hearth.Attestation1")]
@@ -226,22 +269,25 @@ async fn calls_go_out_typed_and_every_reply_shape_is_read() {
     // s u, answered with a JSON string.
     let r = x
         .call(&call(
-            "pki.IssueForName",
+            "pki.IssueCertificate",
             vec![s("nas.home.arpa"), ArgValue::Num(90)],
         ))
         .await
         .unwrap();
     assert_eq!(serde_json::from_str::<Value>(&r).unwrap()["serial"], "0a1b");
     // A string list comes back as a JSON list.
-    let r = x.call(&call("pki.Revoke", vec![s("0a1b")])).await.unwrap();
+    let r = x
+        .call(&call("pki.RevokeCertificate", vec![s("0a1b")]))
+        .await
+        .unwrap();
     assert_eq!(r, r#"["0a1b"]"#);
     assert_eq!(
         taken(&w.log),
         vec![
             "net.Allow(iot,lan,443,tcp)",
             "net.DeleteDomain(iot)",
-            "pki.IssueForName(nas.home.arpa,90)",
-            "pki.Revoke(0a1b)",
+            "pki.IssueCertificate(nas.home.arpa,90)",
+            "pki.RevokeCertificate(0a1b)",
         ]
     );
 }
@@ -277,15 +323,30 @@ async fn previews_send_only_the_named_arguments_and_context_reads_the_domains() 
         ))
         .await
         .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&p).unwrap()["dry_run"], true);
     assert_eq!(
-        serde_json::from_str::<Value>(&p).unwrap()["name"],
-        "nas.home.arpa"
+        taken(&w.log),
+        vec!["dry:dns.AddRecord(nas.home.arpa,10.0.0.1)"]
     );
-    assert_eq!(taken(&w.log), vec!["dns.Describe(nas.home.arpa)"]);
+    // A preview that the daemon refuses shows the reason.
+    let p = x
+        .preview(&call(
+            "dns.AddRecord",
+            vec![s("taken.home.arpa"), s("10.0.0.1")],
+        ))
+        .await
+        .unwrap();
+    assert!(p.contains("org.hearth.Error.Conflict"), "{p}");
+    // Methods without a dry run have no preview; nothing is called.
+    taken(&w.log);
     assert!(x
-        .preview(&call("net.DeleteDomain", vec![s("iot")]))
+        .preview(&call(
+            "pki.IssueCertificate",
+            vec![s("a.home.arpa"), ArgValue::Num(1)]
+        ))
         .await
         .is_none());
+    assert!(taken(&w.log).is_empty());
     let ctx = x.context().await.unwrap();
     let names: Vec<&str> = ctx.domains.iter().map(|d| d.as_str()).collect();
     assert_eq!(names, vec!["lan", "iot"]);
@@ -314,13 +375,13 @@ type = "dns-name"
 name = "domain"
 type = "new-domain"
 [[steps]]
-call = "pki.IssueForName"
+call = "pki.IssueCertificate"
 args = { name = "{name}", days = 30 }
-undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
 [[steps]]
 call = "net.CreateDomain"
-args = { domain = "{domain}", subnet = "" }
-undo = { call = "net.DeleteDomain", args = { domain = "{domain}" } }
+args = { name = "{domain}", subnet = "" }
+undo = { call = "net.DeleteDomain", args = { name = "{domain}" } }
 [[steps]]
 call = "dns.AddRecord"
 args = { name = "{name}", address = "10.0.0.9" }
@@ -397,15 +458,21 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
         .await
         .unwrap();
     assert_eq!(out.status, Status::Pending);
-    assert_eq!(out.plan.preview.len(), 1, "{:?}", out.plan.preview);
-    assert_eq!(taken(&w.log), vec!["dns.Describe(free.home.arpa)"]);
+    assert_eq!(out.plan.preview.len(), 2, "{:?}", out.plan.preview);
+    assert_eq!(
+        taken(&w.log),
+        vec![
+            "dry:net.CreateDomain(cams,)",
+            "dry:dns.AddRecord(free.home.arpa,10.0.0.9)",
+        ]
+    );
     let done = gate.confirm(&out.plan.plan_id, user).await.unwrap();
     assert_eq!(done.status, Status::Executed, "{:?}", done.error);
     let rec = done.audit.clone().unwrap();
     assert_eq!(
         taken(&w.log),
         vec![
-            "pki.IssueForName(free.home.arpa,30)".to_string(),
+            "pki.IssueCertificate(free.home.arpa,30)".to_string(),
             "net.CreateDomain(cams,)".into(),
             "dns.AddRecord(free.home.arpa,10.0.0.9)".into(),
             format!(
@@ -437,11 +504,11 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
     assert_eq!(
         taken(&w.log),
         vec![
-            "pki.IssueForName(taken.home.arpa,30)".to_string(),
+            "pki.IssueCertificate(taken.home.arpa,30)".to_string(),
             "net.CreateDomain(cams,)".into(),
             "dns.AddRecord(taken.home.arpa,10.0.0.9)".into(),
             "net.DeleteDomain(cams)".into(),
-            "pki.Revoke(0a1b)".into(),
+            "pki.RevokeCertificate(0a1b)".into(),
             format!(
                 "attest.Measure(action,test.rollback@{},{})",
                 rec.seq, rec.hash

@@ -12,7 +12,7 @@ use hearth_common::catalog::Context;
 use hearth_common::names;
 use hearth_common::types::DomainId;
 use hearth_playbook::{ArgValue, Call};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,24 +91,18 @@ impl DbusExecutor {
         DbusExecutor { conn }
     }
 
+    /// Calls `method` with `args`; a dry-run method gets the trailing
+    /// `dry_run` flag.
     async fn raw(
         &self,
         method: &hearth_playbook::methods::Method,
-        member: &str,
         args: &[ArgValue],
+        dry_run: bool,
     ) -> Result<String, ExecError> {
-        self.raw_typed(method, member, method.args, args).await
-    }
-
-    async fn raw_typed(
-        &self,
-        method: &hearth_playbook::methods::Method,
-        member: &str,
-        types: &[hearth_playbook::methods::Arg],
-        args: &[ArgValue],
-    ) -> Result<String, ExecError> {
+        let member = method.member;
+        let types = method.args;
         let svc = method.service;
-        let reply = if args.is_empty() {
+        let reply = if args.is_empty() && !method.dry_run {
             self.conn
                 .call_method(
                     Some(svc.bus_name),
@@ -139,6 +133,9 @@ impl DbusExecutor {
                         ))
                     }
                 };
+            }
+            if method.dry_run {
+                b = b.add_field(dry_run);
             }
             let body = b.build().map_err(|e| local("render", e.to_string()))?;
             self.conn
@@ -206,28 +203,27 @@ fn zbus_error(e: zbus::Error) -> ExecError {
 
 impl Executor for DbusExecutor {
     async fn call(&self, call: &Call) -> Result<String, ExecError> {
-        self.raw(call.method, call.method.member, &call.args).await
+        self.raw(call.method, &call.args, false).await
     }
 
     async fn preview(&self, call: &Call) -> Option<String> {
-        let p = call.method.preview.as_ref()?;
-        let (tys, vals): (Vec<_>, Vec<_>) = p
-            .args
-            .iter()
-            .filter_map(|name| {
-                let i = call.method.args.iter().position(|a| a.name == *name)?;
-                Some((call.method.args[i], call.args.get(i)?.clone()))
-            })
-            .unzip();
-        self.raw_typed(call.method, p.member, &tys, &vals)
-            .await
-            .ok()
+        if !call.method.dry_run {
+            return None;
+        }
+        match self.raw(call.method, &call.args, true).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // The real call would fail the same way; the plan still shows
+                // why, and approval then fails at that step.
+                Some(json!({ "error": e.to_string() }).to_string())
+            }
+        }
     }
 
     async fn context(&self) -> Result<Context, ExecError> {
         let m = hearth_playbook::methods::lookup("net.ListDomains")
             .ok_or_else(|| local("config", "net.ListDomains is not allow-listed".into()))?;
-        let text = self.raw(m, m.member, &[]).await?;
+        let text = self.raw(m, &[], false).await?;
         Ok(Context {
             domains: domains_from_json(&text)?,
         })

@@ -131,13 +131,13 @@ type = "dns-name"
 name = "domain"
 type = "new-domain"
 [[steps]]
-call = "pki.IssueForName"
+call = "pki.IssueCertificate"
 args = { name = "{name}", days = 30 }
-undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
 [[steps]]
 call = "net.CreateDomain"
-args = { domain = "{domain}", subnet = "" }
-undo = { call = "net.DeleteDomain", args = { domain = "{domain}" } }
+args = { name = "{domain}", subnet = "" }
+undo = { call = "net.DeleteDomain", args = { name = "{domain}" } }
 [[steps]]
 call = "dns.Remove"
 args = { name = "{name}" }
@@ -397,7 +397,7 @@ async fn the_two_person_rule_needs_a_second_admin() {
     assert!(t.exec.log().is_empty());
     let done = t.gate.approve(&id, ADMIN2).await.unwrap();
     assert_eq!(done.status, Status::Executed);
-    assert_eq!(t.exec.log(), vec!["pki.Revoke(nas.home.arpa)"]);
+    assert_eq!(t.exec.log(), vec!["pki.RevokeCertificate(nas.home.arpa)"]);
 }
 
 #[tokio::test]
@@ -563,7 +563,7 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
         fail_on: Some("dns.Remove"),
         results: [
             (
-                "pki.IssueForName",
+                "pki.IssueCertificate",
                 r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#,
             ),
             (
@@ -590,11 +590,11 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
     assert_eq!(
         t.exec.log(),
         vec![
-            "pki.IssueForName(nas.home.arpa,30)",
+            "pki.IssueCertificate(nas.home.arpa,30)",
             "net.CreateDomain(cams,)",
             "dns.Remove(nas.home.arpa)",
             "net.DeleteDomain(cams)",
-            "pki.Revoke(0a1b)",
+            "pki.RevokeCertificate(0a1b)",
         ]
     );
     assert_eq!(done.rollback.len(), 2);
@@ -613,7 +613,7 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
 #[tokio::test]
 async fn a_failing_first_step_undoes_nothing() {
     let exec = Recorder {
-        fail_on: Some("pki.IssueForName"),
+        fail_on: Some("pki.IssueCertificate"),
         ..Default::default()
     };
     let t = setup(PolicyConfig::default(), exec);
@@ -628,13 +628,13 @@ async fn a_failing_first_step_undoes_nothing() {
         .unwrap();
     let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
     assert_eq!(done.status, Status::Failed);
-    assert_eq!(t.exec.log(), vec!["pki.IssueForName(nas.home.arpa,30)"]);
+    assert_eq!(t.exec.log(), vec!["pki.IssueCertificate(nas.home.arpa,30)"]);
     assert!(done.rollback.is_empty());
 }
 
 #[tokio::test]
 async fn an_undo_that_needs_a_missing_result_field_is_reported() {
-    // IssueForName returns no serial, then a later step fails: the undo
+    // IssueCertificate returns no serial, then a later step fails: the undo
     // cannot be rendered and says so, the others still run.
     const TWO: &str = r#"
 id = "test.two"
@@ -645,9 +645,9 @@ risk = "change"
 name = "name"
 type = "dns-name"
 [[steps]]
-call = "pki.IssueForName"
+call = "pki.IssueCertificate"
 args = { name = "{name}", days = 1 }
-undo = { call = "pki.Revoke", args = { serial_or_name = "{result.serial}" } }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
 [[steps]]
 call = "dns.AddRecord"
 args = { name = "{name}", address = "10.0.0.1" }
