@@ -119,10 +119,18 @@ fn render_outcome(o: &Value) -> String {
             out.push(format!("Pending: waiting for {}.", missing.join(" and ")));
         }
         "executed" => out.push("Done.".into()),
-        "failed" => out.push(format!(
-            "Failed: {}; completed steps were undone.",
-            str_of(&o["error"])
-        )),
+        "failed" => {
+            let undone = o["rollback"].as_array().map(Vec::len).unwrap_or(0);
+            let all_ok = o["rollback"]
+                .as_array()
+                .is_none_or(|a| a.iter().all(|r| r["ok"] == true));
+            let tail = match (undone, all_ok) {
+                (0, _) => "no step had completed, nothing to undo".to_string(),
+                (n, true) => format!("{n} completed step(s) undone in reverse order"),
+                (n, false) => format!("{n} undo call(s) made, NOT ALL SUCCEEDED (see above)"),
+            };
+            out.push(format!("Failed: {}; {tail}.", str_of(&o["error"])))
+        }
         "cancelled" => out.push("Cancelled; nothing ran.".into()),
         other => out.push(other.to_string()),
     }
