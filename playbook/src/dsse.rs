@@ -132,6 +132,50 @@ impl Signer for KeyFileSigner {
     }
 }
 
+/// A signature made elsewhere (by the key in the HSM, through hearth-pkid's
+/// `SignPlaybook`) over exactly the PAE that [`sign`] will ask for. It is
+/// checked against the leaf certificate's key before it is used.
+pub struct Presigned {
+    msg: Vec<u8>,
+    sig: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+}
+
+impl Presigned {
+    /// `msg` is the PAE that was signed, `sig` the DER signature and
+    /// `chain_pem` the signer's chain (its certificate first).
+    pub fn new(msg: Vec<u8>, sig: Vec<u8>, chain_pem: &[u8]) -> Result<Self, SignError> {
+        let chain = read_certs(chain_pem).map_err(SignError::Chain)?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| SignError::Chain("no certificate found".into()))?;
+        let der = CertificateDer::from(leaf.as_slice());
+        let ee = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| SignError::Chain(format!("signer certificate: {e}")))?;
+        ee.verify_signature(webpki::ring::ECDSA_P256_SHA256, &msg, &sig)
+            .map_err(|e| {
+                SignError::Sign(format!(
+                    "the returned signature does not verify with the signer certificate ({e})"
+                ))
+            })?;
+        Ok(Presigned { msg, sig, chain })
+    }
+}
+
+impl Signer for Presigned {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        if msg != self.msg.as_slice() {
+            return Err(SignError::Sign(
+                "asked to sign other bytes than were signed".into(),
+            ));
+        }
+        Ok(self.sig.clone())
+    }
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+}
+
 /// Reads certificates from PEM (one or more blocks) or a single DER.
 pub fn read_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
@@ -192,5 +236,26 @@ mod tests {
             pae("http://example.com/HelloWorld", b"hello world"),
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
+    }
+
+    #[test]
+    fn a_signature_made_elsewhere_is_used_only_if_it_verifies() {
+        use crate::keygen::{cert_pem, Authority, SignerOptions};
+        let root = Authority::new_root("r", 1).unwrap();
+        let s = root
+            .issue_signer(&SignerOptions::valid_for("s", 1))
+            .unwrap();
+        let chain = cert_pem(&s.cert_der);
+        let key = KeyFileSigner::new(s.key_pem.as_bytes(), chain.as_bytes()).unwrap();
+        let msg = pae(PAYLOAD_TYPE, b"id = 1");
+        let sig = key.sign(&msg).unwrap();
+        let p = Presigned::new(msg.clone(), sig.clone(), chain.as_bytes()).unwrap();
+        let env = sign(b"id = 1", PAYLOAD_TYPE, &p).unwrap();
+        assert_eq!(env.payload_bytes().unwrap(), b"id = 1");
+        // Other bytes than were signed: refused.
+        assert!(sign(b"id = 2", PAYLOAD_TYPE, &p).is_err());
+        // A signature over something else: refused at once.
+        let other = key.sign(b"other").unwrap();
+        assert!(Presigned::new(msg, other, chain.as_bytes()).is_err());
     }
 }

@@ -14,7 +14,8 @@
 //! templated from its typed parameters, never a shell or an arbitrary
 //! command; an envelope is used only after its whole chain, signature and
 //! version check pass; every refusal names the file and the reason.
-//! This crate never calls the bus and never executes anything.
+//! The library never calls the bus and never executes anything; the
+//! `hearth-playbook` tool's `sign-pkid` calls hearth-pkid's `SignPlaybook`.
 #![forbid(unsafe_code)]
 
 pub mod catalog;

@@ -42,14 +42,19 @@ pub enum PlaybookCommand {
         /// Envelope file (<id>.dsse.json).
         file: PathBuf,
     },
-    /// Sign playbook TOML files with a key file (vendor builds).
+    /// Sign playbook TOML files: with the appliance's signer key in the HSM
+    /// through hearth-pkid (--pkid, hearth-admins), or with a key file
+    /// (vendor builds: --key and --chain).
     Sign {
+        /// Sign with the playbook-signer key held in the HSM (hearth-pkid).
+        #[arg(long, conflicts_with_all = ["key", "chain"])]
+        pkid: bool,
         /// PKCS#8 PEM P-256 key file of a playbook signer.
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(long, required_unless_present = "pkid", requires = "chain")]
+        key: Option<PathBuf>,
         /// PEM certificate chain of the signer, its certificate first.
-        #[arg(long)]
-        chain: PathBuf,
+        #[arg(long, required_unless_present = "pkid", requires = "key")]
+        chain: Option<PathBuf>,
         /// Output directory for <id>.dsse.json.
         #[arg(long, default_value = ".")]
         out: PathBuf,

@@ -226,20 +226,35 @@ pub async fn playbook(
 ) -> Result<Output, HearthError> {
     match cmd {
         PlaybookCommand::Sign {
+            pkid,
             key,
             chain,
             out,
             files,
         } => {
-            // Signing happens locally with the key file; hearth-playbook does
-            // it (no shell: the arguments are passed as they are).
+            // hearth-playbook signs (no shell: the arguments are passed as
+            // they are): with a key file, or through hearth-pkid, whose key
+            // never leaves the HSM.
             let tool = signing_tool();
-            let res = std::process::Command::new(&tool)
-                .arg("sign")
-                .arg("--key")
-                .arg(&key)
-                .arg("--chain")
-                .arg(&chain)
+            let mut cmd = std::process::Command::new(&tool);
+            match (pkid, key, chain) {
+                (true, _, _) => {
+                    cmd.arg("sign-pkid");
+                }
+                (false, Some(key), Some(chain)) => {
+                    cmd.arg("sign")
+                        .arg("--key")
+                        .arg(key)
+                        .arg("--chain")
+                        .arg(chain);
+                }
+                _ => {
+                    return Err(HearthError::InvalidArgument(
+                        "give --pkid, or --key and --chain".into(),
+                    ))
+                }
+            }
+            let res = cmd
                 .arg("--out")
                 .arg(&out)
                 .args(&files)

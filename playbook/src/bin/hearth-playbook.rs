@@ -4,6 +4,11 @@
 //!   certificate (codeSigning EKU) and an empty CRL, keys mode 0600.
 //! * `sign --key K --chain C --out DIR FILE...`: each TOML playbook (checked
 //!   first) into `DIR/<id>.dsse.json`.
+//! * `sign-pkid --out DIR FILE...`: the same with the appliance's playbook
+//!   signer key, which never leaves the HSM: the PAE of each file goes to
+//!   hearth-pkid's `SignPlaybook` on the system bus (the caller must be an
+//!   admin there) and the returned signature is checked against the returned
+//!   signer certificate before the envelope is written.
 //! * `verify --root R [--crl C] FILE...`: verify envelopes, print the result.
 //!
 //! Secrets are read from files only, never from argv or the environment.
@@ -39,6 +44,16 @@ enum Cmd {
         /// PEM certificate chain, the signer's first.
         #[arg(long)]
         chain: PathBuf,
+        /// Output directory for <id>.dsse.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Playbook TOML files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Sign TOML playbooks with the appliance's signer key in the HSM,
+    /// through hearth-pkid (org.hearth.Pki1.SignPlaybook).
+    SignPkid {
         /// Output directory for <id>.dsse.json.
         #[arg(long)]
         out: PathBuf,
@@ -109,13 +124,65 @@ fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Resu
         let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
         let pb = Playbook::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
         let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer)?;
-        let dest = out.join(format!("{}.dsse.json", pb.spec.id));
-        let mut json = serde_json::to_vec_pretty(&env)?;
-        json.push(b'\n');
-        hearth_common::fsutil::write_atomic(&dest, &json, 0o644)?;
-        println!("{} v{} -> {}", pb.spec.id, pb.spec.version, dest.display());
+        write_envelope(out, &pb, &env)?;
     }
     Ok(())
+}
+
+fn write_envelope(out: &Path, pb: &Playbook, env: &dsse::Envelope) -> anyhow::Result<()> {
+    let dest = out.join(format!("{}.dsse.json", pb.spec.id));
+    let mut json = serde_json::to_vec_pretty(env)?;
+    json.push(b'\n');
+    hearth_common::fsutil::write_atomic(&dest, &json, 0o644)?;
+    println!("{} v{} -> {}", pb.spec.id, pb.spec.version, dest.display());
+    Ok(())
+}
+
+fn sign_pkid(out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let conn = zbus::Connection::system()
+            .await
+            .context("cannot connect to the system bus")?;
+        std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+        for f in files {
+            let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
+            let pb =
+                Playbook::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            let pae = dsse::pae(PAYLOAD_TYPE, &bytes);
+            // A playbook is UTF-8 (Playbook::parse checked), so is its PAE.
+            let text = String::from_utf8(pae.clone()).context("PAE is not UTF-8")?;
+            let svc = hearth_common::names::PKI;
+            let reply = conn
+                .call_method(
+                    Some(svc.bus_name),
+                    svc.path,
+                    Some(svc.bus_name),
+                    "SignPlaybook",
+                    &(text,),
+                )
+                .await
+                .with_context(|| format!("{}: hearth-pkid SignPlaybook", f.display()))?;
+            let doc: String = reply.body().deserialize()?;
+            let v: serde_json::Value = serde_json::from_str(&doc)?;
+            let field = |k: &str| {
+                v[k].as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow::anyhow!("SignPlaybook reply lacks {k}: {doc}"))
+            };
+            if field("algorithm")? != "ecdsa-p256-sha256" {
+                anyhow::bail!("SignPlaybook: unexpected algorithm in {doc}");
+            }
+            let sig = base64::engine::general_purpose::STANDARD.decode(field("signature")?)?;
+            let signer = dsse::Presigned::new(pae, sig, field("chain_pem")?.as_bytes())?;
+            let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer)?;
+            write_envelope(out, &pb, &env)?;
+        }
+        Ok(())
+    })
 }
 
 fn verify(roots: &[PathBuf], crls: &[PathBuf], files: &[PathBuf]) -> anyhow::Result<bool> {
@@ -154,6 +221,7 @@ fn main() -> ExitCode {
             out,
             files,
         } => sign(&key, &chain, &out, &files).map(|_| true),
+        Cmd::SignPkid { out, files } => sign_pkid(&out, &files).map(|_| true),
         Cmd::Verify { root, crl, files } => verify(&root, &crl, &files),
     };
     match r {
