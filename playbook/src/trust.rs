@@ -119,6 +119,11 @@ pub struct TrustConfig {
     /// parsed stops loading: revocation is never silently skipped.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// The appliance CA's CRL (hearth-pkid's `crl.pem`). Skipped, like
+    /// `appliance_ca`, while the file does not exist yet (no CA, nothing
+    /// issued, nothing revoked); once it exists it must parse.
+    #[serde(default)]
+    pub appliance_crl: Option<PathBuf>,
 }
 
 /// Why the trust configuration is unusable.
@@ -175,7 +180,13 @@ impl TrustStore {
             anchors.extend(certs);
         }
         let mut crls = Vec::new();
-        for f in &cfg.crls {
+        let mut crl_files: Vec<PathBuf> = cfg.crls.clone();
+        if let Some(c) = &cfg.appliance_crl {
+            if c.exists() {
+                crl_files.push(c.clone());
+            }
+        }
+        for f in &crl_files {
             let bytes = std::fs::read(f).map_err(|e| TrustError {
                 file: f.clone(),
                 reason: format!("cannot read: {e}"),
@@ -186,7 +197,10 @@ impl TrustStore {
             file: if i < anchors.len() {
                 PathBuf::from("trust anchor")
             } else {
-                cfg.crls.get(i - anchors.len()).cloned().unwrap_or_default()
+                crl_files
+                    .get(i - anchors.len())
+                    .cloned()
+                    .unwrap_or_default()
             },
             reason,
         })

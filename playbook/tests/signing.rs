@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hearth_playbook::catalog;
 use hearth_playbook::dsse::{self, KeyFileSigner, Signer, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, Issued, SignerOptions};
-use hearth_playbook::{RefusalKind, RollbackState, TrustStore};
+use hearth_playbook::{RefusalKind, RollbackState, TrustConfig, TrustStore};
 use rustls_pki_types::UnixTime;
 use time::{Duration, OffsetDateTime};
 
@@ -326,4 +326,47 @@ fn loading_a_directory_refuses_bad_files_and_keeps_good_ones() {
     assert_eq!(loaded.playbooks.len(), 1);
     let kinds: Vec<_> = loaded.refused.iter().map(|r| r.kind).collect();
     assert_eq!(kinds, vec![RefusalKind::Unsigned, RefusalKind::Malformed]);
+}
+
+#[test]
+fn the_appliance_ca_and_its_crl_count_once_they_exist() {
+    let f = fixture();
+    let appliance = Authority::new_root("appliance root", 1).unwrap();
+    let issuing = appliance.new_intermediate("appliance issuing").unwrap();
+    let s = issuing
+        .issue_signer(&SignerOptions::valid_for("playbook-signer.home.arpa", 30))
+        .unwrap();
+    let p = write_env(
+        f.dir.path(),
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &signer_for(&s, &[&issuing.cert_der]),
+    );
+    let vendor = f.dir.path().join("vendor.pem");
+    std::fs::write(&vendor, cert_pem(&f.root.cert_der)).unwrap();
+    let ca = f.dir.path().join("ca/root.pem");
+    let crl = f.dir.path().join("ca/crl.pem");
+    let cfg = TrustConfig {
+        vendor_roots: vec![vendor],
+        appliance_ca: Some(ca.clone()),
+        appliance_crl: Some(crl.clone()),
+        ..Default::default()
+    };
+    // No appliance CA yet: only the vendor root is trusted.
+    let trust = TrustStore::load(&cfg).unwrap();
+    assert_eq!(kind(&trust, &p), RefusalKind::UntrustedSigner);
+    // hearth-pkid made its CA: its signer is trusted.
+    std::fs::create_dir_all(ca.parent().unwrap()).unwrap();
+    std::fs::write(&ca, cert_pem(&appliance.cert_der)).unwrap();
+    let trust = TrustStore::load(&cfg).unwrap();
+    let state = RollbackState::in_memory();
+    assert!(catalog::verify_file(&trust, &state, &p, UnixTime::now()).is_ok());
+    // The issuing CA revoked the signer: refused.
+    let list = issuing.crl(2, std::slice::from_ref(&s.serial)).unwrap();
+    std::fs::write(&crl, hearth_playbook::keygen::crl_pem(&list)).unwrap();
+    let trust = TrustStore::load(&cfg).unwrap();
+    assert_eq!(kind(&trust, &p), RefusalKind::Revoked);
+    // An unreadable CRL, once configured and present, stops loading.
+    std::fs::write(&crl, "not a CRL").unwrap();
+    assert!(TrustStore::load(&cfg).is_err());
 }

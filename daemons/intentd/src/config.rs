@@ -7,6 +7,7 @@
 //! vendor_roots = ["/usr/share/hearth/keys/vendor-root.pem"]
 //! appliance_ca = "/var/lib/hearth-pkid/ca.pem"
 //! crls = ["/usr/share/hearth/keys/vendor-root.crl.pem"]
+//! appliance_crl = "/var/lib/hearth-pkid/crl.pem"       # used once it exists
 //! [policy]
 //! pending_ttl_secs = 300
 //! two_person = false

@@ -184,7 +184,7 @@ struct Pending {
 /// The gate.
 pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
     settings: Settings,
-    trust: TrustStore,
+    trust: RwLock<TrustStore>,
     rollback: Mutex<RollbackState>,
     catalog: RwLock<BTreeMap<String, Installed>>,
     refused: RwLock<Vec<Refusal>>,
@@ -276,7 +276,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let audit = AuditLog::open(&audit_path)?;
         let gate = Gate {
             settings,
-            trust,
+            trust: RwLock::new(trust),
             rollback: Mutex::new(rollback),
             catalog: RwLock::new(BTreeMap::new()),
             refused: RwLock::new(Vec::new()),
@@ -291,19 +291,20 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         Ok(gate)
     }
 
-    /// Re-reads the catalog directory.
+    /// Re-reads the trust anchors and CRLs (an appliance CA or CRL that
+    /// appeared since, a new CRL), then the catalog directory. When the
+    /// trust files cannot be read, the previous store and catalog stay.
     pub fn reload(&self) -> Result<usize, GateError> {
+        let fresh = TrustStore::load(&self.settings.trust)
+            .map_err(|e| GateError::Unavailable(format!("trust anchors: {e}")))?;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         let loaded = {
+            let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
             let mut rb = lock(&self.rollback);
-            catalog::load_dir(
-                &self.trust,
-                &mut rb,
-                &self.settings.catalog_dir,
-                UnixTime::now(),
-            )
-            .map_err(|e| {
-                GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display()))
-            })?
+            catalog::load_dir(&trust, &mut rb, &self.settings.catalog_dir, UnixTime::now())
+                .map_err(|e| {
+                    GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display()))
+                })?
         };
         let specs: Vec<_> = loaded
             .playbooks
@@ -362,7 +363,9 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("envelope"));
         let rb = lock(&self.rollback);
-        let r = catalog::verify_bytes(&self.trust, &rb, &label, bytes, UnixTime::now());
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let r = catalog::verify_bytes(&trust, &rb, &label, bytes, UnixTime::now());
+        drop(trust);
         drop(rb);
         match r {
             Ok(i) => Ok(i.summary()),
@@ -383,9 +386,10 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("envelope"));
         let inst = {
+            let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
             let mut rb = lock(&self.rollback);
             catalog::install_bytes(
-                &self.trust,
+                &trust,
                 &mut rb,
                 &label,
                 bytes,

@@ -187,8 +187,7 @@ fn setup(policy: PolicyConfig, exec: Recorder) -> T {
         catalog_dir: cat,
         trust: TrustConfig {
             vendor_roots: vec![root_pem],
-            appliance_ca: None,
-            crls: vec![],
+            ..Default::default()
         },
         policy,
         audit_log: None,

@@ -188,8 +188,8 @@ fn sign_pkid(out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
 fn verify(roots: &[PathBuf], crls: &[PathBuf], files: &[PathBuf]) -> anyhow::Result<bool> {
     let trust = TrustStore::load(&TrustConfig {
         vendor_roots: roots.to_vec(),
-        appliance_ca: None,
         crls: crls.to_vec(),
+        ..Default::default()
     })?;
     let state = RollbackState::in_memory();
     let mut ok = true;
