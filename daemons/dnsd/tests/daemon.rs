@@ -1,0 +1,279 @@
+//! The real hearth-dnsd binary on a private bus: records changed over
+//! `org.hearth.Dns1` (through hearth-common's proxy), answered to the real
+//! `dig`, kept across a restart, and refused to callers without the role.
+#![allow(clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hearth_common::proxies::dns::DnsProxy;
+use hearth_common::HearthError;
+use serde_json::Value;
+use support::dig;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// A private dbus-daemon; killed on drop.
+struct Bus {
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    async fn start(dir: &Path) -> Result<Bus> {
+        let address = format!("unix:path={}", dir.join("bus").display());
+        let mut child = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--address={address}"))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting dbus-daemon")?;
+        let stdout = child.stdout.take().context("dbus-daemon stdout")?;
+        let mut line = String::new();
+        // dbus-daemon prints its address once it listens.
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("dbus-daemon did not print its address")??;
+        if line.trim().is_empty() {
+            bail!("dbus-daemon exited without listening");
+        }
+        Ok(Bus { child, address })
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A running hearth-dnsd, started and awaited like systemd does (READY=1).
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    async fn start(bus: &Bus, dir: &Path, config: &Path) -> Result<Daemon> {
+        let notify_path = dir.join("notify");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path)?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-dnsd"))
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("HEARTH_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting hearth-dnsd")?;
+        let ready = async {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = notify.recv(&mut buf).await?;
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(READY_LIMIT, ready) => r.context("no READY=1 in time")??,
+            status = child.wait() => bail!("hearth-dnsd exited before READY=1: {:?}", status?),
+        }
+        Ok(Daemon { child })
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    async fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().context("no pid")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .context("hearth-dnsd did not stop on SIGTERM")??;
+        assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16> {
+    // A port free for both UDP and TCP right now.
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port")
+}
+
+fn write_config(dir: &Path, port: u16, access: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("dnsd-{}.toml", access.len()));
+    std::fs::write(
+        &path,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\n\
+             [[zone]]\nname = \"home.arpa\"\nns_addresses = [\"127.0.0.1\"]\n\
+             [[zone]]\nname = \"local\"\nns_name = \"ns.home.arpa\"\nns_addresses = [\"127.0.0.1\"]\n\
+             {access}"
+        ),
+    )?;
+    Ok(path)
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).expect("the daemon returns JSON")
+}
+
+async fn proxy(bus: &Bus) -> Result<DnsProxy<'static>> {
+    let conn = zbus::connection::Builder::address(bus.address.as_str())?
+        .build()
+        .await?;
+    Ok(DnsProxy::new(&conn).await?)
+}
+
+fn kind<T: std::fmt::Debug>(r: &Result<T, HearthError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+#[tokio::test]
+async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bus = Bus::start(dir.path()).await?;
+    let port = free_port()?;
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let config = write_config(dir.path(), port, "")?;
+    let daemon = Daemon::start(&bus, dir.path(), &config).await?;
+    let dns = proxy(&bus).await?;
+
+    // A preview changes nothing.
+    let preview = json(&dns.add_record("test.local", "192.168.1.100", true).await?);
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["added"][0]["type"], "A");
+    assert_eq!(
+        dig(server, "test.local", "A", &[]).await?.status,
+        "NXDOMAIN"
+    );
+
+    // The demo's record.
+    let c = json(&dns.add_record("test.local", "192.168.1.100", false).await?);
+    assert_eq!(c["serial"], preview["serial"]);
+    assert_eq!(c["zone"], "local");
+    let r = dig(server, "test.local", "A", &[]).await?;
+    assert_eq!(r.status, "NOERROR");
+    assert!(r.has_flag("aa"));
+    assert_eq!(r.answer_data("A"), ["192.168.1.100"]);
+    assert_eq!(r.soa_serial(), None);
+    assert_eq!(
+        dig(server, "local", "SOA", &[]).await?.soa_serial(),
+        c["serial"].as_u64().map(|s| s as u32)
+    );
+
+    // An alias, and an AAAA record.
+    dns.add_record("nas.home.arpa", "fd00::10", false).await?;
+    dns.add_alias("files.home.arpa", "nas.home.arpa", false)
+        .await?;
+    let r = dig(server, "files.home.arpa", "AAAA", &[]).await?;
+    assert_eq!(r.answer_data("CNAME"), ["nas.home.arpa."]);
+    assert_eq!(r.answer_data("AAAA"), ["fd00::10"]);
+
+    // Bad input is named and changes nothing.
+    let before = dns.list().await?;
+    let bad = dns
+        .add_record("bad..name.home.arpa", "10.0.0.1", false)
+        .await;
+    assert_eq!(kind(&bad), "InvalidArgument");
+    assert!(bad
+        .expect_err("bad")
+        .message()
+        .contains("bad..name.home.arpa"));
+    let bad = dns.add_record("x.home.arpa", "10.0.0.300", false).await;
+    assert!(bad.expect_err("bad").message().contains("address"));
+    let outside = dns
+        .add_record("printer.example.com", "10.0.0.1", false)
+        .await;
+    assert_eq!(kind(&outside), "InvalidArgument");
+    let beside = dns.add_record("files.home.arpa", "10.0.0.1", false).await;
+    assert_eq!(kind(&beside), "Conflict");
+    let dup = dns.add_record("test.local", "192.168.1.100", false).await;
+    assert_eq!(kind(&dup), "Conflict");
+    let missing = dns.remove("ghost.home.arpa", false).await;
+    assert_eq!(kind(&missing), "NotFound");
+    assert_eq!(dns.list().await?, before);
+    assert_eq!(
+        dig(server, "printer.example.com", "A", &[]).await?.status,
+        "REFUSED"
+    );
+
+    // Remove, then Restore with Remove's own result: the gate's undo.
+    let removed = dns.remove("nas.home.arpa", false).await?;
+    assert_eq!(
+        dig(server, "nas.home.arpa", "AAAA", &[]).await?.status,
+        "NXDOMAIN"
+    );
+    dns.restore(&removed, false).await?;
+    assert_eq!(
+        dig(server, "nas.home.arpa", "AAAA", &[])
+            .await?
+            .answer_data("AAAA"),
+        ["fd00::10"]
+    );
+    let desc = json(&dns.describe("nas.home.arpa").await?);
+    assert_eq!(desc["records"][0]["value"], "fd00::10");
+    let listing = dns.list().await?;
+    let home_serial = dig(server, "home.arpa", "SOA", &[]).await?.soa_serial();
+
+    // Restart: the same data and serials are served. This time root is only
+    // an operator: changes are refused, previews and reads allowed.
+    daemon.stop().await?;
+    assert!(
+        dig(server, "test.local", "A", &["+time=1"]).await.is_err(),
+        "nothing answers while stopped"
+    );
+    let config = write_config(
+        dir.path(),
+        port,
+        "[access]\nroot_is_admin = false\noperators_group = \"root\"\n",
+    )?;
+    let daemon = Daemon::start(&bus, dir.path(), &config).await?;
+    let dns = proxy(&bus).await?;
+    assert_eq!(dns.list().await?, listing);
+    assert_eq!(
+        dig(server, "test.local", "A", &[]).await?.answer_data("A"),
+        ["192.168.1.100"]
+    );
+    assert_eq!(
+        dig(server, "home.arpa", "SOA", &[]).await?.soa_serial(),
+        home_serial
+    );
+    let refused = dns.add_record("new.home.arpa", "10.0.0.2", false).await;
+    assert_eq!(kind(&refused), "NotAuthorized");
+    let preview = dns.add_record("new.home.arpa", "10.0.0.2", true).await;
+    assert_eq!(kind(&preview), "ok");
+    assert_eq!(dns.list().await?, listing);
+    daemon.stop().await?;
+    Ok(())
+}

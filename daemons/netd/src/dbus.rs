@@ -1,0 +1,192 @@
+//! `org.hearth.Network1`: the thin bus adapter over [`Engine`].
+//!
+//! Each method authorizes the caller (reads: Operator; changes: Admin, dry
+//! runs: Operator), hands plain strings to the engine (which validates them:
+//! nothing is re-validated here), maps [`crate::NetError`] to the named
+//! [`HearthError`], and returns JSON documents (see docs/dbus/network.md).
+//! After every successful change it emits `Changed(what, detail)`.
+//!
+//! Kernel work is a few milliseconds of netlink, done under a std mutex that
+//! is never held across an await.
+
+// zbus's interface macro generates an undocumented helper for the signal.
+#![allow(missing_docs)]
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hearth_common::HearthError;
+use hearth_daemon::{Access, Role};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+
+use crate::engine::{Engine, Request};
+use crate::watch::Watcher;
+
+/// The served object.
+pub struct NetworkInterface {
+    engine: Arc<Mutex<Engine>>,
+    access: Access,
+    _watcher: Option<Watcher>,
+}
+
+impl NetworkInterface {
+    /// Serves `engine`, authorizing with `access`; `watcher` (the guard of
+    /// the table) lives as long as the interface.
+    pub fn new(engine: Engine, access: Access, watcher: Option<Watcher>) -> NetworkInterface {
+        NetworkInterface {
+            engine: Arc::new(Mutex::new(engine)),
+            access,
+            _watcher: watcher,
+        }
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        match self.engine.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    async fn change(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        emitter: &SignalEmitter<'_>,
+        req: Request,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        let role = if dry_run { Role::Operator } else { Role::Admin };
+        let caller = self.access.require(conn, hdr, role).await?;
+        let result = self.engine().request(&req, dry_run);
+        let doc = match result {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(uid = caller.uid, ?req, dry_run, "refused: {e}");
+                return Err(e.into());
+            }
+        };
+        let text = doc.to_string();
+        if !dry_run {
+            tracing::info!(uid = caller.uid, ?req, "network changed");
+            let what = doc["action"].as_str().unwrap_or("change").to_string();
+            if let Err(e) = NetworkInterface::changed(emitter, &what, &text).await {
+                tracing::warn!("could not emit Changed: {e}");
+            }
+        }
+        Ok(text)
+    }
+}
+
+#[zbus::interface(name = "org.hearth.Network1")]
+impl NetworkInterface {
+    /// The domains, as a JSON array.
+    async fn list_domains(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.access.require(conn, &hdr, Role::Operator).await?;
+        Ok(self.engine().list().to_string())
+    }
+
+    /// Everything: domains, allows, matrix and the table's state.
+    async fn show(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.access.require(conn, &hdr, Role::Operator).await?;
+        Ok(self.engine().show().to_string())
+    }
+
+    /// The reachability matrix.
+    async fn matrix(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.access.require(conn, &hdr, Role::Operator).await?;
+        Ok(self.engine().matrix().to_string())
+    }
+
+    /// Creates a domain (`subnet` "": a free /24 of the pool).
+    async fn create_domain(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        name: String,
+        subnet: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        let req = Request::Create { name, subnet };
+        self.change(conn, &hdr, &emitter, req, dry_run).await
+    }
+
+    /// Deletes a domain and every allow naming it.
+    async fn delete_domain(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        name: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        let req = Request::Delete { name };
+        self.change(conn, &hdr, &emitter, req, dry_run).await
+    }
+
+    /// Lets `from` open connections to `to` (port 0: any; protocol "": any).
+    #[allow(clippy::too_many_arguments)]
+    async fn allow(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        from: String,
+        to: String,
+        port: u32,
+        protocol: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        let req = Request::Allow {
+            from,
+            to,
+            port,
+            protocol,
+        };
+        self.change(conn, &hdr, &emitter, req, dry_run).await
+    }
+
+    /// Removes every allow from `from` to `to`.
+    async fn revoke(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        from: String,
+        to: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        let req = Request::Revoke { from, to };
+        self.change(conn, &hdr, &emitter, req, dry_run).await
+    }
+
+    /// Re-applies configuration and persisted changes to the kernel.
+    async fn reconcile(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.access.require(conn, &hdr, Role::Admin).await?;
+        let rep = self.engine().reconcile()?;
+        let mut doc = serde_json::to_value(&rep)
+            .map_err(|e| HearthError::Internal(format!("report: {e}")))?;
+        doc["changes"] = rep.changes().into();
+        Ok(doc.to_string())
+    }
+
+    /// Emitted after every successful change.
+    #[zbus(signal)]
+    async fn changed(emitter: &SignalEmitter<'_>, what: &str, detail: &str) -> zbus::Result<()>;
+}

@@ -1,0 +1,255 @@
+//! The hearth-netd binary on a private bus, inside its own network
+//! namespace: org.hearth.Network1 end to end (dry runs, changes, named
+//! errors, the Changed signal, restart). Run as root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use hearth_common::proxies::network::NetworkProxy;
+use hearth_common::HearthError;
+use serde_json::Value;
+
+/// A private dbus-daemon, killed on drop.
+struct Bus {
+    child: Child,
+    address: String,
+}
+
+impl Bus {
+    fn start(dir: &Path) -> Bus {
+        let sock = dir.join("bus.sock");
+        let conf = dir.join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon");
+        // The address is printed once the bus listens: readiness.
+        let mut out = child.stdout.take().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        use std::io::Read;
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        let address = String::from_utf8(line).unwrap().trim().to_string();
+        assert!(
+            address.starts_with("unix:"),
+            "dbus-daemon printed {address:?}"
+        );
+        Bus { child, address }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// hearth-netd running in `ns`, killed on drop; started when READY=1 came.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, bus: &Bus, config: &Path, state: &Path, dir: &Path) -> Daemon {
+        let notify = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&notify);
+        let rx = UnixDatagram::bind(&notify).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth-netd")])
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .env("NOTIFY_SOCKET", &notify)
+            .env("HEARTH_LOG", "info")
+            .spawn()
+            .expect("spawn hearth-netd");
+        let mut d = Daemon { child };
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match rx.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let status = d.child.try_wait().ok().flatten();
+                    panic!("no READY=1 from hearth-netd ({e}); exit status {status:?}");
+                }
+            };
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                return d;
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        // SIGTERM through kill(1): a clean stop is part of the contract.
+        let pid = self.child.id().to_string();
+        run_ok(Command::new("kill").args(["-TERM", &pid]));
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "hearth-netd exited with {status}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+fn kind(r: Result<String, HearthError>) -> (String, String) {
+    let e = r.expect_err("should be refused");
+    (e.kind().to_string(), e.message())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network1_previews_changes_refuses_bad_input_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::start(dir.path());
+    let ns = Netns::new("d");
+    let config: PathBuf = dir.path().join("hearth-netd.toml");
+    std::fs::write(
+        &config,
+        config_text("[[allow]]\nfrom = \"lan\"\nto = \"iot\"\n[access]\nroot_is_admin = true\n"),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let daemon = Daemon::start(&ns, &bus, &config, &state, dir.path());
+    assert!(ns.ip(&["-o", "link", "show", "hb-lan"]).contains("hb-lan"));
+
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let net = NetworkProxy::new(&conn).await.unwrap();
+    let mut changed = net.receive_changed().await.unwrap();
+
+    let domains = json(&net.list_domains().await.unwrap());
+    assert_eq!(domains.as_array().unwrap().len(), 4);
+
+    // Dry run: the document, and nothing in the kernel or the state.
+    let preview = json(&net.create_domain("cams", "", true).await.unwrap());
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["domain"]["subnet"], "10.62.0.0/24");
+    assert_eq!(preview["matrix"]["admin"]["cams"], "all");
+    assert!(!ns.ip(&["-o", "link", "show"]).contains("hb-cams"));
+    assert!(!state.join(hearth_netd::engine::STATE_FILE).exists());
+
+    // The real thing, with its signal.
+    let done = json(&net.create_domain("cams", "", false).await.unwrap());
+    assert_eq!(done["dry_run"], false);
+    assert!(ns
+        .ip(&["-o", "addr", "show", "hb-cams"])
+        .contains("10.62.0.1/24"));
+    let sig = tokio::time::timeout(Duration::from_secs(5), changed.next())
+        .await
+        .expect("Changed within 5 s")
+        .unwrap();
+    let args = sig.args().unwrap();
+    assert_eq!(args.what, "create");
+    assert_eq!(json(&args.detail)["domain"]["name"], "cams");
+
+    let a = json(&net.allow("cams", "lan", 554, "tcp", false).await.unwrap());
+    assert_eq!(a["matrix"]["cams"]["lan"], serde_json::json!(["tcp/554"]));
+    let r = json(&net.revoke("lan", "iot", true).await.unwrap());
+    assert_eq!(r["matrix"]["lan"]["iot"], "none");
+    let m = json(&net.matrix().await.unwrap());
+    assert_eq!(
+        m["matrix"]["lan"]["iot"], "all",
+        "a dry-run revoke changed nothing"
+    );
+
+    // Named errors that name the problem.
+    for (call, want, names) in [
+        (
+            net.create_domain("Bad Name", "", false).await,
+            "InvalidArgument",
+            "Bad Name",
+        ),
+        (
+            net.create_domain("x", "10.61.1.0/25", false).await,
+            "Conflict",
+            "lan",
+        ),
+        (net.create_domain("lan", "", true).await, "Conflict", "lan"),
+        (net.delete_domain("admin", false).await, "Conflict", "admin"),
+        (net.delete_domain("nope", true).await, "NotFound", "nope"),
+        (
+            net.allow("lan", "guest", 70000, "", false).await,
+            "InvalidArgument",
+            "70000",
+        ),
+        (
+            net.allow("lan", "guest", 0, "gre", false).await,
+            "InvalidArgument",
+            "gre",
+        ),
+        (net.revoke("admin", "lan", false).await, "Conflict", "admin"),
+        (net.revoke("guest", "lan", false).await, "NotFound", "guest"),
+    ] {
+        let (k, msg) = kind(call);
+        assert_eq!(k, want, "{msg}");
+        assert!(msg.contains(names), "{msg:?} should name {names}");
+    }
+
+    let before = json(&net.show().await.unwrap());
+    assert_eq!(before["table"]["current"], true);
+    let table = ns.nft_table().unwrap();
+    drop(net);
+    drop(changed);
+    daemon.stop();
+
+    // Restarted: the same network, and nothing left to reconcile.
+    let daemon = Daemon::start(&ns, &bus, &config, &state, dir.path());
+    let net = NetworkProxy::new(&conn).await.unwrap();
+    let after = json(&net.show().await.unwrap());
+    assert_eq!(after, before);
+    assert_eq!(ns.nft_table().unwrap(), table);
+    let rep = json(&net.reconcile().await.unwrap());
+    assert_eq!(rep["changes"], 0, "{rep}");
+    daemon.stop();
+}

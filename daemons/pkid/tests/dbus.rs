@@ -1,0 +1,357 @@
+//! hearth-pkid as a process on a private bus (a real dbus-daemon), its CA in
+//! a real SoftHSM2 token: the methods the gate and hearth-attestd call, the
+//! errors they get, and a restart that keeps the root and the inventory.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hearth_common::proxies::pki::PkiProxy;
+use hearth_common::HearthError;
+use hearth_hsm::testing::TestToken;
+use serde_json::Value;
+
+/// Kills what it holds when dropped (also when a test fails).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Bus {
+    _proc: Proc,
+    address: String,
+}
+
+fn start_bus(dir: &Path) -> Result<Bus> {
+    let socket = dir.join("bus");
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+            socket.display()
+        ),
+    )?;
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting dbus-daemon")?;
+    let stdout = child.stdout.take().context("dbus-daemon stdout")?;
+    let proc = Proc(child);
+    // The address is printed once the bus listens: that is readiness.
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim().is_empty() {
+        bail!("dbus-daemon printed no address");
+    }
+    Ok(Bus {
+        _proc: proc,
+        address: line.trim().to_string(),
+    })
+}
+
+struct Daemon {
+    proc: Proc,
+}
+
+fn config(dir: &Path, token: &TestToken) -> Result<PathBuf> {
+    let p = dir.join("hearth-pkid.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"init_on_start = true
+[hsm]
+module = "{}"
+token_label = "{}"
+pin_file = "{}"
+[ca]
+zones = ["home.arpa"]
+subnets = ["192.168.50.0/24", "127.0.0.0/8"]
+[issue]
+export_dir = "{}"
+"#,
+            token.module.display(),
+            token.label,
+            token.pin_file.display(),
+            dir.join("export").display()
+        ),
+    )?;
+    Ok(p)
+}
+
+/// Starts hearth-pkid and waits for its READY=1 on a notify socket.
+fn start_daemon(dir: &Path, bus: &Bus, config: &Path) -> Result<Daemon> {
+    let notify_path = dir.join("notify");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = UnixDatagram::bind(&notify_path)?;
+    notify.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let child = Command::new(env!("CARGO_BIN_EXE_hearth-pkid"))
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting hearth-pkid")?;
+    let mut d = Daemon { proc: Proc(child) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(status) = d.proc.0.try_wait()? {
+            bail!("hearth-pkid exited before READY=1: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("hearth-pkid sent no READY=1 within 60 s");
+        }
+        match notify.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]);
+                if msg.lines().any(|l| l == "READY=1") {
+                    return Ok(d);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Daemon {
+    /// SIGTERM, then the exit status must be success.
+    fn stop(mut self) -> Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.proc.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let status = self.proc.0.wait()?;
+        assert!(
+            status.success(),
+            "hearth-pkid exits cleanly on SIGTERM: {status}"
+        );
+        Ok(())
+    }
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).expect("the daemon returns JSON")
+}
+
+fn openssl(args: &[&str]) -> Result<(bool, String)> {
+    let out = Command::new("openssl").args(args).output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> Result<()> {
+    let token = TestToken::new("pki-dbus")?;
+    let dir = tempfile::tempdir()?;
+    let bus = start_bus(dir.path())?;
+    let cfg = config(dir.path(), &token)?;
+    let daemon = start_daemon(dir.path(), &bus, &cfg)?;
+
+    let conn = zbus::connection::Builder::address(bus.address.as_str())?
+        .build()
+        .await?;
+    let pki = PkiProxy::new(&conn).await?;
+
+    // The ceremony ran at start; Init is idempotent.
+    let info = json(&pki.init().await?);
+    assert_eq!(info["created"], false, "init_on_start already made the CA");
+    let root_pem = pki.root_certificate().await?;
+    assert_eq!(info["root_pem"].as_str(), Some(root_pem.as_str()));
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, &root_pem)?;
+
+    // The gate's pki.issue_certificate(name, days).
+    let issued = json(&pki.issue_certificate("nas.home.arpa", 30).await?);
+    let serial = issued["serial"].as_str().context("serial")?.to_string();
+    assert_eq!(issued["profile"], "server");
+    let chain_path = issued["chain_path"].as_str().context("chain_path")?;
+    assert!(Path::new(issued["key_path"].as_str().context("key_path")?).exists());
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().context("path")?,
+        "-untrusted",
+        chain_path,
+        chain_path,
+    ])?;
+    assert!(ok, "issued chain verifies: {text}");
+
+    // Outside the constraints: a named error, nothing recorded.
+    let before = json(&pki.list_certificates().await?);
+    match pki.issue_certificate("nas.example.com", 30).await {
+        Err(HearthError::InvalidArgument(m)) => {
+            assert!(m.contains("nas.example.com"), "{m}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match pki.issue_for_name("x.home.arpa", "bogus", 0).await {
+        Err(HearthError::InvalidArgument(m)) => assert!(m.contains("bogus"), "{m}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match pki.issue_certificate("y.home.arpa", 399).await {
+        Err(HearthError::InvalidArgument(m)) => assert!(m.contains("399"), "{m}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert_eq!(json(&pki.list_certificates().await?), before);
+
+    // hearth-attestd's certificate: daemon profile, name and loopback address.
+    let dc = json(
+        &pki.issue_daemon_certificate("attest.home.arpa,127.0.0.1")
+            .await?,
+    );
+    assert!(dc["key_pem"]
+        .as_str()
+        .context("key_pem")?
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(dc["root_pem"].as_str(), Some(root_pem.as_str()));
+    let dchain = dir.path().join("attest.pem");
+    std::fs::write(&dchain, dc["chain_pem"].as_str().context("chain_pem")?)?;
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().context("path")?,
+        "-untrusted",
+        dchain.to_str().context("path")?,
+        "-purpose",
+        "sslserver",
+        "-verify_ip",
+        "127.0.0.1",
+        dchain.to_str().context("path")?,
+    ])?;
+    assert!(ok, "daemon certificate verifies for 127.0.0.1: {text}");
+
+    // Revocation by name reaches the CRL served over the bus.
+    let rev = json(&pki.revoke_certificate("nas.home.arpa").await?);
+    assert_eq!(rev["revoked"][0].as_str(), Some(serial.as_str()));
+    let crl = dir.path().join("crl.pem");
+    std::fs::write(&crl, pki.crl().await?)?;
+    let (ok, text) = openssl(&[
+        "crl",
+        "-in",
+        crl.to_str().context("path")?,
+        "-noout",
+        "-text",
+    ])?;
+    assert!(ok, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains(&serial),
+        "CRL lists {serial}: {text}"
+    );
+    match pki.revoke_certificate("nas.home.arpa").await {
+        Err(HearthError::Conflict(_)) => {}
+        other => panic!("second revocation: expected Conflict, got {other:?}"),
+    }
+
+    // A playbook signed by the key in the token verifies with the signer's
+    // certificate, which chains to the root with codeSigning.
+    let payload = "name: open-port\nsteps: []\n";
+    let sig = json(&pki.sign_playbook(payload).await?);
+    assert_eq!(sig["algorithm"], "ecdsa-p256-sha256");
+    let chain_pem = sig["chain_pem"].as_str().context("chain_pem")?;
+    assert_eq!(chain_pem, pki.playbook_signer_certificate().await?);
+    let sdir = dir.path();
+    std::fs::write(sdir.join("signer.pem"), chain_pem)?;
+    std::fs::write(sdir.join("payload"), payload)?;
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(sig["signature"].as_str().context("signature")?)?;
+    std::fs::write(sdir.join("sig.der"), der)?;
+    let p = |n: &str| sdir.join(n).to_string_lossy().into_owned();
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("signer.pem"),
+        &p("signer.pem"),
+    ])?;
+    assert!(ok, "signer chain verifies: {text}");
+    // (OpenSSL 3.0 has no codeSigning purpose for `verify`: read the EKU.)
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        &p("signer.pem"),
+        "-noout",
+        "-ext",
+        "extendedKeyUsage",
+    ])?;
+    assert!(ok && text.contains("Code Signing"), "{text}");
+    let (ok, text) = openssl(&["x509", "-in", &p("signer.pem"), "-pubkey", "-noout"])?;
+    assert!(ok, "{text}");
+    std::fs::write(sdir.join("signer.pub"), text)?;
+    let (ok, text) = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &p("signer.pub"),
+        "-signature",
+        &p("sig.der"),
+        &p("payload"),
+    ])?;
+    assert!(ok && text.contains("Verified OK"), "{text}");
+    std::fs::write(sdir.join("payload"), "name: open-port\nsteps: [x]\n")?;
+    let (ok, _) = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &p("signer.pub"),
+        "-signature",
+        &p("sig.der"),
+        &p("payload"),
+    ])?;
+    assert!(!ok, "a changed playbook fails verification");
+
+    // Restart: same root, same inventory.
+    let listed = pki.list_certificates().await?;
+    drop(pki);
+    drop(conn);
+    daemon.stop()?;
+    let daemon = start_daemon(dir.path(), &bus, &cfg)?;
+    let conn = zbus::connection::Builder::address(bus.address.as_str())?
+        .build()
+        .await?;
+    let pki = PkiProxy::new(&conn).await?;
+    assert_eq!(pki.root_certificate().await?, root_pem);
+    assert_eq!(json(&pki.list_certificates().await?), json(&listed));
+    let shown = json(&pki.show_certificate(&serial).await?);
+    assert!(shown[0]["revoked"]["at"].is_string(), "{shown}");
+    daemon.stop()?;
+    Ok(())
+}
