@@ -1,24 +1,95 @@
-//! `hearthctl ask`, `playbook` and `audit`: filled in with the gate.
+//! `hearthctl ask`, `playbook` and `audit` (hearth-intentd).
+
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 /// `hearthctl ask`.
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// The request, in plain language.
+    /// The request, in plain language (at most 512 characters).
+    #[arg(required_unless_present = "playbook")]
     pub text: Vec<String>,
+    /// Confirm without prompting (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// A structured intent instead of text: the playbook id.
+    #[arg(long, conflicts_with = "text")]
+    pub playbook: Option<String>,
+    /// A parameter of the structured intent, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", requires = "playbook")]
+    pub params: Vec<String>,
 }
 
 /// The playbook commands.
 #[derive(Debug, Subcommand)]
 pub enum PlaybookCommand {
-    /// Not yet available: the gate has not landed.
-    Unavailable,
+    /// List the verified catalog (and the files refused at load).
+    List,
+    /// Show one playbook: parameters, steps and their undo.
+    Show {
+        /// The playbook id.
+        id: String,
+    },
+    /// Verify signed envelopes against the gate's trust anchors.
+    Verify {
+        /// Envelope files (<id>.dsse.json).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Install a signed envelope into the catalog (hearth-admins).
+    Install {
+        /// Envelope file (<id>.dsse.json).
+        file: PathBuf,
+    },
+    /// Sign playbook TOML files: with the appliance's signer key in the HSM
+    /// through hearth-pkid (--pkid, hearth-admins), or with a key file
+    /// (vendor builds: --key and --chain).
+    Sign {
+        /// Sign with the playbook-signer key held in the HSM (hearth-pkid).
+        #[arg(long, conflicts_with_all = ["key", "chain"])]
+        pkid: bool,
+        /// PKCS#8 PEM P-256 key file of a playbook signer.
+        #[arg(long, required_unless_present = "pkid", requires = "chain")]
+        key: Option<PathBuf>,
+        /// PEM certificate chain of the signer, its certificate first.
+        #[arg(long, required_unless_present = "pkid", requires = "key")]
+        chain: Option<PathBuf>,
+        /// Output directory for <id>.dsse.json.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Playbook TOML files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the plans waiting for approval.
+    Pending,
+    /// Approve a pending plan (hearth-admins).
+    Approve {
+        /// The plan id.
+        plan_id: String,
+    },
+    /// Confirm your own pending plan.
+    Confirm {
+        /// The plan id.
+        plan_id: String,
+    },
+    /// Cancel a pending plan.
+    Cancel {
+        /// The plan id.
+        plan_id: String,
+    },
 }
 
 /// The audit commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Not yet available: the gate has not landed.
-    Unavailable,
+    /// The last records (hearth-admins).
+    List {
+        /// How many (0: all).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Verify the hash chain: finds any edited, deleted or reordered record.
+    Verify,
 }

@@ -1,1 +1,41 @@
-//! Proxy for this daemon's interface (filled in with the daemon).
+//! `org.hearth.Intent1`, served by hearth-intentd (docs/dbus/intent.md).
+//! Every method returns a JSON document.
+
+use crate::HearthError;
+
+/// The intent gate.
+#[zbus::proxy(
+    interface = "org.hearth.Intent1",
+    default_service = "org.hearth.Intent1",
+    default_path = "/org/hearth/Intent1",
+    gen_blocking = false
+)]
+pub trait Intent {
+    /// A plain-language request (at most 512 characters) -> Outcome.
+    fn ask(&self, text: &str) -> Result<String, HearthError>;
+    /// A structured intent: playbook id and a JSON object of parameters.
+    fn ask_structured(&self, playbook: &str, params_json: &str) -> Result<String, HearthError>;
+    /// The requester confirms a pending plan -> Outcome.
+    fn confirm(&self, plan_id: &str) -> Result<String, HearthError>;
+    /// A hearth-admins member approves a pending plan -> Outcome.
+    fn approve(&self, plan_id: &str) -> Result<String, HearthError>;
+    /// Cancels a pending plan -> Outcome.
+    fn cancel(&self, plan_id: &str) -> Result<String, HearthError>;
+    /// Pending plans -> `[Plan]`.
+    fn list_pending(&self) -> Result<String, HearthError>;
+    /// `{"playbooks": [Summary], "refused": [Refusal]}`.
+    fn catalog(&self) -> Result<String, HearthError>;
+    /// One playbook's spec and steps.
+    fn show_playbook(&self, id: &str) -> Result<String, HearthError>;
+    /// Verifies an envelope without installing it -> Summary.
+    fn verify_playbook(&self, file_name: &str, envelope_json: &str) -> Result<String, HearthError>;
+    /// Installs an envelope (admins) -> Summary.
+    fn install_playbook(&self, file_name: &str, envelope_json: &str)
+        -> Result<String, HearthError>;
+    /// Re-reads the catalog directory (admins).
+    fn reload_catalog(&self) -> Result<String, HearthError>;
+    /// `{"ok", "records", "problems"}`.
+    fn audit_verify(&self) -> Result<String, HearthError>;
+    /// The last `limit` audit records (0: all), oldest first (admins).
+    fn audit_list(&self, limit: u32) -> Result<String, HearthError>;
+}

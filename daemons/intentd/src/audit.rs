@@ -1,0 +1,394 @@
+//! The audit log: append-only JSON lines, each record hash-chained to the one
+//! before, fsync'd per append.
+//!
+//! A line is `{"seq": N, "time": UNIX_MS, "prev": HEX, "event": {...}, "hash": HEX}`
+//! where `hash = SHA-256(canonical JSON of the record without "hash")` and
+//! `prev` is the previous record's hash (64 zeros for the first). Canonical
+//! JSON is serde_json's compact form with keys sorted. Beside the log, a head
+//! file (`<log>.head`, written atomically after each append) holds the last
+//! seq and hash, so that removing records at the end is found too.
+//! [`verify`] finds any edit, deletion or reordering.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit I/O failure.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {}: {source}", path.display())]
+pub struct AuditError {
+    /// The log file.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Where a new record went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appended {
+    /// Its sequence number (0-based).
+    pub seq: u64,
+    /// Its hash, hex.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+/// An open audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    next_seq: u64,
+    last_hash: String,
+}
+
+fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+/// The hash of a record (a JSON object) without its `hash` field.
+pub fn record_hash(record: &Value) -> String {
+    let mut r = record.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("hash");
+    }
+    // serde_json's Map is ordered by key (no preserve_order): canonical.
+    let bytes = serde_json::to_vec(&r).unwrap_or_default();
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    /// Opens (or creates, mode 0600) the log and finds the chain's end.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let err = |source| AuditError {
+            path: path.into(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        let mut next_seq = 0;
+        let mut last_hash = GENESIS.to_string();
+        let reader = BufReader::new(File::open(path).map_err(err)?);
+        for line in reader.lines() {
+            let line = line.map_err(err)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            // Chain on from the last line as written, even if an earlier one
+            // was altered: verify() reports the break, appends go on.
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => {
+                    next_seq = v.get("seq").and_then(Value::as_u64).unwrap_or(next_seq) + 1;
+                    last_hash = v
+                        .get("hash")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| record_hash(&v));
+                }
+                Err(_) => {
+                    next_seq += 1;
+                    last_hash = hex::encode(Sha256::digest(line.as_bytes()));
+                }
+            }
+        }
+        Ok(AuditLog {
+            path: path.into(),
+            file,
+            next_seq,
+            last_hash,
+        })
+    }
+
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event, fsyncs, updates the head file.
+    pub fn append(&mut self, event: &Value) -> Result<Appended, AuditError> {
+        let err = |source| AuditError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut rec = serde_json::json!({
+            "seq": self.next_seq,
+            "time": now_ms(),
+            "prev": self.last_hash,
+            "event": event,
+        });
+        let hash = record_hash(&rec);
+        if let Some(o) = rec.as_object_mut() {
+            o.insert("hash".into(), Value::String(hash.clone()));
+        }
+        let mut line = serde_json::to_vec(&rec).map_err(|e| err(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(err)?;
+        self.file.sync_data().map_err(err)?;
+        let appended = Appended {
+            seq: self.next_seq,
+            hash: hash.clone(),
+        };
+        self.next_seq += 1;
+        self.last_hash = hash.clone();
+        let head = Head {
+            seq: appended.seq,
+            hash,
+        };
+        hearth_common::fsutil::write_json_atomic(&head_path(&self.path), &head).map_err(err)?;
+        Ok(appended)
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// True when the whole chain holds.
+    pub ok: bool,
+    /// Records read.
+    pub records: u64,
+    /// The problems found, each naming the line (1-based).
+    pub problems: Vec<String>,
+}
+
+/// Verifies the chain of the log at `path` (and its head file when present).
+pub fn verify(path: &Path) -> Result<Verification, AuditError> {
+    let err = |source| AuditError {
+        path: path.into(),
+        source,
+    };
+    let reader = BufReader::new(File::open(path).map_err(err)?);
+    let mut problems = Vec::new();
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 0u64;
+    let mut records = 0u64;
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(err)?;
+        if line.trim().is_empty() {
+            problems.push(format!("line {n}: empty line"));
+            continue;
+        }
+        records += 1;
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("line {n}: not JSON ({e})"));
+                prev = hex::encode(Sha256::digest(line.as_bytes()));
+                expected_seq += 1;
+                continue;
+            }
+        };
+        let seq = v.get("seq").and_then(Value::as_u64);
+        let stated = v.get("hash").and_then(Value::as_str).unwrap_or_default();
+        let computed = record_hash(&v);
+        if stated != computed {
+            problems.push(format!(
+                "line {n}: record was edited (hash does not match its content)"
+            ));
+        }
+        let vprev = v.get("prev").and_then(Value::as_str).unwrap_or_default();
+        if vprev != prev {
+            problems.push(format!(
+                "line {n}: chain broken (does not follow the record before it: a record was deleted, inserted or reordered)"
+            ));
+        }
+        if seq != Some(expected_seq) {
+            problems.push(format!(
+                "line {n}: sequence {} where {expected_seq} was expected",
+                seq.map_or("missing".to_string(), |s| s.to_string())
+            ));
+        }
+        expected_seq = seq.unwrap_or(expected_seq) + 1;
+        prev = stated.to_string();
+    }
+    let hp = head_path(path);
+    if let Ok(bytes) = std::fs::read(&hp) {
+        match serde_json::from_slice::<Head>(&bytes) {
+            Ok(h) => {
+                if records == 0 || h.seq + 1 != expected_seq || h.hash != prev {
+                    problems.push(format!(
+                        "the log ends before its last record (seq {}): records were removed at the end",
+                        h.seq
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("{}: unreadable head ({e})", hp.display())),
+        }
+    }
+    Ok(Verification {
+        ok: problems.is_empty(),
+        records,
+        problems,
+    })
+}
+
+/// The last `limit` records (all when 0), oldest first.
+pub fn list(path: &Path, limit: usize) -> Result<Vec<Value>, AuditError> {
+    let err = |source| AuditError {
+        path: path.into(),
+        source,
+    };
+    let reader = BufReader::new(File::open(path).map_err(err)?);
+    let mut out = Vec::new();
+    for line in reader.lines() {
+        let line = line.map_err(err)?;
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            out.push(v);
+        }
+    }
+    if limit > 0 && out.len() > limit {
+        out.drain(..out.len() - limit);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        for i in 0..n {
+            log.append(&json!({"kind": "executed", "i": i})).unwrap();
+        }
+        (d, p)
+    }
+
+    fn lines(p: &Path) -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn write_lines(p: &Path, l: &[String]) {
+        std::fs::write(p, l.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_intact_log_verifies_and_reopening_continues_the_chain() {
+        let (_d, p) = log_with(3);
+        let mut log = AuditLog::open(&p).unwrap();
+        let a = log.append(&json!({"kind": "refused"})).unwrap();
+        assert_eq!(a.seq, 3);
+        let v = verify(&p).unwrap();
+        assert!(v.ok, "{:?}", v.problems);
+        assert_eq!(v.records, 4);
+        assert_eq!(list(&p, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_edited_record_is_found() {
+        let (_d, p) = log_with(3);
+        let mut l = lines(&p);
+        l[1] = l[1].replace("\"i\":1", "\"i\":7");
+        write_lines(&p, &l);
+        let v = verify(&p).unwrap();
+        assert!(!v.ok);
+        assert!(
+            v.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("edited")),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
+        let (_d, p) = log_with(3);
+        let mut l = lines(&p);
+        let mut v: Value = serde_json::from_str(&l[0]).unwrap();
+        v["event"]["i"] = json!(9);
+        let h = record_hash(&v);
+        v["hash"] = json!(h);
+        l[0] = serde_json::to_string(&v).unwrap();
+        write_lines(&p, &l);
+        let r = verify(&p).unwrap();
+        assert!(!r.ok);
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("chain broken")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn a_deleted_record_is_found() {
+        let (_d, p) = log_with(4);
+        let mut l = lines(&p);
+        l.remove(1);
+        write_lines(&p, &l);
+        let v = verify(&p).unwrap();
+        assert!(!v.ok);
+        assert!(
+            v.problems.iter().any(|x| x.contains("chain broken")),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn a_deleted_last_record_is_found_through_the_head() {
+        let (_d, p) = log_with(3);
+        let mut l = lines(&p);
+        l.pop();
+        write_lines(&p, &l);
+        let v = verify(&p).unwrap();
+        assert!(!v.ok);
+        assert!(
+            v.problems.iter().any(|x| x.contains("removed at the end")),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    #[test]
+    fn reordered_records_are_found() {
+        let (_d, p) = log_with(4);
+        let mut l = lines(&p);
+        l.swap(1, 2);
+        write_lines(&p, &l);
+        let v = verify(&p).unwrap();
+        assert!(!v.ok);
+        assert!(
+            v.problems
+                .iter()
+                .any(|x| x.contains("line 2") && x.contains("chain broken")),
+            "{:?}",
+            v.problems
+        );
+    }
+}

@@ -1,0 +1,543 @@
+//! Unit-level tests of the D-Bus executor and measurer on a private
+//! dbus-daemon, with small stand-in services answering on the daemons'
+//! names (the real daemons are exercised by the sandbox tests the lead
+//! runs). What is tested here is hearth-intentd's own side of the wire: the
+//! argument types it sends (`s`, `u`), how it reads replies of each shape,
+//! how D-Bus errors come back, previews, the domain context, and a whole
+//! plan with its rollback and measurement going over the bus.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use hearth_common::names;
+use hearth_common::HearthError;
+use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+use hearth_playbook::methods;
+use hearth_playbook::{ArgValue, Call, TrustConfig};
+use serde_json::{json, Value};
+
+use crate::exec::{DbusExecutor, DbusMeasurer, Executor, Measurer};
+use crate::interpret::NoInterpreter;
+use crate::{Caller, Gate, PolicyConfig, Settings, Status};
+
+/// A child process stopped (SIGKILL) and reaped on drop, even on failure.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn private_bus(dir: &Path) -> (Proc, String) {
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>"#,
+            dir.join("bus.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .arg("--nofork")
+        .arg("--print-address=1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let child = Proc(child);
+    // dbus-daemon prints its address once it listens: the readiness signal.
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    assert!(!line.trim().is_empty(), "dbus-daemon printed no address");
+    (child, line.trim().to_string())
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, s: String) {
+    log.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+}
+
+fn taken(log: &Log) -> Vec<String> {
+    std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn tag(dry_run: bool) -> &'static str {
+    if dry_run {
+        "dry:"
+    } else {
+        ""
+    }
+}
+
+/// hearth-dnsd's documented signatures (docs/dbus/dns.md).
+struct Dns(Log);
+
+#[zbus::interface(name = "org.hearth.Dns1")]
+impl Dns {
+    async fn add_record(
+        &self,
+        name: String,
+        address: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        push(
+            &self.0,
+            format!("{}dns.AddRecord({name},{address})", tag(dry_run)),
+        );
+        if name.starts_with("taken.") {
+            return Err(HearthError::Conflict(format!("{name} is an alias")));
+        }
+        Ok(
+            json!({"dry_run": dry_run, "name": name, "added": [{"type": "A", "value": address}]})
+                .to_string(),
+        )
+    }
+    async fn remove_record(
+        &self,
+        name: String,
+        address: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        push(
+            &self.0,
+            format!("{}dns.RemoveRecord({name},{address})", tag(dry_run)),
+        );
+        Ok("{}".into())
+    }
+}
+
+/// hearth-netd's documented signatures (docs/dbus/network.md), except that
+/// DeleteDomain answers nothing and Allow a boolean here: the executor reads
+/// replies of any simple shape.
+struct Net(Log);
+
+#[zbus::interface(name = "org.hearth.Network1")]
+impl Net {
+    async fn list_domains(&self) -> String {
+        json!([{"name": "lan", "subnet": "192.168.1.0/24"}, {"name": "iot"}]).to_string()
+    }
+    async fn create_domain(&self, name: String, subnet: String, dry_run: bool) -> String {
+        push(
+            &self.0,
+            format!("{}net.CreateDomain({name},{subnet})", tag(dry_run)),
+        );
+        json!({"dry_run": dry_run, "action": "create", "domain": {"name": name, "subnet": "10.9.0.0/24"}})
+            .to_string()
+    }
+    async fn delete_domain(&self, name: String, dry_run: bool) {
+        push(&self.0, format!("{}net.DeleteDomain({name})", tag(dry_run)));
+    }
+    async fn allow(
+        &self,
+        from: String,
+        to: String,
+        port: u32,
+        protocol: String,
+        dry_run: bool,
+    ) -> bool {
+        push(
+            &self.0,
+            format!("{}net.Allow({from},{to},{port},{protocol})", tag(dry_run)),
+        );
+        true
+    }
+}
+
+/// hearth-pkid's documented signatures (docs/dbus/pki.md).
+struct Pki(Log);
+
+#[zbus::interface(name = "org.hearth.Pki1")]
+impl Pki {
+    async fn issue_certificate(&self, name: String, days: u32) -> String {
+        push(&self.0, format!("pki.IssueCertificate({name},{days})"));
+        json!({"serial": "0a1b", "names": [name]}).to_string()
+    }
+    async fn revoke_certificate(&self, serial_or_name: String) -> Vec<String> {
+        push(&self.0, format!("pki.RevokeCertificate({serial_or_name})"));
+        vec![serial_or_name]
+    }
+}
+
+/// hearth-attestd's Measure (docs/dbus/attestation.md).
+struct Attest(Log);
+
+#[zbus::interface(name = "org.hearth.Attestation1")]
+impl Attest {
+    async fn measure(&self, kind: String, name: String, sha256: String) -> u64 {
+        push(&self.0, format!("attest.Measure({kind},{name},{sha256})"));
+        7
+    }
+}
+
+struct World {
+    _bus: Proc,
+    _services: zbus::Connection,
+    client: zbus::Connection,
+    log: Log,
+}
+
+async fn world(dir: &Path) -> World {
+    let (bus, addr) = private_bus(dir);
+    let log: Log = Arc::default();
+    let services = zbus::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .name(names::DNS.bus_name)
+        .unwrap()
+        .name(names::NETWORK.bus_name)
+        .unwrap()
+        .name(names::PKI.bus_name)
+        .unwrap()
+        .name(names::ATTESTATION.bus_name)
+        .unwrap()
+        .serve_at(names::DNS.path, Dns(log.clone()))
+        .unwrap()
+        .serve_at(names::NETWORK.path, Net(log.clone()))
+        .unwrap()
+        .serve_at(names::PKI.path, Pki(log.clone()))
+        .unwrap()
+        .serve_at(names::ATTESTATION.path, Attest(log.clone()))
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    // `build` returns once every name is owned: the stand-ins are ready.
+    let client = zbus::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    World {
+        _bus: bus,
+        _services: services,
+        client,
+        log,
+    }
+}
+
+fn call(key: &str, args: Vec<ArgValue>) -> Call {
+    Call {
+        method: methods::lookup(key).unwrap(),
+        args,
+    }
+}
+
+fn s(v: &str) -> ArgValue {
+    ArgValue::Str(v.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_out_typed_and_every_reply_shape_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(dir.path()).await;
+    let x = DbusExecutor::new(w.client.clone());
+
+    // s s u s, answered with a boolean.
+    let r = x
+        .call(&call(
+            "net.Allow",
+            vec![s("iot"), s("lan"), ArgValue::Num(443), s("tcp")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r, "true");
+    // No reply value at all reads as "".
+    let r = x
+        .call(&call("net.DeleteDomain", vec![s("iot")]))
+        .await
+        .unwrap();
+    assert_eq!(r, "");
+    // s u, answered with a JSON string.
+    let r = x
+        .call(&call(
+            "pki.IssueCertificate",
+            vec![s("nas.home.arpa"), ArgValue::Num(90)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&r).unwrap()["serial"], "0a1b");
+    // A string list comes back as a JSON list.
+    let r = x
+        .call(&call("pki.RevokeCertificate", vec![s("0a1b")]))
+        .await
+        .unwrap();
+    assert_eq!(r, r#"["0a1b"]"#);
+    assert_eq!(
+        taken(&w.log),
+        vec![
+            "net.Allow(iot,lan,443,tcp)",
+            "net.DeleteDomain(iot)",
+            "pki.IssueCertificate(nas.home.arpa,90)",
+            "pki.RevokeCertificate(0a1b)",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_errors_keep_their_names_and_absent_daemons_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(dir.path()).await;
+    let x = DbusExecutor::new(w.client.clone());
+    let e = x
+        .call(&call(
+            "dns.AddRecord",
+            vec![s("taken.home.arpa"), s("10.0.0.1")],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.name, "org.hearth.Error.Conflict");
+    assert!(e.message.contains("taken.home.arpa"), "{e}");
+    // attest.Status is not served by the stand-in: an unknown method.
+    let e = x.call(&call("attest.Status", vec![])).await.unwrap_err();
+    assert!(e.name.starts_with("org.freedesktop.DBus.Error"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_send_only_the_named_arguments_and_context_reads_the_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(dir.path()).await;
+    let x = DbusExecutor::new(w.client.clone());
+    let p = x
+        .preview(&call(
+            "dns.AddRecord",
+            vec![s("nas.home.arpa"), s("10.0.0.1")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&p).unwrap()["dry_run"], true);
+    assert_eq!(
+        taken(&w.log),
+        vec!["dry:dns.AddRecord(nas.home.arpa,10.0.0.1)"]
+    );
+    // A preview that the daemon refuses shows the reason.
+    let p = x
+        .preview(&call(
+            "dns.AddRecord",
+            vec![s("taken.home.arpa"), s("10.0.0.1")],
+        ))
+        .await
+        .unwrap();
+    assert!(p.contains("org.hearth.Error.Conflict"), "{p}");
+    // Methods without a dry run have no preview; nothing is called.
+    taken(&w.log);
+    assert!(x
+        .preview(&call(
+            "pki.IssueCertificate",
+            vec![s("a.home.arpa"), ArgValue::Num(1)]
+        ))
+        .await
+        .is_none());
+    assert!(taken(&w.log).is_empty());
+    let ctx = x.context().await.unwrap();
+    let names: Vec<&str> = ctx.domains.iter().map(|d| d.as_str()).collect();
+    assert_eq!(names, vec!["lan", "iot"]);
+    let m = DbusMeasurer::new(w.client.clone());
+    m.measure("action", "net.show@3", &"ab".repeat(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken(&w.log),
+        vec![format!(
+            "attest.Measure(action,net.show@3,{})",
+            "ab".repeat(32)
+        )]
+    );
+}
+
+const ROLLBACK: &str = r#"
+id = "test.rollback"
+version = 1
+description = "Three changes"
+risk = "change"
+[[params]]
+name = "name"
+type = "dns-name"
+[[params]]
+name = "domain"
+type = "new-domain"
+[[steps]]
+call = "pki.IssueCertificate"
+args = { name = "{name}", days = 30 }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
+[[steps]]
+call = "net.CreateDomain"
+args = { name = "{domain}", subnet = "" }
+undo = { call = "net.DeleteDomain", args = { name = "{domain}" } }
+[[steps]]
+call = "dns.AddRecord"
+args = { name = "{name}", address = "10.0.0.9" }
+undo = { call = "dns.RemoveRecord", args = { name = "{name}", address = "10.0.0.9" } }
+"#;
+
+fn signed_catalog(dir: &Path) -> Settings {
+    let root = Authority::new_root("bus test root", 1).unwrap();
+    let signer = root
+        .issue_signer(&SignerOptions::valid_for("signer", 10))
+        .unwrap();
+    let key = KeyFileSigner::new(
+        signer.key_pem.as_bytes(),
+        cert_pem(&signer.cert_der).as_bytes(),
+    )
+    .unwrap();
+    let cat = dir.join("catalog");
+    std::fs::create_dir_all(&cat).unwrap();
+    let env = dsse::sign(ROLLBACK.as_bytes(), PAYLOAD_TYPE, &key).unwrap();
+    std::fs::write(
+        cat.join("test.rollback.dsse.json"),
+        serde_json::to_vec(&env).unwrap(),
+    )
+    .unwrap();
+    let root_pem = dir.join("root.pem");
+    std::fs::write(&root_pem, cert_pem(&root.cert_der)).unwrap();
+    Settings {
+        catalog_dir: cat,
+        trust: TrustConfig {
+            vendor_roots: vec![root_pem],
+            ..Default::default()
+        },
+        policy: PolicyConfig::default(),
+        audit_log: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world(dir.path()).await;
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let gate = Gate::open(
+        signed_catalog(dir.path()),
+        &state,
+        DbusExecutor::new(w.client.clone()),
+        Arc::new(NoInterpreter),
+        DbusMeasurer::new(w.client.clone()),
+    )
+    .unwrap();
+    let user = Caller {
+        uid: 1000,
+        is_admin: false,
+    };
+    let params = |name: &str, domain: &str| -> BTreeMap<String, Value> {
+        [("name", name), ("domain", domain)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.into())))
+            .collect()
+    };
+
+    // An existing domain is not a new one: refused before anything runs.
+    let e = gate
+        .ask_structured("test.rollback", &params("a.home.arpa", "lan"), user)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("lan"), "{e}");
+    assert!(taken(&w.log).is_empty());
+
+    // It runs, with the daemon's preview in the plan.
+    let out = gate
+        .ask_structured("test.rollback", &params("free.home.arpa", "cams"), user)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    assert_eq!(out.plan.preview.len(), 2, "{:?}", out.plan.preview);
+    assert_eq!(
+        taken(&w.log),
+        vec![
+            "dry:net.CreateDomain(cams,)",
+            "dry:dns.AddRecord(free.home.arpa,10.0.0.9)",
+        ]
+    );
+    let done = gate.confirm(&out.plan.plan_id, user).await.unwrap();
+    assert_eq!(done.status, Status::Executed, "{:?}", done.error);
+    let rec = done.audit.clone().unwrap();
+    assert_eq!(
+        taken(&w.log),
+        vec![
+            "pki.IssueCertificate(free.home.arpa,30)".to_string(),
+            "net.CreateDomain(cams,)".into(),
+            "dns.AddRecord(free.home.arpa,10.0.0.9)".into(),
+            format!(
+                "attest.Measure(action,test.rollback@{},{})",
+                rec.seq, rec.hash
+            ),
+        ]
+    );
+    assert_eq!(done.measured, Some(true));
+
+    // The third step fails: the second and first are undone, in that order,
+    // the first with the serial its call returned; the failure is measured.
+    let out = gate
+        .ask_structured("test.rollback", &params("taken.home.arpa", "cams"), user)
+        .await
+        .unwrap();
+    taken(&w.log);
+    let done = gate.confirm(&out.plan.plan_id, user).await.unwrap();
+    assert_eq!(done.status, Status::Failed);
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("org.hearth.Error.Conflict"),
+        "{:?}",
+        done.error
+    );
+    let rec = done.audit.clone().unwrap();
+    assert_eq!(
+        taken(&w.log),
+        vec![
+            "pki.IssueCertificate(taken.home.arpa,30)".to_string(),
+            "net.CreateDomain(cams,)".into(),
+            "dns.AddRecord(taken.home.arpa,10.0.0.9)".into(),
+            "net.DeleteDomain(cams)".into(),
+            "pki.RevokeCertificate(0a1b)".into(),
+            format!(
+                "attest.Measure(action,test.rollback@{},{})",
+                rec.seq, rec.hash
+            ),
+        ]
+    );
+    assert_eq!(done.rollback.len(), 2);
+    assert!(done.rollback.iter().all(|r| r.ok));
+    let v = gate.audit_verify().unwrap();
+    let v = serde_json::to_value(&v).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_attestd_leaves_the_action_done_but_unmeasured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_bus, addr) = private_bus(dir.path());
+    let conn = zbus::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let m = DbusMeasurer::new(conn);
+    let e = m
+        .measure("action", "x@1", &"00".repeat(32))
+        .await
+        .unwrap_err();
+    assert!(
+        e.name.contains("ServiceUnknown") || e.name.contains("NameHasNoOwner"),
+        "{e}"
+    );
+}

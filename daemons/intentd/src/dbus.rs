@@ -1,0 +1,244 @@
+//! The `org.hearth.Intent1` adapter: identifies the caller through the bus,
+//! converts arguments and results, maps errors. All decisions are the gate's.
+//! Documented in docs/dbus/intent.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hearth_common::HearthError;
+use hearth_daemon::{Access, Role};
+use serde::Serialize;
+use serde_json::{json, Value};
+use zbus::message::Header;
+
+use crate::exec::{DbusExecutor, DbusMeasurer};
+use crate::gate::{Gate, GateError};
+use crate::interpret::Interpreter;
+use crate::policy::Caller;
+
+/// The gate as the daemon runs it.
+pub type DaemonGate = Gate<DbusExecutor, dyn Interpreter, DbusMeasurer>;
+
+/// The served object.
+pub struct IntentInterface {
+    gate: Arc<DaemonGate>,
+    access: Access,
+}
+
+impl IntentInterface {
+    /// Serves `gate`, authorizing callers with `access`.
+    pub fn new(gate: Arc<DaemonGate>, access: Access) -> Self {
+        IntentInterface { gate, access }
+    }
+
+    async fn caller(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        role: Role,
+    ) -> Result<Caller, HearthError> {
+        let c = self.access.require(conn, hdr, role).await?;
+        Ok(Caller {
+            uid: c.uid,
+            is_admin: c.is_admin,
+        })
+    }
+}
+
+/// Maps a gate error to its named D-Bus error.
+pub fn to_hearth(e: GateError) -> HearthError {
+    match e {
+        GateError::Refused { reason, candidates } if !candidates.is_empty() => {
+            HearthError::InvalidArgument(format!(
+                "refused: {reason} (closest: {})",
+                candidates.join(", ")
+            ))
+        }
+        GateError::Refused { .. } | GateError::InvalidParams(_) | GateError::Playbook(_) => {
+            HearthError::InvalidArgument(e.to_string())
+        }
+        GateError::NotFound(_) | GateError::Expired(_) => HearthError::NotFound(e.to_string()),
+        GateError::NotAuthorized(_) => HearthError::NotAuthorized(e.to_string()),
+        GateError::Unavailable(_) | GateError::Audit(_) => HearthError::Internal(e.to_string()),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, HearthError> {
+    serde_json::to_string(v).map_err(|e| HearthError::Internal(format!("cannot encode: {e}")))
+}
+
+#[zbus::interface(name = "org.hearth.Intent1")]
+impl IntentInterface {
+    /// A plain-language request (at most 512 characters) -> Outcome JSON.
+    async fn ask(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        text: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self.gate.ask(&text, c).await.map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// A structured intent: playbook id and a JSON object of parameters.
+    async fn ask_structured(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        playbook: String,
+        params_json: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let params: BTreeMap<String, Value> = if params_json.trim().is_empty() {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(&params_json).map_err(|e| {
+                HearthError::InvalidArgument(format!(
+                    "invalid params_json {params_json:?}: expected a JSON object ({e})"
+                ))
+            })?
+        };
+        let out = self
+            .gate
+            .ask_structured(&playbook, &params, c)
+            .await
+            .map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// The requester confirms a pending plan.
+    async fn confirm(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        plan_id: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self.gate.confirm(&plan_id, c).await.map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// A hearth-admins member approves a pending plan.
+    async fn approve(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        plan_id: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self.gate.approve(&plan_id, c).await.map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// Cancels a pending plan (requester or admin).
+    async fn cancel(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        plan_id: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self.gate.cancel(&plan_id, c).map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// Pending plans (all for admins, one's own otherwise).
+    async fn list_pending(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        to_json(&self.gate.list_pending(c))
+    }
+
+    /// The verified catalog and the files refused at load.
+    async fn catalog(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Operator).await?;
+        to_json(&json!({ "playbooks": self.gate.catalog(), "refused": self.gate.refused() }))
+    }
+
+    /// One playbook's spec and steps.
+    async fn show_playbook(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        id: String,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Operator).await?;
+        let v = self
+            .gate
+            .show(&id)
+            .ok_or_else(|| HearthError::NotFound(format!("no playbook {id:?} in the catalog")))?;
+        to_json(&v)
+    }
+
+    /// Verifies an envelope without installing it.
+    async fn verify_playbook(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        file_name: String,
+        envelope_json: String,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Operator).await?;
+        let s = self
+            .gate
+            .verify_envelope(&file_name, envelope_json.as_bytes())
+            .map_err(to_hearth)?;
+        to_json(&s)
+    }
+
+    /// Installs an envelope into the catalog (admins).
+    async fn install_playbook(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        file_name: String,
+        envelope_json: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Admin).await?;
+        let s = self
+            .gate
+            .install(&file_name, envelope_json.as_bytes(), c)
+            .map_err(to_hearth)?;
+        to_json(&s)
+    }
+
+    /// Re-reads the catalog directory (admins).
+    async fn reload_catalog(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Admin).await?;
+        let n = self.gate.reload().map_err(to_hearth)?;
+        to_json(&json!({ "playbooks": n, "refused": self.gate.refused() }))
+    }
+
+    /// Verifies the audit log's hash chain.
+    async fn audit_verify(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Operator).await?;
+        to_json(&self.gate.audit_verify().map_err(to_hearth)?)
+    }
+
+    /// The last `limit` audit records (0: all), oldest first (admins).
+    async fn audit_list(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        limit: u32,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Admin).await?;
+        to_json(&self.gate.audit_list(limit as usize).map_err(to_hearth)?)
+    }
+}

@@ -1,0 +1,288 @@
+//! Running calls: the [`Executor`] trait and its D-Bus implementation, and
+//! the [`Measurer`] that measures executed actions into the TPM through
+//! hearth-attestd.
+//!
+//! The D-Bus executor can call only [`hearth_playbook::methods::METHODS`]:
+//! a [`Call`] is built from that table by rendering a verified playbook, and
+//! its destination, path, interface and member all come from the table.
+
+use std::future::Future;
+
+use hearth_common::catalog::Context;
+use hearth_common::names;
+use hearth_common::types::DomainId;
+use hearth_playbook::{ArgValue, Call};
+use serde_json::{json, Value};
+
+/// A call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ExecError {
+    /// The D-Bus error name (`org.hearth.Error.Conflict`, …) or a local kind.
+    pub name: String,
+    /// Its message.
+    pub message: String,
+}
+
+/// Something that runs allow-listed calls.
+pub trait Executor: Send + Sync + 'static {
+    /// Makes the call; returns the method's string result.
+    fn call(&self, call: &Call) -> impl Future<Output = Result<String, ExecError>> + Send;
+
+    /// The change a call would make, when its daemon offers a preview.
+    fn preview(&self, call: &Call) -> impl Future<Output = Option<String>> + Send;
+
+    /// What validation needs: the existing domains (from hearth-netd).
+    fn context(&self) -> impl Future<Output = Result<Context, ExecError>> + Send;
+}
+
+/// Measures the digest of an executed action's audit record.
+pub trait Measurer: Send + Sync + 'static {
+    /// `org.hearth.Attestation1.Measure(kind, name, sha256)`.
+    fn measure(
+        &self,
+        kind: &str,
+        name: &str,
+        sha256: &str,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send;
+}
+
+/// Reads the domain identifiers out of hearth-netd's ListDomains JSON:
+/// a list of strings, or of objects with a `name`, `id` or `domain` field,
+/// or an object with a `domains` list of either.
+pub fn domains_from_json(text: &str) -> Result<Vec<DomainId>, ExecError> {
+    let bad = |m: String| ExecError {
+        name: "org.hearth.Error.Internal".into(),
+        message: format!("net.ListDomains: {m}"),
+    };
+    let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let list = match &v {
+        Value::Array(a) => a,
+        Value::Object(o) => match o.get("domains") {
+            Some(Value::Array(a)) => a,
+            _ => return Err(bad("no domains list".into())),
+        },
+        _ => return Err(bad("no domains list".into())),
+    };
+    list.iter()
+        .map(|d| {
+            let s = match d {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(o) => ["name", "id", "domain"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str)),
+                _ => None,
+            }
+            .ok_or_else(|| bad(format!("unexpected entry {d}")))?;
+            DomainId::parse_field("domain", s).map_err(|e| bad(e.to_string()))
+        })
+        .collect()
+}
+
+/// Calls the daemons over D-Bus.
+#[derive(Debug, Clone)]
+pub struct DbusExecutor {
+    conn: zbus::Connection,
+}
+
+impl DbusExecutor {
+    /// Uses an open bus connection.
+    pub fn new(conn: zbus::Connection) -> Self {
+        DbusExecutor { conn }
+    }
+
+    /// Calls `method` with `args`; a dry-run method gets the trailing
+    /// `dry_run` flag.
+    async fn raw(
+        &self,
+        method: &hearth_playbook::methods::Method,
+        args: &[ArgValue],
+        dry_run: bool,
+    ) -> Result<String, ExecError> {
+        let member = method.member;
+        let types = method.args;
+        let svc = method.service;
+        let reply = if args.is_empty() && !method.dry_run {
+            self.conn
+                .call_method(
+                    Some(svc.bus_name),
+                    svc.path,
+                    Some(svc.bus_name),
+                    member,
+                    &(),
+                )
+                .await
+        } else {
+            let mut b = zbus::zvariant::StructureBuilder::new();
+            for (a, v) in types.iter().zip(args) {
+                use hearth_playbook::methods::ArgType;
+                b = match (a.ty, v) {
+                    (ArgType::Str, ArgValue::Str(s)) => b.add_field(s.clone()),
+                    (ArgType::U16, ArgValue::Num(n)) => b.add_field(
+                        u16::try_from(*n)
+                            .map_err(|_| local("render", format!("{} {n} exceeds u16", a.name)))?,
+                    ),
+                    (ArgType::U32, ArgValue::Num(n)) => b.add_field(
+                        u32::try_from(*n)
+                            .map_err(|_| local("render", format!("{} {n} exceeds u32", a.name)))?,
+                    ),
+                    _ => {
+                        return Err(local(
+                            "render",
+                            format!("{}: argument {} has the wrong type", method.key, a.name),
+                        ))
+                    }
+                };
+            }
+            if method.dry_run {
+                b = b.add_field(dry_run);
+            }
+            let body = b.build().map_err(|e| local("render", e.to_string()))?;
+            self.conn
+                .call_method(
+                    Some(svc.bus_name),
+                    svc.path,
+                    Some(svc.bus_name),
+                    member,
+                    &body,
+                )
+                .await
+        };
+        let msg = reply.map_err(zbus_error)?;
+        reply_text(&msg).map_err(|e| local("reply", format!("{}: {e}", method.key)))
+    }
+}
+
+/// A reply as text: a string as it is, no value as `""`, a number or
+/// boolean as its decimal or `true`/`false`, a string list as a JSON list.
+fn reply_text(msg: &zbus::Message) -> Result<String, String> {
+    let body = msg.body();
+    let sig = body.signature().to_string();
+    match sig.as_str() {
+        "" => Ok(String::new()),
+        "s" => body.deserialize::<String>().map_err(|e| e.to_string()),
+        "b" => body
+            .deserialize::<bool>()
+            .map(|b| b.to_string())
+            .map_err(|e| e.to_string()),
+        "t" => body
+            .deserialize::<u64>()
+            .map(|n| n.to_string())
+            .map_err(|e| e.to_string()),
+        "u" => body
+            .deserialize::<u32>()
+            .map(|n| n.to_string())
+            .map_err(|e| e.to_string()),
+        "as" => body
+            .deserialize::<Vec<String>>()
+            .map(|v| Value::from(v).to_string())
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unexpected reply signature {other:?}")),
+    }
+}
+
+fn local(kind: &str, message: String) -> ExecError {
+    ExecError {
+        name: format!("org.hearth.Intent.{kind}"),
+        message,
+    }
+}
+
+fn zbus_error(e: zbus::Error) -> ExecError {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => ExecError {
+            name: name.to_string(),
+            message: msg.unwrap_or_default(),
+        },
+        other => ExecError {
+            name: "org.hearth.Error.ZBus".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Executor for DbusExecutor {
+    async fn call(&self, call: &Call) -> Result<String, ExecError> {
+        self.raw(call.method, &call.args, false).await
+    }
+
+    async fn preview(&self, call: &Call) -> Option<String> {
+        if !call.method.dry_run {
+            return None;
+        }
+        match self.raw(call.method, &call.args, true).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // The real call would fail the same way; the plan still shows
+                // why, and approval then fails at that step.
+                Some(json!({ "error": e.to_string() }).to_string())
+            }
+        }
+    }
+
+    async fn context(&self) -> Result<Context, ExecError> {
+        let m = hearth_playbook::methods::lookup("net.ListDomains")
+            .ok_or_else(|| local("config", "net.ListDomains is not allow-listed".into()))?;
+        let text = self.raw(m, &[], false).await?;
+        Ok(Context {
+            domains: domains_from_json(&text)?,
+        })
+    }
+}
+
+/// Measures through hearth-attestd over D-Bus.
+#[derive(Debug, Clone)]
+pub struct DbusMeasurer {
+    conn: zbus::Connection,
+}
+
+impl DbusMeasurer {
+    /// Uses an open bus connection.
+    pub fn new(conn: zbus::Connection) -> Self {
+        DbusMeasurer { conn }
+    }
+}
+
+impl Measurer for DbusMeasurer {
+    async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
+        let svc = names::ATTESTATION;
+        let reply = self
+            .conn
+            .call_method(
+                Some(svc.bus_name),
+                svc.path,
+                Some(svc.bus_name),
+                "Measure",
+                &(kind, name, sha256),
+            )
+            .await
+            .map_err(zbus_error)?;
+        // Whatever Measure returns (nothing or a JSON string) is not needed.
+        drop(reply);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_lists_in_several_shapes_are_read() {
+        let want: Vec<DomainId> = ["lan", "iot"]
+            .iter()
+            .map(|d| DomainId::parse(d).unwrap())
+            .collect();
+        assert_eq!(domains_from_json(r#"["lan","iot"]"#).unwrap(), want);
+        assert_eq!(
+            domains_from_json(r#"[{"name":"lan","subnet":"10.0.0.0/24"},{"name":"iot"}]"#).unwrap(),
+            want
+        );
+        assert_eq!(
+            domains_from_json(r#"{"domains":[{"id":"lan"},{"domain":"iot"}]}"#).unwrap(),
+            want
+        );
+        assert!(domains_from_json(r#"[{"x":1}]"#).is_err());
+        assert!(domains_from_json(r#"["Bad Name"]"#).is_err());
+    }
+}

@@ -1,0 +1,904 @@
+//! The gate engine: request -> plan -> approvals -> execution with rollback
+//! -> audit (and TPM measurement). No bus here: the D-Bus adapter converts
+//! types and identifies the caller; this module decides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_common::catalog::{Context, ParamKind, Params, Risk};
+use hearth_common::types::ParseError;
+use hearth_playbook::catalog::{self, Installed, Summary};
+use hearth_playbook::{Call, Refusal, RenderedStep, RollbackState, TrustConfig, TrustStore};
+use rustls_pki_types::UnixTime;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::audit::{self, Appended, AuditLog, Verification};
+use crate::exec::{ExecError, Executor, Measurer};
+use crate::interpret::{Interpretation, Interpreter, ModelDigest};
+use crate::policy::{Agreement, Approval, Caller, PolicyConfig, PolicyError};
+
+/// Longest text request, in characters.
+pub const MAX_TEXT: usize = 512;
+
+/// Where the gate keeps things and how it decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Directory of `<id>.dsse.json` envelopes.
+    pub catalog_dir: PathBuf,
+    /// Trust anchors and CRLs.
+    #[serde(default)]
+    pub trust: TrustConfig,
+    /// Approval policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The audit log (default: `<state dir>/audit.jsonl`).
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// A failure or refusal of a gate operation. Nothing ran.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The request was refused (too long, several actions, outside the
+    /// catalog, …).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+        /// Closest playbooks, when known.
+        candidates: Vec<String>,
+    },
+    /// A parameter is missing or invalid.
+    #[error("refused: {0}")]
+    InvalidParams(#[from] ParseError),
+    /// No such pending plan.
+    #[error("no pending plan {0}")]
+    NotFound(String),
+    /// The plan waited too long.
+    #[error("plan {0} expired; ask again")]
+    Expired(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    NotAuthorized(#[from] PolicyError),
+    /// A needed daemon or file is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The audit log could not be written: nothing is run without a record.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    /// A playbook file was refused.
+    #[error(transparent)]
+    Playbook(#[from] Refusal),
+}
+
+/// The playbook a plan uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybookRef {
+    /// Id.
+    pub id: String,
+    /// Version.
+    pub version: u64,
+    /// SHA-256 of the signed TOML, hex.
+    pub digest: String,
+}
+
+/// A plan, as shown to people and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Its id (for Confirm/Approve/Cancel).
+    pub plan_id: String,
+    /// The playbook.
+    pub playbook: PlaybookRef,
+    /// Validated parameters, after defaults.
+    pub params: Params,
+    /// The concrete calls, each with its pending undo.
+    pub steps: Vec<RenderedStep>,
+    /// One line saying what will happen.
+    pub explanation: String,
+    /// The playbook's risk.
+    pub risk: Risk,
+    /// What approval it needs.
+    pub approval: Approval,
+    /// Previews given by the daemons, one per step that has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preview: Vec<Value>,
+    /// Who asked.
+    pub requester: u32,
+    /// When it expires (Unix milliseconds); 0 for plans that ran at once.
+    pub expires_at_ms: u64,
+    /// How the request was read: `structured`, or the interpreter's
+    /// confidence for text.
+    pub source: Value,
+}
+
+/// The outcome's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Waiting for approvals.
+    Pending,
+    /// Every step ran.
+    Executed,
+    /// A step failed; completed steps were undone.
+    Failed,
+    /// Cancelled before running.
+    Cancelled,
+}
+
+/// One call made.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The call.
+    #[serde(flatten)]
+    pub call: Call,
+    /// It succeeded.
+    pub ok: bool,
+    /// Its result (JSON text or plain value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Its error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a gate operation produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// State.
+    pub status: Status,
+    /// The plan.
+    pub plan: Plan,
+    /// What is still needed (pending plans).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<&'static str>,
+    /// Steps run, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepReport>,
+    /// Undo calls made after a failure, in order (reverse of the steps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<StepReport>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The audit record written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Appended>,
+    /// Whether the record's digest was measured into the TPM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<bool>,
+}
+
+struct Pending {
+    plan: Plan,
+    requester: Caller,
+    agreement: Agreement,
+    expires: SystemTime,
+    request: Value,
+    models: Vec<ModelDigest>,
+}
+
+/// The gate.
+pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
+    settings: Settings,
+    trust: RwLock<TrustStore>,
+    rollback: Mutex<RollbackState>,
+    catalog: RwLock<BTreeMap<String, Installed>>,
+    refused: RwLock<Vec<Refusal>>,
+    pending: Mutex<BTreeMap<String, Pending>>,
+    audit: Mutex<AuditLog>,
+    audit_path: PathBuf,
+    executor: E,
+    interpreter: Arc<I>,
+    measurer: M,
+}
+
+fn now_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 12];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        // Never reached on Linux; still unique enough within one process.
+        let n = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b.copy_from_slice(&n.to_le_bytes()[..12]);
+    }
+    hex::encode(b)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn explanation(pb: &Installed, params: &Params, approval: Approval) -> String {
+    let spec = &pb.playbook.spec;
+    let args: Vec<String> = spec
+        .params
+        .iter()
+        .filter_map(|p| {
+            params.get(&p.name).map(|v| match v {
+                Value::String(s) => format!("{}={s}", p.name),
+                other => format!("{}={other}", p.name),
+            })
+        })
+        .collect();
+    let what = spec.description.trim_end_matches('.');
+    let line = if args.is_empty() {
+        format!(
+            "{}: {what} ({}; {}).",
+            spec.id,
+            spec.risk.as_str(),
+            approval.describe()
+        )
+    } else {
+        format!(
+            "{}: {what} with {} ({}; {}).",
+            spec.id,
+            args.join(", "),
+            spec.risk.as_str(),
+            approval.describe()
+        )
+    };
+    line.replace(['\n', '\r'], " ")
+}
+
+impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
+    /// Opens the gate: trust store, anti-rollback state and audit log under
+    /// `state_dir`, then loads the catalog (refused files are logged).
+    pub fn open(
+        settings: Settings,
+        state_dir: &Path,
+        executor: E,
+        interpreter: Arc<I>,
+        measurer: M,
+    ) -> Result<Self, GateError> {
+        let trust = TrustStore::load(&settings.trust)
+            .map_err(|e| GateError::Unavailable(format!("trust anchors: {e}")))?;
+        let rollback = RollbackState::load(&state_dir.join("playbook-versions.json"))
+            .map_err(|e| GateError::Unavailable(e.to_string()))?;
+        let audit_path = settings
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| state_dir.join("audit.jsonl"));
+        let audit = AuditLog::open(&audit_path)?;
+        let gate = Gate {
+            settings,
+            trust: RwLock::new(trust),
+            rollback: Mutex::new(rollback),
+            catalog: RwLock::new(BTreeMap::new()),
+            refused: RwLock::new(Vec::new()),
+            pending: Mutex::new(BTreeMap::new()),
+            audit: Mutex::new(audit),
+            audit_path,
+            executor,
+            interpreter,
+            measurer,
+        };
+        gate.reload()?;
+        Ok(gate)
+    }
+
+    /// Re-reads the trust anchors and CRLs (an appliance CA or CRL that
+    /// appeared since, a new CRL), then the catalog directory. When the
+    /// trust files cannot be read, the previous store and catalog stay.
+    pub fn reload(&self) -> Result<usize, GateError> {
+        let fresh = TrustStore::load(&self.settings.trust)
+            .map_err(|e| GateError::Unavailable(format!("trust anchors: {e}")))?;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let loaded = {
+            let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+            let mut rb = lock(&self.rollback);
+            catalog::load_dir(&trust, &mut rb, &self.settings.catalog_dir, UnixTime::now())
+                .map_err(|e| {
+                    GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display()))
+                })?
+        };
+        let specs: Vec<_> = loaded
+            .playbooks
+            .values()
+            .map(|i| i.playbook.spec.clone())
+            .collect();
+        self.interpreter.set_catalog(&specs);
+        let n = loaded.playbooks.len();
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = loaded.playbooks;
+        *self.refused.write().unwrap_or_else(|p| p.into_inner()) = loaded.refused;
+        Ok(n)
+    }
+
+    /// The accepted playbooks.
+    pub fn catalog(&self) -> Vec<Summary> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|i| i.summary())
+            .collect()
+    }
+
+    /// One accepted playbook's full spec and steps, as JSON.
+    pub fn show(&self, id: &str) -> Option<Value> {
+        let cat = self.catalog.read().unwrap_or_else(|p| p.into_inner());
+        let i = cat.get(id)?;
+        Some(json!({
+            "summary": i.summary(),
+            "spec": i.playbook.spec,
+            "steps": i.playbook.steps.iter().map(|s| json!({
+                "call": s.call.method.key,
+                "args": s.call.method.args.iter().zip(&s.call.args).map(|(a, t)| (a.name.to_string(), Value::String(t.source()))).collect::<serde_json::Map<_, _>>(),
+                "undo": s.undo.as_ref().map(|u| json!({
+                    "call": u.method.key,
+                    "args": u.method.args.iter().zip(&u.args).map(|(a, t)| (a.name.to_string(), Value::String(t.source()))).collect::<serde_json::Map<_, _>>(),
+                })),
+                "irreversible": s.irreversible,
+            })).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// The files refused at the last load.
+    pub fn refused(&self) -> Vec<Refusal> {
+        self.refused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Verifies an envelope against the trust store and the anti-rollback
+    /// state without installing it.
+    pub fn verify_envelope(&self, name: &str, bytes: &[u8]) -> Result<Summary, GateError> {
+        let label = Path::new(name)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("envelope"));
+        let rb = lock(&self.rollback);
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let r = catalog::verify_bytes(&trust, &rb, &label, bytes, UnixTime::now());
+        drop(trust);
+        drop(rb);
+        match r {
+            Ok(i) => Ok(i.summary()),
+            Err(r) => {
+                tracing::warn!(kind = r.kind.as_str(), "{r}");
+                Err(r.into())
+            }
+        }
+    }
+
+    /// Installs an envelope (admins only), then reloads.
+    pub fn install(&self, name: &str, bytes: &[u8], caller: Caller) -> Result<Summary, GateError> {
+        if !caller.is_admin {
+            return Err(PolicyError::NotAdmin.into());
+        }
+        let label = Path::new(name)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("envelope"));
+        let inst = {
+            let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+            let mut rb = lock(&self.rollback);
+            catalog::install_bytes(
+                &trust,
+                &mut rb,
+                &label,
+                bytes,
+                &self.settings.catalog_dir,
+                UnixTime::now(),
+            )
+        };
+        let inst = match inst {
+            Ok(i) => i,
+            Err(r) => {
+                tracing::warn!(kind = r.kind.as_str(), "{r}");
+                self.record(json!({
+                    "kind": "install-refused", "caller_uid": caller.uid,
+                    "file": name, "refusal": r,
+                }))?;
+                return Err(r.into());
+            }
+        };
+        self.record(json!({
+            "kind": "installed", "caller_uid": caller.uid,
+            "playbook": {"id": inst.playbook.spec.id, "version": inst.playbook.spec.version, "digest": inst.playbook.digest},
+            "signer": inst.signer,
+        }))?;
+        self.reload()?;
+        Ok(inst.summary())
+    }
+
+    /// Verifies the audit log.
+    pub fn audit_verify(&self) -> Result<Verification, GateError> {
+        // Hold the lock so no append interleaves with the read.
+        let _g = lock(&self.audit);
+        Ok(audit::verify(&self.audit_path)?)
+    }
+
+    /// The last `limit` audit records.
+    pub fn audit_list(&self, limit: usize) -> Result<Vec<Value>, GateError> {
+        let _g = lock(&self.audit);
+        Ok(audit::list(&self.audit_path, limit)?)
+    }
+
+    fn record(&self, event: Value) -> Result<Appended, GateError> {
+        Ok(lock(&self.audit).append(&event)?)
+    }
+
+    fn refuse(
+        &self,
+        caller: Caller,
+        request: &Value,
+        models: &[ModelDigest],
+        err: GateError,
+    ) -> GateError {
+        let (reason, candidates) = match &err {
+            GateError::Refused { reason, candidates } => (reason.clone(), candidates.clone()),
+            other => (other.to_string(), Vec::new()),
+        };
+        let rec = self.record(json!({
+            "kind": "refused",
+            "request": request,
+            "caller_uid": caller.uid,
+            "model_digests": models,
+            "reason": reason,
+            "candidates": candidates,
+        }));
+        match rec {
+            Ok(_) => err,
+            Err(e) => e,
+        }
+    }
+
+    /// A text request (at most [`MAX_TEXT`] characters).
+    pub async fn ask(&self, text: &str, caller: Caller) -> Result<Outcome, GateError> {
+        self.sweep_expired();
+        let request = json!({ "text": text });
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            let e = GateError::Refused {
+                reason: "the request is empty".into(),
+                candidates: vec![],
+            };
+            return Err(self.refuse(caller, &request, &[], e));
+        }
+        let n = text.chars().count();
+        if n > MAX_TEXT {
+            let e = GateError::Refused {
+                reason: format!("the request has {n} characters; at most {MAX_TEXT}"),
+                candidates: vec![],
+            };
+            let short = json!({ "text": text.chars().take(MAX_TEXT).collect::<String>(), "truncated_from": n });
+            return Err(self.refuse(caller, &short, &[], e));
+        }
+        let ctx = match self.executor.context().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("domains unavailable for interpretation: {e}");
+                Context::default()
+            }
+        };
+        let interp = self.interpreter.clone();
+        let owned = trimmed.to_string();
+        let ctx2 = ctx.clone();
+        let (interpretation, models) = tokio::task::spawn_blocking(move || {
+            (interp.interpret(&owned, &ctx2), interp.model_digests())
+        })
+        .await
+        .map_err(|e| GateError::Unavailable(format!("interpreter failed: {e}")))?;
+        match interpretation {
+            Interpretation::Refusal { reason, candidates } => {
+                let e = GateError::Refused { reason, candidates };
+                Err(self.refuse(caller, &request, &models, e))
+            }
+            Interpretation::Plan {
+                playbook,
+                params,
+                confidence,
+            } => {
+                let source = json!({ "kind": "text", "confidence": confidence });
+                self.plan(
+                    &playbook,
+                    &params,
+                    Some(ctx),
+                    caller,
+                    request,
+                    models,
+                    source,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A structured intent: playbook id and raw parameters.
+    pub async fn ask_structured(
+        &self,
+        playbook: &str,
+        params: &BTreeMap<String, Value>,
+        caller: Caller,
+    ) -> Result<Outcome, GateError> {
+        self.sweep_expired();
+        let request = json!({ "playbook": playbook, "params": params });
+        let source = json!({ "kind": "structured" });
+        self.plan(playbook, params, None, caller, request, vec![], source)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn plan(
+        &self,
+        id: &str,
+        raw: &BTreeMap<String, Value>,
+        ctx: Option<Context>,
+        caller: Caller,
+        request: Value,
+        models: Vec<ModelDigest>,
+        source: Value,
+    ) -> Result<Outcome, GateError> {
+        let inst = self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        let Some(inst) = inst else {
+            let e = GateError::Refused {
+                reason: format!("{id:?} is not in the signed catalog"),
+                candidates: vec![],
+            };
+            return Err(self.refuse(caller, &request, &models, e));
+        };
+        let needs_domains = inst
+            .playbook
+            .spec
+            .params
+            .iter()
+            .any(|p| matches!(p.kind, ParamKind::ExistingDomain | ParamKind::NewDomain));
+        let ctx = match ctx {
+            Some(c) if !c.domains.is_empty() || !needs_domains => c,
+            _ if needs_domains => match self.executor.context().await {
+                Ok(c) => c,
+                Err(e) => {
+                    let e = GateError::Unavailable(format!(
+                        "cannot read the network domains from hearth-netd: {e}"
+                    ));
+                    return Err(self.refuse(caller, &request, &models, e));
+                }
+            },
+            _ => Context::default(),
+        };
+        let (params, steps) = match inst.playbook.plan(raw, &ctx) {
+            Ok(x) => x,
+            Err(hearth_playbook::format::PlanError::Param(p)) => {
+                return Err(self.refuse(caller, &request, &models, GateError::InvalidParams(p)))
+            }
+            Err(hearth_playbook::format::PlanError::Render(r)) => {
+                let e = GateError::Refused {
+                    reason: r.to_string(),
+                    candidates: vec![],
+                };
+                return Err(self.refuse(caller, &request, &models, e));
+            }
+        };
+        let spec = &inst.playbook.spec;
+        let approval = self.settings.policy.approval_for(spec.risk);
+        let mut preview = Vec::new();
+        if approval != Approval::None {
+            for s in &steps {
+                if let Some(p) = self.executor.preview(&s.call).await {
+                    let v = serde_json::from_str(&p).unwrap_or(Value::String(p));
+                    preview.push(json!({ "call": s.call.method.key, "preview": v }));
+                }
+            }
+        }
+        let created = SystemTime::now();
+        let expires = created + Duration::from_secs(self.settings.policy.pending_ttl_secs);
+        let plan = Plan {
+            plan_id: random_id(),
+            playbook: PlaybookRef {
+                id: spec.id.clone(),
+                version: spec.version,
+                digest: inst.playbook.digest.clone(),
+            },
+            explanation: explanation(&inst, &params, approval),
+            params,
+            steps,
+            risk: spec.risk,
+            approval,
+            preview,
+            requester: caller.uid,
+            expires_at_ms: if approval == Approval::None {
+                0
+            } else {
+                now_ms(expires)
+            },
+            source,
+        };
+        let pending = Pending {
+            plan,
+            requester: caller,
+            agreement: Agreement::default(),
+            expires,
+            request,
+            models,
+        };
+        if approval == Approval::None {
+            return self.execute(pending).await;
+        }
+        let out = Outcome {
+            status: Status::Pending,
+            missing: pending.agreement.missing(approval, caller),
+            plan: pending.plan.clone(),
+            steps: vec![],
+            rollback: vec![],
+            error: None,
+            audit: None,
+            measured: None,
+        };
+        lock(&self.pending).insert(out.plan.plan_id.clone(), pending);
+        Ok(out)
+    }
+
+    /// Pending plans: all for admins, one's own otherwise.
+    pub fn list_pending(&self, caller: Caller) -> Vec<Plan> {
+        self.sweep_expired();
+        lock(&self.pending)
+            .values()
+            .filter(|p| caller.is_admin || p.requester.uid == caller.uid)
+            .map(|p| p.plan.clone())
+            .collect()
+    }
+
+    /// The requester confirms their plan; it runs when nothing else is missing.
+    pub async fn confirm(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
+        self.agree(plan_id, caller, |p| {
+            p.agreement.confirm(p.requester, caller)
+        })
+        .await
+    }
+
+    /// An admin approves a plan; it runs when nothing else is missing.
+    pub async fn approve(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
+        self.agree(plan_id, caller, |p| {
+            p.agreement.approve(p.plan.approval, p.requester, caller)
+        })
+        .await
+    }
+
+    async fn agree(
+        &self,
+        plan_id: &str,
+        caller: Caller,
+        f: impl FnOnce(&mut Pending) -> Result<(), PolicyError>,
+    ) -> Result<Outcome, GateError> {
+        if self.sweep_expired().iter().any(|id| id == plan_id) {
+            return Err(GateError::Expired(plan_id.into()));
+        }
+        let ready = {
+            let mut pend = lock(&self.pending);
+            let p = pend
+                .get_mut(plan_id)
+                .ok_or_else(|| GateError::NotFound(plan_id.into()))?;
+            f(p)?;
+            let missing = p.agreement.missing(p.plan.approval, p.requester);
+            if missing.is_empty() {
+                pend.remove(plan_id)
+            } else {
+                tracing::info!(
+                    plan = plan_id,
+                    by = caller.uid,
+                    ?missing,
+                    "agreement recorded"
+                );
+                return Ok(Outcome {
+                    status: Status::Pending,
+                    plan: p.plan.clone(),
+                    missing,
+                    steps: vec![],
+                    rollback: vec![],
+                    error: None,
+                    audit: None,
+                    measured: None,
+                });
+            }
+        };
+        match ready {
+            Some(p) => self.execute(p).await,
+            None => Err(GateError::NotFound(plan_id.into())),
+        }
+    }
+
+    /// Cancels a pending plan (its requester or an admin).
+    pub fn cancel(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
+        if self.sweep_expired().iter().any(|id| id == plan_id) {
+            return Err(GateError::Expired(plan_id.into()));
+        }
+        let p = {
+            let mut pend = lock(&self.pending);
+            let p = pend
+                .get(plan_id)
+                .ok_or_else(|| GateError::NotFound(plan_id.into()))?;
+            if p.requester.uid != caller.uid && !caller.is_admin {
+                return Err(PolicyError::NotRequester {
+                    requester: p.requester.uid,
+                }
+                .into());
+            }
+            pend.remove(plan_id)
+                .ok_or_else(|| GateError::NotFound(plan_id.into()))?
+        };
+        let rec = self.record(json!({
+            "kind": "cancelled",
+            "request": p.request,
+            "caller_uid": p.requester.uid,
+            "cancelled_by": caller.uid,
+            "playbook": p.plan.playbook,
+            "model_digests": p.models,
+            "plan": p.plan,
+            "approval": p.agreement,
+        }))?;
+        Ok(Outcome {
+            status: Status::Cancelled,
+            plan: p.plan,
+            missing: vec![],
+            steps: vec![],
+            rollback: vec![],
+            error: None,
+            audit: Some(rec),
+            measured: None,
+        })
+    }
+
+    /// Drops expired pending plans, recording each; returns their ids.
+    pub fn sweep_expired(&self) -> Vec<String> {
+        let now = SystemTime::now();
+        let expired: Vec<Pending> = {
+            let mut pend = lock(&self.pending);
+            let ids: Vec<String> = pend
+                .iter()
+                .filter(|(_, p)| p.expires <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|k| pend.remove(k)).collect()
+        };
+        let ids = expired.iter().map(|p| p.plan.plan_id.clone()).collect();
+        for p in expired {
+            tracing::info!(plan = %p.plan.plan_id, "pending plan expired");
+            if let Err(e) = self.record(json!({
+                "kind": "expired",
+                "request": p.request,
+                "caller_uid": p.requester.uid,
+                "playbook": p.plan.playbook,
+                "model_digests": p.models,
+                "plan": p.plan,
+                "approval": p.agreement,
+            })) {
+                tracing::error!("{e}");
+            }
+        }
+        ids
+    }
+
+    /// Whether `plan_id` is pending (expired plans are not).
+    pub fn is_pending(&self, plan_id: &str) -> bool {
+        self.sweep_expired();
+        lock(&self.pending).contains_key(plan_id)
+    }
+
+    async fn execute(&self, p: Pending) -> Result<Outcome, GateError> {
+        let plan = p.plan;
+        tracing::info!(plan = %plan.plan_id, playbook = %plan.playbook.id, "executing");
+        let mut done: Vec<(usize, String)> = Vec::new();
+        let mut reports = Vec::new();
+        let mut failure: Option<ExecError> = None;
+        for (i, step) in plan.steps.iter().enumerate() {
+            match self.executor.call(&step.call).await {
+                Ok(result) => {
+                    reports.push(StepReport {
+                        call: step.call.clone(),
+                        ok: true,
+                        result: Some(result.clone()),
+                        error: None,
+                    });
+                    done.push((i, result));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        step = i + 1,
+                        call = step.call.method.key,
+                        "step failed: {e}"
+                    );
+                    reports.push(StepReport {
+                        call: step.call.clone(),
+                        ok: false,
+                        result: None,
+                        error: Some(e.to_string()),
+                    });
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut rollback = Vec::new();
+        if failure.is_some() {
+            for (i, result) in done.iter().rev() {
+                let step = &plan.steps[*i];
+                let Some(undo) = &step.undo else { continue };
+                match undo.finish(result) {
+                    Ok(call) => {
+                        let r = self.executor.call(&call).await;
+                        if let Err(e) = &r {
+                            tracing::error!(call = call.method.key, "undo failed: {e}");
+                        }
+                        rollback.push(StepReport {
+                            ok: r.is_ok(),
+                            result: r.as_ref().ok().cloned(),
+                            error: r.err().map(|e| e.to_string()),
+                            call,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!("undo of step {} cannot be rendered: {e}", i + 1);
+                        rollback.push(StepReport {
+                            call: Call {
+                                method: undo.method(),
+                                args: vec![],
+                            },
+                            ok: false,
+                            result: None,
+                            error: Some(e.to_string()),
+                        });
+                    }
+                }
+            }
+        }
+        let status = if failure.is_some() {
+            Status::Failed
+        } else {
+            Status::Executed
+        };
+        let rec = self.record(json!({
+            "kind": if failure.is_some() { "failed" } else { "executed" },
+            "request": p.request,
+            "caller_uid": p.requester.uid,
+            "playbook": plan.playbook,
+            "model_digests": p.models,
+            "plan": plan,
+            "approval": p.agreement,
+            "result": { "steps": reports, "rollback": rollback,
+                        "error": failure.as_ref().map(|e| e.to_string()) },
+        }))?;
+        let name = format!("{}@{}", plan.playbook.id, rec.seq);
+        let measured = match self.measurer.measure("action", &name, &rec.hash).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("audit record {} not measured: {e}", rec.seq);
+                false
+            }
+        };
+        Ok(Outcome {
+            status,
+            plan,
+            missing: vec![],
+            steps: reports,
+            rollback,
+            error: failure.map(|e| e.to_string()),
+            audit: Some(rec),
+            measured: Some(measured),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod tests;

@@ -1,0 +1,669 @@
+//! Unit tests of the gate's decisions, ordering and rollback, with a
+//! recording executor (the daemons are exercised by the integration tests in
+//! the sandbox). Signing uses real keys and the shipped playbooks.
+
+use super::*;
+use crate::exec::{ExecError, Executor, Measurer};
+use crate::interpret::{Interpretation, Interpreter, ModelDigest};
+use hearth_common::catalog::PlaybookSpec;
+use hearth_common::types::DomainId;
+use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+use hearth_playbook::ArgValue;
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+    fail_on: Option<&'static str>,
+    results: BTreeMap<&'static str, &'static str>,
+}
+
+impl Recorder {
+    fn log(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
+}
+
+fn show(call: &Call) -> String {
+    let args: Vec<String> = call
+        .args
+        .iter()
+        .map(|a| match a {
+            ArgValue::Str(s) => s.clone(),
+            ArgValue::Num(n) => n.to_string(),
+        })
+        .collect();
+    format!("{}({})", call.method.key, args.join(","))
+}
+
+impl Executor for Arc<Recorder> {
+    async fn call(&self, call: &Call) -> Result<String, ExecError> {
+        lock(&self.calls).push(show(call));
+        if self.fail_on == Some(call.method.key) {
+            return Err(ExecError {
+                name: "org.hearth.Error.Conflict".into(),
+                message: "injected failure".into(),
+            });
+        }
+        Ok(self
+            .results
+            .get(call.method.key)
+            .copied()
+            .unwrap_or("{}")
+            .to_string())
+    }
+    async fn preview(&self, _call: &Call) -> Option<String> {
+        None
+    }
+    async fn context(&self) -> Result<Context, ExecError> {
+        Ok(Context {
+            domains: ["lan", "iot", "guest"]
+                .iter()
+                .map(|d| DomainId::parse(d).unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Tpm(Mutex<Vec<(String, String)>>);
+
+impl Measurer for Arc<Tpm> {
+    async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
+        assert_eq!(kind, "action");
+        lock(&self.0).push((name.into(), sha256.into()));
+        Ok(())
+    }
+}
+
+/// Answers from a fixed table of texts.
+struct Table(Vec<(&'static str, Interpretation)>);
+
+impl Interpreter for Table {
+    fn set_catalog(&self, specs: &[PlaybookSpec]) {
+        assert!(!specs.is_empty());
+    }
+    fn interpret(&self, text: &str, _ctx: &Context) -> Interpretation {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == text)
+            .map(|(_, i)| i.clone())
+            .unwrap_or(Interpretation::Refusal {
+                reason: "outside the catalog".into(),
+                candidates: vec![],
+            })
+    }
+    fn model_digests(&self) -> Vec<ModelDigest> {
+        vec![ModelDigest {
+            name: "test.gguf".into(),
+            sha256: "ab".repeat(32),
+        }]
+    }
+}
+
+const USER: Caller = Caller {
+    uid: 1000,
+    is_admin: false,
+};
+const OTHER: Caller = Caller {
+    uid: 1002,
+    is_admin: false,
+};
+const ADMIN: Caller = Caller {
+    uid: 0,
+    is_admin: true,
+};
+const ADMIN2: Caller = Caller {
+    uid: 1001,
+    is_admin: true,
+};
+
+/// A playbook of three changes, to test rollback order and results.
+const MULTI: &str = r#"
+id = "test.multi"
+version = 1
+description = "Three changes in a row"
+risk = "destructive"
+[[params]]
+name = "name"
+type = "dns-name"
+[[params]]
+name = "domain"
+type = "new-domain"
+[[steps]]
+call = "pki.IssueCertificate"
+args = { name = "{name}", days = 30 }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
+[[steps]]
+call = "net.CreateDomain"
+args = { name = "{domain}", subnet = "" }
+undo = { call = "net.DeleteDomain", args = { name = "{domain}" } }
+[[steps]]
+call = "dns.Remove"
+args = { name = "{name}" }
+irreversible = true
+"#;
+
+struct T {
+    _dir: tempfile::TempDir,
+    gate: Gate<Arc<Recorder>, Table, Arc<Tpm>>,
+    exec: Arc<Recorder>,
+    tpm: Arc<Tpm>,
+}
+
+fn setup(policy: PolicyConfig, exec: Recorder) -> T {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = Authority::new_root("test root", 1).unwrap_or_else(|e| panic!("{e}"));
+    let signer = root
+        .issue_signer(&SignerOptions::valid_for("signer", 10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = KeyFileSigner::new(
+        signer.key_pem.as_bytes(),
+        cert_pem(&signer.cert_der).as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cat = dir.path().join("catalog");
+    std::fs::create_dir_all(&cat).unwrap_or_else(|e| panic!("{e}"));
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let mut sources: Vec<Vec<u8>> = std::fs::read_dir(shipped)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    sources.push(MULTI.as_bytes().to_vec());
+    for bytes in sources {
+        let pb = hearth_playbook::Playbook::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        let env = dsse::sign(&bytes, PAYLOAD_TYPE, &s).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            cat.join(format!("{}.dsse.json", pb.spec.id)),
+            serde_json::to_vec(&env).unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let root_pem = dir.path().join("root.pem");
+    std::fs::write(&root_pem, cert_pem(&root.cert_der)).unwrap_or_else(|e| panic!("{e}"));
+    let settings = Settings {
+        catalog_dir: cat,
+        trust: TrustConfig {
+            vendor_roots: vec![root_pem],
+            ..Default::default()
+        },
+        policy,
+        audit_log: None,
+    };
+    let exec = Arc::new(exec);
+    let tpm = Arc::new(Tpm::default());
+    let interp = Table(vec![
+        (
+            "point nas.home.arpa at 192.168.1.20",
+            Interpretation::Plan {
+                playbook: "dns.add_record".into(),
+                params: [
+                    ("name".to_string(), json!("nas.home.arpa")),
+                    ("address".to_string(), json!("192.168.1.20")),
+                ]
+                .into_iter()
+                .collect(),
+                confidence: 0.93,
+            },
+        ),
+        (
+            "add nas and delete guest",
+            Interpretation::Refusal {
+                reason: "the request asks for several actions".into(),
+                candidates: vec!["dns.add_record".into(), "net.delete_domain".into()],
+            },
+        ),
+        (
+            "make a record for nas",
+            Interpretation::Plan {
+                playbook: "dns.add_record".into(),
+                params: [("name".to_string(), json!("nas.home.arpa"))]
+                    .into_iter()
+                    .collect(),
+                confidence: 0.5,
+            },
+        ),
+    ]);
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap_or_else(|e| panic!("{e}"));
+    let gate = Gate::open(
+        settings,
+        &state,
+        exec.clone(),
+        Arc::new(interp),
+        tpm.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    T {
+        _dir: dir,
+        gate,
+        exec,
+        tpm,
+    }
+}
+
+fn params(v: Value) -> BTreeMap<String, Value> {
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_signed_catalog_loads_whole() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    assert_eq!(t.gate.catalog().len(), 14);
+    assert!(t.gate.refused().is_empty());
+}
+
+#[tokio::test]
+async fn a_read_runs_at_once_in_step_order_and_is_audited_and_measured() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured("net.show", &params(json!({})), USER)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Executed);
+    assert_eq!(t.exec.log(), vec!["net.ListDomains()", "net.Matrix()"]);
+    let rec = out.audit.unwrap();
+    assert_eq!(
+        lock(&t.tpm.0).clone(),
+        vec![(format!("net.show@{}", rec.seq), rec.hash.clone())]
+    );
+    let v = t.gate.audit_verify().unwrap();
+    assert!(v.ok && v.records == 1, "{v:?}");
+    let records = t.gate.audit_list(0).unwrap();
+    let ev = &records[0]["event"];
+    assert_eq!(ev["kind"], "executed");
+    assert_eq!(ev["caller_uid"], 1000);
+    assert_eq!(ev["playbook"]["id"], "net.show");
+    assert_eq!(ev["playbook"]["digest"].as_str().map(str::len), Some(64));
+}
+
+#[tokio::test]
+async fn a_change_waits_for_the_requester_only() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "net.allow",
+            &params(json!({"from": "iot", "to": "LAN", "port": "443"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    assert_eq!(out.plan.approval, Approval::Confirm);
+    assert_eq!(out.plan.params["protocol"], json!("tcp"));
+    assert!(
+        out.plan
+            .explanation
+            .contains("from=iot, to=lan, port=443, protocol=tcp"),
+        "{}",
+        out.plan.explanation
+    );
+    assert!(t.exec.log().is_empty(), "nothing runs before confirmation");
+    let id = out.plan.plan_id.clone();
+    assert!(matches!(
+        t.gate.confirm(&id, OTHER).await,
+        Err(GateError::NotAuthorized(PolicyError::NotRequester { .. }))
+    ));
+    assert!(matches!(
+        t.gate.confirm(&id, ADMIN).await,
+        Err(GateError::NotAuthorized(_))
+    ));
+    assert!(t.exec.log().is_empty());
+    let done = t.gate.confirm(&id, USER).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+    assert_eq!(t.exec.log(), vec!["net.Allow(iot,lan,443,tcp)"]);
+    assert!(matches!(
+        t.gate.confirm(&id, USER).await,
+        Err(GateError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn destructive_needs_an_admin() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "net.delete_domain",
+            &params(json!({"domain": "guest"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.plan.approval, Approval::Admin);
+    let id = out.plan.plan_id;
+    let after = t.gate.confirm(&id, USER).await.unwrap();
+    assert_eq!(after.status, Status::Pending);
+    assert_eq!(after.missing, vec!["approval by a hearth-admins member"]);
+    assert!(matches!(
+        t.gate.approve(&id, OTHER).await,
+        Err(GateError::NotAuthorized(PolicyError::NotAdmin))
+    ));
+    assert!(t.exec.log().is_empty());
+    let done = t.gate.approve(&id, ADMIN).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+    assert_eq!(t.exec.log(), vec!["net.DeleteDomain(guest)"]);
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(
+        ev["approval"],
+        json!({"confirmed": true, "approved_by": [0]})
+    );
+
+    // An admin's own confirmation suffices.
+    let out = t
+        .gate
+        .ask_structured(
+            "dns.remove_record",
+            &params(json!({"name": "tv.home.arpa"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+}
+
+#[tokio::test]
+async fn the_two_person_rule_needs_a_second_admin() {
+    let policy = PolicyConfig {
+        two_person: true,
+        ..Default::default()
+    };
+    let t = setup(policy, Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "pki.revoke_certificate",
+            &params(json!({"name": "nas.home.arpa"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.plan.approval, Approval::TwoPerson);
+    let id = out.plan.plan_id;
+    assert_eq!(
+        t.gate.confirm(&id, ADMIN).await.unwrap().status,
+        Status::Pending
+    );
+    assert!(matches!(
+        t.gate.approve(&id, ADMIN).await,
+        Err(GateError::NotAuthorized(PolicyError::SamePerson))
+    ));
+    assert!(t.exec.log().is_empty());
+    let done = t.gate.approve(&id, ADMIN2).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+    assert_eq!(t.exec.log(), vec!["pki.RevokeCertificate(nas.home.arpa)"]);
+}
+
+#[tokio::test]
+async fn pending_plans_expire() {
+    let policy = PolicyConfig {
+        pending_ttl_secs: 0,
+        ..Default::default()
+    };
+    let t = setup(policy, Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "dns.add_record",
+            &params(json!({"name": "nas.home.arpa", "address": "fd00::10"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.gate.confirm(&out.plan.plan_id, USER).await,
+        Err(GateError::Expired(_))
+    ));
+    assert!(t.exec.log().is_empty());
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(ev["kind"], "expired");
+}
+
+#[tokio::test]
+async fn cancel_is_for_the_requester_or_an_admin() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "net.revoke",
+            &params(json!({"from": "iot", "to": "lan"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    let id = out.plan.plan_id;
+    assert_eq!(t.gate.list_pending(USER).len(), 1);
+    assert_eq!(t.gate.list_pending(OTHER).len(), 0);
+    assert_eq!(t.gate.list_pending(ADMIN).len(), 1);
+    assert!(t.gate.cancel(&id, OTHER).is_err());
+    assert_eq!(t.gate.cancel(&id, USER).unwrap().status, Status::Cancelled);
+    assert!(!t.gate.is_pending(&id));
+    assert!(t.exec.log().is_empty());
+}
+
+#[tokio::test]
+async fn refusals_run_nothing_and_are_audited() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let cases: Vec<(Result<Outcome, GateError>, &str)> = vec![
+        (t.gate.ask(&"a".repeat(513), USER).await, "at most 512"),
+        (t.gate.ask("   ", USER).await, "empty"),
+        (
+            t.gate.ask("add nas and delete guest", USER).await,
+            "several actions",
+        ),
+        (
+            t.gate.ask("order me a pizza", USER).await,
+            "outside the catalog",
+        ),
+        (t.gate.ask("make a record for nas", USER).await, "address"),
+        (
+            t.gate
+                .ask_structured("shell.run", &params(json!({"cmd": "reboot"})), USER)
+                .await,
+            "not in the signed catalog",
+        ),
+        (
+            t.gate
+                .ask_structured(
+                    "dns.add_record",
+                    &params(json!({"name": "nas.home.arpa"})),
+                    USER,
+                )
+                .await,
+            "needs a IP address",
+        ),
+        (
+            t.gate
+                .ask_structured(
+                    "dns.add_record",
+                    &params(json!({"name": "nas..arpa", "address": "1.2.3.4"})),
+                    USER,
+                )
+                .await,
+            "name",
+        ),
+        (
+            t.gate
+                .ask_structured(
+                    "net.allow",
+                    &params(json!({"from": "iot", "to": "work"})),
+                    USER,
+                )
+                .await,
+            "no domain work",
+        ),
+        (
+            t.gate
+                .ask_structured(
+                    "pki.issue_certificate",
+                    &params(json!({"name": "a.home.arpa", "days": 400})),
+                    USER,
+                )
+                .await,
+            "1 to 398",
+        ),
+        (
+            t.gate
+                .ask_structured("dns.list_records", &params(json!({"extra": 1})), USER)
+                .await,
+            "takes no parameter extra",
+        ),
+    ];
+    let n = cases.len();
+    for (r, needle) in cases {
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{needle}: expected a refusal"));
+        assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
+    }
+    assert!(t.exec.log().is_empty(), "nothing ran: {:?}", t.exec.log());
+    assert!(t.gate.list_pending(ADMIN).is_empty());
+    let recs = t.gate.audit_list(0).unwrap();
+    assert_eq!(recs.len(), n);
+    assert!(recs.iter().all(|r| r["event"]["kind"] == "refused"));
+    // The over-long text is recorded truncated; model digests are recorded.
+    assert_eq!(recs[0]["event"]["request"]["truncated_from"], 513);
+    assert_eq!(recs[2]["event"]["model_digests"][0]["name"], "test.gguf");
+    assert_eq!(recs[2]["event"]["candidates"][1], "net.delete_domain");
+}
+
+#[tokio::test]
+async fn a_text_request_becomes_the_same_plan_as_a_structured_one() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask("point nas.home.arpa at 192.168.1.20", USER)
+        .await
+        .unwrap();
+    assert_eq!(out.plan.playbook.id, "dns.add_record");
+    assert_eq!(out.plan.source["kind"], "text");
+    let done = t.gate.confirm(&out.plan.plan_id, USER).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+    assert_eq!(
+        t.exec.log(),
+        vec!["dns.AddRecord(nas.home.arpa,192.168.1.20)"]
+    );
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(ev["request"]["text"], "point nas.home.arpa at 192.168.1.20");
+    assert_eq!(
+        ev["model_digests"][0]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+}
+
+#[tokio::test]
+async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
+    let exec = Recorder {
+        fail_on: Some("dns.Remove"),
+        results: [
+            (
+                "pki.IssueCertificate",
+                r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#,
+            ),
+            (
+                "net.CreateDomain",
+                r#"{"name":"cams","subnet":"10.9.0.0/24"}"#,
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let out = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
+    assert_eq!(done.status, Status::Failed);
+    assert_eq!(
+        t.exec.log(),
+        vec![
+            "pki.IssueCertificate(nas.home.arpa,30)",
+            "net.CreateDomain(cams,)",
+            "dns.Remove(nas.home.arpa)",
+            "net.DeleteDomain(cams)",
+            "pki.RevokeCertificate(0a1b)",
+        ]
+    );
+    assert_eq!(done.rollback.len(), 2);
+    assert!(done.rollback.iter().all(|r| r.ok));
+    assert!(done
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("injected failure"));
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(ev["kind"], "failed");
+    assert_eq!(ev["result"]["rollback"][0]["call"], "net.DeleteDomain");
+    assert_eq!(done.measured, Some(true), "failed actions are measured too");
+}
+
+#[tokio::test]
+async fn a_failing_first_step_undoes_nothing() {
+    let exec = Recorder {
+        fail_on: Some("pki.IssueCertificate"),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let out = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
+    assert_eq!(done.status, Status::Failed);
+    assert_eq!(t.exec.log(), vec!["pki.IssueCertificate(nas.home.arpa,30)"]);
+    assert!(done.rollback.is_empty());
+}
+
+#[tokio::test]
+async fn an_undo_that_needs_a_missing_result_field_is_reported() {
+    // IssueCertificate returns no serial, then a later step fails: the undo
+    // cannot be rendered and says so, the others still run.
+    const TWO: &str = r#"
+id = "test.two"
+version = 1
+description = "x"
+risk = "change"
+[[params]]
+name = "name"
+type = "dns-name"
+[[steps]]
+call = "pki.IssueCertificate"
+args = { name = "{name}", days = 1 }
+undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.serial}" } }
+[[steps]]
+call = "dns.AddRecord"
+args = { name = "{name}", address = "10.0.0.1" }
+undo = { call = "dns.RemoveRecord", args = { name = "{name}", address = "10.0.0.1" } }
+"#;
+    let pb = hearth_playbook::Playbook::parse(TWO.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let (_, steps) = pb
+        .plan(&params(json!({"name": "a.home.arpa"})), &Context::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = steps[0].undo.as_ref().map(|u| u.finish("{}"));
+    assert!(matches!(e, Some(Err(_))));
+    let ok = steps[0]
+        .undo
+        .as_ref()
+        .map(|u| u.finish(r#"{"serial":"0a1b"}"#));
+    assert_eq!(
+        ok.and_then(|r| r.ok()).map(|c| c.args),
+        Some(vec![ArgValue::Str("0a1b".into())])
+    );
+}

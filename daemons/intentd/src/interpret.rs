@@ -1,0 +1,71 @@
+//! The text path's seam: plain language to one playbook choice.
+//!
+//! The real implementation is hearth-inference's `Engine` (issue 7); the
+//! lead wires it with a small adapter implementing [`Interpreter`]. The gate
+//! never trusts what comes out: the chosen id must be in the verified
+//! catalog and the parameters are validated again.
+
+use std::collections::BTreeMap;
+
+use hearth_common::catalog::{Context, PlaybookSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What the interpreter made of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Interpretation {
+    /// One playbook with raw parameters.
+    Plan {
+        /// The playbook id.
+        playbook: String,
+        /// Raw parameters (validated by the gate).
+        params: BTreeMap<String, Value>,
+        /// 0..1.
+        confidence: f32,
+    },
+    /// No single playbook fits.
+    Refusal {
+        /// Why (several actions, outside the catalog, missing value, …).
+        reason: String,
+        /// The closest playbook ids.
+        candidates: Vec<String>,
+    },
+}
+
+/// A model file and its digest, for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDigest {
+    /// The model file name.
+    pub name: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+}
+
+/// Turns text into an [`Interpretation`]. Runs on a blocking thread.
+pub trait Interpreter: Send + Sync + 'static {
+    /// Tells it the verified catalog (called at load and after installs).
+    fn set_catalog(&self, specs: &[PlaybookSpec]);
+    /// Interprets one request (at most 512 characters).
+    fn interpret(&self, text: &str, ctx: &Context) -> Interpretation;
+    /// The digests of the loaded models.
+    fn model_digests(&self) -> Vec<ModelDigest>;
+}
+
+/// The interpreter used when no model is configured: refuses every text
+/// request and points at the structured path.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoInterpreter;
+
+impl Interpreter for NoInterpreter {
+    fn set_catalog(&self, _specs: &[PlaybookSpec]) {}
+    fn interpret(&self, _text: &str, _ctx: &Context) -> Interpretation {
+        Interpretation::Refusal {
+            reason: "no language model is loaded; use a structured intent (hearthctl ask --playbook ID --param k=v)".into(),
+            candidates: Vec::new(),
+        }
+    }
+    fn model_digests(&self) -> Vec<ModelDigest> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,35 @@
+//! hearth-intentd: serves the intent gate on `org.hearth.Intent1`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use hearth_intentd::config::IntentConfig;
+use hearth_intentd::dbus::IntentInterface;
+use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
+use hearth_intentd::interpret::{Interpreter, NoInterpreter};
+use hearth_intentd::Gate;
+
+fn main() -> ExitCode {
+    // `hearth-intentd eval …` is the evaluation, not the daemon (hook: eval.rs).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("eval") {
+        return hearth_intentd::eval::main(&args[2..]);
+    }
+    hearth_daemon::main::<IntentConfig, _, _, _>(
+        hearth_common::names::INTENT,
+        |ctx, cfg| async move {
+            let settings = cfg.settings(&ctx.state_dir);
+            std::fs::create_dir_all(&settings.catalog_dir)?;
+            // The language model (hearth-inference) plugs in here.
+            let interpreter: Arc<dyn Interpreter> = Arc::new(NoInterpreter);
+            let gate = Gate::open(
+                settings,
+                &ctx.state_dir,
+                DbusExecutor::new(ctx.connection.clone()),
+                interpreter,
+                DbusMeasurer::new(ctx.connection.clone()),
+            )?;
+            Ok(IntentInterface::new(Arc::new(gate), ctx.access.clone()))
+        },
+    )
+}

@@ -1,0 +1,273 @@
+//! Who must agree before a plan runs.
+//!
+//! * `read` runs at once.
+//! * `change` waits for the requester's confirmation (`hearthctl ask` prompts;
+//!   `--yes` confirms in the same call).
+//! * `destructive` also needs a member of hearth-admins: the requester's own
+//!   confirmation counts when the requester is one; otherwise an admin
+//!   approves. With `two_person = true`, an admin other than the requester
+//!   must approve every destructive plan (and, with `two_person_change`,
+//!   every change too).
+//! * A pending plan expires after `pending_ttl_secs`.
+
+use serde::{Deserialize, Serialize};
+
+use hearth_common::catalog::Risk;
+
+/// The policy section of the gate's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Seconds a pending plan waits for its approvals.
+    #[serde(default = "default_ttl")]
+    pub pending_ttl_secs: u64,
+    /// A second admin (not the requester) approves destructive plans.
+    #[serde(default)]
+    pub two_person: bool,
+    /// With `two_person`, changes need a second admin too.
+    #[serde(default)]
+    pub two_person_change: bool,
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            pending_ttl_secs: default_ttl(),
+            two_person: false,
+            two_person_change: false,
+        }
+    }
+}
+
+/// The caller as the bus identified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// Unix uid.
+    pub uid: u32,
+    /// Member of hearth-admins.
+    pub is_admin: bool,
+}
+
+/// The approval a plan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approval {
+    /// Runs at once.
+    None,
+    /// The requester confirms.
+    Confirm,
+    /// The requester confirms and a hearth-admins member agrees (the
+    /// requester when an admin).
+    Admin,
+    /// The requester confirms and another hearth-admins member approves.
+    TwoPerson,
+}
+
+impl Approval {
+    /// Words for the plan's one-line summary.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Approval::None => "runs at once",
+            Approval::Confirm => "needs your confirmation",
+            Approval::Admin => "needs your confirmation and a hearth-admins member",
+            Approval::TwoPerson => "needs your confirmation and a second hearth-admins member",
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The approval a plan of this risk needs.
+    pub fn approval_for(&self, risk: Risk) -> Approval {
+        match risk {
+            Risk::Read => Approval::None,
+            Risk::Change if self.two_person && self.two_person_change => Approval::TwoPerson,
+            Risk::Change => Approval::Confirm,
+            Risk::Destructive if self.two_person => Approval::TwoPerson,
+            Risk::Destructive => Approval::Admin,
+        }
+    }
+}
+
+/// The agreement gathered so far for one pending plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// The requester confirmed.
+    pub confirmed: bool,
+    /// Admins who approved (uids), in order.
+    pub approved_by: Vec<u32>,
+}
+
+/// Why an agreement was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Only the requester confirms their plan.
+    #[error("only the requester (uid {requester}) can confirm this plan")]
+    NotRequester {
+        /// The requester.
+        requester: u32,
+    },
+    /// Only admins approve.
+    #[error("only a member of hearth-admins can approve a plan")]
+    NotAdmin,
+    /// The two-person rule: the requester cannot be the second person.
+    #[error("the two-person rule needs an admin other than the requester")]
+    SamePerson,
+    /// This plan needs no approval.
+    #[error("this plan needs no approval, only the requester's confirmation")]
+    NoApprovalNeeded,
+}
+
+impl Agreement {
+    /// Records the requester's confirmation.
+    pub fn confirm(&mut self, requester: Caller, by: Caller) -> Result<(), PolicyError> {
+        if by.uid != requester.uid {
+            return Err(PolicyError::NotRequester {
+                requester: requester.uid,
+            });
+        }
+        self.confirmed = true;
+        Ok(())
+    }
+
+    /// Records an admin's approval.
+    pub fn approve(
+        &mut self,
+        approval: Approval,
+        requester: Caller,
+        by: Caller,
+    ) -> Result<(), PolicyError> {
+        match approval {
+            Approval::None | Approval::Confirm => return Err(PolicyError::NoApprovalNeeded),
+            Approval::Admin | Approval::TwoPerson => {}
+        }
+        if !by.is_admin {
+            return Err(PolicyError::NotAdmin);
+        }
+        if approval == Approval::TwoPerson && by.uid == requester.uid {
+            return Err(PolicyError::SamePerson);
+        }
+        if !self.approved_by.contains(&by.uid) {
+            self.approved_by.push(by.uid);
+        }
+        Ok(())
+    }
+
+    /// What is still missing (empty: the plan may run).
+    pub fn missing(&self, approval: Approval, requester: Caller) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if approval != Approval::None && !self.confirmed {
+            out.push("the requester's confirmation");
+        }
+        match approval {
+            Approval::None | Approval::Confirm => {}
+            Approval::Admin => {
+                let ok = (requester.is_admin && self.confirmed) || !self.approved_by.is_empty();
+                if !ok {
+                    out.push("approval by a hearth-admins member");
+                }
+            }
+            Approval::TwoPerson => {
+                if !self.approved_by.iter().any(|u| *u != requester.uid) {
+                    out.push("approval by a second hearth-admins member");
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: Caller = Caller {
+        uid: 1000,
+        is_admin: false,
+    };
+    const ADMIN: Caller = Caller {
+        uid: 0,
+        is_admin: true,
+    };
+    const ADMIN2: Caller = Caller {
+        uid: 1001,
+        is_admin: true,
+    };
+
+    #[test]
+    fn read_runs_at_once_and_change_needs_the_requester() {
+        let p = PolicyConfig::default();
+        assert_eq!(p.approval_for(Risk::Read), Approval::None);
+        assert!(Agreement::default()
+            .missing(Approval::None, USER)
+            .is_empty());
+        let a = p.approval_for(Risk::Change);
+        let mut ag = Agreement::default();
+        assert_eq!(ag.missing(a, USER), vec!["the requester's confirmation"]);
+        assert_eq!(
+            ag.confirm(USER, ADMIN2),
+            Err(PolicyError::NotRequester { requester: 1000 })
+        );
+        ag.confirm(USER, USER).unwrap();
+        assert!(ag.missing(a, USER).is_empty());
+    }
+
+    #[test]
+    fn destructive_needs_an_admin() {
+        let p = PolicyConfig::default();
+        let a = p.approval_for(Risk::Destructive);
+        assert_eq!(a, Approval::Admin);
+        // A user's own confirmation is not enough.
+        let mut ag = Agreement::default();
+        ag.confirm(USER, USER).unwrap();
+        assert_eq!(
+            ag.missing(a, USER),
+            vec!["approval by a hearth-admins member"]
+        );
+        assert_eq!(ag.approve(a, USER, USER), Err(PolicyError::NotAdmin));
+        ag.approve(a, USER, ADMIN).unwrap();
+        assert!(ag.missing(a, USER).is_empty());
+        // An admin's own confirmation is.
+        let mut ag = Agreement::default();
+        ag.confirm(ADMIN, ADMIN).unwrap();
+        assert!(ag.missing(a, ADMIN).is_empty());
+    }
+
+    #[test]
+    fn the_two_person_rule_needs_a_second_admin() {
+        let p = PolicyConfig {
+            two_person: true,
+            ..Default::default()
+        };
+        let a = p.approval_for(Risk::Destructive);
+        assert_eq!(a, Approval::TwoPerson);
+        assert_eq!(p.approval_for(Risk::Change), Approval::Confirm);
+        let mut ag = Agreement::default();
+        ag.confirm(ADMIN, ADMIN).unwrap();
+        assert_eq!(ag.approve(a, ADMIN, ADMIN), Err(PolicyError::SamePerson));
+        assert_eq!(
+            ag.missing(a, ADMIN),
+            vec!["approval by a second hearth-admins member"]
+        );
+        ag.approve(a, ADMIN, ADMIN2).unwrap();
+        assert!(ag.missing(a, ADMIN).is_empty());
+        let p = PolicyConfig {
+            two_person: true,
+            two_person_change: true,
+            ..Default::default()
+        };
+        assert_eq!(p.approval_for(Risk::Change), Approval::TwoPerson);
+    }
+
+    #[test]
+    fn approval_is_refused_where_none_is_needed() {
+        let mut ag = Agreement::default();
+        assert_eq!(
+            ag.approve(Approval::Confirm, USER, ADMIN),
+            Err(PolicyError::NoApprovalNeeded)
+        );
+    }
+}

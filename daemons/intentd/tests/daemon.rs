@@ -1,0 +1,292 @@
+//! hearth-intentd as a process on a private bus: the signed catalog loads,
+//! refusals come back as named errors with nothing run, plans wait for
+//! confirmation and can be cancelled, a tampered envelope is not installed,
+//! the audit chain verifies. The other daemons are absent here: a read plan
+//! reaches the bus and fails cleanly (ServiceUnknown).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_common::proxies::intent::IntentProxy;
+use hearth_common::HearthError;
+use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+use serde_json::Value;
+
+/// Kills (SIGTERM, then waits) a child on drop, even when a test fails.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // kill(1) by the pid of a child this test started.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn private_bus(dir: &Path) -> (Proc, String) {
+    let conf = dir.join("bus.conf");
+    let sock = dir.join("bus.sock");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>"#,
+            sock.display()
+        ),
+    )
+    .expect("bus config");
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", conf.display()))
+        .arg("--nofork")
+        .arg("--print-address=1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    BufReader::new(out).read_line(&mut line).expect("address");
+    (Proc(child), line.trim().to_string())
+}
+
+fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {
+    let root = Authority::new_root("test vendor root", 1).expect("root");
+    let s = root
+        .issue_signer(&SignerOptions::valid_for("signer", 10))
+        .expect("signer");
+    let signer = KeyFileSigner::new(s.key_pem.as_bytes(), cert_pem(&s.cert_der).as_bytes())
+        .expect("signer key");
+    let cat = dir.join("catalog");
+    std::fs::create_dir_all(&cat).expect("catalog dir");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    for e in std::fs::read_dir(shipped).expect("playbooks") {
+        let p = e.expect("entry").path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).expect("read");
+        let id = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("id")
+            .to_string();
+        let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer).expect("sign");
+        std::fs::write(
+            cat.join(format!("{id}.dsse.json")),
+            serde_json::to_vec(&env).expect("json"),
+        )
+        .expect("write");
+    }
+    let root_pem = dir.join("root.pem");
+    std::fs::write(&root_pem, cert_pem(&root.cert_der)).expect("root pem");
+    std::fs::write(
+        dir.join("intentd.toml"),
+        format!(
+            "catalog_dir = \"{}\"\n[trust]\nvendor_roots = [\"{}\"]\n[policy]\npending_ttl_secs = 60\n",
+            cat.display(),
+            root_pem.display()
+        ),
+    )
+    .expect("config");
+    (cat, signer)
+}
+
+async fn wait_for_name(conn: &zbus::Connection, name: &str, daemon: &mut Proc) {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.expect("dbus proxy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let bus_name = zbus::names::BusName::try_from(name).expect("name");
+        if dbus.name_has_owner(bus_name).await.unwrap_or(false) {
+            return;
+        }
+        if let Ok(Some(st)) = daemon.0.try_wait() {
+            panic!("hearth-intentd exited before it was ready: {st}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hearth-intentd not ready in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).expect("JSON reply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_gate_on_the_bus() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_bus, addr) = private_bus(tmp.path());
+    let (_cat, signer) = sign_catalog(tmp.path());
+    let state = tmp.path().join("state");
+    let mut daemon = Proc(
+        Command::new(env!("CARGO_BIN_EXE_hearth-intentd"))
+            .arg("--config")
+            .arg(tmp.path().join("intentd.toml"))
+            .arg("--state-dir")
+            .arg(&state)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &addr)
+            .env_remove("NOTIFY_SOCKET")
+            .spawn()
+            .expect("hearth-intentd"),
+    );
+    let conn = zbus::connection::Builder::address(addr.as_str())
+        .expect("address")
+        .build()
+        .await
+        .expect("connect");
+    wait_for_name(&conn, "org.hearth.Intent1", &mut daemon).await;
+    let p = IntentProxy::new(&conn).await.expect("proxy");
+
+    let cat = json(&p.catalog().await.expect("catalog"));
+    assert_eq!(cat["playbooks"].as_array().map(Vec::len), Some(13));
+    assert_eq!(cat["refused"].as_array().map(Vec::len), Some(0));
+
+    // A change waits for confirmation, then is cancelled: nothing runs.
+    let o = json(
+        &p.ask_structured(
+            "dns.add_record",
+            r#"{"name": "NAS.home.arpa.", "address": "192.168.1.20"}"#,
+        )
+        .await
+        .expect("plan"),
+    );
+    assert_eq!(o["status"], "pending");
+    assert_eq!(o["plan"]["params"]["name"], "nas.home.arpa");
+    assert_eq!(o["plan"]["steps"][0]["call"], "dns.AddRecord");
+    let id = o["plan"]["plan_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        json(&p.list_pending().await.expect("pending"))
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let c = json(&p.cancel(&id).await.expect("cancel"));
+    assert_eq!(c["status"], "cancelled");
+    assert!(matches!(
+        p.confirm(&id).await,
+        Err(HearthError::NotFound(_))
+    ));
+
+    // Refusals are named errors.
+    let e = p
+        .ask_structured("shell.run", "{}")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("not in the signed catalog")),
+        "{e:?}"
+    );
+    let e = p
+        .ask_structured("dns.add_record", r#"{"name": "x.home.arpa"}"#)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("address")),
+        "{e:?}"
+    );
+    let e = p.ask(&"x".repeat(513)).await.expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("512")),
+        "{e:?}"
+    );
+    let e = p
+        .ask_structured("dns.add_record", "not json")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("params_json")),
+        "{e:?}"
+    );
+
+    // A read runs at once; with hearth-netd absent it fails cleanly.
+    let r = json(&p.ask_structured("net.show", "{}").await.expect("ran"));
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("org.freedesktop.DBus.Error"),
+        "{r}"
+    );
+    assert_eq!(r["measured"], false, "hearth-attestd is absent");
+
+    // A tampered envelope is refused and not installed.
+    let good = dsse::sign(
+        include_bytes!("../../../playbooks/net.revoke.toml"),
+        PAYLOAD_TYPE,
+        &signer,
+    )
+    .expect("sign");
+    let mut bad = good.clone();
+    bad.payload = String::new();
+    let e = p
+        .install_playbook(
+            "net.revoke.dsse.json",
+            &serde_json::to_string(&bad).expect("json"),
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("net.revoke.dsse.json")),
+        "{e:?}"
+    );
+    let v = json(
+        &p.verify_playbook(
+            "net.revoke.dsse.json",
+            &serde_json::to_string(&good).expect("json"),
+        )
+        .await
+        .expect("verifies"),
+    );
+    assert_eq!(v["id"], "net.revoke");
+
+    // Every outcome is in the audit log, and the chain holds.
+    let a = json(&p.audit_verify().await.expect("verify"));
+    assert_eq!(a["ok"], true, "{a}");
+    let list = json(&p.audit_list(0).await.expect("list"));
+    let kinds: Vec<&str> = list
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["event"]["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "cancelled",
+            "refused",
+            "refused",
+            "refused",
+            "failed",
+            "install-refused"
+        ]
+    );
+}
