@@ -35,7 +35,10 @@ fn main() -> ExitCode {
                     .context("engine start-up panicked")??
             };
             let engine = Arc::new(engine);
-            tracing::info!(listen = %listener.local_addr()?, "HTTPS endpoint up");
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, "HTTPS endpoint up");
+            ctx.notifier
+                .status(&format!("measuring; quotes over TLS on {addr}"));
             tokio::spawn(server::serve(listener, tls, engine.clone()));
             Ok(AttestationInterface::new(engine, ctx.access.clone()))
         },

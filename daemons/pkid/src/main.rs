@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
                     .await??;
             let iface = hearth_pkid::dbus::PkiInterface::new(engine, ctx.access.clone());
             iface.spawn_crl_refresher();
+            ctx.notifier.status("CA ready: keys in the token");
             Ok(iface)
         },
     )
