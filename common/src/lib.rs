@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod names;
+pub mod proxies;
 pub mod types;
 
 pub use error::HearthError;

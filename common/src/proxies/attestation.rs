@@ -1,0 +1,1 @@
+//! Proxy for this daemon's interface (filled in with the daemon).

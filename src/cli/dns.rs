@@ -1,0 +1,10 @@
+//! `hearthctl dns`: filled in with its daemon.
+
+use clap::Subcommand;
+
+/// The dns commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Not yet available: this daemon has not landed.
+    Unavailable,
+}

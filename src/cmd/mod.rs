@@ -1,0 +1,87 @@
+//! What each command does over the bus, and how its result is shown.
+
+pub mod attest;
+pub mod dns;
+pub mod intent;
+pub mod net;
+pub mod pki;
+pub mod status;
+
+use serde_json::Value;
+
+/// A command's result: JSON for `--json`, text for people, and whether it
+/// succeeded (exit 0) or was refused or failed (exit 1).
+#[derive(Debug)]
+pub struct Output {
+    /// True for exit code 0.
+    pub ok: bool,
+    /// The `--json` form.
+    pub json: Value,
+    /// The readable form.
+    pub text: String,
+}
+
+impl Output {
+    /// A successful result.
+    pub fn ok(json: Value, text: impl Into<String>) -> Self {
+        Output {
+            ok: true,
+            json,
+            text: text.into(),
+        }
+    }
+
+    /// A refused or failed result that is not an error of the bus.
+    pub fn failed(json: Value, text: impl Into<String>) -> Self {
+        Output {
+            ok: false,
+            json,
+            text: text.into(),
+        }
+    }
+}
+
+/// Renders rows as an aligned table with a header line.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.to_vec())];
+    for row in rows {
+        out.push(line(row.iter().map(String::as_str).collect()));
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["NAME", "STATE"],
+            &[
+                vec!["hearth-dnsd".into(), "up".into()],
+                vec!["x".into(), "down".into()],
+            ],
+        );
+        assert_eq!(t, "NAME         STATE\nhearth-dnsd  up\nx            down");
+    }
+}

@@ -1,0 +1,15 @@
+//! `hearthctl net`: filled in with its daemon.
+
+use hearth_common::HearthError;
+
+use super::Output;
+use crate::cli::net::Command;
+
+/// Runs one net command.
+pub async fn run(cmd: Command, _conn: &zbus::Connection) -> Result<Output, HearthError> {
+    match cmd {
+        Command::Unavailable => Err(HearthError::NotFound(
+            "this daemon has not landed yet".into(),
+        )),
+    }
+}
