@@ -37,6 +37,9 @@ pub enum DevicePreference {
 /// The sha256 of one model file the engine loaded.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelDigest {
+    /// The file's name relative to the models directory
+    /// (`all-MiniLM-L6-v2/model.safetensors`).
+    pub name: String,
     /// The file.
     pub path: PathBuf,
     /// Lower-case hex sha256 of its bytes as loaded.
@@ -149,9 +152,14 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn read_digested(path: &Path, digests: &mut Vec<ModelDigest>) -> Result<Vec<u8>> {
+fn read_digested(root: &Path, path: &Path, digests: &mut Vec<ModelDigest>) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     digests.push(ModelDigest {
+        name: path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned(),
         path: path.to_path_buf(),
         sha256: hex::encode(Sha256::digest(&bytes)),
     });
@@ -194,13 +202,13 @@ impl Engine {
         );
         let mut digests = Vec::new();
         let embed_dir = models_dir.join(EMBED_DIR);
-        let weights = read_digested(&embed_dir.join("model.safetensors"), &mut digests)?;
+        let weights = read_digested(models_dir, &embed_dir.join("model.safetensors"), &mut digests)?;
         for f in ["tokenizer.json", "config.json"] {
-            read_digested(&embed_dir.join(f), &mut digests)?;
+            read_digested(models_dir, &embed_dir.join(f), &mut digests)?;
         }
         let embedder = Embedder::load(&embed_dir, weights, &device)?;
         let gguf = find_gguf(models_dir)?;
-        let bytes = read_digested(&gguf, &mut digests)?;
+        let bytes = read_digested(models_dir, &gguf, &mut digests)?;
         let llm = Llm::load(bytes, &device, Requant::from_env())
             .with_context(|| format!("loading {}", gguf.display()))?;
         Ok(Engine {

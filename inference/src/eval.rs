@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -214,7 +214,7 @@ pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
 
 /// Loads the models and the catalog, evaluates `cases`, writes the report
 /// to `report`, prints `N passed, M failed` last and returns (passed,
-/// failed). The same function backs `hearth-intentd eval`.
+/// failed).
 pub fn run_eval(
     cases: &Path,
     report: &Path,
@@ -232,7 +232,8 @@ pub fn run_eval_with(engine: &Engine, cases: &Path, report: &Path) -> Result<(us
     let cases = read_cases(cases)?;
     let rep = evaluate(engine, &cases);
     let text = serde_json::to_string_pretty(&rep)?;
-    std::fs::write(report, text).with_context(|| format!("writing {}", report.display()))?;
+    hearth_common::fsutil::write_atomic(report, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", report.display()))?;
     let (p, f) = (rep.summary.passed, rep.summary.failed);
     println!("{p} passed, {f} failed");
     Ok((p, f))
@@ -240,3 +241,137 @@ pub fn run_eval_with(engine: &Engine, cases: &Path, report: &Path) -> Result<(us
 
 /// Parameter maps as the report shows them.
 pub type Params = BTreeMap<String, Value>;
+
+/// Which parts of the pipeline an evaluation uses (the ablation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Retrieval and the model (the product).
+    Both,
+    /// Retrieval alone: the best similarity wins, parameters by cues.
+    Retrieval,
+    /// The model alone, choosing among all playbooks.
+    Llm,
+}
+
+/// The evaluation command's arguments.
+#[derive(clap::Parser, Debug)]
+#[command(name = "eval", about = "Evaluate the request interpreter on JSON-lines cases, offline")]
+pub struct EvalArgs {
+    /// JSON-lines cases.
+    #[arg(long)]
+    pub cases: PathBuf,
+    /// Where the JSON report goes.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// Models directory [default: $HEARTH_MODELS_DIR, else ./models, else
+    /// the source tree's models/].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./playbooks,
+    /// else the source tree's playbooks/].
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Ablation mode.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    pub mode: Mode,
+    /// Print every case's outcome and cost to stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// A directory from the environment, else relative to the working
+/// directory, else in the source tree this crate was built from.
+pub fn default_dir(env: &str, name: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(env) {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from(name);
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+}
+
+/// The whole evaluation command, for `hearth-intentd eval` and
+/// `hearth-intent-eval`: `args` are the arguments after the subcommand
+/// (`--cases FILE --report OUT [--models DIR] [--catalog DIR] [--mode
+/// both|retrieval|llm] [--explain]`). Exit status: 0 when every case
+/// passed, 1 when some failed, 2 on a usage or load error. The last line
+/// printed on stdout is `N passed, M failed`.
+pub fn run_eval_cli(args: &[String]) -> std::process::ExitCode {
+    use clap::Parser as _;
+    use std::process::ExitCode;
+    let argv = std::iter::once("eval".to_string()).chain(args.iter().cloned());
+    let args = match EvalArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run_eval_args(&args) {
+        Ok((_, 0)) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the evaluation described by parsed arguments.
+pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
+    let models = args
+        .models
+        .clone()
+        .unwrap_or_else(|| default_dir("HEARTH_MODELS_DIR", "models"));
+    let catalog = args
+        .catalog
+        .clone()
+        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "playbooks"));
+    let t = Instant::now();
+    let specs = crate::catalog::load_dir(&catalog)?;
+    let mut engine = Engine::load(&models, DevicePreference::Auto)?;
+    let t_models = t.elapsed();
+    match args.mode {
+        Mode::Both => {}
+        Mode::Retrieval => engine.options.use_llm = false,
+        Mode::Llm => engine.options.use_retrieval = false,
+    }
+    engine.set_catalog(&specs)?;
+    eprintln!(
+        "loaded models in {:.0} ms, catalog and {}-token prefix in {:.0} ms",
+        t_models.as_secs_f64() * 1e3,
+        engine.prefix_tokens(),
+        (t.elapsed() - t_models).as_secs_f64() * 1e3
+    );
+    if args.explain {
+        for case in read_cases(&args.cases)? {
+            let ctx = case_context(&case);
+            let t = Instant::now();
+            let (got, st) = engine.interpret_with_stats(&case.text, &ctx);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let pass = matches(&case.expect, &got);
+            eprintln!(
+                "{} {:6.1}ms emb {:5.1} llm {:6.1} fw {} pt {} st {} | {} => {}",
+                if pass { "PASS" } else { "FAIL" },
+                ms,
+                st.embed_ms,
+                st.llm_ms,
+                st.forwards,
+                st.prompt_tokens,
+                st.single_tokens,
+                case.text.chars().take(100).collect::<String>(),
+                serde_json::to_string(&got)?
+            );
+            if !pass {
+                eprintln!("     expected {}", case.expect);
+            }
+        }
+    }
+    run_eval_with(&engine, &args.cases, &args.report)
+}

@@ -35,4 +35,4 @@ mod engine;
 pub use engine::{
     Candidate, DevicePreference, Engine, Interpretation, ModelDigest, Options, Stats,
 };
-pub use eval::run_eval;
+pub use eval::{run_eval, run_eval_cli};

@@ -167,6 +167,29 @@ impl Llm {
         self.prefix_len
     }
 
+    /// Benchmark helper: feeds `prompt` in one forward from an empty cache,
+    /// then generates `gen` tokens greedily one at a time. Returns the
+    /// seconds spent on the prompt and on the generated tokens.
+    pub fn time_prompt_and_generation(&self, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
+        let mut model = self.base.clone();
+        model.clear_kv_cache();
+        let t = std::time::Instant::now();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut logits = model.forward(&input, 0)?;
+        let prompt_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        for i in 0..gen {
+            let next = logits
+                .squeeze(0)?
+                .to_dtype(candle_core::DType::F32)?
+                .argmax(0)?
+                .to_scalar::<u32>()?;
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            logits = model.forward(&input, prompt.len() + i)?;
+        }
+        Ok((prompt_s, t.elapsed().as_secs_f64()))
+    }
+
     /// A fresh decoding session that continues the cached prefix.
     pub fn session(&self) -> Session<'_> {
         Session {

@@ -139,7 +139,13 @@ impl GgufTokenizer {
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
         let bpe = BPE::builder()
-            .vocab_and_merges(vocab.clone().into_iter().collect(), merges)
+            .vocab_and_merges(
+                vocab
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merges,
+            )
             .build()
             .map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
         let mut tk = Tokenizer::new(bpe);
@@ -176,7 +182,7 @@ impl GgufTokenizer {
             .filter(|(_, t)| **t == 3)
             .map(|(i, _)| AddedToken::from(tokens[i].clone(), true))
             .collect();
-        tk.add_special_tokens(&specials);
+        tk.add_special_tokens(specials);
         let id = |s: &str| {
             vocab
                 .get(s)
