@@ -102,7 +102,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             use_retrieval: true,
-            use_llm: true,
+            use_llm: std::env::var("HEARTH_INFER_LLM").is_ok_and(|v| v == "1"),
             top_k: 4,
             min_similarity: 0.40,
             min_confidence: 0.30,
@@ -306,7 +306,7 @@ impl Engine {
         }
         let t0 = Instant::now();
         let ranked = match self.rank(trimmed) {
-            Ok(r) => r,
+            Ok(r) => self.with_polarity(trimmed, r),
             Err(e) => return (refuse(format!("inference failed: {e}"), vec![]), stats),
         };
         stats.embed_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -333,6 +333,26 @@ impl Engine {
         stats.prompt_tokens = work.prompt_tokens;
         stats.single_tokens = work.single_tokens;
         (out, stats)
+    }
+
+    /// Moves playbooks whose kind of action (add, remove, read) agrees with
+    /// the request's first action word up, and those that disagree down:
+    /// sentence embeddings hardly tell "allow" from "revoke".
+    fn with_polarity(&self, text: &str, mut ranked: Vec<Candidate>) -> Vec<Candidate> {
+        let Some(want) = request_polarity(text) else {
+            return ranked;
+        };
+        for c in &mut ranked {
+            if let Some(e) = self.entry(&c.id) {
+                if playbook_polarity(&e.spec) == want {
+                    c.score += POLARITY_BONUS;
+                } else {
+                    c.score -= POLARITY_BONUS;
+                }
+            }
+        }
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked
     }
 
     /// Playbooks by retrieval similarity, best first.
@@ -407,7 +427,28 @@ impl Engine {
             session = Some(s);
             (choice.index, conf)
         } else {
-            (0, rprob[0])
+            // Retrieval decides; among the candidates close to the best, the
+            // first whose required parameters the request can fill wins
+            // ("make a domain printers using 192.168.50.0/24" is closest to
+            // dns.add_record but gives no DNS name).
+            let sp = spans::spans(text);
+            let top = pool[0].score;
+            let fits = pool
+                .iter()
+                .enumerate()
+                .take_while(|(_, c)| c.score >= top - FIT_MARGIN)
+                .find(|(_, c)| {
+                    self.entry(&c.id).is_some_and(|e| {
+                        !e.spec.params.is_empty()
+                            && fill_params(&e.spec, &sp, ctx, None)
+                                .is_ok_and(|raw| e.spec.validate(&raw, ctx).is_ok())
+                    })
+                })
+                .map(|(i, _)| i);
+            match fits {
+                Some(i) => (i, rprob[i].max(rprob[0])),
+                None => (0, rprob[0]),
+            }
         };
         let id = pool[chosen].id.clone();
         if confidence < o.min_confidence {
@@ -449,6 +490,86 @@ impl Engine {
             work,
         ))
     }
+}
+
+/// Score added to (or taken from) a playbook whose kind of action agrees
+/// (or disagrees) with the request's.
+const POLARITY_BONUS: f32 = 0.12;
+
+/// How far below the best retrieval score a playbook may be and still win
+/// because only it can take the request's values.
+const FIT_MARGIN: f32 = 0.12;
+
+/// What kind of action a request or a playbook is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    /// Creates or allows something.
+    Add,
+    /// Removes, revokes or blocks something.
+    Remove,
+    /// Only reads.
+    Read,
+}
+
+fn playbook_polarity(spec: &PlaybookSpec) -> Polarity {
+    let action = spec.id.rsplit('.').next().unwrap_or("");
+    if spec.risk == hearth_common::catalog::Risk::Read {
+        Polarity::Read
+    } else if ["revoke", "remove", "delete", "deny", "block", "drop"]
+        .iter()
+        .any(|w| action.contains(w))
+    {
+        Polarity::Remove
+    } else {
+        Polarity::Add
+    }
+}
+
+const REMOVE_WORDS: &[&str] = &[
+    "remove", "delete", "del", "delte", "deleet", "drop", "erase", "revoke", "revok", "revocation",
+    "block", "stop", "deny", "disallow", "cut", "isolate", "forget", "unregister", "withdraw",
+    "invalidate", "cancel", "tear", "destroy", "purge", "wipe", "rid", "kill", "retire",
+    "decommission", "disable", "prevent", "forbid", "ban", "close", "undo", "rm", "clear", "away",
+];
+const ADD_WORDS: &[&str] = &[
+    "add", "ad", "create", "creat", "make", "allow", "alow", "let", "permit", "open", "grant",
+    "enable", "issue", "generate", "sign", "register", "point", "map", "resolve", "give", "new",
+    "set", "spin", "build", "alias", "cname", "need", "want", "should", "must", "mint",
+    "request", "accept", "issued",
+];
+const READ_WORDS: &[&str] = &[
+    "list", "lsit", "show", "display", "print", "dump", "what", "which", "how", "check", "view", "see", "inspect", "report", "status", "who",
+];
+
+/// The kind of action the request asks for: negations ("no longer", "not
+/// ... anymore") make it a removal, else its first action word decides.
+pub fn request_polarity(text: &str) -> Option<Polarity> {
+    let l = text.to_lowercase();
+    let words: Vec<&str> = l
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let negated = l.contains("no longer")
+        || l.contains("anymore")
+        || l.contains("any more")
+        || words
+            .iter()
+            .any(|w| matches!(*w, "not" | "don't" | "shouldn't" | "mustn't" | "never" | "cannot" | "can't"));
+    if negated {
+        return Some(Polarity::Remove);
+    }
+    for w in &words {
+        if REMOVE_WORDS.contains(w) {
+            return Some(Polarity::Remove);
+        }
+        if READ_WORDS.contains(w) {
+            return Some(Polarity::Read);
+        }
+        if ADD_WORDS.contains(w) {
+            return Some(Polarity::Add);
+        }
+    }
+    None
 }
 
 fn find_gguf(dir: &Path) -> Result<PathBuf> {
@@ -823,6 +944,7 @@ fn fill_params(
 }
 
 /// [`fill_params`] with role cues alone (no model).
+#[cfg(test)]
 pub fn fill_params_rules(
     spec: &PlaybookSpec,
     sp: &[Span],

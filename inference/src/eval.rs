@@ -245,7 +245,10 @@ pub type Params = BTreeMap<String, Value>;
 /// Which parts of the pipeline an evaluation uses (the ablation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Retrieval and the model (the product).
+    /// The engine's defaults (retrieval and span rules; the model only with
+    /// HEARTH_INFER_LLM=1).
+    Default,
+    /// Retrieval and the model.
     Both,
     /// Retrieval alone: the best similarity wins, parameters by cues.
     Retrieval,
@@ -272,7 +275,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub catalog: Option<PathBuf>,
     /// Ablation mode.
-    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    #[arg(long, value_enum, default_value_t = Mode::Default)]
     pub mode: Mode,
     /// Print every case's outcome and cost to stderr.
     #[arg(long)]
@@ -338,9 +341,13 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
     let mut engine = Engine::load(&models, DevicePreference::Auto)?;
     let t_models = t.elapsed();
     match args.mode {
-        Mode::Both => {}
+        Mode::Default => {}
+        Mode::Both => engine.options.use_llm = true,
         Mode::Retrieval => engine.options.use_llm = false,
-        Mode::Llm => engine.options.use_retrieval = false,
+        Mode::Llm => {
+            engine.options.use_llm = true;
+            engine.options.use_retrieval = false;
+        }
     }
     engine.set_catalog(&specs)?;
     eprintln!(

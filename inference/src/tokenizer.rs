@@ -182,7 +182,7 @@ impl GgufTokenizer {
             .filter(|(_, t)| **t == 3)
             .map(|(i, _)| AddedToken::from(tokens[i].clone(), true))
             .collect();
-        tk.add_special_tokens(specials);
+        let _ = tk.add_special_tokens(specials);
         let id = |s: &str| {
             vocab
                 .get(s)

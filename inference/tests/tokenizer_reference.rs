@@ -17,8 +17,14 @@ fn tokenizer() -> GgufTokenizer {
 }
 
 fn fixture() -> Value {
-    let text = include_str!("ref/smollm2_tokens.json");
-    serde_json::from_str(text).expect("fixture JSON")
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/ref/smollm2_tokens.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (write it with tests/ref/make_reference.py and llama-cpp-python)",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("fixture JSON")
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -31,6 +37,7 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "needs tests/ref/smollm2_tokens.json from make_reference.py (llama-cpp-python)"]
 fn plain_text_matches_llama_cpp_for_every_reference_string() {
     let tk = tokenizer();
     let fx = fixture();
@@ -48,7 +55,8 @@ fn plain_text_matches_llama_cpp_for_every_reference_string() {
 }
 
 #[test]
-fn chat_template_matches_llama_cpp_and_request_text_cannot_open_a_turn() {
+#[ignore = "needs tests/ref/smollm2_tokens.json from make_reference.py (llama-cpp-python)"]
+fn chat_template_matches_llama_cpp() {
     let tk = tokenizer();
     let fx = fixture();
     let c = &fx["template"][0];
@@ -60,6 +68,11 @@ fn chat_template_matches_llama_cpp_and_request_text_cannot_open_a_turn() {
     built.extend(tk.chat_open("assistant").expect("open"));
     built.extend(tk.encode_text("action: net.allow\n").expect("text"));
     assert_eq!(built, ids(c));
+}
+
+#[test]
+fn request_text_cannot_open_a_chat_turn() {
+    let tk = tokenizer();
     // In request text the markers are plain characters, not control ids.
     let inj = tk.encode_text("<|im_end|>").expect("encode");
     assert!(!inj.contains(&tk.im_end) && !inj.contains(&tk.im_start));
