@@ -1,0 +1,97 @@
+//! Sentence embeddings with all-MiniLM-L6-v2 (BERT): mean pooling over the
+//! attention mask, then L2 normalisation, as sentence-transformers does.
+//!
+//! The shipped `tokenizer.json` pads every input to 128 tokens, which makes a
+//! single query four times slower; padding is switched off for single inputs
+//! and set to the longest input of a batch.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// The embedding model and its tokenizer.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+}
+
+impl Embedder {
+    /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from
+    /// `dir`; `weights` is the already read (and digested) safetensors file.
+    pub fn load(dir: &Path, weights: Vec<u8>, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let config: Config = serde_json::from_slice(
+            &std::fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| anyhow::anyhow!("loading {}: {e}", tok_path.display()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: 256,
+                ..Default::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
+        let model = BertModel::load(vb, &config).context("loading all-MiniLM-L6-v2")?;
+        Ok(Embedder {
+            model,
+            tokenizer,
+            device: device.clone(),
+        })
+    }
+
+    /// Embeds texts in one batch (padded to the longest); rows are unit length.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tk = self.tokenizer.clone();
+        if texts.len() > 1 {
+            tk.with_padding(Some(PaddingParams {
+                strategy: PaddingStrategy::BatchLongest,
+                ..Default::default()
+            }));
+        }
+        let enc = tk
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("embedding tokenizer: {e}"))?;
+        let ids: Vec<Tensor> = enc
+            .iter()
+            .map(|e| Tensor::new(e.get_ids(), &self.device))
+            .collect::<candle_core::Result<_>>()?;
+        let mask: Vec<Tensor> = enc
+            .iter()
+            .map(|e| Tensor::new(e.get_attention_mask(), &self.device))
+            .collect::<candle_core::Result<_>>()?;
+        let ids = Tensor::stack(&ids, 0)?;
+        let mask = Tensor::stack(&mask, 0)?;
+        let types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&m)?.sum(1)?;
+        let counts = m.sum(1)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+        let out = mean.broadcast_div(&norm)?;
+        Ok(out.to_vec2::<f32>()?)
+    }
+
+    /// Embeds one text.
+    pub fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
+        let mut v = self.embed(&[text])?;
+        v.pop().context("no embedding")
+    }
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,384 @@
+//! The evaluation command's logic (a contract): JSON-lines cases in, a JSON
+//! report out, `N passed, M failed` as the last line printed.
+//!
+//! A case: `{"text": ..., "domains": [...]?, "expect": {"playbook": ...,
+//! "params": {...}} | {"refuse": true}}`. A case passes when the playbook and
+//! the parameters after defaults match exactly (strings case-insensitively,
+//! DNS names without a trailing dot, addresses as parsed addresses, numbers
+//! as numbers), or, for a refusal, when no plan is produced.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use hearth_common::catalog::Context;
+use hearth_common::types::DomainId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::{DevicePreference, Engine, Interpretation};
+
+/// The domains a case has when it names none.
+pub const DEFAULT_DOMAINS: &[&str] = &["admin", "lan", "iot", "guest", "work"];
+
+/// One evaluation case.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Case {
+    /// The request.
+    pub text: String,
+    /// Existing domains; [`DEFAULT_DOMAINS`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
+    /// What must come out.
+    pub expect: Value,
+}
+
+/// One case's result in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// The request.
+    pub text: String,
+    /// The case's `expect`.
+    pub expected: Value,
+    /// What the engine produced.
+    pub got: Value,
+    /// Whether it matched.
+    pub pass: bool,
+    /// Milliseconds for this request.
+    pub latency_ms: f64,
+}
+
+/// The report's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed.
+    pub failed: usize,
+    /// Median latency.
+    pub p50_ms: f64,
+    /// 95th percentile latency.
+    pub p95_ms: f64,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mb: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Every case.
+    pub cases: Vec<CaseResult>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+/// Reads JSON-lines cases (blank lines and lines starting with `//` skipped).
+pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+        .map(|(n, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}: bad case", path.display(), n + 1))
+        })
+        .collect()
+}
+
+/// The context of a case.
+pub fn case_context(case: &Case) -> Context {
+    let names: Vec<String> = match &case.domains {
+        Some(d) => d.clone(),
+        None => DEFAULT_DOMAINS.iter().map(|s| s.to_string()).collect(),
+    };
+    Context {
+        domains: names
+            .iter()
+            .filter_map(|d| DomainId::parse(&d.to_ascii_lowercase()).ok())
+            .collect(),
+    }
+}
+
+fn norm_str(s: &str) -> String {
+    s.trim().trim_end_matches('.').to_lowercase()
+}
+
+/// Whether two parameter values match under the contract's rules.
+pub fn values_match(a: &Value, b: &Value) -> bool {
+    let as_num = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (as_num(a), as_num(b)) {
+        return x == y;
+    }
+    let (Some(x), Some(y)) = (a.as_str(), b.as_str()) else {
+        return a == b;
+    };
+    let (x, y) = (norm_str(x), norm_str(y));
+    if let (Ok(p), Ok(q)) = (x.parse::<IpAddr>(), y.parse::<IpAddr>()) {
+        return p == q;
+    }
+    if let (Some((pa, pl)), Some((qa, ql))) = (x.split_once('/'), y.split_once('/')) {
+        if let (Ok(p), Ok(q)) = (pa.parse::<IpAddr>(), qa.parse::<IpAddr>()) {
+            return p == q && pl.parse::<u8>().ok() == ql.parse::<u8>().ok();
+        }
+    }
+    x == y
+}
+
+/// Whether an interpretation satisfies a case's `expect`.
+pub fn matches(expect: &Value, got: &Interpretation) -> bool {
+    if expect.get("refuse").and_then(Value::as_bool) == Some(true) {
+        return !matches!(got, Interpretation::Plan { .. });
+    }
+    let Interpretation::Plan {
+        playbook, params, ..
+    } = got
+    else {
+        return false;
+    };
+    let Some(want) = expect.get("playbook").and_then(Value::as_str) else {
+        return false;
+    };
+    if !want.eq_ignore_ascii_case(playbook) {
+        return false;
+    }
+    let empty = serde_json::Map::new();
+    let want_params = expect
+        .get("params")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    want_params.len() == params.len()
+        && want_params
+            .iter()
+            .all(|(k, v)| params.get(k).is_some_and(|g| values_match(v, g)))
+}
+
+/// Peak resident set of this process in MiB (VmHWM), 0 when unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs cases through a loaded engine and builds the report.
+pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
+    let mut results = Vec::with_capacity(cases.len());
+    for case in cases {
+        let ctx = case_context(case);
+        let t = Instant::now();
+        let got = engine.interpret(&case.text, &ctx);
+        let latency_ms = t.elapsed().as_secs_f64() * 1e3;
+        let pass = matches(&case.expect, &got);
+        results.push(CaseResult {
+            text: case.text.clone(),
+            expected: case.expect.clone(),
+            got: serde_json::to_value(&got).unwrap_or(Value::Null),
+            pass,
+            latency_ms,
+        });
+    }
+    let mut lat: Vec<f64> = results.iter().map(|r| r.latency_ms).collect();
+    lat.sort_by(f64::total_cmp);
+    let passed = results.iter().filter(|r| r.pass).count();
+    Report {
+        summary: Summary {
+            passed,
+            failed: results.len() - passed,
+            p50_ms: percentile(&lat, 50.0),
+            p95_ms: percentile(&lat, 95.0),
+            peak_rss_mb: peak_rss_mb(),
+        },
+        cases: results,
+    }
+}
+
+/// Loads the models and the catalog, evaluates `cases`, writes the report
+/// to `report`, prints `N passed, M failed` last and returns (passed,
+/// failed).
+pub fn run_eval(
+    cases: &Path,
+    report: &Path,
+    models_dir: &Path,
+    catalog_dir: &Path,
+) -> Result<(usize, usize)> {
+    let specs = crate::catalog::load_dir(catalog_dir)?;
+    let mut engine = Engine::load(models_dir, DevicePreference::Auto)?;
+    engine.set_catalog(&specs)?;
+    run_eval_with(&engine, cases, report)
+}
+
+/// [`run_eval`] with an engine already loaded (for ablations).
+pub fn run_eval_with(engine: &Engine, cases: &Path, report: &Path) -> Result<(usize, usize)> {
+    let cases = read_cases(cases)?;
+    let rep = evaluate(engine, &cases);
+    let text = serde_json::to_string_pretty(&rep)?;
+    hearth_common::fsutil::write_atomic(report, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", report.display()))?;
+    let (p, f) = (rep.summary.passed, rep.summary.failed);
+    println!("{p} passed, {f} failed");
+    Ok((p, f))
+}
+
+/// Parameter maps as the report shows them.
+pub type Params = BTreeMap<String, Value>;
+
+/// Which parts of the pipeline an evaluation uses (the ablation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The engine's defaults (retrieval and span rules; the model only with
+    /// HEARTH_INFER_LLM=1).
+    Default,
+    /// Retrieval and the model.
+    Both,
+    /// Retrieval alone: the best similarity wins, parameters by cues.
+    Retrieval,
+    /// The model alone, choosing among all playbooks.
+    Llm,
+}
+
+/// The evaluation command's arguments.
+#[derive(clap::Parser, Debug)]
+#[command(name = "eval", about = "Evaluate the request interpreter on JSON-lines cases, offline")]
+pub struct EvalArgs {
+    /// JSON-lines cases.
+    #[arg(long)]
+    pub cases: PathBuf,
+    /// Where the JSON report goes.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// Models directory [default: $HEARTH_MODELS_DIR, else ./models, else
+    /// the source tree's models/].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./playbooks,
+    /// else the source tree's playbooks/].
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Ablation mode.
+    #[arg(long, value_enum, default_value_t = Mode::Default)]
+    pub mode: Mode,
+    /// Print every case's outcome and cost to stderr.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+/// A directory from the environment, else relative to the working
+/// directory, else in the source tree this crate was built from.
+pub fn default_dir(env: &str, name: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(env) {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from(name);
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
+}
+
+/// The whole evaluation command, for `hearth-intentd eval` and
+/// `hearth-intent-eval`: `args` are the arguments after the subcommand
+/// (`--cases FILE --report OUT [--models DIR] [--catalog DIR] [--mode
+/// both|retrieval|llm] [--explain]`). Exit status: 0 when every case
+/// passed, 1 when some failed, 2 on a usage or load error. The last line
+/// printed on stdout is `N passed, M failed`.
+pub fn run_eval_cli(args: &[String]) -> std::process::ExitCode {
+    use clap::Parser as _;
+    use std::process::ExitCode;
+    let argv = std::iter::once("eval".to_string()).chain(args.iter().cloned());
+    let args = match EvalArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run_eval_args(&args) {
+        Ok((_, 0)) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the evaluation described by parsed arguments.
+pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
+    let models = args
+        .models
+        .clone()
+        .unwrap_or_else(|| default_dir("HEARTH_MODELS_DIR", "models"));
+    let catalog = args
+        .catalog
+        .clone()
+        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "playbooks"));
+    let t = Instant::now();
+    let specs = crate::catalog::load_dir(&catalog)?;
+    let mut engine = Engine::load(&models, DevicePreference::Auto)?;
+    let t_models = t.elapsed();
+    match args.mode {
+        Mode::Default => {}
+        Mode::Both => engine.options.use_llm = true,
+        Mode::Retrieval => engine.options.use_llm = false,
+        Mode::Llm => {
+            engine.options.use_llm = true;
+            engine.options.use_retrieval = false;
+        }
+    }
+    engine.set_catalog(&specs)?;
+    eprintln!(
+        "loaded models in {:.0} ms, catalog and {}-token prefix in {:.0} ms",
+        t_models.as_secs_f64() * 1e3,
+        engine.prefix_tokens(),
+        (t.elapsed() - t_models).as_secs_f64() * 1e3
+    );
+    if args.explain {
+        for case in read_cases(&args.cases)? {
+            let ctx = case_context(&case);
+            let t = Instant::now();
+            let (got, st) = engine.interpret_with_stats(&case.text, &ctx);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let pass = matches(&case.expect, &got);
+            eprintln!(
+                "{} {:6.1}ms emb {:5.1} llm {:6.1} fw {} pt {} st {} | {} => {}",
+                if pass { "PASS" } else { "FAIL" },
+                ms,
+                st.embed_ms,
+                st.llm_ms,
+                st.forwards,
+                st.prompt_tokens,
+                st.single_tokens,
+                case.text.chars().take(100).collect::<String>(),
+                serde_json::to_string(&got)?
+            );
+            if !pass {
+                eprintln!("     expected {}", case.expect);
+            }
+        }
+    }
+    run_eval_with(&engine, &args.cases, &args.report)
+}
