@@ -1,25 +1,13 @@
-//! `hearth-intentd eval …`: the evaluation entry point.
-//!
-//! HOOK FOR THE LEAD: `main.rs` sends every invocation whose first argument
-//! is `eval` here, before the daemon skeleton parses anything, so the
-//! evaluation of the text path (hearth-inference's interpreter run over a set
-//! of requests against the verified catalog) can be wired in one place
-//! without touching the daemon. It must never start the bus service, run a
-//! playbook or write the audit log.
+//! `hearth-intentd eval --cases FILE.jsonl --report OUT.json`: the offline
+//! evaluation of the text path (no bus, no daemons): the same models and
+//! the default catalog as the daemon, every case's outcome and latency in
+//! the report, `N passed, M failed` as the last line. It never starts the
+//! bus service, runs a playbook or writes the audit log.
 
 use std::process::ExitCode;
 
-/// Runs `hearth-intentd eval ARGS…` (`args` excludes `eval`). Until the
-/// evaluation is wired this says so and exits with 2 (usage).
+/// Runs `hearth-intentd eval ARGS…` (`args` excludes `eval`); see
+/// [`hearth_inference::eval::run_eval_cli`] for the options.
 pub fn main(args: &[String]) -> ExitCode {
-    eprintln!(
-        "hearth-intentd eval: not wired in this build (arguments: {}); \
-         the evaluation of the text path plugs in at hearth_intentd::eval::main",
-        if args.is_empty() {
-            "none".to_string()
-        } else {
-            args.join(" ")
-        }
-    );
-    ExitCode::from(2)
+    hearth_inference::eval::run_eval_cli(args)
 }

@@ -23,6 +23,7 @@ pub mod eval;
 pub mod exec;
 pub mod gate;
 pub mod interpret;
+pub mod model;
 pub mod policy;
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use hearth_intentd::config::IntentConfig;
 use hearth_intentd::dbus::IntentInterface;
 use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
+use hearth_intentd::exec::Measurer as _;
 use hearth_intentd::interpret::{Interpreter, NoInterpreter};
+use hearth_intentd::model::ModelInterpreter;
 use hearth_intentd::Gate;
 
 fn main() -> ExitCode {
@@ -20,8 +22,25 @@ fn main() -> ExitCode {
         |ctx, cfg| async move {
             let settings = cfg.settings(&ctx.state_dir);
             std::fs::create_dir_all(&settings.catalog_dir)?;
-            // The language model (hearth-inference) plugs in here.
-            let interpreter: Arc<dyn Interpreter> = Arc::new(NoInterpreter);
+            let interpreter: Arc<dyn Interpreter> = match cfg.models_dir.clone() {
+                Some(dir) => {
+                    ctx.notifier.status("loading the models");
+                    let model = tokio::task::spawn_blocking(move || ModelInterpreter::load(&dir))
+                        .await??;
+                    // What will read the owner's requests is measured first.
+                    let measurer = DbusMeasurer::new(ctx.connection.clone());
+                    for d in model.model_digests() {
+                        if let Err(e) = measurer.measure("model", &d.name, &d.sha256).await {
+                            tracing::warn!(model = d.name, "model not measured: {e}");
+                        }
+                    }
+                    Arc::new(model)
+                }
+                None => {
+                    tracing::warn!("no models_dir configured: only structured intents run");
+                    Arc::new(NoInterpreter)
+                }
+            };
             let gate = Gate::open(
                 settings,
                 &ctx.state_dir,

@@ -1,0 +1,32 @@
+//! The README's demo runs in the tests: the walkthrough (a sentence to a DNS
+//! answer, a new domain and an opened port, a certificate checked by
+//! openssl, hearth-verify trusting the appliance) against a fresh sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use hearth_testbed::{Options, Sandbox};
+
+#[test]
+fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options::for_tests(&tmp.path().join("sb"));
+    let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    assert_eq!(sb.daemons.len(), 5, "every daemon is part of the demo");
+    let out = Command::new(sb.repo.join("scripts/demo-walkthrough"))
+        .current_dir(&sb.repo)
+        .envs(&sb.env)
+        .env("HEARTH_BIN", &opts.bin_dir)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the walkthrough failed:\n{said}");
+    assert!(said.contains("192.168.1.100"), "{said}");
+    assert!(said.contains(": OK"), "openssl verify said OK:\n{said}");
+    assert!(said.contains("Demo complete"), "{said}");
+}
