@@ -437,6 +437,9 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .take_while(|(_, c)| c.score >= top - FIT_MARGIN)
+                // Only within the same service: "add a dns record for
+                // nas.home.arpa" must not become a certificate.
+                .filter(|(_, c)| c.id.split('.').next() == pool[0].id.split('.').next())
                 .find(|(_, c)| {
                     self.entry(&c.id).is_some_and(|e| {
                         !e.spec.params.is_empty()
