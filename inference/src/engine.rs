@@ -202,7 +202,11 @@ impl Engine {
         );
         let mut digests = Vec::new();
         let embed_dir = models_dir.join(EMBED_DIR);
-        let weights = read_digested(models_dir, &embed_dir.join("model.safetensors"), &mut digests)?;
+        let weights = read_digested(
+            models_dir,
+            &embed_dir.join("model.safetensors"),
+            &mut digests,
+        )?;
         for f in ["tokenizer.json", "config.json"] {
             read_digested(models_dir, &embed_dir.join(f), &mut digests)?;
         }
@@ -302,7 +306,10 @@ impl Engine {
             );
         }
         if self.entries.is_empty() {
-            return (refuse("no playbook catalog is installed".into(), vec![]), stats);
+            return (
+                refuse("no playbook catalog is installed".into(), vec![]),
+                stats,
+            );
         }
         let t0 = Instant::now();
         let ranked = match self.rank(trimmed) {
@@ -326,7 +333,10 @@ impl Engine {
         let t1 = Instant::now();
         let (out, work) = match self.decide(trimmed, ctx, &ranked) {
             Ok(x) => x,
-            Err(e) => (refuse(format!("inference failed: {e}"), shown), Work::default()),
+            Err(e) => (
+                refuse(format!("inference failed: {e}"), shown),
+                Work::default(),
+            ),
         };
         stats.llm_ms = t1.elapsed().as_secs_f64() * 1e3;
         stats.forwards = work.forwards;
@@ -403,7 +413,12 @@ impl Engine {
         };
         // Retrieval's own distribution over the pool.
         let rprob: Vec<f32> = if o.use_retrieval {
-            softmax(&pool.iter().map(|c| c.score * o.retrieval_scale).collect::<Vec<_>>())
+            softmax(
+                &pool
+                    .iter()
+                    .map(|c| c.score * o.retrieval_scale)
+                    .collect::<Vec<_>>(),
+            )
         } else {
             vec![1.0 / pool.len() as f32; pool.len()]
         };
@@ -415,7 +430,11 @@ impl Engine {
             s.push_text("action:")?;
             let options: Vec<Vec<u32>> = pool
                 .iter()
-                .map(|c| self.entry(&c.id).map(|e| e.option_ids.clone()).unwrap_or_default())
+                .map(|c| {
+                    self.entry(&c.id)
+                        .map(|e| e.option_ids.clone())
+                        .unwrap_or_default()
+                })
                 .collect();
             let bias: Vec<f32> = rprob.iter().map(|p| p.max(1e-6).ln()).collect();
             let choice = s.choose(&options, &bias)?;
@@ -479,7 +498,10 @@ impl Engine {
             .find(|(k, v)| !value_from_request(&entry.spec, k, v, &raw, &sp, ctx))
         {
             return Ok((
-                refuse(format!("internal check: value {} is not in the request", bad.1)),
+                refuse(format!(
+                    "internal check: value {} is not in the request",
+                    bad.1
+                )),
                 work,
             ));
         }
@@ -529,19 +551,54 @@ fn playbook_polarity(spec: &PlaybookSpec) -> Polarity {
 }
 
 const REMOVE_WORDS: &[&str] = &[
-    "remove", "delete", "del", "delte", "deleet", "drop", "erase", "revoke", "revok", "revocation",
-    "block", "stop", "deny", "disallow", "cut", "isolate", "forget", "unregister", "withdraw",
-    "invalidate", "cancel", "tear", "destroy", "purge", "wipe", "rid", "kill", "retire",
-    "decommission", "disable", "prevent", "forbid", "ban", "close", "undo", "rm", "clear", "away",
+    "remove",
+    "delete",
+    "del",
+    "delte",
+    "deleet",
+    "drop",
+    "erase",
+    "revoke",
+    "revok",
+    "revocation",
+    "block",
+    "stop",
+    "deny",
+    "disallow",
+    "cut",
+    "isolate",
+    "forget",
+    "unregister",
+    "withdraw",
+    "invalidate",
+    "cancel",
+    "tear",
+    "destroy",
+    "purge",
+    "wipe",
+    "rid",
+    "kill",
+    "retire",
+    "decommission",
+    "disable",
+    "prevent",
+    "forbid",
+    "ban",
+    "close",
+    "undo",
+    "rm",
+    "clear",
+    "away",
 ];
 const ADD_WORDS: &[&str] = &[
     "add", "ad", "create", "creat", "make", "allow", "alow", "let", "permit", "open", "grant",
     "enable", "issue", "generate", "sign", "register", "point", "map", "resolve", "give", "new",
-    "set", "spin", "build", "alias", "cname", "need", "want", "should", "must", "mint",
-    "request", "accept", "issued",
+    "set", "spin", "build", "alias", "cname", "need", "want", "should", "must", "mint", "request",
+    "accept", "issued",
 ];
 const READ_WORDS: &[&str] = &[
-    "list", "lsit", "show", "display", "print", "dump", "what", "which", "how", "check", "view", "see", "inspect", "report", "status", "who",
+    "list", "lsit", "show", "display", "print", "dump", "what", "which", "how", "check", "view",
+    "see", "inspect", "report", "status", "who",
 ];
 
 /// The kind of action the request asks for: negations ("no longer", "not
@@ -555,9 +612,12 @@ pub fn request_polarity(text: &str) -> Option<Polarity> {
     let negated = l.contains("no longer")
         || l.contains("anymore")
         || l.contains("any more")
-        || words
-            .iter()
-            .any(|w| matches!(*w, "not" | "don't" | "shouldn't" | "mustn't" | "never" | "cannot" | "can't"));
+        || words.iter().any(|w| {
+            matches!(
+                *w,
+                "not" | "don't" | "shouldn't" | "mustn't" | "never" | "cannot" | "can't"
+            )
+        });
     if negated {
         return Some(Polarity::Remove);
     }
@@ -654,13 +714,76 @@ pub fn injection(text: &str) -> Option<String> {
 }
 
 const ACTION_VERBS: &[&str] = &[
-    "add", "create", "make", "delete", "remove", "drop", "allow", "let", "permit", "open", "block",
-    "revoke", "stop", "deny", "isolate", "issue", "generate", "list", "show", "display", "print",
-    "give", "point", "set", "alias", "map", "tear", "destroy", "forget", "cancel", "grant",
-    "enable", "disable", "restart", "reboot", "turn", "update", "change", "rename", "check",
-    "tell", "install", "upgrade", "reset", "shut", "run", "close", "configure", "move", "export",
-    "renew", "start", "send", "put", "verify", "sign", "register", "new", "also", "then", "wipe",
-    "flush", "purge", "erase", "kill", "cut", "unblock", "ban", "provision", "spin",
+    "add",
+    "create",
+    "make",
+    "delete",
+    "remove",
+    "drop",
+    "allow",
+    "let",
+    "permit",
+    "open",
+    "block",
+    "revoke",
+    "stop",
+    "deny",
+    "isolate",
+    "issue",
+    "generate",
+    "list",
+    "show",
+    "display",
+    "print",
+    "give",
+    "point",
+    "set",
+    "alias",
+    "map",
+    "tear",
+    "destroy",
+    "forget",
+    "cancel",
+    "grant",
+    "enable",
+    "disable",
+    "restart",
+    "reboot",
+    "turn",
+    "update",
+    "change",
+    "rename",
+    "check",
+    "tell",
+    "install",
+    "upgrade",
+    "reset",
+    "shut",
+    "run",
+    "close",
+    "configure",
+    "move",
+    "export",
+    "renew",
+    "start",
+    "send",
+    "put",
+    "verify",
+    "sign",
+    "register",
+    "new",
+    "also",
+    "then",
+    "wipe",
+    "flush",
+    "purge",
+    "erase",
+    "kill",
+    "cut",
+    "unblock",
+    "ban",
+    "provision",
+    "spin",
 ];
 
 /// True when the request chains several actions ("... and then ...",
@@ -700,7 +823,11 @@ pub fn several_actions(text: &str) -> bool {
     let verb_led = |s: &str| {
         let mut w = s.split_whitespace();
         let first = w.next().unwrap_or("");
-        let first = if first == "please" || first == "also" { w.next().unwrap_or("") } else { first };
+        let first = if first == "please" || first == "also" {
+            w.next().unwrap_or("")
+        } else {
+            first
+        };
         ACTION_VERBS.contains(&first)
     };
     if sentences.iter().filter(|s| verb_led(s)).count() >= 2 {
@@ -720,7 +847,10 @@ pub fn several_actions(text: &str) -> bool {
             continue;
         }
         let mut j = if conj { i + 1 } else { i };
-        if matches!(words.get(j).copied(), Some("please") | Some("also") | Some("then")) {
+        if matches!(
+            words.get(j).copied(),
+            Some("please") | Some("also") | Some("then")
+        ) {
             j += 1;
         }
         let next_is_verb = words
@@ -756,7 +886,10 @@ fn candidates_for(p: &ParamSpec, sp: &[Span], ctx: &Context) -> Vec<(usize, Stri
                 }
             }
             ParamKind::IpAddress => {
-                if matches!(s.kind, SpanKind::Ipv4 | SpanKind::Ipv6 | SpanKind::BadAddress) {
+                if matches!(
+                    s.kind,
+                    SpanKind::Ipv4 | SpanKind::Ipv6 | SpanKind::BadAddress
+                ) {
                     push(s.index, s.text.clone(), 0.0);
                 }
             }
@@ -806,9 +939,7 @@ fn candidates_for(p: &ParamSpec, sp: &[Span], ctx: &Context) -> Vec<(usize, Stri
                 }
             }
             ParamKind::ExistingDomain => {
-                if s.kind == SpanKind::Word
-                    && ctx.domains.iter().any(|d| d.as_str() == s.lower)
-                {
+                if s.kind == SpanKind::Word && ctx.domains.iter().any(|d| d.as_str() == s.lower) {
                     push(s.index, s.lower.clone(), 0.0);
                 }
             }
@@ -818,7 +949,11 @@ fn candidates_for(p: &ParamSpec, sp: &[Span], ctx: &Context) -> Vec<(usize, Stri
                     && !ACTION_VERBS.contains(&s.lower.as_str())
                     && DomainId::parse(&s.lower).is_ok()
                 {
-                    push(s.index, s.lower.clone(), spans::new_domain_prior(sp, s.index));
+                    push(
+                        s.index,
+                        s.lower.clone(),
+                        spans::new_domain_prior(sp, s.index),
+                    );
                 }
             }
         }
@@ -880,7 +1015,11 @@ fn fill_params(
                             .is_some_and(|q| q.name == p.name);
                         let s = spans::pair_prior(sp, i, &mentions, kind);
                         // Earlier mention slightly favours the first role.
-                        let order = if mentions.first() == Some(&i) { 0.5 } else { 0.0 };
+                        let order = if mentions.first() == Some(&i) {
+                            0.5
+                        } else {
+                            0.0
+                        };
                         if first {
                             s + order
                         } else {
@@ -912,7 +1051,8 @@ fn fill_params(
         let pick = if cands.len() == 1 {
             0
         } else if let Some(s) = session.as_deref_mut() {
-            s.push_text(&format!("{}:", p.name)).map_err(|e| e.to_string())?;
+            s.push_text(&format!("{}:", p.name))
+                .map_err(|e| e.to_string())?;
             let options: Vec<Vec<u32>> = cands
                 .iter()
                 .map(|c| s.encode(&format!(" {}\n", c.1)))
@@ -937,7 +1077,9 @@ fn fill_params(
         }
         used.push(i);
         let value = if p.kind.is_numeric() {
-            v.parse::<u64>().map(Value::from).unwrap_or(Value::String(v))
+            v.parse::<u64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(v))
         } else {
             Value::String(v)
         };
@@ -989,7 +1131,11 @@ fn value_from_request(
     sp.iter().any(|s| {
         let t = s.lower.trim_end_matches('.');
         t == text
-            || s.text.parse::<std::net::IpAddr>().ok().map(|a| a.to_string()) == Some(text.clone())
+            || s.text
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|a| a.to_string())
+                == Some(text.clone())
     })
 }
 
@@ -1025,11 +1171,21 @@ mod tests {
 
     #[test]
     fn chained_requests_are_several_actions_but_single_ones_are_not() {
-        assert!(several_actions("delete the guest domain and create a domain called visitors"));
-        assert!(several_actions("point tv.home.arpa at 10.0.0.7. Also delete kodi.home.arpa."));
-        assert!(several_actions("allow iot to reach lan; revoke guest from work"));
-        assert!(several_actions("create a network called lab, then allow lab to reach lan"));
-        assert!(!several_actions("we don't need the cameras network anymore, delete it"));
+        assert!(several_actions(
+            "delete the guest domain and create a domain called visitors"
+        ));
+        assert!(several_actions(
+            "point tv.home.arpa at 10.0.0.7. Also delete kodi.home.arpa."
+        ));
+        assert!(several_actions(
+            "allow iot to reach lan; revoke guest from work"
+        ));
+        assert!(several_actions(
+            "create a network called lab, then allow lab to reach lan"
+        ));
+        assert!(!several_actions(
+            "we don't need the cameras network anymore, delete it"
+        ));
         assert!(!several_actions("from work, allow access to iot"));
         assert!(!several_actions("let iot and lan talk"));
         assert!(!several_actions("point nas.home.arpa at 192.168.1.20"));
@@ -1045,7 +1201,11 @@ mod tests {
     #[test]
     fn parameters_come_from_spans_with_direction_cues() {
         assert_eq!(
-            fill("net.allow", "lan should accept connections from guest on 8080").expect("plan"),
+            fill(
+                "net.allow",
+                "lan should accept connections from guest on 8080"
+            )
+            .expect("plan"),
             serde_json::from_value::<BTreeMap<String, Value>>(
                 json!({"from": "guest", "to": "lan", "port": 8080, "protocol": "tcp"})
             )
@@ -1057,14 +1217,22 @@ mod tests {
         let p = fill("dns.add_alias", "alias media.home.arpa to plex.home.arpa").expect("plan");
         assert_eq!(p["name"], json!("media.home.arpa"));
         assert_eq!(p["target"], json!("plex.home.arpa"));
-        let p = fill("pki.issue_certificate", "cert for nas.home.arpa for 30 days").expect("plan");
+        let p = fill(
+            "pki.issue_certificate",
+            "cert for nas.home.arpa for 30 days",
+        )
+        .expect("plan");
         assert_eq!(p["days"], json!(30));
     }
 
     #[test]
     fn missing_ambiguous_and_unknown_values_are_refused() {
         assert!(fill("dns.add_record", "add a dns record for nas.home.arpa").is_err());
-        assert!(fill("dns.add_record", "point nas.home.arpa at 10.0.0.1 or 10.0.0.2").is_err());
+        assert!(fill(
+            "dns.add_record",
+            "point nas.home.arpa at 10.0.0.1 or 10.0.0.2"
+        )
+        .is_err());
         assert!(fill("net.allow", "allow cameras to reach lan").is_err());
         assert!(fill("net.allow", "allow iot to reach lan and guest").is_err());
         assert!(fill("pki.issue_certificate", "cert for nas.home.arpa for a year").is_err());

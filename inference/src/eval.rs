@@ -82,7 +82,8 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
         .map(|(n, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}: bad case", path.display(), n + 1))
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: bad case", path.display(), n + 1))
         })
         .collect()
 }
@@ -258,7 +259,10 @@ pub enum Mode {
 
 /// The evaluation command's arguments.
 #[derive(clap::Parser, Debug)]
-#[command(name = "eval", about = "Evaluate the request interpreter on JSON-lines cases, offline")]
+#[command(
+    name = "eval",
+    about = "Evaluate the request interpreter on JSON-lines cases, offline"
+)]
 pub struct EvalArgs {
     /// JSON-lines cases.
     #[arg(long)]

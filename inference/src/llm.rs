@@ -258,7 +258,10 @@ impl Session<'_> {
         } else {
             self.work.single_tokens += 1;
         }
-        Ok(out.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+        Ok(out
+            .squeeze(0)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1()?)
     }
 
     /// Chooses one of `options` (token sequences, none a prefix of
@@ -281,7 +284,9 @@ impl Session<'_> {
                     index: i,
                     prob,
                     first_branch: first_branch.unwrap_or_else(|| {
-                        (0..options.len()).map(|j| if j == i { 1.0 } else { 0.0 }).collect()
+                        (0..options.len())
+                            .map(|j| if j == i { 1.0 } else { 0.0 })
+                            .collect()
                     }),
                 });
             }
@@ -308,7 +313,10 @@ impl Session<'_> {
                 .iter()
                 .map(|&t| logits[t as usize])
                 .fold(f32::NEG_INFINITY, f32::max);
-            let z: f32 = tokens.iter().map(|&t| (logits[t as usize] - max).exp()).sum();
+            let z: f32 = tokens
+                .iter()
+                .map(|&t| (logits[t as usize] - max).exp())
+                .sum();
             let lp = |t: u32| logits[t as usize] - max - z.ln();
             let group_bias = |t: u32| {
                 live.iter()

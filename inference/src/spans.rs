@@ -73,7 +73,8 @@ fn classify(w: &str) -> SpanKind {
     let dotted_digits =
         w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.') && w.len() > 2;
     let hexish = w.matches(':').count() >= 2
-        && w.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        && w.chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
     if dotted_digits || hexish {
         return SpanKind::BadAddress;
     }
@@ -136,14 +137,92 @@ pub fn spans(text: &str) -> Vec<Span> {
 /// Words that name actions, parts of the appliance or grammar, never a new
 /// domain's name.
 pub const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "new", "network", "networks", "domain", "domains", "segment", "zone",
-    "vlan", "subnet", "called", "named", "name", "create", "make", "add", "set", "up", "setup",
-    "for", "with", "and", "of", "to", "please", "isolated", "separate", "another", "bridge",
-    "my", "our", "me", "us", "i", "we", "want", "need", "would", "like", "could", "you", "can",
-    "some", "it", "its", "on", "in", "as", "is", "be", "that", "this", "one", "own", "from",
-    "build", "start", "spin", "open", "devices", "device", "net", "home", "range",
-    "private", "dedicated", "fresh", "id", "identifier", "call", "using", "use", "let", "s",
-    "should", "get", "give", "there", "here", "by", "at", "all", "just", "only",
+    "a",
+    "an",
+    "the",
+    "new",
+    "network",
+    "networks",
+    "domain",
+    "domains",
+    "segment",
+    "zone",
+    "vlan",
+    "subnet",
+    "called",
+    "named",
+    "name",
+    "create",
+    "make",
+    "add",
+    "set",
+    "up",
+    "setup",
+    "for",
+    "with",
+    "and",
+    "of",
+    "to",
+    "please",
+    "isolated",
+    "separate",
+    "another",
+    "bridge",
+    "my",
+    "our",
+    "me",
+    "us",
+    "i",
+    "we",
+    "want",
+    "need",
+    "would",
+    "like",
+    "could",
+    "you",
+    "can",
+    "some",
+    "it",
+    "its",
+    "on",
+    "in",
+    "as",
+    "is",
+    "be",
+    "that",
+    "this",
+    "one",
+    "own",
+    "from",
+    "build",
+    "start",
+    "spin",
+    "open",
+    "devices",
+    "device",
+    "net",
+    "home",
+    "range",
+    "private",
+    "dedicated",
+    "fresh",
+    "id",
+    "identifier",
+    "call",
+    "using",
+    "use",
+    "let",
+    "s",
+    "should",
+    "get",
+    "give",
+    "there",
+    "here",
+    "by",
+    "at",
+    "all",
+    "just",
+    "only",
 ];
 
 /// The word `n` places before span `i` (n = 1: the word just before).
@@ -174,17 +253,45 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
         }
         let first = match kind {
             PairKind::Domains => ["from", "source", "src"].as_slice(),
-            PairKind::Names => ["as", "called", "named", "alias", "cname", "from", "name"].as_slice(),
+            PairKind::Names => {
+                ["as", "called", "named", "alias", "cname", "from", "name"].as_slice()
+            }
         };
         let second = match kind {
             PairKind::Domains => [
-                "to", "into", "reach", "reaching", "access", "accessing", "towards", "toward",
-                "reaches", "contact", "destination", "dst", "onto", "->", "=>",
+                "to",
+                "into",
+                "reach",
+                "reaching",
+                "access",
+                "accessing",
+                "towards",
+                "toward",
+                "reaches",
+                "contact",
+                "destination",
+                "dst",
+                "onto",
+                "->",
+                "=>",
             ]
             .as_slice(),
             PairKind::Names => [
-                "to", "for", "at", "of", "towards", "toward", "onto", "target", "->", "=>",
-                "pointing", "resolve", "resolves", "resolving", "points",
+                "to",
+                "for",
+                "at",
+                "of",
+                "towards",
+                "toward",
+                "onto",
+                "target",
+                "->",
+                "=>",
+                "pointing",
+                "resolve",
+                "resolves",
+                "resolving",
+                "points",
             ]
             .as_slice(),
         };
@@ -216,7 +323,8 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
                 "accept" | "accepts" | "receive" | "receives" | "be" | "allow" | "allows"
             ) && n <= 3
             {
-                if w == "be" && !is_in(after(sp, i, n + 1), &["reachable", "reached", "accessible"]) {
+                if w == "be" && !is_in(after(sp, i, n + 1), &["reachable", "reached", "accessible"])
+                {
                     continue;
                 }
                 s -= 2.5;
@@ -224,8 +332,16 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
             }
             if matches!(
                 w,
-                "to" | "reach" | "talk" | "access" | "connect" | "reaching" | "reaches" | "talks"
-                    | "connects" | "accesses" | "contact"
+                "to" | "reach"
+                    | "talk"
+                    | "access"
+                    | "connect"
+                    | "reaching"
+                    | "reaches"
+                    | "talks"
+                    | "connects"
+                    | "accesses"
+                    | "contact"
             ) {
                 s += 1.0;
                 break;
@@ -295,7 +411,9 @@ pub fn new_domain_prior(sp: &[Span], i: usize) -> f32 {
     }
     if is_in(
         after(sp, i, 1),
-        &["domain", "network", "segment", "zone", "vlan", "net", "bridge"],
+        &[
+            "domain", "network", "segment", "zone", "vlan", "net", "bridge",
+        ],
     ) {
         s += 1.0;
     }
@@ -324,7 +442,9 @@ mod tests {
 
     #[test]
     fn addresses_names_and_numbers_are_classified() {
-        let k = kinds("Point NAS.home.arpa. at 192.168.1.20, port 443/udp [fd00::1] 10.0.0.0/24 300.1.2.3");
+        let k = kinds(
+            "Point NAS.home.arpa. at 192.168.1.20, port 443/udp [fd00::1] 10.0.0.0/24 300.1.2.3",
+        );
         assert_eq!(k[1], ("NAS.home.arpa".into(), SpanKind::DnsName));
         assert_eq!(k[3], ("192.168.1.20".into(), SpanKind::Ipv4));
         assert_eq!(k[5], ("443".into(), SpanKind::Number(443)));
@@ -342,6 +462,8 @@ mod tests {
         assert!(pair_prior(&sp, 5, &m, PairKind::Domains) > 0.0);
         let sp = spans("isolate guest from lan");
         let m = [1, 3];
-        assert!(pair_prior(&sp, 1, &m, PairKind::Domains) > pair_prior(&sp, 3, &m, PairKind::Domains));
+        assert!(
+            pair_prior(&sp, 1, &m, PairKind::Domains) > pair_prior(&sp, 3, &m, PairKind::Domains)
+        );
     }
 }

@@ -184,10 +184,9 @@ impl GgufTokenizer {
             .collect();
         let _ = tk.add_special_tokens(specials);
         let id = |s: &str| {
-            vocab
-                .get(s)
-                .copied()
-                .ok_or_else(|| TokenizerError::Unsupported(format!("no {s} token in the vocabulary")))
+            vocab.get(s).copied().ok_or_else(|| {
+                TokenizerError::Unsupported(format!("no {s} token in the vocabulary"))
+            })
         };
         let template = ct
             .metadata

@@ -53,15 +53,25 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
             let spec = specs.iter().find(|s| s.id == playbook).expect("known id");
             let lower = case.text.to_lowercase();
             for (k, v) in &params {
-                let p = spec.params.iter().find(|p| &p.name == k).expect("known param");
+                let p = spec
+                    .params
+                    .iter()
+                    .find(|p| &p.name == k)
+                    .expect("known param");
                 let from_default = p.default.as_ref() == Some(v);
                 let _ = &engine;
                 let in_text = match v {
-                    Value::String(s) => lower.contains(s.as_str())
-                        || s.parse::<std::net::IpAddr>().is_ok_and(|a| {
-                            lower.split(|c: char| c.is_whitespace() || c == '[' || c == ']')
-                                .any(|w| w.trim_end_matches(['.', ',']).parse::<std::net::IpAddr>() == Ok(a))
-                        }),
+                    Value::String(s) => {
+                        lower.contains(s.as_str())
+                            || s.parse::<std::net::IpAddr>().is_ok_and(|a| {
+                                lower
+                                    .split(|c: char| c.is_whitespace() || c == '[' || c == ']')
+                                    .any(|w| {
+                                        w.trim_end_matches(['.', ',']).parse::<std::net::IpAddr>()
+                                            == Ok(a)
+                                    })
+                            })
+                    }
                     other => lower.contains(&other.to_string()),
                 };
                 assert!(
@@ -73,4 +83,3 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
         }
     }
 }
-

@@ -8,8 +8,8 @@ use hearth_inference::tokenizer::GgufTokenizer;
 use serde_json::Value;
 
 fn tokenizer() -> GgufTokenizer {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let mut f = std::fs::File::open(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", path.display()));
     let ct = gguf_file::Content::read(&mut f).expect("GGUF header");

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use hearth_intentd::config::IntentConfig;
 use hearth_intentd::dbus::IntentInterface;
-use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
 use hearth_intentd::exec::Measurer as _;
+use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
 use hearth_intentd::interpret::{Interpreter, NoInterpreter};
 use hearth_intentd::model::ModelInterpreter;
 use hearth_intentd::Gate;
@@ -25,8 +25,8 @@ fn main() -> ExitCode {
             let interpreter: Arc<dyn Interpreter> = match cfg.models_dir.clone() {
                 Some(dir) => {
                     ctx.notifier.status("loading the models");
-                    let model = tokio::task::spawn_blocking(move || ModelInterpreter::load(&dir))
-                        .await??;
+                    let model =
+                        tokio::task::spawn_blocking(move || ModelInterpreter::load(&dir)).await??;
                     // What will read the owner's requests is measured first.
                     let measurer = DbusMeasurer::new(ctx.connection.clone());
                     for d in model.model_digests() {
