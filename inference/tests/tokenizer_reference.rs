@@ -37,7 +37,6 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 #[test]
-#[ignore = "needs tests/ref/smollm2_tokens.json from make_reference.py (llama-cpp-python)"]
 fn plain_text_matches_llama_cpp_for_every_reference_string() {
     let tk = tokenizer();
     let fx = fixture();
@@ -55,7 +54,6 @@ fn plain_text_matches_llama_cpp_for_every_reference_string() {
 }
 
 #[test]
-#[ignore = "needs tests/ref/smollm2_tokens.json from make_reference.py (llama-cpp-python)"]
 fn chat_template_matches_llama_cpp() {
     let tk = tokenizer();
     let fx = fixture();
