@@ -218,18 +218,43 @@ impl Ctx {
     }
 }
 
+/// The operators group hearth-intentd is given in this sandbox, and its gid.
+const OPERATORS_GROUP: &str = "users";
+const OPERATORS_GID: u32 = 100;
+
+/// Links every entry of `from` into `to` (created), except `skip`.
+fn link_all_but(from: &Path, to: &Path, skip: &[&str]) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if skip.iter().any(|s| e.file_name() == *s) {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
 /// A repository view for the sandbox: every entry of the real repository
 /// linked, except build/, whose signed catalog is copied (the custom
 /// playbook gets installed into the copy).
 fn repo_view(real: &Path, at: &Path) -> PathBuf {
     fs::create_dir_all(at.join("build/catalog")).unwrap();
-    for e in fs::read_dir(real).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() == "build" || e.file_name() == "target" {
-            continue;
-        }
-        std::os::unix::fs::symlink(e.path(), at.join(e.file_name())).unwrap();
-    }
+    link_all_but(real, at, &["build", "target", "daemons"]);
+    // hearth-intentd's template gains an operators group that exists on any
+    // Debian system ("users", gid 100), for the operator's policy paths.
+    link_all_but(&real.join("daemons"), &at.join("daemons"), &["intentd"]);
+    link_all_but(
+        &real.join("daemons/intentd"),
+        &at.join("daemons/intentd"),
+        &["sandbox.toml"],
+    );
+    let template = fs::read_to_string(real.join("daemons/intentd/sandbox.toml")).unwrap();
+    assert!(!template.contains("[access]"), "the template has [access]");
+    fs::write(
+        at.join("daemons/intentd/sandbox.toml"),
+        format!("{template}\n[access]\noperators_group = \"{OPERATORS_GROUP}\"\n"),
+    )
+    .unwrap();
     let catalog = real.join("build/catalog");
     let mut n = 0;
     for e in fs::read_dir(&catalog)
@@ -620,8 +645,27 @@ fn refusals(cx: &mut Ctx) {
 }
 
 fn outsider(cx: &Ctx, args: &[String]) -> Run {
+    as_user(
+        cx,
+        &["--reuid=65534", "--regid=65534", "--clear-groups"],
+        args,
+    )
+}
+
+/// A member of the operators group only (not an admin) for hearth-intentd;
+/// the other daemons do not know that group.
+fn operator(cx: &Ctx, args: &[String]) -> Run {
+    let gid = format!("--regid={OPERATORS_GID}");
+    let groups = format!("--groups={OPERATORS_GID}");
+    // nobody's uid (the bus daemon refuses a uid without a passwd entry),
+    // with the operators group instead of nogroup.
+    as_user(cx, &["--reuid=65534", &gid, &groups], args)
+}
+
+fn as_user(cx: &Ctx, ids: &[&str], args: &[String]) -> Run {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(ids)
+        .arg("--")
         .arg(&cx.hearthctl)
         .arg("--json")
         .args(args)
@@ -715,6 +759,72 @@ fn policy(cx: &mut Ctx) {
     assert_eq!(c.json["status"], "executed", "{c:?}");
     assert!(!cx.bridge_exists("hb-cams"), "confirmed delete ran");
     assert!(!cx.nft().contains("hb-cams"));
+
+    operator_policy(cx);
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// An operator (not an admin): a change runs on its own confirmation; a
+/// destructive request waits for an admin's approval even after --yes; the
+/// operator can neither approve it nor confirm someone else's plan.
+fn operator_policy(cx: &mut Ctx) {
+    let who = operator(cx, &s(&["playbook", "list"]));
+    assert!(who.ok, "the operator reaches the daemons: {who:?}");
+
+    let r = operator(
+        cx,
+        &Ctx::ask_args(
+            "dns.add_record",
+            &[("name", "op.home.arpa"), ("address", "10.4.4.4")],
+            true,
+        ),
+    );
+    cx.note(&r);
+    assert_eq!(r.json["status"], "executed", "{r:?}");
+    assert_eq!(r.json["plan"]["requester"], 65534, "{r:?}");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
+
+    // Destructive: confirmed by the operator (--yes), still pending.
+    let r = operator(
+        cx,
+        &Ctx::ask_args("dns.remove_record", &[("name", "op.home.arpa")], true),
+    );
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    assert_eq!(r.json["plan"]["approval"], "admin", "{r:?}");
+    let missing = r.json["missing"].to_string();
+    assert!(
+        missing.contains("admin") && !missing.contains("requester"),
+        "{r:?}"
+    );
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4", "not run yet");
+    // The operator cannot approve it.
+    let a = operator(cx, &s(&["playbook", "approve", &plan_id]));
+    a.refused("NotAuthorized");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
+    // An admin (root) approves it: it runs.
+    let a = cx.ctl(&["playbook", "approve", &plan_id]);
+    cx.note(&a);
+    assert_eq!(a.json["status"], "executed", "{a:?}");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "");
+
+    // Root's pending plan: the operator can neither confirm nor cancel it.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "rootp.home.arpa"), ("address", "10.4.4.5")],
+        false,
+    );
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    operator(cx, &s(&["playbook", "confirm", &plan_id])).refused("NotAuthorized");
+    operator(cx, &s(&["playbook", "cancel", &plan_id])).refused("NotAuthorized");
+    assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
+    let c = cx.ctl(&["playbook", "cancel", &plan_id]);
+    assert_eq!(c.json["status"], "cancelled", "{c:?}");
+    assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
 }
 
 /// A custom playbook, signed with the build/test vendor key and installed:
