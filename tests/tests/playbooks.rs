@@ -1,0 +1,1029 @@
+//! Issue 6's end-to-end tests: the intent gate (hearth-intentd) driven
+//! through the real CLI (`hearthctl --json ask --playbook … --yes`) against
+//! the sandbox's real daemons, asserting the real state each playbook changes
+//! or reads: `dig` answers from hearth-dnsd, bridges and nftables rules in the
+//! network namespace (hearth-netd), certificates that `openssl verify` accepts
+//! (hearth-pkid), the TPM event log (hearth-attestd). Then refusals that change
+//! nothing, the policy paths reachable in the sandbox, rollback after a failure
+//! in a later step (a signed custom playbook installed with `hearthctl
+//! playbook install`), and `audit verify` catching an edited, a deleted and a
+//! reordered record.
+//!
+//! Prerequisites (scripts/test runs them): `cargo build --workspace --bins`
+//! and `scripts/sign-catalog` (build/catalog/ and .build-keys/).
+//!
+//! One sandbox for the whole file (startup takes seconds): it runs from a
+//! copy of the repository's signed catalog, so that installing the custom
+//! playbook never touches the repository's build/catalog/.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hearth_testbed::{Options, Sandbox};
+use serde_json::Value;
+
+/// A finished `hearthctl --json …` run.
+struct Run {
+    ok: bool,
+    json: Value,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ok={} stdout={} stderr={}",
+            self.ok, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        Run {
+            ok: out.status.success(),
+            json,
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The refusal's kind and message (`{"error": {"kind", "message"}}`).
+    fn refused(&self, kind: &str) -> String {
+        assert!(
+            !self.ok,
+            "expected a refusal ({kind}), got success: {self:?}"
+        );
+        assert_eq!(self.json["error"]["kind"], kind, "{self:?}");
+        self.json["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+struct Ctx {
+    sb: Sandbox,
+    hearthctl: PathBuf,
+    bin_dir: PathBuf,
+    bus: String,
+    dns_port: String,
+    /// (playbook id, audit seq, audit hash) of every executed or failed plan,
+    /// in order: each must be measured into the TPM event log.
+    measured: Vec<(String, u64, String)>,
+}
+
+impl Ctx {
+    fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.hearthctl);
+        c.arg("--json")
+            .args(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.bus)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ctl(&self, args: &[&str]) -> Run {
+        Run::from(self.ctl_cmd(args).output().unwrap())
+    }
+
+    /// `hearthctl --json ask --playbook ID --param k=v … [--yes]`.
+    fn ask_args(id: &str, params: &[(&str, &str)], yes: bool) -> Vec<String> {
+        let mut a = vec!["ask".to_string(), "--playbook".into(), id.into()];
+        for (k, v) in params {
+            a.push("--param".into());
+            a.push(format!("{k}={v}"));
+        }
+        if yes {
+            a.push("--yes".into());
+        }
+        a
+    }
+
+    fn ask_raw(&mut self, id: &str, params: &[(&str, &str)], yes: bool) -> Run {
+        let a = Self::ask_args(id, params, yes);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r = self.ctl(&a);
+        self.note(&r);
+        r
+    }
+
+    /// Records a plan that ran (executed or failed) for the event-log check.
+    fn note(&mut self, r: &Run) {
+        let status = r.json["status"].as_str().unwrap_or_default();
+        if status == "executed" || status == "failed" {
+            self.measured.push((
+                r.json["plan"]["playbook"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                r.json["audit"]["seq"].as_u64().unwrap(),
+                r.json["audit"]["hash"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+
+    /// Asks with --yes and requires the plan to have executed; returns the
+    /// outcome.
+    fn run(&mut self, id: &str, params: &[(&str, &str)]) -> Value {
+        let r = self.ask_raw(id, params, true);
+        assert!(r.ok, "{id} {params:?}: {r:?}");
+        assert_eq!(r.json["status"], "executed", "{id}: {r:?}");
+        assert_eq!(r.json["measured"], true, "{id}: {r:?}");
+        let steps = r.json["steps"].as_array().unwrap();
+        assert!(!steps.is_empty(), "{id}: {r:?}");
+        assert!(steps.iter().all(|s| s["ok"] == true), "{id}: {r:?}");
+        r.json
+    }
+
+    /// The result of step `i` of an outcome, parsed as JSON.
+    fn result(outcome: &Value, i: usize) -> Value {
+        let s = outcome["steps"][i]["result"].as_str().unwrap();
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("step {i} result {s:?}: {e}"))
+    }
+
+    fn dig(&self, name: &str, rtype: &str) -> String {
+        let out = Command::new("dig")
+            .args(["+short", "+time=2", "+tries=2", "@127.0.0.1", "-p"])
+            .arg(&self.dns_port)
+            .args([name, rtype])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dig {name} {rtype}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn bridge_exists(&self, name: &str) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.sb.netns, "-j", "link", "show"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip link: {out:?}");
+        let links: Value = serde_json::from_slice(&out.stdout).unwrap();
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ifname"] == name)
+    }
+
+    /// The ruleset hearth-netd keeps in the namespace (`table inet hearth`).
+    fn nft(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.sb.netns, "nft", "list", "table"])
+            .args(["inet", "hearth"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nft: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn net_show(&self) -> Value {
+        let r = self.ctl(&["net", "show"]);
+        assert!(r.ok, "net show: {r:?}");
+        r.json
+    }
+
+    fn domain_names(&self) -> Vec<String> {
+        self.net_show()["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn pki_list(&self) -> Vec<Value> {
+        let r = self.ctl(&["pki", "list"]);
+        assert!(r.ok, "pki list: {r:?}");
+        r.json.as_array().unwrap().clone()
+    }
+
+    fn audit_log(&self) -> PathBuf {
+        self.sb.dir.join("state/hearth-intentd/audit.jsonl")
+    }
+
+    fn audit_verify(&self) -> Value {
+        let r = self.ctl(&["audit", "verify"]);
+        // A broken chain may exit non-zero; the document says why.
+        assert!(r.json.is_object(), "audit verify: {r:?}");
+        r.json
+    }
+}
+
+/// The operators group hearth-intentd is given in this sandbox, and its gid.
+const OPERATORS_GROUP: &str = "users";
+const OPERATORS_GID: u32 = 100;
+
+/// Links every entry of `from` into `to` (created), except `skip`.
+fn link_all_but(from: &Path, to: &Path, skip: &[&str]) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if skip.iter().any(|s| e.file_name() == *s) {
+            continue;
+        }
+        std::os::unix::fs::symlink(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// A repository view for the sandbox: every entry of the real repository
+/// linked, except build/, whose signed catalog is copied (the custom
+/// playbook gets installed into the copy).
+fn repo_view(real: &Path, at: &Path) -> PathBuf {
+    fs::create_dir_all(at.join("build/catalog")).unwrap();
+    link_all_but(real, at, &["build", "target", "daemons"]);
+    // hearth-intentd's template gains an operators group that exists on any
+    // Debian system ("users", gid 100), for the operator's policy paths.
+    link_all_but(&real.join("daemons"), &at.join("daemons"), &["intentd"]);
+    link_all_but(
+        &real.join("daemons/intentd"),
+        &at.join("daemons/intentd"),
+        &["sandbox.toml"],
+    );
+    let template = fs::read_to_string(real.join("daemons/intentd/sandbox.toml")).unwrap();
+    assert!(!template.contains("[access]"), "the template has [access]");
+    fs::write(
+        at.join("daemons/intentd/sandbox.toml"),
+        format!("{template}\n[access]\noperators_group = \"{OPERATORS_GROUP}\"\n"),
+    )
+    .unwrap();
+    let catalog = real.join("build/catalog");
+    let mut n = 0;
+    for e in fs::read_dir(&catalog)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/sign-catalog)", catalog.display()))
+    {
+        let e = e.unwrap();
+        fs::copy(e.path(), at.join("build/catalog").join(e.file_name())).unwrap();
+        n += 1;
+    }
+    assert!(
+        n > 13,
+        "{}: the signed catalog is incomplete",
+        catalog.display()
+    );
+    at.to_path_buf()
+}
+
+#[test]
+fn playbooks_run_against_the_real_daemons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = Options::for_tests(&tmp.path().join("sb"));
+    let real_repo = opts.repo.clone();
+    opts.repo = repo_view(&real_repo, &tmp.path().join("repo"));
+    let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    let mut cx = Ctx {
+        bus: sb.env["DBUS_SYSTEM_BUS_ADDRESS"].clone(),
+        dns_port: sb.env["HEARTH_DNS_PORT"].clone(),
+        sb,
+        hearthctl: opts.bin_dir.join("hearthctl"),
+        bin_dir: opts.bin_dir.clone(),
+        measured: Vec::new(),
+    };
+    // The gate serves the default catalog.
+    let cat = cx.ctl(&["playbook", "list"]);
+    assert!(cat.ok, "playbook list: {cat:?}");
+    for id in [
+        "dns.add_record",
+        "dns.add_alias",
+        "dns.remove_record",
+        "dns.list_records",
+        "net.create_domain",
+        "net.delete_domain",
+        "net.allow",
+        "net.revoke",
+        "net.show",
+        "pki.issue_certificate",
+        "pki.revoke_certificate",
+        "pki.list_certificates",
+        "attest.status",
+    ] {
+        assert!(cat.stdout.contains(&format!("\"{id}\"")), "{id}: {cat:?}");
+    }
+
+    dns_playbooks(&mut cx);
+    net_playbooks(&mut cx);
+    pki_playbooks(&mut cx, tmp.path());
+    attest_status(&mut cx);
+    refusals(&mut cx);
+    policy(&mut cx);
+    rollback(&mut cx, &real_repo, tmp.path());
+    event_log(&mut cx);
+    audit_tampering(&mut cx);
+    cx.sb.teardown();
+}
+
+fn dns_playbooks(cx: &mut Ctx) {
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "", "nothing there yet");
+    cx.run(
+        "dns.add_record",
+        &[("name", "nas.home.arpa"), ("address", "192.168.1.20")],
+    );
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20");
+
+    cx.run(
+        "dns.add_record",
+        &[("name", "nas6.home.arpa"), ("address", "fd00::10")],
+    );
+    assert_eq!(cx.dig("nas6.home.arpa", "AAAA"), "fd00::10");
+    assert_eq!(cx.dig("nas6.home.arpa", "A"), "", "no A record for nas6");
+
+    cx.run(
+        "dns.add_alias",
+        &[("name", "files.home.arpa"), ("target", "nas.home.arpa")],
+    );
+    assert_eq!(cx.dig("files.home.arpa", "CNAME"), "nas.home.arpa.");
+    // A resolver following the alias gets the address too.
+    assert!(
+        cx.dig("files.home.arpa", "A").contains("192.168.1.20"),
+        "{}",
+        cx.dig("files.home.arpa", "A")
+    );
+
+    let o = cx.run("dns.list_records", &[]);
+    let zones = Ctx::result(&o, 0);
+    let records: Vec<&Value> = zones
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|z| z["records"].as_array().unwrap())
+        .collect();
+    let has = |name: &str, t: &str, v: &str| {
+        records
+            .iter()
+            .any(|r| r["name"] == name && r["type"] == t && r["value"] == v)
+    };
+    assert!(has("nas.home.arpa", "A", "192.168.1.20"), "{zones}");
+    assert!(has("nas6.home.arpa", "AAAA", "fd00::10"), "{zones}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["name"] == "files.home.arpa" && r["type"] == "CNAME"),
+        "{zones}"
+    );
+
+    // Destructive: root is an admin, so its own --yes is enough.
+    let o = cx.run("dns.remove_record", &[("name", "nas6.home.arpa")]);
+    assert_eq!(o["plan"]["risk"], "destructive");
+    assert_eq!(o["plan"]["approval"], "admin");
+    assert_eq!(cx.dig("nas6.home.arpa", "AAAA"), "");
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20", "others stay");
+}
+
+fn net_playbooks(cx: &mut Ctx) {
+    assert!(!cx.bridge_exists("hb-cams"));
+    assert!(!cx.nft().contains("hb-cams"));
+    let o = cx.run(
+        "net.create_domain",
+        &[("domain", "cams"), ("subnet", "10.77.9.0/24")],
+    );
+    assert_eq!(Ctx::result(&o, 0)["domain"]["bridge"], "hb-cams", "{o}");
+    assert!(cx.bridge_exists("hb-cams"), "bridge hb-cams in the netns");
+    assert!(cx.nft().contains("\"hb-cams\""), "{}", cx.nft());
+    let show = cx.net_show();
+    let cams = show["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "cams")
+        .unwrap_or_else(|| panic!("cams in net show: {show}"));
+    assert_eq!(cams["subnet"], "10.77.9.0/24");
+
+    // A domain created without a subnet gets one from the pool.
+    let o = cx.run("net.create_domain", &[("domain", "lab")]);
+    let lab = &Ctx::result(&o, 0)["domain"];
+    assert!(
+        lab["subnet"].as_str().unwrap().starts_with("10.77."),
+        "{lab}"
+    );
+    assert!(cx.bridge_exists("hb-lab"));
+
+    let rule = "\"hb-cams\" . \"hb-lan\" . tcp . 443";
+    assert!(!cx.nft().contains(rule));
+    cx.run(
+        "net.allow",
+        &[("from", "cams"), ("to", "lan"), ("port", "443")],
+    );
+    let show = cx.net_show();
+    assert!(
+        show["allows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["from"] == "cams"
+                && a["to"] == "lan"
+                && a["port"] == 443
+                && a["protocol"] == "tcp"),
+        "{show}"
+    );
+    let m = cx.ctl(&["net", "matrix"]);
+    assert!(m.ok, "{m:?}");
+    assert_eq!(
+        m.json["matrix"]["cams"]["lan"],
+        serde_json::json!(["tcp/443"]),
+        "{m:?}"
+    );
+    assert!(cx.nft().contains(rule), "{}", cx.nft());
+
+    let o = cx.run("net.show", &[]);
+    assert_eq!(o["steps"].as_array().unwrap().len(), 2);
+    let domains = Ctx::result(&o, 0);
+    assert!(domains.to_string().contains("\"cams\""), "{domains}");
+    let matrix = Ctx::result(&o, 1);
+    assert!(
+        matrix.to_string().contains("tcp/443"),
+        "net.show's matrix: {matrix}"
+    );
+
+    cx.run("net.revoke", &[("from", "cams"), ("to", "lan")]);
+    let show = cx.net_show();
+    assert!(
+        !show["allows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["from"] == "cams"),
+        "{show}"
+    );
+    let m = cx.ctl(&["net", "matrix"]);
+    assert_eq!(m.json["matrix"]["cams"]["lan"], "none", "{m:?}");
+    assert!(!cx.nft().contains(rule), "{}", cx.nft());
+
+    let o = cx.run("net.delete_domain", &[("domain", "lab")]);
+    assert_eq!(o["plan"]["risk"], "destructive");
+    assert!(!cx.bridge_exists("hb-lab"), "bridge hb-lab gone");
+    assert!(!cx.nft().contains("hb-lab"), "{}", cx.nft());
+    assert!(!cx.domain_names().contains(&"lab".to_string()));
+    assert!(cx.bridge_exists("hb-cams"), "the other domain stays");
+}
+
+fn openssl_verify(pki_state: &Path, cert: &Path, crl: bool) -> Output {
+    let mut c = Command::new("openssl");
+    c.arg("verify")
+        .arg("-CAfile")
+        .arg(pki_state.join("root.pem"))
+        .arg("-untrusted")
+        .arg(pki_state.join("issuing.pem"));
+    if crl {
+        c.arg("-crl_check")
+            .arg("-CRLfile")
+            .arg(pki_state.join("crl.pem"));
+    }
+    c.arg(cert).output().unwrap()
+}
+
+fn pki_playbooks(cx: &mut Ctx, tmp: &Path) {
+    let before = cx.pki_list();
+    assert!(!before
+        .iter()
+        .any(|c| c["names"].to_string().contains("web.home.arpa")));
+    let o = cx.run(
+        "pki.issue_certificate",
+        &[("name", "web.home.arpa"), ("days", "30")],
+    );
+    let issued = Ctx::result(&o, 0);
+    let serial = issued["serial"].as_str().unwrap().to_string();
+    let list = cx.pki_list();
+    let entry = list
+        .iter()
+        .find(|c| c["serial"] == serial.as_str())
+        .unwrap_or_else(|| panic!("{serial} in pki list: {list:?}"));
+    assert_eq!(entry["status"], "valid");
+    assert_eq!(entry["names"], serde_json::json!(["web.home.arpa"]));
+
+    // The certificate chains to the appliance's root.
+    let pki_state = cx.sb.dir.join("state/hearth-pkid");
+    let cert = tmp.join("web.pem");
+    fs::write(&cert, issued["certificate"].as_str().unwrap()).unwrap();
+    let v = openssl_verify(&pki_state, &cert, false);
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).contains("OK"),
+        "openssl verify: {v:?}"
+    );
+    // Valid for 30 days.
+    let end = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend"])
+        .arg((29 * 86400).to_string())
+        .arg("-in")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(end.status.success(), "valid for 29 more days: {end:?}");
+    let end = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend"])
+        .arg((31 * 86400).to_string())
+        .arg("-in")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(!end.status.success(), "not valid for 31 days: {end:?}");
+
+    let o = cx.run("pki.list_certificates", &[]);
+    let listed = Ctx::result(&o, 0);
+    assert!(listed.to_string().contains(&serial), "{listed}");
+
+    let o = cx.run("pki.revoke_certificate", &[("name", "web.home.arpa")]);
+    assert_eq!(o["plan"]["risk"], "destructive");
+    assert!(Ctx::result(&o, 0).to_string().contains(&serial), "{o}");
+    let list = cx.pki_list();
+    let entry = list
+        .iter()
+        .find(|c| c["serial"] == serial.as_str())
+        .unwrap();
+    assert_eq!(entry["status"], "revoked", "{entry}");
+    // The republished CRL names it.
+    let v = openssl_verify(&pki_state, &cert, true);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(
+        !v.status.success() && text.contains("revoked"),
+        "openssl verify -crl_check after revocation: {text}"
+    );
+}
+
+fn attest_status(cx: &mut Ctx) {
+    let o = cx.run("attest.status", &[]);
+    let st = Ctx::result(&o, 0);
+    assert_eq!(st["consistent"], true, "{st}");
+    assert!(st["events"].as_u64().unwrap() >= 1, "{st}");
+}
+
+fn refusals(cx: &mut Ctx) {
+    let records_before = cx.ctl(&["audit", "verify"]).json["records"].clone();
+    let nft_before = cx.nft();
+    let domains_before = cx.domain_names();
+    let certs_before = cx.pki_list().len();
+
+    // Unknown playbook id.
+    let r = cx.ask_raw("dns.add_everything", &[("name", "x.home.arpa")], true);
+    let m = r.refused("InvalidArgument");
+    assert!(
+        m.contains("dns.add_everything") && m.contains("not in the signed catalog"),
+        "{m}"
+    );
+
+    // Missing required parameter (address).
+    let r = cx.ask_raw("dns.add_record", &[("name", "ref1.home.arpa")], true);
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("address"), "{m}");
+    assert_eq!(cx.dig("ref1.home.arpa", "A"), "");
+
+    // Invalid value.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "ref2.home.arpa"), ("address", "999.1.1.1")],
+        true,
+    );
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("999.1.1.1") && m.contains("address"), "{m}");
+    assert_eq!(cx.dig("ref2.home.arpa", "A"), "");
+
+    // An invalid name.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "bad name!"), ("address", "10.0.0.1")],
+        true,
+    );
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("name"), "{m}");
+
+    // An out-of-range integer.
+    let r = cx.ask_raw(
+        "pki.issue_certificate",
+        &[("name", "ref3.home.arpa"), ("days", "999")],
+        true,
+    );
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("days") && m.contains("999"), "{m}");
+
+    // An existing-domain parameter naming no domain.
+    let r = cx.ask_raw("net.allow", &[("from", "nosuch"), ("to", "lan")], true);
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("nosuch"), "{m}");
+
+    // A new-domain parameter naming an existing one.
+    let r = cx.ask_raw("net.create_domain", &[("domain", "lan")], true);
+    let m = r.refused("InvalidArgument");
+    assert!(m.contains("lan"), "{m}");
+
+    // A text request with several actions. The sandbox's gate loads no
+    // language model, so every text request is refused before
+    // interpretation (the "several actions" refusal itself is only reachable
+    // with a model: covered by hearth-intentd's own gate tests).
+    let r = cx.ctl(&[
+        "ask",
+        "add DNS record multi.home.arpa to 10.0.0.9 and delete the guest domain",
+        "--yes",
+    ]);
+    let m = r.refused("InvalidArgument");
+    assert!(m.starts_with("refused:"), "{m}");
+    assert_eq!(cx.dig("multi.home.arpa", "A"), "");
+    assert!(cx.bridge_exists("hb-guest"));
+
+    // Nothing changed anywhere.
+    assert_eq!(cx.nft(), nft_before, "the ruleset is unchanged");
+    assert_eq!(cx.domain_names(), domains_before);
+    assert_eq!(cx.pki_list().len(), certs_before);
+    assert!(!cx.bridge_exists("hb-nosuch"));
+    let v = cx.audit_verify();
+    assert_eq!(v["ok"], true, "{v}");
+    // Refusals are audited (records grow) but nothing ran.
+    assert!(
+        v["records"].as_u64().unwrap() >= records_before.as_u64().unwrap(),
+        "{v}"
+    );
+}
+
+fn outsider(cx: &Ctx, args: &[String]) -> Run {
+    as_user(
+        cx,
+        &["--reuid=65534", "--regid=65534", "--clear-groups"],
+        args,
+    )
+}
+
+/// A member of the operators group only (not an admin) for hearth-intentd;
+/// the other daemons do not know that group.
+fn operator(cx: &Ctx, args: &[String]) -> Run {
+    let gid = format!("--regid={OPERATORS_GID}");
+    let groups = format!("--groups={OPERATORS_GID}");
+    // nobody's uid (the bus daemon refuses a uid without a passwd entry),
+    // with the operators group instead of nogroup.
+    as_user(cx, &["--reuid=65534", &gid, &groups], args)
+}
+
+fn as_user(cx: &Ctx, ids: &[&str], args: &[String]) -> Run {
+    let out = Command::new("setpriv")
+        .args(ids)
+        .arg("--")
+        .arg(&cx.hearthctl)
+        .arg("--json")
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &cx.bus)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+fn policy(cx: &mut Ctx) {
+    // An outsider (nobody, no groups) is refused by name, for a destructive
+    // request and even a read; nothing runs.
+    let r = outsider(
+        cx,
+        &Ctx::ask_args("net.delete_domain", &[("domain", "guest")], true),
+    );
+    let m = r.refused("NotAuthorized");
+    assert!(m.contains("65534"), "{m}");
+    assert!(cx.bridge_exists("hb-guest"), "guest survives the outsider");
+    let r = outsider(
+        cx,
+        &Ctx::ask_args("dns.remove_record", &[("name", "nas.home.arpa")], true),
+    );
+    r.refused("NotAuthorized");
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20");
+    let r = outsider(cx, &Ctx::ask_args("net.show", &[], true));
+    r.refused("NotAuthorized");
+
+    // Without --yes, as JSON (a script): the plan is left pending, waiting
+    // for the requester's confirmation; nothing ran.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "pend.home.arpa"), ("address", "10.9.9.9")],
+        false,
+    );
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    assert!(
+        r.json["missing"]
+            .to_string()
+            .contains("requester's confirmation"),
+        "{r:?}"
+    );
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    assert_eq!(cx.dig("pend.home.arpa", "A"), "", "a pending plan ran");
+    let p = cx.ctl(&["playbook", "pending"]);
+    assert!(p.stdout.contains(&plan_id), "{p:?}");
+    // The outsider can neither confirm nor cancel it.
+    let r = outsider(cx, &["playbook".into(), "confirm".into(), plan_id.clone()]);
+    r.refused("NotAuthorized");
+    assert_eq!(cx.dig("pend.home.arpa", "A"), "");
+    // The requester cancels it: still nothing ran, and it is gone.
+    let c = cx.ctl(&["playbook", "cancel", &plan_id]);
+    assert_eq!(c.json["status"], "cancelled", "{c:?}");
+    assert_eq!(cx.dig("pend.home.arpa", "A"), "");
+    let p = cx.ctl(&["playbook", "pending"]);
+    assert!(!p.stdout.contains(&plan_id), "{p:?}");
+    let c = cx.ctl(&["playbook", "confirm", &plan_id]);
+    c.refused("NotFound");
+    assert_eq!(cx.dig("pend.home.arpa", "A"), "");
+
+    // Without --yes for people (no --json) and no terminal on stdin: the
+    // CLI does not ask, cancels the plan and exits non-zero.
+    let mut a = Ctx::ask_args(
+        "dns.add_record",
+        &[("name", "pend2.home.arpa"), ("address", "10.9.9.8")],
+        false,
+    );
+    let mut cmd = Command::new(&cx.hearthctl);
+    cmd.args(a.drain(..))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &cx.bus)
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("no terminal: use --yes"), "{stderr}");
+    assert!(stdout.contains("Cancelled; nothing ran."), "{stdout}");
+    assert_eq!(cx.dig("pend2.home.arpa", "A"), "");
+
+    // A destructive request without --yes waits too (for the requester,
+    // here an admin whose confirmation also counts as the admin's).
+    let r = cx.ask_raw("net.delete_domain", &[("domain", "cams")], false);
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    assert_eq!(r.json["plan"]["approval"], "admin", "{r:?}");
+    assert!(cx.bridge_exists("hb-cams"), "a pending delete ran");
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let c = cx.ctl(&["playbook", "confirm", &plan_id]);
+    cx.note(&c);
+    assert_eq!(c.json["status"], "executed", "{c:?}");
+    assert!(!cx.bridge_exists("hb-cams"), "confirmed delete ran");
+    assert!(!cx.nft().contains("hb-cams"));
+
+    operator_policy(cx);
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// An operator (not an admin): a change runs on its own confirmation; a
+/// destructive request waits for an admin's approval even after --yes; the
+/// operator can neither approve it nor confirm someone else's plan.
+fn operator_policy(cx: &mut Ctx) {
+    let who = operator(cx, &s(&["playbook", "list"]));
+    assert!(who.ok, "the operator reaches the daemons: {who:?}");
+
+    let r = operator(
+        cx,
+        &Ctx::ask_args(
+            "dns.add_record",
+            &[("name", "op.home.arpa"), ("address", "10.4.4.4")],
+            true,
+        ),
+    );
+    cx.note(&r);
+    assert_eq!(r.json["status"], "executed", "{r:?}");
+    assert_eq!(r.json["plan"]["requester"], 65534, "{r:?}");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
+
+    // Destructive: confirmed by the operator (--yes), still pending.
+    let r = operator(
+        cx,
+        &Ctx::ask_args("dns.remove_record", &[("name", "op.home.arpa")], true),
+    );
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    assert_eq!(r.json["plan"]["approval"], "admin", "{r:?}");
+    let missing = r.json["missing"].to_string();
+    assert!(
+        missing.contains("admin") && !missing.contains("requester"),
+        "{r:?}"
+    );
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4", "not run yet");
+    // The operator cannot approve it.
+    let a = operator(cx, &s(&["playbook", "approve", &plan_id]));
+    a.refused("NotAuthorized");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
+    // An admin (root) approves it: it runs.
+    let a = cx.ctl(&["playbook", "approve", &plan_id]);
+    cx.note(&a);
+    assert_eq!(a.json["status"], "executed", "{a:?}");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "");
+
+    // Root's pending plan: the operator can neither confirm nor cancel it.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "rootp.home.arpa"), ("address", "10.4.4.5")],
+        false,
+    );
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    operator(cx, &s(&["playbook", "confirm", &plan_id])).refused("NotAuthorized");
+    operator(cx, &s(&["playbook", "cancel", &plan_id])).refused("NotAuthorized");
+    assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
+    let c = cx.ctl(&["playbook", "cancel", &plan_id]);
+    assert_eq!(c.json["status"], "cancelled", "{c:?}");
+    assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
+}
+
+/// A custom playbook, signed with the build/test vendor key and installed:
+/// the first step adds an address record, the second adds an alias on the
+/// same name, which hearth-dnsd refuses (a name with records). The gate must
+/// undo the first step.
+const ROLLBACK_DNS: &str = r#"
+id = "test.rollback_dns"
+version = 1
+description = "Test only: add an address record, then an alias on the same name (refused by hearth-dnsd)."
+risk = "change"
+examples = ["test the rollback of a DNS record"]
+
+[[params]]
+name = "name"
+type = "dns-name"
+description = "the name"
+
+[[params]]
+name = "address"
+type = "ip-address"
+description = "its address"
+
+[[steps]]
+call = "dns.AddRecord"
+args = { name = "{name}", address = "{address}" }
+undo = { call = "dns.RemoveRecord", args = { name = "{name}", address = "{address}" } }
+
+[[steps]]
+call = "dns.AddAlias"
+args = { name = "{name}", target = "nas.home.arpa" }
+undo = { call = "dns.Remove", args = { name = "{name}" } }
+"#;
+
+/// The same with the network: create a domain, then allow it to reach a
+/// domain that does not exist (a literal argument, so the gate's parameter
+/// check cannot refuse it; hearth-netd does).
+const ROLLBACK_NET: &str = r#"
+id = "test.rollback_net"
+version = 1
+description = "Test only: create a domain, then allow it to reach a domain that does not exist (refused by hearth-netd)."
+risk = "change"
+examples = ["test the rollback of a network domain"]
+
+[[params]]
+name = "domain"
+type = "new-domain"
+description = "the new domain"
+
+[[steps]]
+call = "net.CreateDomain"
+args = { name = "{domain}", subnet = "" }
+undo = { call = "net.DeleteDomain", args = { name = "{domain}" } }
+
+[[steps]]
+call = "net.Allow"
+args = { from = "{domain}", to = "nosuchdomain", port = 0, protocol = "" }
+undo = { call = "net.Revoke", args = { from = "{domain}", to = "nosuchdomain" } }
+"#;
+
+fn rollback(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
+    let src = tmp.join("custom");
+    let signed = tmp.join("signed");
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&signed).unwrap();
+    fs::write(src.join("test.rollback_dns.toml"), ROLLBACK_DNS).unwrap();
+    fs::write(src.join("test.rollback_net.toml"), ROLLBACK_NET).unwrap();
+    let keys = real_repo.join(".build-keys");
+    let out = Command::new(cx.bin_dir.join("hearth-playbook"))
+        .arg("sign")
+        .arg("--key")
+        .arg(keys.join("signer.key"))
+        .arg("--chain")
+        .arg(keys.join("signer.pem"))
+        .arg("--out")
+        .arg(&signed)
+        .arg(src.join("test.rollback_dns.toml"))
+        .arg(src.join("test.rollback_net.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "hearth-playbook sign: {out:?}");
+    for id in ["test.rollback_dns", "test.rollback_net"] {
+        let f = signed.join(format!("{id}.dsse.json"));
+        let r = cx.ctl(&["playbook", "install", f.to_str().unwrap()]);
+        assert!(r.ok, "playbook install {id}: {r:?}");
+        // An outsider may not install.
+        let r = outsider(
+            cx,
+            &["playbook".into(), "install".into(), f.display().to_string()],
+        );
+        r.refused("NotAuthorized");
+    }
+
+    // DNS: the record of step 1 is gone after step 2 failed.
+    assert_eq!(cx.dig("rb.home.arpa", "A"), "");
+    let r = cx.ask_raw(
+        "test.rollback_dns",
+        &[("name", "rb.home.arpa"), ("address", "10.6.6.6")],
+        true,
+    );
+    assert!(!r.ok, "a failed plan exits non-zero: {r:?}");
+    assert_eq!(r.json["status"], "failed", "{r:?}");
+    let steps = r.json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{r:?}");
+    assert_eq!(steps[0]["ok"], true, "{r:?}");
+    assert_eq!(steps[1]["ok"], false, "{r:?}");
+    let rb = r.json["rollback"].as_array().unwrap();
+    assert_eq!(rb.len(), 1, "{r:?}");
+    assert_eq!(rb[0]["call"], "dns.RemoveRecord", "{r:?}");
+    assert_eq!(rb[0]["ok"], true, "{r:?}");
+    assert!(r.json["error"].as_str().unwrap_or_default() != "", "{r:?}");
+    assert_eq!(cx.dig("rb.home.arpa", "A"), "", "step 1 was undone");
+    assert_eq!(cx.dig("rb.home.arpa", "CNAME"), "");
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20");
+
+    // Network: the bridge of step 1 is gone after step 2 failed.
+    assert!(!cx.bridge_exists("hb-rbnet"));
+    let r = cx.ask_raw("test.rollback_net", &[("domain", "rbnet")], true);
+    assert_eq!(r.json["status"], "failed", "{r:?}");
+    let rb = r.json["rollback"].as_array().unwrap();
+    assert_eq!(rb.len(), 1, "{r:?}");
+    assert_eq!(rb[0]["call"], "net.DeleteDomain", "{r:?}");
+    assert_eq!(rb[0]["ok"], true, "{r:?}");
+    assert!(!cx.bridge_exists("hb-rbnet"), "step 1 was undone");
+    assert!(!cx.nft().contains("hb-rbnet"), "{}", cx.nft());
+    assert!(!cx.domain_names().contains(&"rbnet".to_string()));
+}
+
+fn event_log(cx: &mut Ctx) {
+    let r = cx.ctl(&["attest", "log"]);
+    assert!(r.ok, "attest log: {r:?}");
+    let actions: Vec<(String, String)> = r
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["content"]["kind"] == "action")
+        .map(|e| {
+            (
+                e["content"]["name"].as_str().unwrap().to_string(),
+                e["content"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = cx
+        .measured
+        .iter()
+        .map(|(id, seq, hash)| (format!("{id}@{seq}"), hash.clone()))
+        .collect();
+    assert!(want.len() >= 18, "{want:?}");
+    assert_eq!(
+        actions, want,
+        "one action entry per executed or failed plan, in order"
+    );
+}
+
+fn audit_tampering(cx: &mut Ctx) {
+    let v = cx.audit_verify();
+    assert_eq!(v["ok"], true, "{v}");
+    let path = cx.audit_log();
+    let original = fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert_eq!(v["records"].as_u64().unwrap() as usize, lines.len(), "{v}");
+    assert!(lines.len() >= 10);
+
+    let broken = |cx: &Ctx, what: &str, text: String| {
+        fs::write(&path, text).unwrap();
+        let v = cx.audit_verify();
+        assert_eq!(v["ok"], false, "{what}: {v}");
+        assert!(!v["problems"].as_array().unwrap().is_empty(), "{what}: {v}");
+        fs::write(&path, &original).unwrap();
+        let v = cx.audit_verify();
+        assert_eq!(v["ok"], true, "restored after {what}: {v}");
+    };
+
+    // Edited: the first record's caller changes (still valid JSON).
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert!(edited[0].contains("\"caller_uid\":0"), "{}", edited[0]);
+    edited[0] = edited[0].replacen("\"caller_uid\":0", "\"caller_uid\":1", 1);
+    broken(cx, "edited", edited.join("\n") + "\n");
+
+    // Edited in the middle: an address in a plan.
+    let mid = lines.len() / 2;
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[mid] = edited[mid].replacen("\"caller_uid\":0", "\"caller_uid\":7", 1);
+    assert_ne!(edited[mid], lines[mid]);
+    broken(cx, "edited (middle)", edited.join("\n") + "\n");
+
+    // Deleted: a record in the middle.
+    let mut deleted: Vec<&str> = lines.clone();
+    deleted.remove(mid);
+    broken(cx, "deleted", deleted.join("\n") + "\n");
+
+    // Deleted: the last record.
+    let deleted = &lines[..lines.len() - 1];
+    broken(cx, "deleted (last)", deleted.join("\n") + "\n");
+
+    // Reordered: two neighbours swapped.
+    let mut swapped: Vec<&str> = lines.clone();
+    swapped.swap(mid, mid + 1);
+    broken(cx, "reordered", swapped.join("\n") + "\n");
+}
