@@ -52,7 +52,7 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
             let params = res.got["params"].as_object().expect("params");
             let spec = specs.iter().find(|s| s.id == playbook).expect("known id");
             let lower = case.text.to_lowercase();
-            for (k, v) in &params {
+            for (k, v) in params {
                 let p = spec
                     .params
                     .iter()

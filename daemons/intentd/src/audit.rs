@@ -308,6 +308,22 @@ mod tests {
     }
 
     #[test]
+    fn records_holding_long_floats_still_verify() {
+        // A model's f32 confidence widened to f64 prints with 17 digits;
+        // it must read back to the same bits or every such record would
+        // look edited.
+        let (_d, p) = log_with(1);
+        let mut log = AuditLog::open(&p).unwrap();
+        for c in [0.999_647_f32, 0.1_f32, 0.333_333_34_f32, 0.872_518_3_f32] {
+            log.append(&json!({"kind": "executed", "confidence": c, "wide": f64::from(c)}))
+                .unwrap();
+        }
+        let v = verify(&p).unwrap();
+        assert!(v.ok, "{:?}", v.problems);
+        assert_eq!(v.records, 5);
+    }
+
+    #[test]
     fn an_edited_record_is_found() {
         let (_d, p) = log_with(3);
         let mut l = lines(&p);

@@ -505,6 +505,9 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 params,
                 confidence,
             } => {
+                // Four decimals are what a reader needs; a short decimal also reads
+                // back exactly, so the audit record's hash stays verifiable.
+                let confidence = (f64::from(confidence) * 1e4).round() / 1e4;
                 let source = json!({ "kind": "text", "confidence": confidence });
                 self.plan(
                     &playbook,
