@@ -616,10 +616,8 @@ fn refusals(cx: &mut Ctx) {
     let m = r.refused("InvalidArgument");
     assert!(m.contains("lan"), "{m}");
 
-    // A text request with several actions. The sandbox's gate loads no
-    // language model, so every text request is refused before
-    // interpretation (the "several actions" refusal itself is only reachable
-    // with a model: covered by hearth-intentd's own gate tests).
+    // A text request with several actions: the gate (with the real models
+    // loaded) refuses it as a whole and nothing runs.
     let r = cx.ctl(&[
         "ask",
         "add DNS record multi.home.arpa to 10.0.0.9 and delete the guest domain",
