@@ -263,6 +263,51 @@ impl Measurer for DbusMeasurer {
     }
 }
 
+/// Measures, through hearth-attestd, what the gate trusts besides the
+/// models: every playbook envelope in the catalog directory (kind
+/// `playbook-catalog`) and the configuration file holding the approval
+/// policy (kind `policy`). An attestation daemon that cannot be reached is
+/// logged, not fatal: a remote verifier then sees the measurements missing.
+pub async fn measure_trusted_inputs(
+    measurer: &impl Measurer,
+    catalog_dir: &std::path::Path,
+    config: &std::path::Path,
+) {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(catalog_dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".dsse.json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut inputs: Vec<(&str, String, std::path::PathBuf)> = files
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ("playbook-catalog", name, p)
+        })
+        .collect();
+    inputs.push(("policy", config.display().to_string(), config.to_path_buf()));
+    for (kind, name, path) in inputs {
+        let digest = match std::fs::read(&path) {
+            Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cannot read for measurement: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = measurer.measure(kind, &name, &digest).await {
+            tracing::warn!(kind, name, "not measured: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,12 @@ fn main() -> ExitCode {
                     Arc::new(NoInterpreter)
                 }
             };
+            hearth_intentd::exec::measure_trusted_inputs(
+                &DbusMeasurer::new(ctx.connection.clone()),
+                &settings.catalog_dir,
+                &ctx.config_path,
+            )
+            .await;
             let gate = Gate::open(
                 settings,
                 &ctx.state_dir,
