@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         |ctx, cfg| async move {
             let settings = cfg.settings(&ctx.state_dir);
             std::fs::create_dir_all(&settings.catalog_dir)?;
+            let text_path = cfg.models_dir.is_some();
             let interpreter: Arc<dyn Interpreter> = match cfg.models_dir.clone() {
                 Some(dir) => {
                     ctx.notifier.status("loading the models");
@@ -54,6 +55,11 @@ fn main() -> ExitCode {
                 interpreter,
                 DbusMeasurer::new(ctx.connection.clone()),
             )?;
+            ctx.notifier.status(if text_path {
+                "gate open: text requests through the models, structured intents"
+            } else {
+                "gate open: structured intents only (no models_dir)"
+            });
             Ok(IntentInterface::new(Arc::new(gate), ctx.access.clone()))
         },
     )
