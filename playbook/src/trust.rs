@@ -357,8 +357,15 @@ impl TrustStore {
                 .with_status_policy(UnknownStatusPolicy::Allow)
                 .build()
         });
-        let algs: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] =
-            &[webpki::ring::ECDSA_P256_SHA256];
+        // The chain may hold P-384 CAs (hearth-pkid's root is P-384, signing
+        // its issuing CA with ecdsa-with-SHA384); the envelope's own
+        // signature stays ECDSA P-256 over SHA-256, checked below.
+        let algs: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[
+            webpki::ring::ECDSA_P256_SHA256,
+            webpki::ring::ECDSA_P256_SHA384,
+            webpki::ring::ECDSA_P384_SHA256,
+            webpki::ring::ECDSA_P384_SHA384,
+        ];
         ee.verify_for_usage(
             algs,
             &self.anchors,

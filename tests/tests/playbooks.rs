@@ -315,6 +315,7 @@ fn playbooks_run_against_the_real_daemons() {
     refusals(&mut cx);
     policy(&mut cx);
     rollback(&mut cx, &real_repo, tmp.path());
+    signed_in_the_hsm(&mut cx, &real_repo, tmp.path());
     event_log(&mut cx);
     audit_tampering(&mut cx);
     cx.sb.teardown();
@@ -949,6 +950,72 @@ fn rollback(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
     assert!(!cx.bridge_exists("hb-rbnet"), "step 1 was undone");
     assert!(!cx.nft().contains("hb-rbnet"), "{}", cx.nft());
     assert!(!cx.domain_names().contains(&"rbnet".to_string()));
+}
+
+/// An admin signs a new version of a default playbook with the
+/// playbook-signer key held in the HSM (through hearth-pkid), installs it,
+/// and runs it; the older, vendor-signed version can then no longer be
+/// installed (anti-rollback).
+fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
+    let src = tmp.join("hsm-src");
+    let out = tmp.join("hsm-signed");
+    fs::create_dir_all(&src).unwrap();
+    fs::create_dir_all(&out).unwrap();
+    let v1 = fs::read_to_string(real_repo.join("playbooks/dns.add_record.toml")).unwrap();
+    assert!(
+        v1.contains("\nversion = 1\n"),
+        "dns.add_record is at version 1"
+    );
+    let file = src.join("dns.add_record.toml");
+    fs::write(&file, v1.replace("\nversion = 1\n", "\nversion = 2\n")).unwrap();
+    let r = cx.ctl(&[
+        "playbook",
+        "sign",
+        "--pkid",
+        "--out",
+        out.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(r.ok, "playbook sign --pkid: {r:?}");
+    let envelope = out.join("dns.add_record.dsse.json");
+    let env: Value = serde_json::from_str(&fs::read_to_string(&envelope).unwrap()).unwrap();
+    let chain = env["signatures"][0]["certChain"].as_array().unwrap();
+    assert!(
+        chain.len() >= 2,
+        "the envelope carries the signer's chain: {env}"
+    );
+    // An outsider may not sign with the appliance's key.
+    let r = outsider(
+        cx,
+        &s(&[
+            "playbook",
+            "sign",
+            "--pkid",
+            "--out",
+            out.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]),
+    );
+    assert!(!r.ok, "an outsider signed: {r:?}");
+
+    let r = cx.ctl(&["playbook", "install", envelope.to_str().unwrap()]);
+    assert!(r.ok, "install the HSM-signed v2: {r:?}");
+    let r = cx.ctl(&["playbook", "show", "dns.add_record"]);
+    assert!(r.stdout.contains("\"version\": 2"), "v2 is in force: {r:?}");
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "hsm.home.arpa"), ("address", "10.9.9.9")],
+        true,
+    );
+    assert!(r.ok, "v2 runs: {r:?}");
+    assert_eq!(cx.dig("hsm.home.arpa", "A"), "10.9.9.9");
+
+    // The vendor-signed v1 is validly signed but older: refused.
+    let old = real_repo.join("build/catalog/dns.add_record.dsse.json");
+    let r = cx.ctl(&["playbook", "install", old.to_str().unwrap()]);
+    assert!(!r.ok, "a rolled-back version was installed: {r:?}");
+    let r = cx.ctl(&["playbook", "show", "dns.add_record"]);
+    assert!(r.stdout.contains("\"version\": 2"), "v2 stays: {r:?}");
 }
 
 fn event_log(cx: &mut Ctx) {
