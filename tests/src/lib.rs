@@ -371,6 +371,13 @@ impl Sandbox {
             ),
             0o644,
         )?;
+        // One PKCS#11 initialization per process at a time: SoftHSM2 reads
+        // SOFTHSM2_CONF at C_Initialize, and two sandboxes may start at once
+        // in one test binary.
+        static TOKEN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = TOKEN_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let so_pin = random_hex(16)?;
         let user_pin = random_hex(16)?;
         let pin_file = self.dir.join("secrets/hsm-pin");

@@ -237,7 +237,7 @@ fn link_all_but(from: &Path, to: &Path, skip: &[&str]) {
 /// A repository view for the sandbox: every entry of the real repository
 /// linked, except build/, whose signed catalog is copied (the custom
 /// playbook gets installed into the copy).
-fn repo_view(real: &Path, at: &Path) -> PathBuf {
+fn repo_view(real: &Path, at: &Path, intentd: fn(&str) -> String) -> PathBuf {
     fs::create_dir_all(at.join("build/catalog")).unwrap();
     link_all_but(real, at, &["build", "target", "daemons"]);
     // hearth-intentd's template gains an operators group that exists on any
@@ -250,11 +250,7 @@ fn repo_view(real: &Path, at: &Path) -> PathBuf {
     );
     let template = fs::read_to_string(real.join("daemons/intentd/sandbox.toml")).unwrap();
     assert!(!template.contains("[access]"), "the template has [access]");
-    fs::write(
-        at.join("daemons/intentd/sandbox.toml"),
-        format!("{template}\n[access]\noperators_group = \"{OPERATORS_GROUP}\"\n"),
-    )
-    .unwrap();
+    fs::write(at.join("daemons/intentd/sandbox.toml"), intentd(&template)).unwrap();
     let catalog = real.join("build/catalog");
     let mut n = 0;
     for e in fs::read_dir(&catalog)
@@ -277,7 +273,9 @@ fn playbooks_run_against_the_real_daemons() {
     let tmp = tempfile::tempdir().unwrap();
     let mut opts = Options::for_tests(&tmp.path().join("sb"));
     let real_repo = opts.repo.clone();
-    opts.repo = repo_view(&real_repo, &tmp.path().join("repo"));
+    opts.repo = repo_view(&real_repo, &tmp.path().join("repo"), |t| {
+        format!("{t}\n[access]\noperators_group = \"{OPERATORS_GROUP}\"\n")
+    });
     let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
     let mut cx = Ctx {
         bus: sb.env["DBUS_SYSTEM_BUS_ADDRESS"].clone(),
@@ -1091,4 +1089,51 @@ fn audit_tampering(cx: &mut Ctx) {
     let mut swapped: Vec<&str> = lines.clone();
     swapped.swap(mid, mid + 1);
     broken(cx, "reordered", swapped.join("\n") + "\n");
+}
+
+/// With `two_person = true`, a destructive plan needs an admin other than
+/// its requester: root's own confirmation does not run it; a second admin
+/// (uid 65534 in the group made the admins group here) does.
+#[test]
+fn the_two_person_rule_needs_a_second_admin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = Options::for_tests(&tmp.path().join("sb"));
+    let real_repo = opts.repo.clone();
+    opts.repo = repo_view(&real_repo, &tmp.path().join("repo"), |t| {
+        assert!(t.contains("two_person = false"), "{t}");
+        format!(
+            "{}\n[access]\nadmins_group = \"{OPERATORS_GROUP}\"\n",
+            t.replace("two_person = false", "two_person = true")
+        )
+    });
+    let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    let mut cx = Ctx {
+        bus: sb.env["DBUS_SYSTEM_BUS_ADDRESS"].clone(),
+        dns_port: sb.env["HEARTH_DNS_PORT"].clone(),
+        sb,
+        hearthctl: opts.bin_dir.join("hearthctl"),
+        bin_dir: opts.bin_dir.clone(),
+        measured: Vec::new(),
+    };
+    let r = cx.ask_raw("net.delete_domain", &[("domain", "guest")], true);
+    assert_eq!(r.json["status"], "pending", "{r:?}");
+    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    assert!(
+        cx.bridge_exists("hb-guest"),
+        "a two-person plan ran at once"
+    );
+    // The requester approving their own plan is not a second person.
+    let a = cx.ctl(&["playbook", "approve", &plan_id]);
+    assert_ne!(a.json["status"], "executed", "{a:?}");
+    assert!(
+        cx.bridge_exists("hb-guest"),
+        "one admin ran a two-person plan"
+    );
+    // A second admin approves: it runs.
+    let a = operator(&cx, &s(&["playbook", "approve", &plan_id]));
+    cx.note(&a);
+    assert_eq!(a.json["status"], "executed", "{a:?}");
+    assert!(!cx.bridge_exists("hb-guest"), "the approved delete ran");
+    assert!(!cx.nft().contains("hb-guest"));
+    cx.sb.teardown();
 }
