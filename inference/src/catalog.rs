@@ -17,7 +17,7 @@ const SPEC_KEYS: &[&str] = &["id", "version", "description", "examples", "risk",
 /// sections.
 pub fn parse_spec(text: &str) -> Result<PlaybookSpec> {
     let mut table: toml::Table = toml::from_str(text)?;
-    table.retain(|k, _| SPEC_KEYS.iter().any(|s| *s == k));
+    table.retain(|k, _| SPEC_KEYS.contains(&k));
     Ok(toml::Value::Table(table).try_into()?)
 }
 

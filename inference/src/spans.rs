@@ -226,12 +226,12 @@ pub const STOPWORDS: &[&str] = &[
 ];
 
 /// The word `n` places before span `i` (n = 1: the word just before).
-pub fn before<'a>(sp: &'a [Span], i: usize, n: usize) -> Option<&'a str> {
+pub fn before(sp: &[Span], i: usize, n: usize) -> Option<&str> {
     i.checked_sub(n).map(|j| sp[j].lower.as_str())
 }
 
 /// The word `n` places after span `i`.
-pub fn after<'a>(sp: &'a [Span], i: usize, n: usize) -> Option<&'a str> {
+pub fn after(sp: &[Span], i: usize, n: usize) -> Option<&str> {
     sp.get(i + n).map(|s| s.lower.as_str())
 }
 

@@ -2,6 +2,8 @@
 //! for a refusal case, and no parameter value outside the request, the
 //! enums and the existing domains.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use hearth_inference::eval::{evaluate, read_cases};

@@ -1,6 +1,8 @@
 //! The GGUF-built tokenizer against llama.cpp's tokenization of the same
 //! file (fixture written once by tests/ref/make_reference.py).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file;

@@ -5,7 +5,7 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hearth_attestation::flow;
@@ -23,43 +23,11 @@ impl Drop for Proc {
     }
 }
 
-fn private_bus(dir: &Path) -> (Proc, String) {
-    let sock = dir.join("bus.sock");
-    let conf = dir.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-"#,
-            sock.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--nofork", "--print-address"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The address is printed once the bus listens.
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (Proc(child), line.trim().to_string())
+/// The project's private test bus (the shipped policy) and its address.
+fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
+    let bus = hearth_testbed::PrivateBus::start(dir).unwrap();
+    let address = bus.address.clone();
+    (bus, address)
 }
 
 /// Waits for READY=1 on the notify socket, or the daemon's exit.

@@ -7,7 +7,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -15,49 +14,13 @@ use hearth_common::proxies::dns::DnsProxy;
 use hearth_common::HearthError;
 use serde_json::Value;
 use support::dig;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
-/// A private dbus-daemon; killed on drop.
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    async fn start(dir: &Path) -> Result<Bus> {
-        let address = format!("unix:path={}", dir.join("bus").display());
-        let mut child = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .arg(format!("--address={address}"))
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting dbus-daemon")?;
-        let stdout = child.stdout.take().context("dbus-daemon stdout")?;
-        let mut line = String::new();
-        // dbus-daemon prints its address once it listens.
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .context("dbus-daemon did not print its address")??;
-        if line.trim().is_empty() {
-            bail!("dbus-daemon exited without listening");
-        }
-        Ok(Bus { child, address })
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
+/// The project's private test bus (the shipped policy), stopped on drop.
+type Bus = hearth_testbed::PrivateBus;
 
 /// A running hearth-dnsd, started and awaited like systemd does (READY=1).
 struct Daemon {
@@ -162,7 +125,7 @@ fn kind<T: std::fmt::Debug>(r: &Result<T, HearthError>) -> &'static str {
 #[tokio::test]
 async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let bus = Bus::start(dir.path()).await?;
+    let bus = Bus::start(dir.path())?;
     let port = free_port()?;
     let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let config = write_config(dir.path(), port, "")?;

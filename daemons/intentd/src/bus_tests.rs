@@ -7,9 +7,7 @@
 //! plan with its rollback and measurement going over the bus.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use hearth_common::names;
@@ -24,51 +22,11 @@ use crate::exec::{DbusExecutor, DbusMeasurer, Executor, Measurer};
 use crate::interpret::NoInterpreter;
 use crate::{Caller, Gate, PolicyConfig, Settings, Status};
 
-/// A child process stopped (SIGKILL) and reaped on drop, even on failure.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn private_bus(dir: &Path) -> (Proc, String) {
-    let conf = dir.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>"#,
-            dir.join("bus.sock").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .arg("--nofork")
-        .arg("--print-address=1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let child = Proc(child);
-    // dbus-daemon prints its address once it listens: the readiness signal.
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).unwrap();
-    assert!(!line.trim().is_empty(), "dbus-daemon printed no address");
-    (child, line.trim().to_string())
+/// The project's private test bus (the shipped policy) and its address.
+fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
+    let bus = hearth_testbed::PrivateBus::start(dir).unwrap();
+    let address = bus.address.clone();
+    (bus, address)
 }
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -190,7 +148,7 @@ impl Attest {
 }
 
 struct World {
-    _bus: Proc,
+    _bus: hearth_testbed::PrivateBus,
     _services: zbus::Connection,
     client: zbus::Connection,
     log: Log,

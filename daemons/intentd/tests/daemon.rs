@@ -5,9 +5,8 @@
 //! reaches the bus and fails cleanly (ServiceUnknown).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hearth_common::proxies::intent::IntentProxy;
@@ -40,39 +39,11 @@ impl Drop for Proc {
     }
 }
 
-fn private_bus(dir: &Path) -> (Proc, String) {
-    let conf = dir.join("bus.conf");
-    let sock = dir.join("bus.sock");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>"#,
-            sock.display()
-        ),
-    )
-    .expect("bus config");
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .arg("--nofork")
-        .arg("--print-address=1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("dbus-daemon");
-    let mut line = String::new();
-    let out = child.stdout.take().expect("stdout");
-    BufReader::new(out).read_line(&mut line).expect("address");
-    (Proc(child), line.trim().to_string())
+/// The project's private test bus (the shipped policy) and its address.
+fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
+    let bus = hearth_testbed::PrivateBus::start(dir).expect("private bus");
+    let address = bus.address.clone();
+    (bus, address)
 }
 
 fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {

@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -16,66 +16,8 @@ use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::HearthError;
 use serde_json::Value;
 
-/// A private dbus-daemon, killed on drop.
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    fn start(dir: &Path) -> Bus {
-        let sock = dir.join("bus.sock");
-        let conf = dir.join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#,
-                sock.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--print-address"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon");
-        // The address is printed once the bus listens: readiness.
-        let mut out = child.stdout.take().unwrap();
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        use std::io::Read;
-        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let address = String::from_utf8(line).unwrap().trim().to_string();
-        assert!(
-            address.starts_with("unix:"),
-            "dbus-daemon printed {address:?}"
-        );
-        Bus { child, address }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The project's private test bus (the shipped policy), stopped on drop.
+type Bus = hearth_testbed::PrivateBus;
 
 /// hearth-netd running in `ns`, killed on drop; started when READY=1 came.
 struct Daemon {
@@ -148,7 +90,7 @@ fn kind(r: Result<String, HearthError>) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
+    let bus = Bus::start(dir.path()).unwrap();
     let ns = Netns::new("d");
     let config: PathBuf = dir.path().join("hearth-netd.toml");
     std::fs::write(

@@ -3,7 +3,6 @@
 //! errors they get, and a restart that keeps the root and the inventory.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,53 +24,11 @@ impl Drop for Proc {
     }
 }
 
-struct Bus {
-    _proc: Proc,
-    address: String,
-}
+/// The project's private test bus (the shipped policy), stopped on drop.
+type Bus = hearth_testbed::PrivateBus;
 
 fn start_bus(dir: &Path) -> Result<Bus> {
-    let socket = dir.join("bus");
-    let conf = dir.join("bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#,
-            socket.display()
-        ),
-    )?;
-    let mut child = Command::new("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting dbus-daemon")?;
-    let stdout = child.stdout.take().context("dbus-daemon stdout")?;
-    let proc = Proc(child);
-    // The address is printed once the bus listens: that is readiness.
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    if line.trim().is_empty() {
-        bail!("dbus-daemon printed no address");
-    }
-    Ok(Bus {
-        _proc: proc,
-        address: line.trim().to_string(),
-    })
+    Bus::start(dir)
 }
 
 struct Daemon {
