@@ -236,7 +236,8 @@ impl Engine {
     }
 
     /// Installs the catalog: embeds every description and example, and
-    /// computes the key-value cache of the fixed prompt prefix.
+    /// computes the key-value cache of the fixed prompt prefix when the
+    /// instruct model is on (`options.use_llm`).
     pub fn set_catalog(&mut self, specs: &[PlaybookSpec]) -> Result<()> {
         let mut texts: Vec<&str> = Vec::new();
         let mut owner = Vec::new();
@@ -269,8 +270,15 @@ impl Engine {
             let params: Vec<&str> = s.params.iter().map(|p| p.name.as_str()).collect();
             sys.push_str(&format!("\n{}({})", s.id, params.join(", ")));
         }
-        let prefix = self.llm.tok.chat_turn("system", &sys)?;
-        self.llm.set_prefix(&prefix)?;
+        // The prefix's key-value cache is the largest part of start-up and
+        // only the instruct model reads it: set `options.use_llm` before
+        // installing the catalog.
+        if self.options.use_llm {
+            let prefix = self.llm.tok.chat_turn("system", &sys)?;
+            self.llm.set_prefix(&prefix)?;
+        } else {
+            self.llm.set_prefix(&[])?;
+        }
         self.entries = entries;
         Ok(())
     }
