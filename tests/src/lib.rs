@@ -106,6 +106,8 @@ pub struct Sandbox {
     pub dir: PathBuf,
     pub repo: PathBuf,
     pub netns: String,
+    /// Where the daemon binaries are (`@BIN_DIR@` in templates).
+    pub bin_dir: PathBuf,
     /// What DIR/env exports.
     pub env: BTreeMap<String, String>,
     pub daemons: Vec<Daemon>,
@@ -204,6 +206,7 @@ impl Sandbox {
             dir: dir.clone(),
             repo,
             netns: format!("hearth-{}", random_hex(4)?),
+            bin_dir: fs::canonicalize(&opts.bin_dir).unwrap_or_else(|_| opts.bin_dir.clone()),
             env: BTreeMap::new(),
             daemons: Vec::new(),
             helpers: Vec::new(),
@@ -275,6 +278,7 @@ impl Sandbox {
         vec![
             ("@DIR@", self.dir.display().to_string()),
             ("@REPO@", self.repo.display().to_string()),
+            ("@BIN_DIR@", self.bin_dir.display().to_string()),
             ("@HSM_MODULE@", SOFTHSM_MODULE.to_string()),
             ("@HSM_TOKEN@", TOKEN_LABEL.to_string()),
             ("@HSM_PIN_FILE@", e("HEARTH_HSM_PIN_FILE")),
