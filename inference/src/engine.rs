@@ -1,7 +1,7 @@
 //! The engine: models, catalog embeddings, cached prompt prefix, and the
 //! decision procedure described in the crate docs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -139,6 +139,10 @@ pub struct Engine {
     digests: Vec<ModelDigest>,
     device: Device,
     entries: Vec<Entry>,
+    /// Per service (`dns`, `net`...), the words of its playbooks' ids and
+    /// descriptions that no other service's use: a request holding one
+    /// names that service.
+    cues: BTreeMap<String, BTreeSet<String>>,
     /// Tunables (public for benchmarks and ablations).
     pub options: Options,
 }
@@ -221,6 +225,7 @@ impl Engine {
             digests,
             device,
             entries: Vec::new(),
+            cues: BTreeMap::new(),
             options: Options::default(),
         })
     }
@@ -280,6 +285,7 @@ impl Engine {
             self.llm.set_prefix(&[])?;
         }
         self.entries = entries;
+        self.cues = service_cues(specs);
         Ok(())
     }
 
@@ -321,13 +327,22 @@ impl Engine {
         }
         let t0 = Instant::now();
         let ranked = match self.rank(trimmed) {
-            Ok(r) => self.with_polarity(trimmed, r),
+            Ok(r) => self.with_cues(trimmed, self.with_polarity(trimmed, r)),
             Err(e) => return (refuse(format!("inference failed: {e}"), vec![]), stats),
         };
         stats.embed_ms = t0.elapsed().as_secs_f64() * 1e3;
         let shown: Vec<Candidate> = ranked.iter().take(3).cloned().collect();
         if let Some(why) = injection(trimmed) {
             return (refuse(why, shown), stats);
+        }
+        if let Some((Polarity::Other, verb)) = first_action(trimmed) {
+            return (
+                refuse(
+                    format!("no playbook of the catalog can {verb:?} anything"),
+                    shown,
+                ),
+                stats,
+            );
         }
         if several_actions(trimmed) {
             return (
@@ -362,11 +377,39 @@ impl Engine {
         };
         for c in &mut ranked {
             if let Some(e) = self.entry(&c.id) {
+                if want == Polarity::Other {
+                    continue;
+                }
                 if playbook_polarity(&e.spec) == want {
                     c.score += POLARITY_BONUS;
                 } else {
                     c.score -= POLARITY_BONUS;
                 }
+            }
+        }
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ranked
+    }
+
+    /// Services the request names by one of their own words.
+    fn cued_services(&self, text: &str) -> BTreeSet<&str> {
+        let words = cue_words(text);
+        self.cues
+            .iter()
+            .filter(|(_, ws)| words.iter().any(|w| ws.contains(w)))
+            .map(|(s, _)| s.as_str())
+            .collect()
+    }
+
+    /// Moves the playbooks of the one service the request names up.
+    fn with_cues(&self, text: &str, mut ranked: Vec<Candidate>) -> Vec<Candidate> {
+        let cued = self.cued_services(text);
+        if cued.len() != 1 {
+            return ranked;
+        }
+        for c in &mut ranked {
+            if cued.contains(service(&c.id)) {
+                c.score += SERVICE_BONUS;
             }
         }
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -455,27 +498,47 @@ impl Engine {
             (choice.index, conf)
         } else {
             // Retrieval decides; among the candidates close to the best, the
-            // first whose required parameters the request can fill wins
-            // ("make a domain printers using 192.168.50.0/24" is closest to
-            // dns.add_record but gives no DNS name).
+            // best-ranked whose parameters the request fills, using every
+            // value it gives, wins ("make a domain printers using
+            // 192.168.50.0/24" is closest to dns.add_record but gives no DNS
+            // name). A lower candidate never wins by leaving values of the
+            // request unused ("allow cameras to reach lan" with no cameras
+            // domain is not a request to create one), nor from a service
+            // other than the ones the request names ("add a dns record for
+            // nas.home.arpa" does not become a certificate).
             let sp = spans::spans(text);
+            let strong = strong_spans(&sp, ctx);
+            let cued = self.cued_services(text);
             let top = pool[0].score;
-            let fits = pool
+            let fit = |c: &Candidate| -> Option<usize> {
+                let e = self.entry(&c.id)?;
+                let raw = fill_params(&e.spec, &sp, ctx, None).ok()?;
+                e.spec.validate(&raw, ctx).ok()?;
+                Some(strong.iter().filter(|v| !uses(&raw, v)).count())
+            };
+            // A best candidate that fits but drops values is a weaker
+            // answer than one that fails outright: look further down.
+            let margin = match fit(pool[0]) {
+                Some(unused) if unused > 0 => COMPLETE_MARGIN,
+                _ => FIT_MARGIN,
+            };
+            let want = request_polarity(text);
+            let eligible = |i: usize, c: &Candidate| {
+                i == 0
+                    || (c.score >= top - margin
+                        && (cued.is_empty() || cued.contains(service(&c.id)))
+                        && self.entry(&c.id).is_some_and(|e| {
+                            !e.spec.params.is_empty()
+                                && want.is_none_or(|w| playbook_polarity(&e.spec) == w)
+                        }))
+            };
+            let complete = pool
                 .iter()
                 .enumerate()
-                .take_while(|(_, c)| c.score >= top - FIT_MARGIN)
-                // Only within the same service: "add a dns record for
-                // nas.home.arpa" must not become a certificate.
-                .filter(|(_, c)| c.id.split('.').next() == pool[0].id.split('.').next())
-                .find(|(_, c)| {
-                    self.entry(&c.id).is_some_and(|e| {
-                        !e.spec.params.is_empty()
-                            && fill_params(&e.spec, &sp, ctx, None)
-                                .is_ok_and(|raw| e.spec.validate(&raw, ctx).is_ok())
-                    })
-                })
+                .filter(|(i, c)| eligible(*i, c))
+                .find(|(_, c)| fit(c) == Some(0))
                 .map(|(i, _)| i);
-            match fits {
+            match complete {
                 Some(i) => (i, rprob[i].max(rprob[0])),
                 None => (0, rprob[0]),
             }
@@ -501,6 +564,20 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return Ok((refuse(format!("{id}: {e}")), work)),
         };
+        // A change that would leave a value of the request unused does
+        // something other than what was asked ("allow cameras to reach lan"
+        // with no cameras domain is not "create the domain cameras").
+        if entry.spec.risk != hearth_common::catalog::Risk::Read {
+            if let Some(s) = strong_spans(&sp, ctx).into_iter().find(|s| !uses(&raw, s)) {
+                return Ok((
+                    refuse(format!(
+                        "{id} would not use {:?} from the request; say it differently",
+                        s.text
+                    )),
+                    work,
+                ));
+            }
+        }
         if let Some(bad) = params
             .iter()
             .find(|(k, v)| !value_from_request(&entry.spec, k, v, &raw, &sp, ctx))
@@ -529,9 +606,111 @@ impl Engine {
 /// (or disagrees) with the request's.
 const POLARITY_BONUS: f32 = 0.12;
 
-/// How far below the best retrieval score a playbook may be and still win
-/// because only it can take the request's values.
+/// How far below the best a playbook may be and still win because only it
+/// can take the request's values.
 const FIT_MARGIN: f32 = 0.12;
+
+/// How far below the best a playbook that takes every value the request
+/// gives may be and still win over a best one that fits but leaves some
+/// unused.
+const COMPLETE_MARGIN: f32 = 0.25;
+
+/// Score added to the playbooks of the one service a request names.
+const SERVICE_BONUS: f32 = 0.08;
+
+/// The service of a playbook id (`dns` for `dns.add_record`).
+fn service(id: &str) -> &str {
+    id.split('.').next().unwrap_or(id)
+}
+
+/// Words too common to name a service.
+const CUE_STOPWORDS: &[&str] = &[
+    "a", "an", "the", "of", "to", "for", "from", "on", "in", "and", "or", "its", "it", "so",
+    "that", "one", "own", "with", "by", "at", "is", "be", "what", "which", "this", "their",
+    "every", "only", "optionally", "again", "another", "home", "name", "new", "show", "list",
+    "add", "remove", "delete", "create", "issue", "revoke", "allow", "are", "can", "existing",
+    "free", "given", "left", "out", "them", "was", "when", "start", "started", "has", "have",
+    "how", "many", "much", "there", "who", "where", "will", "would", "should", "you", "your",
+    "my", "our", "me", "all", "any", "some", "not", "no", "into", "than", "then", "also", "as",
+    "but", "if", "each", "per", "device",
+    // Both a DNS zone and a network zone.
+    "zone",
+];
+
+/// Lower-case words of `text` without values (names with dots, addresses,
+/// numbers), a plural `s` taken off.
+fn cue_words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|t| !t.is_empty() && !t.contains(['.', ':', '/']))
+        .flat_map(|t| t.split(|c: char| !c.is_alphanumeric()))
+        .filter(|w| w.len() > 1 && !w.chars().any(|c| c.is_ascii_digit()))
+        .map(|w| {
+            let w = w.to_lowercase();
+            match w.strip_suffix('s') {
+                Some(stem) if stem.len() > 2 && !stem.ends_with('s') => stem.to_string(),
+                _ => w,
+            }
+        })
+        .filter(|w| !CUE_STOPWORDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// For each service, the words of its playbooks' ids, descriptions and
+/// parameter descriptions that appear in no other service's.
+fn service_cues(specs: &[PlaybookSpec]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in specs {
+        let mut text = s.id.replace(['.', '_'], " ");
+        text.push(' ');
+        text.push_str(&s.description);
+        for p in &s.params {
+            text.push(' ');
+            text.push_str(&p.description);
+        }
+        for w in cue_words(&text) {
+            owners
+                .entry(w)
+                .or_default()
+                .insert(service(&s.id).to_string());
+        }
+    }
+    let mut cues: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (w, services) in owners {
+        if services.len() == 1 {
+            if let Some(svc) = services.into_iter().next() {
+                cues.entry(svc).or_default().insert(w);
+            }
+        }
+    }
+    cues
+}
+
+/// The values a request gives that a plan must use: existing domains, DNS
+/// names, addresses, networks and numbers.
+fn strong_spans<'a>(sp: &'a [Span], ctx: &Context) -> Vec<&'a Span> {
+    sp.iter()
+        .filter(|s| match s.kind {
+            SpanKind::Ipv4
+            | SpanKind::Ipv6
+            | SpanKind::BadAddress
+            | SpanKind::Cidr
+            | SpanKind::DnsName
+            | SpanKind::Number(_) => true,
+            SpanKind::Word => ctx.domains.iter().any(|d| d.as_str() == s.lower),
+            SpanKind::Other => false,
+        })
+        .collect()
+}
+
+/// Whether a filled parameter holds the span's value.
+fn uses(raw: &BTreeMap<String, Value>, s: &Span) -> bool {
+    raw.values().any(|v| match v {
+        Value::String(x) => x.eq_ignore_ascii_case(&s.text) || x.eq_ignore_ascii_case(&s.lower),
+        Value::Number(n) => matches!(s.kind, SpanKind::Number(k) if n.as_u64() == Some(k)),
+        _ => false,
+    })
+}
 
 /// What kind of action a request or a playbook is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,6 +721,8 @@ pub enum Polarity {
     Remove,
     /// Only reads.
     Read,
+    /// Something no playbook does (restart, upgrade...).
+    Other,
 }
 
 fn playbook_polarity(spec: &PlaybookSpec) -> Polarity {
@@ -602,16 +783,58 @@ const ADD_WORDS: &[&str] = &[
     "add", "ad", "create", "creat", "make", "allow", "alow", "let", "permit", "open", "grant",
     "enable", "issue", "generate", "sign", "register", "point", "map", "resolve", "give", "new",
     "set", "spin", "build", "alias", "cname", "need", "want", "should", "must", "mint", "request",
-    "accept", "issued",
+    "accept", "issued", "reach", "access", "talk", "connect", "communicate",
 ];
 const READ_WORDS: &[&str] = &[
     "list", "lsit", "show", "display", "print", "dump", "what", "which", "how", "check", "view",
     "see", "inspect", "report", "status", "who",
 ];
 
-/// The kind of action the request asks for: negations ("no longer", "not
-/// ... anymore") make it a removal, else its first action word decides.
-pub fn request_polarity(text: &str) -> Option<Polarity> {
+/// Verbs of actions that no playbook performs: a request led by one is
+/// refused whatever it resembles.
+const OTHER_WORDS: &[&str] = &[
+    "restart",
+    "reboot",
+    "reset",
+    "shutdown",
+    "shut",
+    "poweroff",
+    "upgrade",
+    "update",
+    "install",
+    "reinstall",
+    "play",
+    "turn",
+    "buy",
+    "rename",
+    "throttle",
+    "format",
+    "backup",
+    "restore",
+    "ping",
+    "scan",
+    "send",
+];
+
+/// Words that ask whether something is so rather than for a change.
+const QUESTION_LEADS: &[&str] = &["can", "could", "does", "do", "is", "are"];
+
+/// `w` and its forms without a plural or verb ending.
+fn word_forms(w: &str) -> impl Iterator<Item = &str> {
+    let mut out = vec![w];
+    for suffix in ["s", "es", "ed", "d", "ing"] {
+        if let Some(stem) = w.strip_suffix(suffix) {
+            if stem.len() >= 3 {
+                out.push(stem);
+            }
+        }
+    }
+    out.into_iter()
+}
+
+/// The request's first action word and its kind: negations ("no longer",
+/// "not ... anymore") make it a removal, a yes-or-no question a read.
+pub fn first_action(text: &str) -> Option<(Polarity, String)> {
     let l = text.to_lowercase();
     let words: Vec<&str> = l
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
@@ -627,20 +850,35 @@ pub fn request_polarity(text: &str) -> Option<Polarity> {
             )
         });
     if negated {
-        return Some(Polarity::Remove);
+        return Some((Polarity::Remove, "no longer".into()));
+    }
+    if let [first, second, ..] = words.as_slice() {
+        if QUESTION_LEADS.contains(first) && !matches!(*second, "you" | "u" | "we" | "i") {
+            return Some((Polarity::Read, (*first).to_string()));
+        }
     }
     for w in &words {
-        if REMOVE_WORDS.contains(w) {
-            return Some(Polarity::Remove);
-        }
-        if READ_WORDS.contains(w) {
-            return Some(Polarity::Read);
-        }
-        if ADD_WORDS.contains(w) {
-            return Some(Polarity::Add);
+        for f in word_forms(w) {
+            let kind = if REMOVE_WORDS.contains(&f) {
+                Polarity::Remove
+            } else if READ_WORDS.contains(&f) {
+                Polarity::Read
+            } else if ADD_WORDS.contains(&f) {
+                Polarity::Add
+            } else if OTHER_WORDS.contains(&f) {
+                Polarity::Other
+            } else {
+                continue;
+            };
+            return Some((kind, (*w).to_string()));
         }
     }
     None
+}
+
+/// The kind of action the request asks for (see [`first_action`]).
+pub fn request_polarity(text: &str) -> Option<Polarity> {
+    first_action(text).map(|(p, _)| p)
 }
 
 fn find_gguf(dir: &Path) -> Result<PathBuf> {
@@ -957,11 +1195,13 @@ fn candidates_for(p: &ParamSpec, sp: &[Span], ctx: &Context) -> Vec<(usize, Stri
                     && !ACTION_VERBS.contains(&s.lower.as_str())
                     && DomainId::parse(&s.lower).is_ok()
                 {
-                    push(
-                        s.index,
-                        s.lower.clone(),
-                        spans::new_domain_prior(sp, s.index),
-                    );
+                    // A new name is only taken where the request introduces
+                    // it ("called cams", "domain lab", "a network for
+                    // kids"): "set up a vpn" names no domain.
+                    let prior = spans::new_domain_prior(sp, s.index);
+                    if prior > 0.0 {
+                        push(s.index, s.lower.clone(), prior);
+                    }
                 }
             }
         }

@@ -239,6 +239,25 @@ fn is_in(w: Option<&str>, set: &[&str]) -> bool {
     w.is_some_and(|w| set.contains(&w))
 }
 
+/// Words right before a domain that make it the one reached.
+const DOMAIN_DESTINATION_CUES: &[&str] = &[
+    "to",
+    "into",
+    "reach",
+    "reaching",
+    "access",
+    "accessing",
+    "towards",
+    "toward",
+    "reaches",
+    "contact",
+    "destination",
+    "dst",
+    "onto",
+    "->",
+    "=>",
+];
+
 /// Role prior for a pair of same-typed parameters (`from`/`to`,
 /// `name`/`target`): positive means the span at `i` looks like the first
 /// role (source, alias name), negative like the second (destination, target).
@@ -258,24 +277,7 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
             }
         };
         let second = match kind {
-            PairKind::Domains => [
-                "to",
-                "into",
-                "reach",
-                "reaching",
-                "access",
-                "accessing",
-                "towards",
-                "toward",
-                "reaches",
-                "contact",
-                "destination",
-                "dst",
-                "onto",
-                "->",
-                "=>",
-            ]
-            .as_slice(),
+            PairKind::Domains => DOMAIN_DESTINATION_CUES,
             PairKind::Names => [
                 "to",
                 "for",
@@ -298,7 +300,15 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
         if first.contains(&w) {
             // "isolate guest from lan", "block iot from lan": the word
             // before "from" is itself a mention, the source.
-            if kind == PairKind::Domains && w == "from" && n == 1 && i >= 2 && mention(i - 2) {
+            // Unless that mention was itself marked the destination ("allow
+            // access to lan from guest").
+            if kind == PairKind::Domains
+                && w == "from"
+                && n == 1
+                && i >= 2
+                && mention(i - 2)
+                && !is_in(before(sp, i - 2, 1), DOMAIN_DESTINATION_CUES)
+            {
                 s -= 2.0;
             } else {
                 s += 2.0;
@@ -400,7 +410,11 @@ pub fn days_prior(sp: &[Span], i: usize) -> f32 {
 /// Prior that a word is a new domain's name.
 pub fn new_domain_prior(sp: &[Span], i: usize) -> f32 {
     let mut s = 0.0;
-    if is_in(before(sp, i, 1), &["called", "named", "name", "call", "id"]) {
+    if is_in(before(sp, i, 1), &["called", "named", "name", "call", "id"])
+        // "call it cams", "name it lab"
+        || (is_in(before(sp, i, 1), &["it", "this", "that"])
+            && is_in(before(sp, i, 2), &["call", "name"]))
+    {
         s += 3.0;
     }
     if is_in(
@@ -417,8 +431,22 @@ pub fn new_domain_prior(sp: &[Span], i: usize) -> f32 {
     ) {
         s += 1.0;
     }
+    // "a network for kids", "a separate segment for the cameras"
+    let for_at = (1..=2).find(|&n| before(sp, i, n) == Some("for"));
+    if let Some(n) = for_at {
+        if (n == 1 || is_in(before(sp, i, 1), &["the", "my", "our"]))
+            && (1..=3).any(|k| is_in(before(sp, i, n + k), DOMAIN_WORDS))
+        {
+            s += 0.5;
+        }
+    }
     s
 }
+
+/// Words that name a network domain.
+const DOMAIN_WORDS: &[&str] = &[
+    "domain", "network", "segment", "zone", "vlan", "net", "bridge",
+];
 
 /// A word that plainly asks for a unit other than days for a certificate's
 /// validity (`a year`, `6 months`): the value cannot be copied from the
