@@ -103,6 +103,8 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         measure_binaries: measure,
         tls_generate: Vec::new(),
         tls_from_pkid: Vec::new(),
+        tls_renew_before_days: 30,
+        tls_check_interval_s: 3600,
         firmware_event_log: None,
         access: Default::default(),
     }
