@@ -77,7 +77,12 @@ pub struct Config {
     /// user), by name or numeric uid. Nobody else may, not even admins.
     #[serde(default)]
     pub measurement_users: Vec<String>,
-    /// Executables measured when the daemon starts (the Hearth binaries).
+    /// Executables measured when the daemon starts (every Hearth binary:
+    /// production installs them under /usr/libexec/hearth and /usr/bin),
+    /// logged as kind `binary` under the configured path
+    /// (`/proc/self/exe`: under the running daemon's real path). A path
+    /// that does not exist is skipped with a warning; any other read
+    /// failure stops start-up.
     #[serde(default)]
     pub measure_binaries: Vec<PathBuf>,
     /// The firmware event log to include in quotes, when readable

@@ -295,7 +295,21 @@ impl Engine {
             tls: std::sync::RwLock::new(None),
         };
         for bin in &cfg.measure_binaries {
-            let digest = sha256_file(bin).map_err(io(bin))?;
+            // A binary not installed (a daemon left out of this build) is
+            // not measured, with a warning: a verifier whose golden policy
+            // requires it reports it as expected but never measured. Any
+            // other read failure stops start-up.
+            let digest = match sha256_file(bin) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(
+                        binary = %bin.display(),
+                        "measure_binaries: no such file; not measured"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(io(bin)(e)),
+            };
             // "/proc/self/exe" measures the running daemon under its real path.
             let name = if bin == Path::new("/proc/self/exe") {
                 std::fs::read_link(bin).unwrap_or_else(|_| bin.clone())
