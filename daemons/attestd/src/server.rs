@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::{Engine, EngineError};
-use crate::tls::CertResolver;
+use crate::tls::{CertResolver, TlsError};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -53,9 +53,12 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ServerEr
 /// The certificate resolver over the PEM files, for [`tls_config_with`] and
 /// [`crate::tls::renew_loop`].
 pub fn resolver(cert: &Path, key: &Path) -> Result<CertResolver, ServerError> {
-    CertResolver::from_files(cert, key).map_err(|(path, reason)| ServerError::Tls {
-        path: path.display().to_string(),
-        reason,
+    CertResolver::from_files(cert, key).map_err(|e| match e {
+        TlsError::Unusable { path, reason } => ServerError::Tls { path, reason },
+        other => ServerError::Tls {
+            path: cert.display().to_string(),
+            reason: other.to_string(),
+        },
     })
 }
 

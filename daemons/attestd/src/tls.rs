@@ -55,6 +55,14 @@ pub enum TlsError {
     /// hearth-pkid did not issue the certificate.
     #[error("hearth-pkid: {0}")]
     Pkid(String),
+    /// A certificate or key file rustls cannot serve.
+    #[error("{path}: {reason}")]
+    Unusable {
+        /// The file.
+        path: String,
+        /// Why (never the key's content).
+        reason: String,
+    },
     /// Writing failed.
     #[error("{path}: {source}")]
     Io {
@@ -295,19 +303,20 @@ pub struct CertResolver {
 
 impl CertResolver {
     /// From the PEM files (`tls_cert`, `tls_key`). The error names the file.
-    pub fn from_files(
-        cert: &Path,
-        key: &Path,
-    ) -> Result<CertResolver, (std::path::PathBuf, String)> {
-        let chain_pem = std::fs::read(cert).map_err(|e| (cert.to_path_buf(), e.to_string()))?;
-        let key_pem = std::fs::read(key).map_err(|e| (key.to_path_buf(), e.to_string()))?;
+    pub fn from_files(cert: &Path, key: &Path) -> Result<CertResolver, TlsError> {
+        let unusable = |path: &Path, reason: String| TlsError::Unusable {
+            path: path.display().to_string(),
+            reason,
+        };
+        let chain_pem = std::fs::read(cert).map_err(|e| unusable(cert, e.to_string()))?;
+        let key_pem = std::fs::read(key).map_err(|e| unusable(key, e.to_string()))?;
         let (ck, info) = certified_key(&chain_pem, &key_pem).map_err(|e| {
             let path = if e.starts_with("private key") {
                 key
             } else {
                 cert
             };
-            (path.to_path_buf(), e)
+            unusable(path, e)
         })?;
         Ok(CertResolver {
             current: RwLock::new((Arc::new(ck), info)),
