@@ -29,4 +29,16 @@ fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
     assert!(said.contains("192.168.1.100"), "{said}");
     assert!(said.contains(": OK"), "openssl verify said OK:\n{said}");
     assert!(said.contains("Demo complete"), "{said}");
+    // hearth-verify's report lists every Hearth binary, measured at start.
+    for bin in [
+        "hearth-pkid",
+        "hearth-attestd",
+        "hearth-netd",
+        "hearth-dnsd",
+        "hearth-intentd",
+        "hearthctl",
+    ] {
+        let name = format!("binary            {}  ", sb.bin_dir.join(bin).display());
+        assert!(said.contains(&name), "{bin} measured:\n{said}");
+    }
 }

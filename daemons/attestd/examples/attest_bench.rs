@@ -58,6 +58,8 @@ async fn start(template: &Path, dir: &Path) -> App {
         root_ca,
         tls_generate: Vec::new(),
         tls_from_pkid: Vec::new(),
+        tls_renew_before_days: 30,
+        tls_check_interval_s: 3600,
         measurement_users: vec!["root".into()],
         measure_binaries: vec!["/bin/true".into()],
         firmware_event_log: None,

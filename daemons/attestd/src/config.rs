@@ -16,6 +16,12 @@ fn default_ak_handle() -> u32 {
 fn default_nv_index() -> u32 {
     0x0140_0A71
 }
+fn default_renew_before_days() -> u32 {
+    30
+}
+fn default_check_interval_s() -> u64 {
+    3600
+}
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +53,20 @@ pub struct Config {
     /// to `tls_cert`, `tls_key` and `root_ca`.
     #[serde(default)]
     pub tls_from_pkid: Vec<String>,
+    /// With `tls_from_pkid`: while running, the daemon asks hearth-pkid for
+    /// a fresh endpoint certificate (new key) once fewer than this many days
+    /// of the served certificate's validity remain, writes it to `tls_cert`,
+    /// `tls_key` (mode 0600) and `root_ca`, and serves it from the next TLS
+    /// handshake on, without a restart. Default 30 (a third of pkid's
+    /// 90-day daemon certificates).
+    #[serde(default = "default_renew_before_days")]
+    pub tls_renew_before_days: u32,
+    /// With `tls_from_pkid`: seconds between two checks of the served
+    /// certificate's expiry (and between retries when hearth-pkid does not
+    /// issue; the current certificate is served meanwhile). Default 3600;
+    /// at least 1.
+    #[serde(default = "default_check_interval_s")]
+    pub tls_check_interval_s: u64,
     /// Names (DNS names or IP addresses) for a throwaway self-signed chain,
     /// made at `tls_cert`, `tls_key` and `root_ca` when those files do not
     /// exist, until hearth-pkid issues the endpoint certificate. Empty (the
@@ -57,7 +77,12 @@ pub struct Config {
     /// user), by name or numeric uid. Nobody else may, not even admins.
     #[serde(default)]
     pub measurement_users: Vec<String>,
-    /// Executables measured when the daemon starts (the Hearth binaries).
+    /// Executables measured when the daemon starts (every Hearth binary:
+    /// production installs them under /usr/libexec/hearth and /usr/bin),
+    /// logged as kind `binary` under the configured path
+    /// (`/proc/self/exe`: under the running daemon's real path). A path
+    /// that does not exist is skipped with a warning; any other read
+    /// failure stops start-up.
     #[serde(default)]
     pub measure_binaries: Vec<PathBuf>,
     /// The firmware event log to include in quotes, when readable
@@ -80,7 +105,31 @@ impl hearth_daemon::DaemonConfig for Config {
 #[error("measurement_users: no such user {0:?}")]
 pub struct UnknownUser(pub String);
 
+/// A configuration value out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason} (got {value})")]
+pub struct InvalidValue {
+    /// The key.
+    pub field: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What it must be.
+    pub reason: &'static str,
+}
+
 impl Config {
+    /// Checks the values serde cannot: `tls_check_interval_s` at least 1.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        if self.tls_check_interval_s == 0 {
+            return Err(InvalidValue {
+                field: "tls_check_interval_s",
+                value: "0".into(),
+                reason: "must be at least 1 second",
+            });
+        }
+        Ok(())
+    }
+
     /// The uids of `measurement_users` (names looked up in the system's
     /// user database; numbers taken as uids).
     pub fn measurement_uids(&self) -> Result<Vec<u32>, UnknownUser> {
@@ -96,5 +145,40 @@ impl Config {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "tcti = \"device:/dev/tpmrm0\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\nroot_ca = \"/r\"\n";
+
+    #[test]
+    fn renewal_keys_default_to_thirty_days_checked_hourly() {
+        let cfg: Config = toml::from_str(BASE).unwrap();
+        assert_eq!(cfg.tls_renew_before_days, 30);
+        assert_eq!(cfg.tls_check_interval_s, 3600);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn renewal_keys_are_read_and_a_zero_interval_is_refused_by_name() {
+        let cfg: Config = toml::from_str(&format!(
+            "{BASE}tls_renew_before_days = 45\ntls_check_interval_s = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.tls_renew_before_days, 45);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("tls_check_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_renewal_key_is_refused() {
+        let err = toml::from_str::<Config>(&format!("{BASE}tls_renew_before = \"30d\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_renew_before"), "{err}");
     }
 }

@@ -28,6 +28,7 @@ use hearth_attestation::tpm::{Tpm, TpmConfig, TpmError, TpmIdentity};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::tls::CertInfo;
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,10 @@ pub struct Status {
     /// Whether the register is protected against deletion (platform-created
     /// with POLICY_DELETE).
     pub deletion_protected: bool,
+    /// The endpoint certificate served now (serial, notAfter), once the
+    /// daemon has set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<CertInfo>,
 }
 
 struct Inner {
@@ -103,6 +108,7 @@ pub struct Engine {
     firmware_event_log: Option<PathBuf>,
     log_path: PathBuf,
     inner: Mutex<Inner>,
+    tls: std::sync::RwLock<Option<CertInfo>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -286,9 +292,24 @@ impl Engine {
                 consistent,
                 detail,
             }),
+            tls: std::sync::RwLock::new(None),
         };
         for bin in &cfg.measure_binaries {
-            let digest = sha256_file(bin).map_err(io(bin))?;
+            // A binary not installed (a daemon left out of this build) is
+            // not measured, with a warning: a verifier whose golden policy
+            // requires it reports it as expected but never measured. Any
+            // other read failure stops start-up.
+            let digest = match sha256_file(bin) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::warn!(
+                        binary = %bin.display(),
+                        "measure_binaries: no such file; not measured"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(io(bin)(e)),
+            };
             // "/proc/self/exe" measures the running daemon under its real path.
             let name = if bin == Path::new("/proc/self/exe") {
                 std::fs::read_link(bin).unwrap_or_else(|_| bin.clone())
@@ -452,7 +473,20 @@ impl Engine {
             register: register.map(hex::encode),
             register_name: eventlog::register_name(nv_index),
             deletion_protected: self.identity.deletion_protected,
+            tls: self
+                .tls
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         })
+    }
+
+    /// Records the endpoint certificate served now, for [`Engine::status`].
+    pub fn set_tls(&self, info: CertInfo) {
+        *self
+            .tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info);
     }
 
     /// The event log.

@@ -5,13 +5,15 @@
 //!   `hearth_attestation::tpm`, on the blocking pool).
 //! * [`server`]: the HTTPS JSON endpoint (rustls) for remote verifiers.
 //! * [`dbus`]: `org.hearth.Attestation1`, a thin adapter over the engine.
-//! * [`tls`]: a throwaway endpoint chain until hearth-pkid issues one.
+//! * [`tls`]: the endpoint certificate from hearth-pkid (at start, and
+//!   renewed before expiry while running, swapped into rustls without a
+//!   restart), or a throwaway chain until pkid issues one.
 //! * [`config`]: the configuration file.
 //!
 //! Must never: rewrite or drop logged events, extend the register with
 //! anything not first logged, hide a log/register mismatch, log the
-//! register's authorization value, or accept measurements from callers not
-//! listed in the configuration.
+//! register's authorization value or a TLS private key, or accept
+//! measurements from callers not listed in the configuration.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

@@ -1,7 +1,8 @@
 //! hearth-attestd: thin binary over the `hearth_attestd` library, run by the
 //! shared daemon skeleton (`--config PATH --state-dir DIR`). It opens the
 //! engine (TPM provisioning, log replay, binary measurements), starts the
-//! HTTPS endpoint, then serves `org.hearth.Attestation1`.
+//! HTTPS endpoint and (with `tls_from_pkid`) the certificate renewal task,
+//! then serves `org.hearth.Attestation1`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     hearth_daemon::main::<Config, _, _, _>(
         hearth_common::names::ATTESTATION,
         |ctx, cfg| async move {
+            cfg.validate()?;
             if hearth_attestd::tls::fetch_from_pkid(&ctx.connection, &cfg).await? {
                 tracing::info!(cert = %cfg.tls_cert.display(), "endpoint certificate issued by hearth-pkid");
             }
@@ -23,7 +25,8 @@ fn main() -> ExitCode {
                     "made a throwaway self-signed chain for the HTTPS endpoint (tls_generate)"
                 );
             }
-            let tls = server::tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+            let resolver = Arc::new(server::resolver(&cfg.tls_cert, &cfg.tls_key)?);
+            let tls = server::tls_config_with(resolver.clone())?;
             let listener = server::bind(&cfg.listen).await?;
             ctx.notifier
                 .status("provisioning the TPM and replaying the event log");
@@ -35,6 +38,15 @@ fn main() -> ExitCode {
                     .context("engine start-up panicked")??
             };
             let engine = Arc::new(engine);
+            engine.set_tls(resolver.info());
+            if !cfg.tls_from_pkid.is_empty() {
+                tokio::spawn(hearth_attestd::tls::renew_loop(
+                    ctx.connection.clone(),
+                    cfg.clone(),
+                    resolver,
+                    engine.clone(),
+                ));
+            }
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, "HTTPS endpoint up");
             ctx.notifier

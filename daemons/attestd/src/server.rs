@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use hearth_attestation::api::{EnrollRequest, ErrorBody, QuoteRequest};
 use hearth_attestation::http;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use serde::Serialize;
 use tokio::io::BufReader;
@@ -17,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::engine::{Engine, EngineError};
+use crate::tls::{CertResolver, TlsError};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -45,26 +44,36 @@ pub enum ServerError {
 }
 
 /// The TLS server configuration from PEM files (the seam with hearth-pkid:
-/// it writes these files; the chain ends with the appliance's root CA).
+/// it writes these files; the chain ends with the appliance's root CA),
+/// served as they are (no renewal).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ServerError> {
-    let tls_err = |path: &Path, reason: String| ServerError::Tls {
-        path: path.display().to_string(),
-        reason,
-    };
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| tls_err(cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(tls_err(cert, "no certificate".into()));
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
+    tls_config_with(Arc::new(resolver(cert, key)?))
+}
+
+/// The certificate resolver over the PEM files, for [`tls_config_with`] and
+/// [`crate::tls::renew_loop`].
+pub fn resolver(cert: &Path, key: &Path) -> Result<CertResolver, ServerError> {
+    CertResolver::from_files(cert, key).map_err(|e| match e {
+        TlsError::Unusable { path, reason } => ServerError::Tls { path, reason },
+        other => ServerError::Tls {
+            path: cert.display().to_string(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// The TLS server configuration serving whatever `resolver` holds at each
+/// handshake (so a renewed certificate is served without a restart).
+pub fn tls_config_with(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, ServerError> {
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(cert, e.to_string()))?
+            .map_err(|e| ServerError::Tls {
+                path: "(TLS provider)".into(),
+                reason: e.to_string(),
+            })?
             .with_no_client_auth()
-            .with_single_cert(chain, key_der)
-            .map_err(|e| tls_err(cert, e.to_string()))?;
+            .with_cert_resolver(resolver);
     Ok(Arc::new(config))
 }
 

@@ -11,9 +11,20 @@
 //!   names (sandbox, development), written once and kept across restarts so
 //!   that enrolled verifiers keep trusting the endpoint.
 //! * Neither: the configured files must exist.
+//!
+//! While running, [`renew_loop`] (with `tls_from_pkid`) checks the served
+//! certificate's notAfter every `tls_check_interval_s`; once fewer than
+//! `tls_renew_before_days` remain it asks hearth-pkid for a fresh one (new
+//! key), writes the files atomically and swaps it into the [`CertResolver`]
+//! the rustls server asks at every handshake: no restart, connections in
+//! flight keep the certificate they started with. When pkid does not issue,
+//! the current certificate stays served and the next check retries. Never
+//! logs a key.
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -26,7 +37,14 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509NameBuilder, X509};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use serde::Serialize;
+
 use crate::config::Config;
+use crate::engine::Engine;
 
 /// Generating or writing the chain failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +55,14 @@ pub enum TlsError {
     /// hearth-pkid did not issue the certificate.
     #[error("hearth-pkid: {0}")]
     Pkid(String),
+    /// A certificate or key file rustls cannot serve.
+    #[error("{path}: {reason}")]
+    Unusable {
+        /// The file.
+        path: String,
+        /// Why (never the key's content).
+        reason: String,
+    },
     /// Writing failed.
     #[error("{path}: {source}")]
     Io {
@@ -151,6 +177,43 @@ struct DaemonCertificate {
     root_pem: String,
 }
 
+/// Asks hearth-pkid (`IssueDaemonCertificate`) for a certificate for
+/// `names` with a fresh key. The error text never holds key material.
+async fn issue(conn: &zbus::Connection, names: &str) -> Result<DaemonCertificate, String> {
+    let pki = hearth_common::names::PKI;
+    let reply = conn
+        .call_method(
+            Some(pki.bus_name),
+            pki.path,
+            Some(pki.bus_name),
+            "IssueDaemonCertificate",
+            &(names,),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let doc: String = reply.body().deserialize().map_err(|e| e.to_string())?;
+    // serde_json's error names a position, never the document's content.
+    serde_json::from_str::<DaemonCertificate>(&doc).map_err(|e| e.to_string())
+}
+
+impl DaemonCertificate {
+    /// Leaf, issuing CA, then the root: what `tls_cert` holds.
+    fn full_chain(&self) -> String {
+        let mut chain = self.chain_pem.trim_end().to_string();
+        chain.push('\n');
+        chain.push_str(self.root_pem.trim_end());
+        chain.push('\n');
+        chain
+    }
+
+    /// Writes key (0600), chain and root, each atomically.
+    fn write(&self, cfg: &Config) -> Result<(), TlsError> {
+        write(&cfg.tls_key, self.key_pem.as_bytes(), 0o600)?;
+        write(&cfg.tls_cert, self.full_chain().as_bytes(), 0o644)?;
+        write(&cfg.root_ca, self.root_pem.as_bytes(), 0o644)
+    }
+}
+
 /// When `tls_from_pkid` names are configured, asks hearth-pkid for the
 /// endpoint's certificate and writes it to the configured paths. Returns
 /// whether a new certificate was written.
@@ -158,32 +221,10 @@ pub async fn fetch_from_pkid(conn: &zbus::Connection, cfg: &Config) -> Result<bo
     if cfg.tls_from_pkid.is_empty() {
         return Ok(false);
     }
-    let pki = hearth_common::names::PKI;
     let names = cfg.tls_from_pkid.join(",");
-    let issued = async {
-        let reply = conn
-            .call_method(
-                Some(pki.bus_name),
-                pki.path,
-                Some(pki.bus_name),
-                "IssueDaemonCertificate",
-                &(names.as_str(),),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let doc: String = reply.body().deserialize().map_err(|e| e.to_string())?;
-        serde_json::from_str::<DaemonCertificate>(&doc).map_err(|e| e.to_string())
-    }
-    .await;
-    match issued {
+    match issue(conn, &names).await {
         Ok(c) => {
-            let mut chain = c.chain_pem.trim_end().to_string();
-            chain.push('\n');
-            chain.push_str(c.root_pem.trim_end());
-            chain.push('\n');
-            write(&cfg.tls_key, c.key_pem.as_bytes(), 0o600)?;
-            write(&cfg.tls_cert, chain.as_bytes(), 0o644)?;
-            write(&cfg.root_ca, c.root_pem.as_bytes(), 0o644)?;
+            c.write(cfg)?;
             Ok(true)
         }
         Err(e) if cfg.tls_cert.exists() && cfg.tls_key.exists() && cfg.root_ca.exists() => {
@@ -203,5 +244,167 @@ pub async fn fetch_from_pkid(conn: &zbus::Connection, cfg: &Config) -> Result<bo
         Err(e) => Err(TlsError::Pkid(format!(
             "IssueDaemonCertificate({names:?}) failed and no earlier certificate exists: {e}"
         ))),
+    }
+}
+
+/// The served certificate, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertInfo {
+    /// The leaf's serial number, lowercase hex.
+    pub serial: String,
+    /// The leaf's notAfter, as OpenSSL prints it (`Feb 21 13:22:18 2027 GMT`).
+    pub not_after: String,
+    /// The same instant in seconds since the Unix epoch.
+    pub not_after_unix: i64,
+}
+
+/// A PEM chain and key that rustls can serve, checked to belong together.
+fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<(CertifiedKey, CertInfo), String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate chain: {e}"))?;
+    let Some(leaf) = chain.first() else {
+        return Err("certificate chain: no certificate".into());
+    };
+    let info = cert_info(leaf).map_err(|e| format!("certificate: {e}"))?;
+    // The key's PEM never goes into an error or a log: only rustls' reason.
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("private key: {e}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let ck = CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    Ok((ck, info))
+}
+
+fn cert_info(leaf: &CertificateDer<'_>) -> Result<CertInfo, openssl::error::ErrorStack> {
+    let x = X509::from_der(leaf)?;
+    let serial = x.serial_number().to_bn()?.to_hex_str()?.to_lowercase();
+    let epoch = Asn1Time::from_unix(0)?;
+    let d = epoch.diff(x.not_after())?;
+    Ok(CertInfo {
+        serial,
+        not_after: x.not_after().to_string(),
+        not_after_unix: i64::from(d.days) * 86_400 + i64::from(d.secs),
+    })
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What rustls asks for the certificate at every handshake: the current
+/// one, swapped in place by [`renew_loop`].
+#[derive(Debug)]
+pub struct CertResolver {
+    current: RwLock<(Arc<CertifiedKey>, CertInfo)>,
+}
+
+impl CertResolver {
+    /// From the PEM files (`tls_cert`, `tls_key`). The error names the file.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<CertResolver, TlsError> {
+        let unusable = |path: &Path, reason: String| TlsError::Unusable {
+            path: path.display().to_string(),
+            reason,
+        };
+        let chain_pem = std::fs::read(cert).map_err(|e| unusable(cert, e.to_string()))?;
+        let key_pem = std::fs::read(key).map_err(|e| unusable(key, e.to_string()))?;
+        let (ck, info) = certified_key(&chain_pem, &key_pem).map_err(|e| {
+            let path = if e.starts_with("private key") {
+                key
+            } else {
+                cert
+            };
+            unusable(path, e)
+        })?;
+        Ok(CertResolver {
+            current: RwLock::new((Arc::new(ck), info)),
+        })
+    }
+
+    /// The certificate served now.
+    pub fn info(&self) -> CertInfo {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    fn swap(&self, ck: CertifiedKey, info: CertInfo) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (Arc::new(ck), info);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+                .clone(),
+        )
+    }
+}
+
+/// One renewal check: when fewer than `tls_renew_before_days` of the served
+/// certificate remain, asks pkid for a new one, writes the files and swaps
+/// it in. Returns the new certificate, or None when none was due.
+pub async fn renew_if_due(
+    conn: &zbus::Connection,
+    cfg: &Config,
+    resolver: &CertResolver,
+) -> Result<Option<CertInfo>, TlsError> {
+    let served = resolver.info();
+    let margin = i64::from(cfg.tls_renew_before_days) * 86_400;
+    if served.not_after_unix - now_unix() > margin {
+        return Ok(None);
+    }
+    let issued = issue(conn, &cfg.tls_from_pkid.join(","))
+        .await
+        .map_err(TlsError::Pkid)?;
+    let (ck, info) = certified_key(issued.full_chain().as_bytes(), issued.key_pem.as_bytes())
+        .map_err(|e| TlsError::Pkid(format!("unusable certificate: {e}")))?;
+    // On disk first: a restart serves what is served now.
+    issued.write(cfg)?;
+    resolver.swap(ck, info.clone());
+    Ok(Some(info))
+}
+
+/// Checks every `tls_check_interval_s` and renews when due (see
+/// [`renew_if_due`]); on failure keeps serving the current certificate,
+/// warns, and tries again at the next check. Runs until dropped.
+pub async fn renew_loop(
+    conn: zbus::Connection,
+    cfg: Config,
+    resolver: Arc<CertResolver>,
+    engine: Arc<Engine>,
+) {
+    let interval = Duration::from_secs(cfg.tls_check_interval_s.max(1));
+    loop {
+        tokio::time::sleep(interval).await;
+        match renew_if_due(&conn, &cfg, &resolver).await {
+            Ok(Some(info)) => {
+                tracing::info!(
+                    serial = %info.serial,
+                    not_after = %info.not_after,
+                    "endpoint certificate renewed by hearth-pkid; serving it from now on"
+                );
+                engine.set_tls(info);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let served = resolver.info();
+                tracing::warn!(
+                    serial = %served.serial,
+                    not_after = %served.not_after,
+                    "renewing the endpoint certificate failed ({e}); still serving the \
+                     current one, retrying in {} s",
+                    interval.as_secs()
+                );
+            }
+        }
     }
 }

@@ -69,7 +69,12 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     let (_bus, address) = private_bus(dir.path());
     let port = free_port();
 
-    // The sandbox template, filled in the way scripts/sandbox does.
+    // The sandbox template, filled in the way scripts/sandbox does; the
+    // binaries are those next to this test's hearth-attestd.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_hearth-attestd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let template =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("sandbox.toml"))
             .unwrap();
@@ -77,10 +82,7 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
         .replace("@TCTI@", &swtpm.tcti())
         .replace("@ATTEST_PORT@", &port.to_string())
         .replace("@DIR@", &dir.path().display().to_string())
-        .replace(
-            "@REPO@/target/debug/hearth-attestd",
-            env!("CARGO_BIN_EXE_hearth-attestd"),
-        );
+        .replace("@BIN_DIR@", &bin_dir.display().to_string());
     std::fs::create_dir_all(dir.path().join("etc")).unwrap();
     let config_path = dir.path().join("etc/hearth-attestd.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -108,10 +110,25 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
         .unwrap();
     let p = AttestationProxy::new(&conn).await.unwrap();
 
-    // The binary measured itself at start: record 0.
+    // At start: every Hearth binary of the template that exists in the
+    // binary directory (hearth-attestd at least), then our action.
+    let expected: Vec<String> = [
+        "hearth-pkid",
+        "hearth-attestd",
+        "hearth-netd",
+        "hearth-dnsd",
+        "hearth-intentd",
+        "hearthctl",
+    ]
+    .iter()
+    .map(|b| bin_dir.join(b))
+    .filter(|b| b.exists())
+    .map(|b| b.display().to_string())
+    .collect();
+    let n = expected.len() as u64;
     let sha = hex::encode(openssl::sha::sha256(b"audit record of action 1"));
     let recnum = p.measure("action", "net.open_port #1", &sha).await.unwrap();
-    assert_eq!(recnum, 1);
+    assert_eq!(recnum, n);
     let err = p.measure("action", "x", "not-hex").await.unwrap_err();
     assert!(
         matches!(&err, HearthError::InvalidArgument(m) if m.contains("sha256") && m.contains("not-hex")),
@@ -120,15 +137,25 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
 
     let status: serde_json::Value = serde_json::from_str(&p.status().await.unwrap()).unwrap();
     assert_eq!(status["consistent"], true, "{status}");
-    assert_eq!(status["events"], 2, "{status}");
+    assert_eq!(status["events"], n + 1, "{status}");
     let log: serde_json::Value = serde_json::from_str(&p.log().await.unwrap()).unwrap();
-    assert_eq!(log[0]["content"]["kind"], "binary");
-    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_hearth-attestd")).unwrap();
-    assert_eq!(log[0]["content"]["name"], exe.display().to_string());
-    let exe_sha = hex::encode(openssl::sha::sha256(&std::fs::read(&exe).unwrap()));
-    assert_eq!(log[0]["content"]["sha256"], exe_sha);
-    assert_eq!(log[1]["content"]["name"], "net.open_port #1");
-    assert_eq!(log[1]["content"]["sha256"], sha);
+    let log = log.as_array().unwrap();
+    let measured: Vec<String> = log[..expected.len()]
+        .iter()
+        .map(|e| {
+            assert_eq!(e["content"]["kind"], "binary", "{e}");
+            let name = e["content"]["name"].as_str().unwrap().to_string();
+            let file_sha = hex::encode(openssl::sha::sha256(&std::fs::read(&name).unwrap()));
+            assert_eq!(e["content"]["sha256"], file_sha, "{name}");
+            name
+        })
+        .collect();
+    assert_eq!(measured, expected);
+    let exe = bin_dir.join("hearth-attestd").display().to_string();
+    assert!(measured.contains(&exe), "{measured:?}");
+    let last = &log[expected.len()];
+    assert_eq!(last["content"]["name"], "net.open_port #1");
+    assert_eq!(last["content"]["sha256"], sha);
     let pcrs: serde_json::Value = serde_json::from_str(&p.pcrs().await.unwrap()).unwrap();
     assert_eq!(pcrs.as_object().unwrap().len(), 9, "{pcrs}");
 

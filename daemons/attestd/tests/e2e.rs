@@ -103,6 +103,8 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         measure_binaries: measure,
         tls_generate: Vec::new(),
         tls_from_pkid: Vec::new(),
+        tls_renew_before_days: 30,
+        tls_check_interval_s: 3600,
         firmware_event_log: None,
         access: Default::default(),
     }
@@ -585,4 +587,99 @@ fn tpm2_tools_pcrs_file(values: &[Vec<u8>]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binaries_are_in_the_golden_policy_and_an_unlisted_or_altered_binary_is_named() {
+    // Two binaries measured at start; a third configured but not installed
+    // is skipped (start-up goes on).
+    let dir = tempfile::tempdir().unwrap();
+    copy_state(&tpms().a, &dir.path().join("tpm")).unwrap();
+    let swtpm = Swtpm::start(&dir.path().join("tpm")).unwrap();
+    let tls = make_tls(dir.path(), "good");
+    let missing = "/nonexistent/libexec/hearth/hearth-netd";
+    let cfg = config(
+        swtpm.tcti(),
+        &tls,
+        vec!["/bin/true".into(), "/bin/false".into(), missing.into()],
+    );
+    let engine = open_engine(&cfg, &dir.path().join("attestd")).await;
+    let (server, host) = serve(&cfg, engine.clone()).await;
+    let _server = scopeguard(server);
+    let bundle = tpms().ca.bundle_pem().unwrap();
+    let record = flow::enroll(&host, None, Some(&bundle))
+        .await
+        .unwrap()
+        .record;
+
+    let (good, _) = flow::check_with(&record, None).await.unwrap();
+    assert!(good.trusted, "{:?}", failed(&good));
+    let golden = golden_from_report(&good);
+    let digest = |p: &str| hex::encode(openssl::sha::sha256(&std::fs::read(p).unwrap()));
+    for bin in ["/bin/true", "/bin/false"] {
+        let rule = golden
+            .measurement
+            .iter()
+            .find(|m| m.kind == Kind::Binary && m.name == bin)
+            .unwrap_or_else(|| panic!("{bin} in the golden policy: {golden:?}"));
+        assert_eq!(rule.sha256, vec![digest(bin)]);
+        assert!(rule.required);
+    }
+    assert!(!golden.measurement.iter().any(|m| m.name == missing));
+    let report = flow::check(&record, Some(&golden)).await.unwrap();
+    assert!(report.trusted, "{:?}", failed(&report));
+
+    // A binary whose digest is not the allowed one: named, with its digest.
+    let mut altered = golden.clone();
+    for m in &mut altered.measurement {
+        if m.name == "/bin/true" {
+            m.sha256 = vec!["00".repeat(32)];
+        }
+    }
+    let report = flow::check(&record, Some(&altered)).await.unwrap();
+    assert!(!report.trusted);
+    let f = failed(&report);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].starts_with("binary /bin/true: "), "{f:?}");
+    assert!(f[0].contains(&digest("/bin/true")), "{f:?}");
+
+    // A binary the policy does not list at all: named.
+    let mut dropped = golden.clone();
+    dropped.measurement.retain(|m| m.name != "/bin/false");
+    let report = flow::check(&record, Some(&dropped)).await.unwrap();
+    assert!(!report.trusted);
+    let f = failed(&report);
+    assert_eq!(
+        f,
+        vec!["binary /bin/false: not in the golden policy".to_string()]
+    );
+
+    // A binary the policy requires but the appliance never measured.
+    let mut required = golden.clone();
+    required.measurement.push(verify::GoldenMeasurement {
+        kind: Kind::Binary,
+        name: missing.into(),
+        sha256: vec!["11".repeat(32)],
+        required: true,
+    });
+    let report = flow::check(&record, Some(&required)).await.unwrap();
+    assert!(!report.trusted);
+    let f = failed(&report);
+    assert_eq!(
+        f,
+        vec![format!("binary {missing}: expected but never measured")]
+    );
+}
+
+/// Aborts the server task when the test ends (failures included).
+struct Abort(JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn scopeguard(h: JoinHandle<()>) -> Abort {
+    Abort(h)
 }
