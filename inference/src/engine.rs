@@ -1401,6 +1401,56 @@ mod tests {
         }
     }
 
+    #[test]
+    fn verbs_questions_and_negations_set_the_kind_of_action() {
+        let kind = |t: &str| request_polarity(t);
+        assert_eq!(kind("reboot the router"), Some(Polarity::Other));
+        assert_eq!(kind("Restarting dns now"), Some(Polarity::Other));
+        assert_eq!(kind("can iot reach lan?"), Some(Polarity::Read));
+        assert_eq!(kind("can you allow iot to reach lan"), Some(Polarity::Add));
+        assert_eq!(kind("lan needs to reach iot"), Some(Polarity::Add));
+        assert_eq!(kind("stop iot from reaching lan"), Some(Polarity::Remove));
+        assert_eq!(
+            kind("guest should no longer access work"),
+            Some(Polarity::Remove)
+        );
+        assert_eq!(kind("which certs exist"), Some(Polarity::Read));
+    }
+
+    #[test]
+    fn service_cues_are_the_catalog_words_one_service_owns() {
+        let specs = [
+            spec("dns.add_record"),
+            spec("dns.add_alias"),
+            spec("net.allow"),
+            spec("net.create_domain"),
+            spec("pki.issue_certificate"),
+        ];
+        let cues = service_cues(&specs);
+        assert!(cues["dns"].contains("dns") && cues["dns"].contains("record"));
+        assert!(cues["net"].contains("domain") && cues["net"].contains("port"));
+        assert!(cues["pki"].contains("certificate"));
+        // Words of several services and function words name none.
+        for words in cues.values() {
+            assert!(!words.contains("the") && !words.contains("zone"));
+        }
+        assert!(cue_words("Point NAS.home.arpa at 10.0.0.1").contains(&"point".to_string()));
+        assert!(!cue_words("nas.home.arpa 10.0.0.1").iter().any(|w| w == "nas"));
+    }
+
+    #[test]
+    fn a_change_must_use_every_value_the_request_gives() {
+        let sp = spans::spans("allow cameras to reach lan on port 554");
+        let strong: Vec<String> = strong_spans(&sp, &ctx())
+            .iter()
+            .map(|s| s.lower.clone())
+            .collect();
+        // "cameras" is no existing domain: only lan and the port must be used.
+        assert_eq!(strong, ["lan", "554"]);
+        let raw = BTreeMap::from([("domain".to_string(), Value::from("cameras"))]);
+        assert!(!strong_spans(&sp, &ctx()).iter().any(|s| uses(&raw, s)));
+    }
+
     fn spec(id: &str) -> PlaybookSpec {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks");
         crate::catalog::load_dir(&dir)

@@ -16,6 +16,21 @@ fn root() -> PathBuf {
 
 #[test]
 fn dev_subset_passes_and_plans_only_use_request_values() {
+    // Every third case: all kinds of cases, about a third of the time.
+    run_set("inference/eval/dev.jsonl", 3, 200);
+}
+
+/// The hold-out set was written apart from the development set and the
+/// tuning of the rules, as a check that they generalize.
+#[test]
+fn holdout_set_passes_and_plans_only_use_request_values() {
+    run_set("inference/eval/holdout.jsonl", 1, 90);
+}
+
+/// Evaluates every `step`-th case of `file` (at least `min_cases` long):
+/// pass rate at least 0.90, no plan for a refusal case, every value from
+/// the request, a default, an enum or an existing domain.
+fn run_set(file: &str, step: usize, min_cases: usize) {
     let specs = hearth_inference::catalog::load_dir(&root().join("playbooks")).expect("catalog");
     assert_eq!(specs.len(), 13);
     let mut engine =
@@ -23,10 +38,9 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
     assert_eq!(engine.digests().len(), 4);
     assert!(engine.digests().iter().all(|d| d.sha256.len() == 64));
     engine.set_catalog(&specs).expect("catalog installs");
-    let all = read_cases(&root().join("inference/eval/dev.jsonl")).expect("dev set");
-    assert!(all.len() >= 200);
-    // Every third case: all kinds of cases, about a third of the time.
-    let subset: Vec<_> = all.into_iter().step_by(3).collect();
+    let all = read_cases(&root().join(file)).expect("cases");
+    assert!(all.len() >= min_cases);
+    let subset: Vec<_> = all.into_iter().step_by(step).collect();
     let report = evaluate(&engine, &subset);
     let n = subset.len();
     let rate = report.summary.passed as f64 / n as f64;
@@ -41,13 +55,9 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
         "pass rate {rate:.3} on {n} cases; failures:\n{}",
         failures.join("\n")
     );
-    // Known gap (issue 7, docs/perf.md): without the instruct model,
-    // retrieval can pick a nearby playbook for an out-of-catalog request or
-    // one naming an unknown domain ("allow cameras to reach lan" became
-    // net.create_domain cameras). The gate still shows the plan and asks for
-    // confirmation, but the target is zero: this bound only stops it from
-    // getting worse while the gap is open.
-    const KNOWN_REFUSAL_PLANS: usize = 1;
+    // No refusal case may yield a plan (the full development set has two
+    // known out-of-catalog reads left, docs/perf.md; neither is in the
+    // subset).
     let mut refusal_plans = Vec::new();
     for (case, res) in subset.iter().zip(&report.cases) {
         let refuse = case.expect.get("refuse").and_then(Value::as_bool) == Some(true);
@@ -90,9 +100,8 @@ fn dev_subset_passes_and_plans_only_use_request_values() {
         }
     }
     assert!(
-        refusal_plans.len() <= KNOWN_REFUSAL_PLANS,
-        "refusal cases produced plans ({} > {KNOWN_REFUSAL_PLANS}):\n{}",
-        refusal_plans.len(),
+        refusal_plans.is_empty(),
+        "refusal cases produced plans:\n{}",
         refusal_plans.join("\n")
     );
 }
