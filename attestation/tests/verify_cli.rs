@@ -235,6 +235,59 @@ fn hearth_verify_cli_enrolls_writes_golden_and_checks_with_documented_exit_statu
         "{text}"
     );
 
+    // watch: the first check in full, then only what changed: an action
+    // executed on the appliance between two checks appears as one line.
+    // The policy is the golden one as written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-verify"))
+        .arg("--store")
+        .arg(&store)
+        .args(["watch", &host, "--policy", &policy_arg])
+        .args(["--interval", "2", "--count", "3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("TRUSTED") {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "watch ended before its first report: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    let digest = "ab".repeat(32);
+    let sent = Command::new("dbus-send")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &sb.env["DBUS_SYSTEM_BUS_ADDRESS"])
+        .args([
+            "--system",
+            "--print-reply",
+            "--dest=org.hearth.Attestation1",
+            "/org/hearth/Attestation1",
+            "org.hearth.Attestation1.Measure",
+            "string:action",
+            "string:watch-test-action",
+        ])
+        .arg(format!("string:{digest}"))
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", said(&sent));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "watch: {seen}{rest}");
+    let all = format!("{seen}{rest}");
+    assert_eq!(
+        all.matches("+ action watch-test-action").count(),
+        1,
+        "the new action is reported once, as a change: {all}"
+    );
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("Measured:")).count(),
+        1,
+        "only the first check is printed in full: {all}"
+    );
+
     // The same enrollment for a port where nothing listens: could not
     // check (2).
     let dead = {
