@@ -258,7 +258,10 @@ fn hearth_verify_cli_enrolls_writes_golden_and_checks_with_documented_exit_statu
     }
     let digest = "ab".repeat(32);
     let sent = Command::new("dbus-send")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &sb.env["DBUS_SYSTEM_BUS_ADDRESS"])
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
+        )
         .args([
             "--system",
             "--print-reply",
