@@ -84,8 +84,10 @@ pub enum Interpretation {
 pub struct Options {
     /// Rank by embeddings (off: every playbook is a candidate, equally).
     pub use_retrieval: bool,
-    /// Let the instruct model choose (off: the best retrieval score wins and
-    /// parameters take the best-cued span).
+    /// Let the instruct model choose among the candidates that take every
+    /// value of the request when there are several, and between spans a
+    /// parameter could take (off: the best-ranked wins, parameters take the
+    /// best-cued span). On unless HEARTH_INFER_LLM=0.
     pub use_llm: bool,
     /// How many retrieval candidates the model chooses among.
     pub top_k: usize,
@@ -102,7 +104,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             use_retrieval: true,
-            use_llm: std::env::var("HEARTH_INFER_LLM").is_ok_and(|v| v == "1"),
+            use_llm: std::env::var("HEARTH_INFER_LLM").map_or(true, |v| v != "0"),
             top_k: 4,
             min_similarity: 0.40,
             min_confidence: 0.30,
@@ -241,8 +243,8 @@ impl Engine {
     }
 
     /// Installs the catalog: embeds every description and example, and
-    /// computes the key-value cache of the fixed prompt prefix when the
-    /// instruct model is on (`options.use_llm`).
+    /// sets the instruct model's fixed prompt prefix (its key-value cache
+    /// is made at the first request that needs it, or by [`Engine::warm`]).
     pub fn set_catalog(&mut self, specs: &[PlaybookSpec]) -> Result<()> {
         let mut texts: Vec<&str> = Vec::new();
         let mut owner = Vec::new();
@@ -275,18 +277,19 @@ impl Engine {
             let params: Vec<&str> = s.params.iter().map(|p| p.name.as_str()).collect();
             sys.push_str(&format!("\n{}({})", s.id, params.join(", ")));
         }
-        // The prefix's key-value cache is the largest part of start-up and
-        // only the instruct model reads it: set `options.use_llm` before
-        // installing the catalog.
-        if self.options.use_llm {
-            let prefix = self.llm.tok.chat_turn("system", &sys)?;
-            self.llm.set_prefix(&prefix)?;
-        } else {
-            self.llm.set_prefix(&[])?;
-        }
+        // The prefix's key-value cache is computed at the first request
+        // that needs the model (or by `warm`), not at start-up.
+        let prefix = self.llm.tok.chat_turn("system", &sys)?;
+        self.llm.set_prefix(&prefix);
         self.entries = entries;
         self.cues = service_cues(specs);
         Ok(())
+    }
+
+    /// Computes the instruct model's prompt-prefix cache now instead of at
+    /// the first request that needs it.
+    pub fn warm(&self) -> Result<()> {
+        self.llm.warm()
     }
 
     /// Length of the cached prompt prefix, in tokens.
@@ -473,73 +476,90 @@ impl Engine {
         } else {
             vec![1.0 / pool.len() as f32; pool.len()]
         };
+        // Among the candidates close to the best, those whose parameters
+        // the request fills, using every value it gives ("make a domain
+        // printers using 192.168.50.0/24" is closest to dns.add_record but
+        // gives no DNS name). A lower candidate never wins by leaving values
+        // of the request unused ("allow cameras to reach lan" with no
+        // cameras domain is not a request to create one), nor from a
+        // service other than the ones the request names ("add a dns record
+        // for nas.home.arpa" does not become a certificate), nor with the
+        // opposite kind of action.
+        let sp = spans::spans(text);
+        let strong = strong_spans(&sp, ctx);
+        let cued = self.cued_services(text);
+        let top = pool[0].score;
+        let fit = |c: &Candidate| -> Option<usize> {
+            let e = self.entry(&c.id)?;
+            let raw = fill_params(&e.spec, &sp, ctx, None).ok()?;
+            e.spec.validate(&raw, ctx).ok()?;
+            Some(strong.iter().filter(|v| !uses(&raw, v)).count())
+        };
+        // A best candidate that fits but drops values is a weaker answer
+        // than one that fails outright: look further down.
+        let margin = match fit(pool[0]) {
+            Some(unused) if unused > 0 => COMPLETE_MARGIN,
+            _ => FIT_MARGIN,
+        };
+        let want = request_polarity(text);
+        let eligible = |i: usize, c: &Candidate| {
+            i == 0
+                || ((!o.use_retrieval || c.score >= top - margin)
+                    && (cued.is_empty() || cued.contains(service(&c.id)))
+                    && self.entry(&c.id).is_some_and(|e| {
+                        !e.spec.params.is_empty()
+                            && want.is_none_or(|w| playbook_polarity(&e.spec) == w)
+                    }))
+        };
+        let complete: Vec<usize> = pool
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| eligible(*i, c) && fit(c) == Some(0))
+            .map(|(i, _)| i)
+            .collect();
         let mut session = None;
-        let (chosen, confidence) = if o.use_llm {
-            let mut s = self.llm.session();
+        let (chosen, confidence) = if o.use_llm && (complete.len() >= 2 || !o.use_retrieval) {
+            // The instruct model chooses among the complete candidates (all
+            // playbooks when retrieval is off), its log-probabilities added
+            // to retrieval's at every branch; the confidence is the chosen
+            // one's share of the combined probability at the first branch.
+            let choices: Vec<usize> = if complete.is_empty() {
+                (0..pool.len()).collect()
+            } else {
+                complete.clone()
+            };
+            let mut s = self.llm.session()?;
             s.push(&self.llm.tok.chat_turn("user", text)?);
             s.push(&self.llm.tok.chat_open("assistant")?);
             s.push_text("action:")?;
-            let options: Vec<Vec<u32>> = pool
+            let options: Vec<Vec<u32>> = choices
                 .iter()
-                .map(|c| {
-                    self.entry(&c.id)
+                .map(|&i| {
+                    self.entry(&pool[i].id)
                         .map(|e| e.option_ids.clone())
                         .unwrap_or_default()
                 })
                 .collect();
-            let bias: Vec<f32> = rprob.iter().map(|p| p.max(1e-6).ln()).collect();
+            let bias: Vec<f32> = choices.iter().map(|&i| rprob[i].max(1e-6).ln()).collect();
             let choice = s.choose(&options, &bias)?;
-            let conf = if o.use_retrieval {
-                (choice.prob * rprob[choice.index]).sqrt()
-            } else {
-                choice.prob
-            };
-            session = Some(s);
-            (choice.index, conf)
-        } else {
-            // Retrieval decides; among the candidates close to the best, the
-            // best-ranked whose parameters the request fills, using every
-            // value it gives, wins ("make a domain printers using
-            // 192.168.50.0/24" is closest to dns.add_record but gives no DNS
-            // name). A lower candidate never wins by leaving values of the
-            // request unused ("allow cameras to reach lan" with no cameras
-            // domain is not a request to create one), nor from a service
-            // other than the ones the request names ("add a dns record for
-            // nas.home.arpa" does not become a certificate).
-            let sp = spans::spans(text);
-            let strong = strong_spans(&sp, ctx);
-            let cued = self.cued_services(text);
-            let top = pool[0].score;
-            let fit = |c: &Candidate| -> Option<usize> {
-                let e = self.entry(&c.id)?;
-                let raw = fill_params(&e.spec, &sp, ctx, None).ok()?;
-                e.spec.validate(&raw, ctx).ok()?;
-                Some(strong.iter().filter(|v| !uses(&raw, v)).count())
-            };
-            // A best candidate that fits but drops values is a weaker
-            // answer than one that fails outright: look further down.
-            let margin = match fit(pool[0]) {
-                Some(unused) if unused > 0 => COMPLETE_MARGIN,
-                _ => FIT_MARGIN,
-            };
-            let want = request_polarity(text);
-            let eligible = |i: usize, c: &Candidate| {
-                i == 0
-                    || (c.score >= top - margin
-                        && (cued.is_empty() || cued.contains(service(&c.id)))
-                        && self.entry(&c.id).is_some_and(|e| {
-                            !e.spec.params.is_empty()
-                                && want.is_none_or(|w| playbook_polarity(&e.spec) == w)
-                        }))
-            };
-            let complete = pool
+            let joint: Vec<f32> = choices
                 .iter()
-                .enumerate()
-                .filter(|(i, c)| eligible(*i, c))
-                .find(|(_, c)| fit(c) == Some(0))
-                .map(|(i, _)| i);
-            match complete {
-                Some(i) => (i, rprob[i].max(rprob[0])),
+                .zip(&choice.first_branch)
+                .map(|(&i, p)| p.max(1e-6) * rprob[i])
+                .collect();
+            let z: f32 = joint.iter().sum();
+            let share = joint[choice.index] / z.max(1e-12);
+            session = Some(s);
+            let i = choices[choice.index];
+            let conf = if complete.is_empty() {
+                share
+            } else {
+                share.max(rprob[i])
+            };
+            (i, conf)
+        } else {
+            match complete.first() {
+                Some(&i) => (i, rprob[i].max(rprob[0])),
                 None => (0, rprob[0]),
             }
         };
@@ -553,7 +573,6 @@ impl Engine {
             ));
         }
         let entry = self.entry(&id).context("candidate not in the catalog")?;
-        let sp = spans::spans(text);
         let filled = fill_params(&entry.spec, &sp, ctx, session.as_mut());
         let work = session.map(|s| s.work).unwrap_or_default();
         let raw = match filled {
@@ -568,7 +587,7 @@ impl Engine {
         // something other than what was asked ("allow cameras to reach lan"
         // with no cameras domain is not "create the domain cameras").
         if entry.spec.risk != hearth_common::catalog::Risk::Read {
-            if let Some(s) = strong_spans(&sp, ctx).into_iter().find(|s| !uses(&raw, s)) {
+            if let Some(s) = strong.iter().find(|s| !uses(&raw, s)) {
                 return Ok((
                     refuse(format!(
                         "{id} would not use {:?} from the request; say it differently",

@@ -53,7 +53,11 @@ pub struct Work {
 /// The loaded instruct model with its tokenizer and cached prefix.
 pub struct Llm {
     base: ModelWeights,
-    prefix_len: usize,
+    /// The fixed prompt prefix, and once computed (at the first request
+    /// that needs the model, or [`Llm::warm`]) the model holding its
+    /// key-value cache, which every session continues.
+    prefix: Vec<u32>,
+    cached: std::sync::Mutex<Option<ModelWeights>>,
     /// The model's tokenizer, built from the GGUF metadata.
     pub tok: GgufTokenizer,
     device: Device,
@@ -62,7 +66,7 @@ pub struct Llm {
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Llm")
-            .field("prefix_len", &self.prefix_len)
+            .field("prefix_len", &self.prefix.len())
             .finish()
     }
 }
@@ -143,28 +147,44 @@ impl Llm {
         };
         Ok(Llm {
             base,
-            prefix_len: 0,
+            prefix: Vec::new(),
+            cached: std::sync::Mutex::new(None),
             tok,
             device: device.clone(),
         })
     }
 
-    /// Computes and keeps the key-value cache of a fixed prompt prefix.
-    pub fn set_prefix(&mut self, ids: &[u32]) -> Result<()> {
-        self.base.clear_kv_cache();
-        if ids.is_empty() {
-            self.prefix_len = 0;
-            return Ok(());
-        }
-        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
-        self.base.forward(&input, 0)?;
-        self.prefix_len = ids.len();
-        Ok(())
+    /// Sets the fixed prompt prefix; its key-value cache is computed when
+    /// first needed.
+    pub fn set_prefix(&mut self, ids: &[u32]) {
+        self.prefix = ids.to_vec();
+        *self.cached.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// Length of the cached prefix in tokens.
+    /// Length of the prefix in tokens.
     pub fn prefix_len(&self) -> usize {
-        self.prefix_len
+        self.prefix.len()
+    }
+
+    /// Computes the prefix's key-value cache now, if not done yet.
+    pub fn warm(&self) -> Result<()> {
+        self.prefixed().map(|_| ())
+    }
+
+    /// A copy of the model that has read the prefix.
+    fn prefixed(&self) -> Result<ModelWeights> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cached.as_ref() {
+            return Ok(m.clone());
+        }
+        let mut m = self.base.clone();
+        m.clear_kv_cache();
+        if !self.prefix.is_empty() {
+            let input = Tensor::new(self.prefix.as_slice(), &self.device)?.unsqueeze(0)?;
+            m.forward(&input, 0)?;
+        }
+        *cached = Some(m.clone());
+        Ok(m)
     }
 
     /// Benchmark helper: feeds `prompt` in one forward from an empty cache,
@@ -191,14 +211,14 @@ impl Llm {
     }
 
     /// A fresh decoding session that continues the cached prefix.
-    pub fn session(&self) -> Session<'_> {
-        Session {
-            model: self.base.clone(),
-            pos: self.prefix_len,
+    pub fn session(&self) -> Result<Session<'_>> {
+        Ok(Session {
+            model: self.prefixed()?,
+            pos: self.prefix.len(),
             pending: Vec::new(),
             llm: self,
             work: Work::default(),
-        }
+        })
     }
 }
 

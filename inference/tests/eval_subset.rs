@@ -105,3 +105,29 @@ fn run_set(file: &str, step: usize, min_cases: usize) {
         refusal_plans.join("\n")
     );
 }
+
+/// When several playbooks could take every value of the request, the
+/// instruct model chooses among them (constrained to their ids); when one
+/// can, it is not consulted.
+#[test]
+fn the_instruct_model_chooses_only_between_candidates_that_fit() {
+    let specs = hearth_inference::catalog::load_dir(&root().join("playbooks")).expect("catalog");
+    let mut engine =
+        Engine::load(&root().join("models"), DevicePreference::Cpu).expect("models load");
+    engine.options.use_llm = true;
+    engine.set_catalog(&specs).expect("catalog installs");
+    let ctx = hearth_common::catalog::Context {
+        domains: ["admin", "lan", "iot", "guest", "work"]
+            .iter()
+            .map(|d| hearth_common::types::DomainId::parse(d).expect("domain"))
+            .collect(),
+    };
+    let (got, stats) = engine.interpret_with_stats("unregister the name kodi.home.arpa", &ctx);
+    let got = serde_json::to_value(&got).unwrap();
+    assert_eq!(got["playbook"], "dns.remove_record", "{got}");
+    assert!(stats.forwards >= 1, "the model chose: {stats:?}");
+    let (got, stats) = engine.interpret_with_stats("point nas.home.arpa at 192.168.1.20", &ctx);
+    let got = serde_json::to_value(&got).unwrap();
+    assert_eq!(got["playbook"], "dns.add_record", "{got}");
+    assert_eq!(stats.forwards, 0, "one candidate fits, no model: {stats:?}");
+}

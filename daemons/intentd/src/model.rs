@@ -36,6 +36,30 @@ impl ModelInterpreter {
     }
 }
 
+impl ModelInterpreter {
+    /// Makes the instruct model's prompt-prefix cache now (about a second
+    /// on two cores), so that the first request needing the model does not
+    /// pay for it. Run off the start-up path, after READY.
+    pub fn warm(&self) {
+        let engine = match self.engine.read() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !engine.options.use_llm {
+            return;
+        }
+        let t = std::time::Instant::now();
+        match engine.warm() {
+            Ok(()) => tracing::info!(
+                tokens = engine.prefix_tokens(),
+                ms = t.elapsed().as_millis() as u64,
+                "instruct model's prompt prefix cached"
+            ),
+            Err(e) => tracing::warn!("prompt prefix not cached: {e:#}"),
+        }
+    }
+}
+
 impl Interpreter for ModelInterpreter {
     fn set_catalog(&self, specs: &[PlaybookSpec]) {
         let mut engine = match self.engine.write() {
