@@ -199,7 +199,9 @@ impl Engine {
     /// Loads both models from `models_dir` (`SmolLM2-135M-Instruct.Q4_1.gguf`
     /// or the only other `*.gguf` there, and `all-MiniLM-L6-v2/`), on the
     /// device chosen by `pref` (logged). [`Engine::digests`] then lists the
-    /// sha256 of every model file read.
+    /// sha256 of every model file read. The instruct model's header and
+    /// tokenizer are read here; its weights (re-quantized for the CPU) and
+    /// prompt-prefix cache at first need or by [`Engine::warm`].
     pub fn load(models_dir: &Path, pref: DevicePreference) -> Result<Engine> {
         let device = pick_device(pref);
         tracing::info!(

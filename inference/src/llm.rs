@@ -52,7 +52,11 @@ pub struct Work {
 
 /// The loaded instruct model with its tokenizer and cached prefix.
 pub struct Llm {
-    base: ModelWeights,
+    /// The weights, built (and re-quantized) at first need: the GGUF's
+    /// header and tokenizer are read at load, its tensors later, off the
+    /// start-up path.
+    base: std::sync::OnceLock<ModelWeights>,
+    pending: std::sync::Mutex<Option<Pending>>,
     /// The fixed prompt prefix, and once computed (at the first request
     /// that needs the model, or [`Llm::warm`]) the model holding its
     /// key-value cache, which every session continues.
@@ -61,6 +65,26 @@ pub struct Llm {
     /// The model's tokenizer, built from the GGUF metadata.
     pub tok: GgufTokenizer,
     device: Device,
+}
+
+/// A GGUF read but not yet turned into weights.
+struct Pending {
+    content: gguf_file::Content,
+    bytes: Vec<u8>,
+    target: Option<GgmlDType>,
+}
+
+impl Pending {
+    fn build(self, device: &Device) -> Result<ModelWeights> {
+        Ok(match self.target {
+            Some(t) => {
+                let (ct2, data) = requantize(&self.content, &self.bytes, t)?;
+                drop(self.bytes);
+                ModelWeights::from_gguf(ct2, &mut Cursor::new(data), device)?
+            }
+            None => ModelWeights::from_gguf(self.content, &mut Cursor::new(self.bytes), device)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for Llm {
@@ -136,17 +160,14 @@ impl Llm {
             Requant::Q4_0 if device.is_cpu() => Some(GgmlDType::Q4_0),
             _ => None,
         };
-        let base = match target {
-            Some(t) => {
-                let (ct2, data) = requantize(&ct, reader.get_ref(), t)?;
-                drop(reader);
-                let mut r2 = Cursor::new(data);
-                ModelWeights::from_gguf(ct2, &mut r2, device)?
-            }
-            None => ModelWeights::from_gguf(ct, &mut reader, device)?,
-        };
+        let bytes = reader.into_inner();
         Ok(Llm {
-            base,
+            base: std::sync::OnceLock::new(),
+            pending: std::sync::Mutex::new(Some(Pending {
+                content: ct,
+                bytes,
+                target,
+            })),
             prefix: Vec::new(),
             cached: std::sync::Mutex::new(None),
             tok,
@@ -166,6 +187,24 @@ impl Llm {
         self.prefix.len()
     }
 
+    /// The weights, built now if not yet.
+    pub fn weights(&self) -> Result<&ModelWeights> {
+        if let Some(w) = self.base.get() {
+            return Ok(w);
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = self.base.get() {
+            return Ok(w);
+        }
+        let p = pending
+            .take()
+            .context("the instruct model's weights failed to load earlier")?;
+        let w = p
+            .build(&self.device)
+            .context("loading the instruct model's weights")?;
+        Ok(self.base.get_or_init(|| w))
+    }
+
     /// Computes the prefix's key-value cache now, if not done yet.
     pub fn warm(&self) -> Result<()> {
         self.prefixed().map(|_| ())
@@ -177,7 +216,7 @@ impl Llm {
         if let Some(m) = cached.as_ref() {
             return Ok(m.clone());
         }
-        let mut m = self.base.clone();
+        let mut m = self.weights()?.clone();
         m.clear_kv_cache();
         if !self.prefix.is_empty() {
             let input = Tensor::new(self.prefix.as_slice(), &self.device)?.unsqueeze(0)?;
@@ -191,7 +230,7 @@ impl Llm {
     /// then generates `gen` tokens greedily one at a time. Returns the
     /// seconds spent on the prompt and on the generated tokens.
     pub fn time_prompt_and_generation(&self, prompt: &[u32], gen: usize) -> Result<(f64, f64)> {
-        let mut model = self.base.clone();
+        let mut model = self.weights()?.clone();
         model.clear_kv_cache();
         let t = std::time::Instant::now();
         let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;

@@ -37,6 +37,8 @@ fn main() -> Result<()> {
     ] {
         let t = Instant::now();
         let llm = Llm::load(bytes.clone(), &Device::Cpu, rq)?;
+        // The weights are otherwise built at first use: count them here.
+        llm.weights()?;
         let load_ms = t.elapsed().as_secs_f64() * 1e3;
         let text = "The appliance turns plain-language requests into signed playbooks. ".repeat(40);
         let mut ids = llm.tok.encode_text(&text)?;
