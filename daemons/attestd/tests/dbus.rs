@@ -3,25 +3,17 @@
 //! endpoint with the throwaway chain, and a clean stop on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+use common::{await_ready, free_port, Proc};
+
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use hearth_attestation::flow;
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::HearthError;
-
-/// Kills the process on drop (test failures included).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The project's private test bus (the shipped policy) and its address.
 fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
@@ -31,34 +23,6 @@ fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
 }
 
 /// Waits for READY=1 on the notify socket, or the daemon's exit.
-fn await_ready(sock: &UnixDatagram, daemon: &mut Child) {
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if let Some(status) = daemon.try_wait().unwrap() {
-            panic!("hearth-attestd exited before READY=1: {status}");
-        }
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n])
-                .lines()
-                .any(|l| l == "READY=1")
-            {
-                return;
-            }
-        }
-    }
-    panic!("hearth-attestd sent no READY=1 in 30 s");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
@@ -101,7 +65,7 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
             .spawn()
             .unwrap(),
     );
-    await_ready(&notify, &mut daemon.0);
+    await_ready(&notify, &mut daemon.0, None);
 
     let conn = zbus::connection::Builder::address(address.as_str())
         .unwrap()

@@ -5,10 +5,13 @@
 //! root CA watches the certificate presented on the TLS port.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+use common::{await_ready, free_port, Proc};
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,48 +21,6 @@ use openssl::x509::X509;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::BufReader;
-
-/// Kills the process on drop (test failures included).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn await_ready(sock: &UnixDatagram, daemon: &mut Child, log: &Path) {
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while Instant::now() < deadline {
-        if let Some(status) = daemon.try_wait().unwrap() {
-            panic!(
-                "hearth-attestd exited before READY=1: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n])
-                .lines()
-                .any(|l| l == "READY=1")
-            {
-                return;
-            }
-        }
-    }
-    panic!("hearth-attestd sent no READY=1 in 60 s");
-}
 
 /// What one TLS connection saw: the presented leaf, and /v1/status.
 struct Seen {
@@ -182,7 +143,7 @@ async fn certificate_is_renewed_from_pkid_while_serving_and_kept_when_pkid_is_go
             .spawn()
             .unwrap(),
     );
-    await_ready(&notify, &mut daemon.0, &log);
+    await_ready(&notify, &mut daemon.0, Some(&log));
 
     // The certificate pkid issued at start, then a different one (another
     // serial, another key) while the server keeps answering.
