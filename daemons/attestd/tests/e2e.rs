@@ -683,3 +683,26 @@ impl Drop for Abort {
 fn scopeguard(h: JoinHandle<()>) -> Abort {
     Abort(h)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quote_carries_the_firmware_event_log_when_there_is_one() {
+    let mut app = appliance(&tpms().a).await;
+    let record = app.enroll().await;
+    let (_, resp) = genuine(&app, &record).await;
+    assert_eq!(resp.firmware_event_log, None, "none configured: none sent");
+
+    // swtpm has no firmware: a file standing for the kernel's
+    // binary_bios_measurements, read at every quote.
+    let log = app.dir.path().join("binary_bios_measurements");
+    let bytes: Vec<u8> = (0u8..=255).cycle().take(1000).collect();
+    std::fs::write(&log, &bytes).unwrap();
+    app.cfg.firmware_event_log = Some(log.clone());
+    app.restart().await;
+    let mut record = record;
+    record.host = app.host.clone();
+    let (_, resp) = genuine(&app, &record).await;
+    assert_eq!(resp.firmware_event_log, Some(hex::encode(&bytes)));
+    // And the quote stays trusted with it.
+    let report = flow::check(&record, None).await.unwrap();
+    assert!(report.trusted, "{:?}", failed(&report));
+}
