@@ -331,8 +331,11 @@ impl Engine {
             );
         }
         let t0 = Instant::now();
+        let action = first_action(trimmed);
+        let want = action.as_ref().map(|a| a.0);
+        let cued = self.cued_services(trimmed);
         let ranked = match self.rank(trimmed) {
-            Ok(r) => self.with_cues(trimmed, self.with_polarity(trimmed, r)),
+            Ok(r) => self.rerank(r, want, &cued),
             Err(e) => return (refuse(format!("inference failed: {e}"), vec![]), stats),
         };
         stats.embed_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -340,7 +343,7 @@ impl Engine {
         if let Some(why) = injection(trimmed) {
             return (refuse(why, shown), stats);
         }
-        if let Some((Polarity::Other, verb)) = first_action(trimmed) {
+        if let Some((Polarity::Other, verb)) = &action {
             return (
                 refuse(
                     format!("no playbook of the catalog can {verb:?} anything"),
@@ -359,7 +362,7 @@ impl Engine {
             );
         }
         let t1 = Instant::now();
-        let (out, work) = match self.decide(trimmed, ctx, &ranked) {
+        let (out, work) = match self.decide(trimmed, ctx, &ranked, want, &cued) {
             Ok(x) => x,
             Err(e) => (
                 refuse(format!("inference failed: {e}"), shown),
@@ -373,29 +376,6 @@ impl Engine {
         (out, stats)
     }
 
-    /// Moves playbooks whose kind of action (add, remove, read) agrees with
-    /// the request's first action word up, and those that disagree down:
-    /// sentence embeddings hardly tell "allow" from "revoke".
-    fn with_polarity(&self, text: &str, mut ranked: Vec<Candidate>) -> Vec<Candidate> {
-        let Some(want) = request_polarity(text) else {
-            return ranked;
-        };
-        for c in &mut ranked {
-            if let Some(e) = self.entry(&c.id) {
-                if want == Polarity::Other {
-                    continue;
-                }
-                if playbook_polarity(&e.spec) == want {
-                    c.score += POLARITY_BONUS;
-                } else {
-                    c.score -= POLARITY_BONUS;
-                }
-            }
-        }
-        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-        ranked
-    }
-
     /// Services the request names by one of their own words.
     fn cued_services(&self, text: &str) -> BTreeSet<&str> {
         let words = cue_words(text);
@@ -406,14 +386,27 @@ impl Engine {
             .collect()
     }
 
-    /// Moves the playbooks of the one service the request names up.
-    fn with_cues(&self, text: &str, mut ranked: Vec<Candidate>) -> Vec<Candidate> {
-        let cued = self.cued_services(text);
-        if cued.len() != 1 {
-            return ranked;
-        }
+    /// Moves playbooks whose kind of action (add, remove, read) agrees with
+    /// the request's first action word up and those that disagree down
+    /// (sentence embeddings hardly tell "allow" from "revoke"), and those of
+    /// the one service the request names up.
+    fn rerank(
+        &self,
+        mut ranked: Vec<Candidate>,
+        want: Option<Polarity>,
+        cued: &BTreeSet<&str>,
+    ) -> Vec<Candidate> {
         for c in &mut ranked {
-            if cued.contains(service(&c.id)) {
+            if let (Some(want), Some(e)) = (want, self.entry(&c.id)) {
+                if want != Polarity::Other {
+                    c.score += if playbook_polarity(&e.spec) == want {
+                        POLARITY_BONUS
+                    } else {
+                        -POLARITY_BONUS
+                    };
+                }
+            }
+            if cued.len() == 1 && cued.contains(service(&c.id)) {
                 c.score += SERVICE_BONUS;
             }
         }
@@ -449,6 +442,8 @@ impl Engine {
         text: &str,
         ctx: &Context,
         ranked: &[Candidate],
+        want: Option<Polarity>,
+        cued: &BTreeSet<&str>,
     ) -> Result<(Interpretation, Work)> {
         let o = &self.options;
         let shown: Vec<Candidate> = ranked.iter().take(3).cloned().collect();
@@ -489,7 +484,6 @@ impl Engine {
         // opposite kind of action.
         let sp = spans::spans(text);
         let strong = strong_spans(&sp, ctx);
-        let cued = self.cued_services(text);
         let top = pool[0].score;
         let fit = |c: &Candidate| -> Option<usize> {
             let e = self.entry(&c.id)?;
@@ -503,7 +497,6 @@ impl Engine {
             Some(unused) if unused > 0 => COMPLETE_MARGIN,
             _ => FIT_MARGIN,
         };
-        let want = request_polarity(text);
         let eligible = |i: usize, c: &Candidate| {
             i == 0
                 || ((!o.use_retrieval || c.score >= top - margin)
@@ -1008,11 +1001,6 @@ pub fn first_action(text: &str) -> Option<(Polarity, String)> {
         }
     }
     None
-}
-
-/// The kind of action the request asks for (see [`first_action`]).
-pub fn request_polarity(text: &str) -> Option<Polarity> {
-    first_action(text).map(|(p, _)| p)
 }
 
 fn find_gguf(dir: &Path) -> Result<PathBuf> {
@@ -1537,7 +1525,7 @@ mod tests {
 
     #[test]
     fn verbs_questions_and_negations_set_the_kind_of_action() {
-        let kind = |t: &str| request_polarity(t);
+        let kind = |t: &str| first_action(t).map(|a| a.0);
         assert_eq!(kind("reboot the router"), Some(Polarity::Other));
         assert_eq!(kind("Restarting dns now"), Some(Polarity::Other));
         assert_eq!(kind("can iot reach lan?"), Some(Polarity::Read));
