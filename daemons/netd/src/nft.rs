@@ -1,5 +1,22 @@
-//! The `inet hearth` nftables table, built as raw nf_tables netlink messages
-//! and sent as ONE batch transaction.
+//! The `inet hearth` nftables table, built with the `nftnl` crate (mullvad's
+//! safe wrapper over the system libnftnl) and sent as ONE batch transaction
+//! over our own netlink [`Socket`].
+//!
+//! libnftnl encodes every message of the batch: nftnl's [`Table`], [`Chain`]
+//! (hook, priority, policy, type), [`Rule`], [`Set`] and [`nftnl::Batch`]
+//! types, and its expressions (meta, ct, bitwise, cmp, payload, lookup,
+//! immediate verdicts, masquerade). What the crate cannot express is written
+//! here as small types over `nftnl_sys` (libnftnl's own setters), never as
+//! hand-made attributes:
+//! * [`MetaInto`] and [`ThDportInto`]: loads into the 32-bit registers
+//!   (`NFT_REG32_00` = 8 and up) that concatenated set keys need (nftnl's own
+//!   expressions always load into `NFT_REG_1`);
+//! * [`Key`]: set keys with nft's concatenated type ids and lengths
+//!   (`ifname . ifname . inet_proto . inet_service` = 40 bytes, ...);
+//! * [`Udata`]: nft's userdata TLVs (the table's comment, the `bridges` set's
+//!   key byte order), set on libnftnl objects;
+//! * [`TableMsg`]: the table message that carries the comment (nftnl's
+//!   [`Table`] has no userdata), and `NFT_MSG_DESTROYTABLE`.
 //!
 //! The batch is `add table; delete table; add table, sets, elements, chains,
 //! rules`: the kernel commits it atomically, so the old rules stay in force
@@ -9,7 +26,11 @@
 //! separate `NFT_MSG_GETGEN` request is sent on the same socket: its reply
 //! can only arrive after every acknowledgement of the batch, so the outcome
 //! is read message by message and never assumed (kernels before 6.10 do not
-//! acknowledge the batch-begin/-end messages themselves).
+//! acknowledge the batch-begin/-end messages themselves). The sequence
+//! numbers nftnl gave the messages are read back from the finished batch.
+//!
+//! Reading the table back ([`read_state`], [`is_current`]) and the watcher
+//! parse the kernel's messages with [`crate::netlink`].
 //!
 //! Rules are a constant number per chain plus one NAT rule per domain; the
 //! pairs live in sets keyed by concatenations (`iifname . oifname [. l4proto
@@ -24,12 +45,25 @@
 //!
 //! A drop here is final whatever other tables decide: an accept in another
 //! table's base chain only ends that chain, the packet still traverses ours.
+//!
+//! The one module besides [`crate::netlink`] with `unsafe` code: the calls
+//! into libnftnl for what nftnl does not wrap.
+#![allow(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{c_void, CStr, CString};
 use std::net::{IpAddr, Ipv4Addr};
+use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nftnl::expr::{
+    Bitwise, Cmp, CmpOp, Conntrack, Expression, Ipv4HeaderField, Lookup, Masquerade, Meta,
+    NetworkHeaderField, Payload, Verdict,
+};
+use nftnl::nftnl_sys as sys;
+use nftnl::set::{Set, SetKey};
+use nftnl::{Chain, ChainType, Hook, MsgType, NlMsg, Policy, ProtoFamily, Rule, Table};
 use serde::Serialize;
 
 use crate::error::NetError;
@@ -38,6 +72,7 @@ use crate::netlink::{self as nl, MsgBuf, Socket};
 
 /// The table's name (family inet).
 pub const TABLE: &str = "hearth";
+const TABLE_C: &CStr = c"hearth";
 /// `NFPROTO_INET`.
 pub const FAMILY_INET: u8 = 1;
 
@@ -91,91 +126,44 @@ pub fn subsys(ty: u16) -> u16 {
     ty >> 8
 }
 
-// Attributes.
+// Attributes read back from the kernel (building is libnftnl's).
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_TABLE_USERDATA: u16 = 6;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_EXPR_NAME: u16 = 1;
-const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_SET_TABLE: u16 = 1;
-const NFTA_SET_NAME: u16 = 2;
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_TYPE: u16 = 4;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_ID: u16 = 10;
-const NFTA_SET_USERDATA: u16 = 13;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_DATA_VALUE: u16 = 1;
-const NFTA_DATA_VERDICT: u16 = 2;
-const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_GEN_ID: u16 = 1;
 
-// Expressions.
-const NFTA_META_DREG: u16 = 1;
-const NFTA_META_KEY: u16 = 2;
-const NFTA_CMP_SREG: u16 = 1;
-const NFTA_CMP_OP: u16 = 2;
-const NFTA_CMP_DATA: u16 = 3;
-const NFTA_PAYLOAD_DREG: u16 = 1;
-const NFTA_PAYLOAD_BASE: u16 = 2;
-const NFTA_PAYLOAD_OFFSET: u16 = 3;
-const NFTA_PAYLOAD_LEN: u16 = 4;
-const NFTA_BITWISE_SREG: u16 = 1;
-const NFTA_BITWISE_DREG: u16 = 2;
-const NFTA_BITWISE_LEN: u16 = 3;
-const NFTA_BITWISE_MASK: u16 = 4;
-const NFTA_BITWISE_XOR: u16 = 5;
-const NFTA_CT_DREG: u16 = 1;
-const NFTA_CT_KEY: u16 = 2;
-const NFTA_LOOKUP_SET: u16 = 1;
-const NFTA_LOOKUP_SREG: u16 = 2;
-const NFTA_LOOKUP_SET_ID: u16 = 4;
-const NFTA_IMMEDIATE_DREG: u16 = 1;
-const NFTA_IMMEDIATE_DATA: u16 = 2;
-
-const NFT_META_NFPROTO: u32 = 15;
-const NFT_META_L4PROTO: u32 = 16;
-const NFT_META_IIFNAME: u32 = 6;
-const NFT_META_OIFNAME: u32 = 7;
-const NFT_CT_STATE: u32 = 0;
-const NFT_CMP_EQ: u32 = 0;
-const NFT_CMP_NEQ: u32 = 1;
-const NFT_PAYLOAD_NETWORK: u32 = 1;
-const NFT_PAYLOAD_TRANSPORT: u32 = 2;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NF_INET_LOCAL_IN: u32 = 1;
-const NF_INET_FORWARD: u32 = 2;
-const NF_INET_POST_ROUTING: u32 = 4;
+/// `NFPROTO_IPV4`, as `meta nfproto` loads it (one byte).
 const NFPROTO_IPV4: u8 = 2;
 /// ct state established (bit 1) | related (bit 2).
 const CT_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
+/// `NFT_PAYLOAD_TRANSPORT_HEADER`.
+const NFT_PAYLOAD_TRANSPORT: u32 = 2;
 
-// Registers: 16-byte NFT_REG_1, and 4-byte NFT_REG32_xx for concatenations.
-const REG_VERDICT: u32 = 0;
-const REG_1: u32 = 1;
+// The 4-byte registers NFT_REG32_xx that concatenations are loaded into:
+// NFT_REG32_00 (8) is the first quarter of NFT_REG_1.
 const REG32_00: u32 = 8;
+const R8: u32 = REG32_00;
+const R12: u32 = REG32_00 + 4;
+const R13: u32 = REG32_00 + 5;
+const R16: u32 = REG32_00 + 8;
+const R17: u32 = REG32_00 + 9;
 
 // nft's datatype ids, for `nft list` to print the sets' key types.
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
 const TYPE_IFNAME: u32 = 41;
-fn concat(types: &[u32]) -> u32 {
-    types.iter().fold(0, |acc, t| (acc << 6) | t)
+const fn concat(types: &[u32]) -> u32 {
+    let mut acc = 0;
+    let mut i = 0;
+    while i < types.len() {
+        acc = (acc << 6) | types[i];
+        i += 1;
+    }
+    acc
 }
 
 /// The sets of the table.
@@ -348,135 +336,289 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
     [family, 0, r[0], r[1]]
 }
 
-/// One batch being built: the buffer plus, for each acked message, its
-/// sequence number and a description for error reports.
-struct Batch {
-    buf: MsgBuf,
+/// Aborts like nftnl does when libnftnl cannot allocate (the objects are a
+/// few bytes: only an exhausted heap fails, and there is no recovering).
+fn alloc_or_abort<T>(p: *mut T) -> NonNull<T> {
+    NonNull::new(p).unwrap_or_else(|| std::process::abort())
+}
+
+fn expr(name: &CStr) -> NonNull<sys::nftnl_expr> {
+    // SAFETY: `name` is a NUL-terminated expression name libnftnl knows.
+    alloc_or_abort(unsafe { sys::nftnl_expr_alloc(name.as_ptr()) })
+}
+
+/// `meta <key>` loaded into register `dreg` (nftnl's [`Meta`] always loads
+/// into `NFT_REG_1`; concatenations need the following 32-bit registers).
+struct MetaInto(Meta, u32);
+
+impl Expression for MetaInto {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let e = expr(c"meta");
+        // SAFETY: `e` is a live meta expression; both attributes are u32s.
+        unsafe {
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_META_KEY as u16,
+                self.0.to_raw_key(),
+            );
+            sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_META_DREG as u16, self.1);
+        }
+        e
+    }
+}
+
+/// `th dport` (2 bytes at offset 2 of the transport header) loaded into
+/// register `.0`.
+struct ThDportInto(u32);
+
+impl Expression for ThDportInto {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let e = expr(c"payload");
+        // SAFETY: `e` is a live payload expression; all attributes are u32s.
+        unsafe {
+            let p = e.as_ptr();
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_DREG as u16, self.0);
+            sys::nftnl_expr_set_u32(
+                p,
+                sys::NFTNL_EXPR_PAYLOAD_BASE as u16,
+                NFT_PAYLOAD_TRANSPORT,
+            );
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_OFFSET as u16, 2);
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_LEN as u16, 2);
+        }
+        e
+    }
+}
+
+/// A set key of nft datatype `TYPE` (concatenations: the types shifted by 6
+/// bits each, as nft computes them) and `LEN` bytes (each field of a
+/// concatenation padded to 4 bytes).
+struct Key<const TYPE: u32, const LEN: u32>(Vec<u8>);
+
+impl<const TYPE: u32, const LEN: u32> SetKey for Key<TYPE, LEN> {
+    const TYPE: u32 = TYPE;
+    const LEN: u32 = LEN;
+
+    fn data(&self) -> Box<[u8]> {
+        self.0.clone().into_boxed_slice()
+    }
+}
+
+/// `ifname`.
+type IfKey = Key<TYPE_IFNAME, 16>;
+/// `ifname . ifname`.
+type AnyKey = Key<{ concat(&[TYPE_IFNAME, TYPE_IFNAME]) }, 32>;
+/// `ifname . ifname . inet_proto`.
+type ProtoKey = Key<{ concat(&[TYPE_IFNAME, TYPE_IFNAME, TYPE_INET_PROTOCOL]) }, 36>;
+/// `ifname . ifname . inet_proto . inet_service`.
+type PortKey = Key<
+    {
+        concat(&[
+            TYPE_IFNAME,
+            TYPE_IFNAME,
+            TYPE_INET_PROTOCOL,
+            TYPE_INET_SERVICE,
+        ])
+    },
+    40,
+>;
+/// `ifname . inet_proto . inet_service`.
+type ServiceKey = Key<{ concat(&[TYPE_IFNAME, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE]) }, 24>;
+
+/// nft's userdata TLVs, built by libnftnl (`nftnl_udata_*`).
+struct Udata(NonNull<sys::nftnl_udata_buf>);
+
+impl Udata {
+    fn new() -> Udata {
+        // SAFETY: plain allocation; the result is checked.
+        Udata(alloc_or_abort(unsafe {
+            sys::nftnl_udata_buf_alloc(sys::NFTNL_UDATA_COMMENT_MAXLEN + 16)
+        }))
+    }
+
+    /// Adds a NUL-terminated string TLV; false when it does not fit.
+    fn put_strz(&mut self, ty: u32, s: &CStr) -> bool {
+        // SAFETY: the buffer is live and `s` is NUL-terminated.
+        unsafe { sys::nftnl_udata_put_strz(self.0.as_ptr(), ty as u8, s.as_ptr()) }
+    }
+
+    /// Adds a u32 TLV (host byte order, as nft writes it).
+    fn put_u32(&mut self, ty: u32, v: u32) -> bool {
+        // SAFETY: the buffer is live.
+        unsafe { sys::nftnl_udata_put_u32(self.0.as_ptr(), ty as u8, v) }
+    }
+
+    /// The TLVs: pointer and length, valid while `self` lives (libnftnl
+    /// copies them into the object they are set on).
+    fn data(&self) -> (*const c_void, u32) {
+        // SAFETY: the buffer is live.
+        unsafe {
+            (
+                sys::nftnl_udata_buf_data(self.0.as_ptr()),
+                sys::nftnl_udata_buf_len(self.0.as_ptr()),
+            )
+        }
+    }
+}
+
+impl Drop for Udata {
+    fn drop(&mut self) {
+        // SAFETY: allocated by nftnl_udata_buf_alloc, freed once.
+        unsafe { sys::nftnl_udata_buf_free(self.0.as_ptr()) }
+    }
+}
+
+/// nft's `NFT_BYTEORDER_HOST`: the key is a string, so `nft list` prints
+/// the names of an `ifname` set.
+const BYTEORDER_HOST: u32 = 1;
+
+/// Marks the keys of `set` as host byte order (set userdata).
+fn host_byte_order<K>(set: &Set<'_, K>) {
+    let mut ud = Udata::new();
+    if ud.put_u32(sys::NFTNL_UDATA_SET_KEYBYTEORDER, BYTEORDER_HOST) {
+        let (data, len) = ud.data();
+        // SAFETY: the set is live; libnftnl copies `len` bytes from `data`.
+        unsafe {
+            sys::nftnl_set_set_data(
+                set.as_ptr().as_ptr(),
+                sys::NFTNL_SET_USERDATA as u16,
+                data,
+                len,
+            );
+        }
+    }
+}
+
+/// A table message nftnl's [`Table`] cannot write: with a comment (nft's
+/// userdata), or `NFT_MSG_DESTROYTABLE`. Built by libnftnl.
+struct TableMsg {
+    table: NonNull<sys::nftnl_table>,
+    ty: u16,
+    flags: u16,
+}
+
+impl TableMsg {
+    fn new(ty: u16, flags: u16, comment: Option<&CStr>) -> TableMsg {
+        // SAFETY: plain allocation; the result is checked.
+        let table = alloc_or_abort(unsafe { sys::nftnl_table_alloc() });
+        // SAFETY: `table` is live; the strings are NUL-terminated and
+        // copied by libnftnl, as is the userdata.
+        unsafe {
+            let t = table.as_ptr();
+            sys::nftnl_table_set_u32(t, sys::NFTNL_TABLE_FAMILY as u16, u32::from(FAMILY_INET));
+            sys::nftnl_table_set_str(t, sys::NFTNL_TABLE_NAME as u16, TABLE_C.as_ptr());
+            if let Some(c) = comment {
+                let mut ud = Udata::new();
+                if ud.put_strz(sys::NFTNL_UDATA_TABLE_COMMENT, c) {
+                    let (data, len) = ud.data();
+                    sys::nftnl_table_set_data(t, sys::NFTNL_TABLE_USERDATA as u16, data, len);
+                }
+            }
+        }
+        TableMsg { table, ty, flags }
+    }
+}
+
+// SAFETY: a table message (name, family, a comment of at most
+// NFTNL_UDATA_COMMENT_MAXLEN bytes) is far below nft_nlmsg_maxsize().
+unsafe impl NlMsg for TableMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, _msg_type: MsgType) {
+        // SAFETY: the caller (nftnl's Batch) gives room for the largest
+        // message; the table is live.
+        unsafe {
+            let h = sys::nftnl_nlmsg_build_hdr(
+                buf.cast(),
+                self.ty,
+                u16::from(FAMILY_INET),
+                nl::F_ACK | self.flags,
+                seq,
+            );
+            sys::nftnl_table_nlmsg_build_payload(h, self.table.as_ptr());
+        }
+    }
+}
+
+impl Drop for TableMsg {
+    fn drop(&mut self) {
+        // SAFETY: allocated by nftnl_table_alloc, freed once.
+        unsafe { sys::nftnl_table_free(self.table.as_ptr()) }
+    }
+}
+
+/// One nftnl batch being built, with a description of each message for
+/// error reports.
+struct Tx {
+    batch: nftnl::Batch,
+    what: Vec<String>,
+}
+
+/// A finished batch: its bytes, and the sequence numbers nftnl gave it.
+struct Sent {
+    bytes: Vec<u8>,
+    /// (sequence number, description) of every message inside the batch.
     acked: Vec<(u32, String)>,
-    seq: u32,
+    /// Sequence numbers of the batch begin/end messages (0 where the kernel
+    /// does not acknowledge them and nftnl leaves them unnumbered).
+    framing: Vec<u32>,
+    /// The first sequence number after the batch.
+    next_seq: u32,
 }
 
-impl Batch {
-    fn new(seq: u32) -> Batch {
-        let mut b = Batch {
-            buf: MsgBuf::new(),
-            acked: Vec::new(),
-            seq,
-        };
-        let m = b.buf.begin(NFNL_MSG_BATCH_BEGIN, nl::F_REQUEST, b.seq);
-        b.buf.raw(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
-        b.buf.end(m);
-        b
+impl Tx {
+    fn new() -> Tx {
+        Tx {
+            batch: nftnl::Batch::new(),
+            what: Vec::new(),
+        }
     }
 
-    fn msg(&mut self, ty: u16, flags: u16, what: String, f: impl FnOnce(&mut MsgBuf)) {
-        self.seq = self.seq.wrapping_add(1);
-        let m = self
-            .buf
-            .begin(nft_type(ty), nl::F_REQUEST | nl::F_ACK | flags, self.seq);
-        self.buf.raw(&nfgenmsg(FAMILY_INET, 0));
-        f(&mut self.buf);
-        self.buf.end(m);
-        self.acked.push((self.seq, what));
+    fn add(&mut self, m: &impl NlMsg, ty: MsgType, what: impl Into<String>) {
+        self.batch.add(m, ty);
+        self.what.push(what.into());
     }
 
-    fn finish(mut self) -> (MsgBuf, Vec<(u32, String)>, u32) {
-        self.seq = self.seq.wrapping_add(1);
-        let m = self.buf.begin(NFNL_MSG_BATCH_END, nl::F_REQUEST, self.seq);
-        self.buf.raw(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
-        self.buf.end(m);
-        (self.buf, self.acked, self.seq)
+    /// Adds the element messages of `set` (none when it is empty).
+    fn elements<K>(&mut self, set: &Set<'_, K>, count: usize) {
+        let what = format!(
+            "add {count} elements to set {}",
+            set.get_name().to_string_lossy()
+        );
+        for m in set.elems_iter() {
+            self.add(&m, MsgType::Add, what.clone());
+        }
     }
-}
 
-/// Rule expressions.
-struct Exprs<'a>(&'a mut MsgBuf);
-
-impl Exprs<'_> {
-    fn expr(&mut self, name: &str, f: impl FnOnce(&mut MsgBuf)) {
-        let e = self.0.nest(NFTA_LIST_ELEM);
-        self.0.attr_str(NFTA_EXPR_NAME, name);
-        let d = self.0.nest(NFTA_EXPR_DATA);
-        f(self.0);
-        self.0.nest_end(d);
-        self.0.nest_end(e);
-    }
-    fn meta(&mut self, key: u32, dreg: u32) -> &mut Self {
-        self.expr("meta", |b| {
-            b.attr_be32(NFTA_META_KEY, key);
-            b.attr_be32(NFTA_META_DREG, dreg);
-        });
-        self
-    }
-    fn payload(&mut self, base: u32, offset: u32, len: u32, dreg: u32) -> &mut Self {
-        self.expr("payload", |b| {
-            b.attr_be32(NFTA_PAYLOAD_DREG, dreg);
-            b.attr_be32(NFTA_PAYLOAD_BASE, base);
-            b.attr_be32(NFTA_PAYLOAD_OFFSET, offset);
-            b.attr_be32(NFTA_PAYLOAD_LEN, len);
-        });
-        self
-    }
-    fn cmp(&mut self, op: u32, sreg: u32, data: &[u8]) -> &mut Self {
-        self.expr("cmp", |b| {
-            b.attr_be32(NFTA_CMP_SREG, sreg);
-            b.attr_be32(NFTA_CMP_OP, op);
-            let d = b.nest(NFTA_CMP_DATA);
-            b.attr(NFTA_DATA_VALUE, data);
-            b.nest_end(d);
-        });
-        self
-    }
-    fn bitwise(&mut self, reg: u32, mask: &[u8]) -> &mut Self {
-        self.expr("bitwise", |b| {
-            b.attr_be32(NFTA_BITWISE_SREG, reg);
-            b.attr_be32(NFTA_BITWISE_DREG, reg);
-            b.attr_be32(NFTA_BITWISE_LEN, mask.len() as u32);
-            let m = b.nest(NFTA_BITWISE_MASK);
-            b.attr(NFTA_DATA_VALUE, mask);
-            b.nest_end(m);
-            let x = b.nest(NFTA_BITWISE_XOR);
-            b.attr(NFTA_DATA_VALUE, &vec![0u8; mask.len()]);
-            b.nest_end(x);
-        });
-        self
-    }
-    fn ct_state(&mut self, dreg: u32) -> &mut Self {
-        self.expr("ct", |b| {
-            b.attr_be32(NFTA_CT_DREG, dreg);
-            b.attr_be32(NFTA_CT_KEY, NFT_CT_STATE);
-        });
-        self
-    }
-    fn lookup(&mut self, set: &str, set_id: u32, sreg: u32) -> &mut Self {
-        self.expr("lookup", |b| {
-            b.attr_str(NFTA_LOOKUP_SET, set);
-            b.attr_be32(NFTA_LOOKUP_SET_ID, set_id);
-            b.attr_be32(NFTA_LOOKUP_SREG, sreg);
-        });
-        self
-    }
-    fn verdict(&mut self, code: u32) -> &mut Self {
-        self.expr("immediate", |b| {
-            b.attr_be32(NFTA_IMMEDIATE_DREG, REG_VERDICT);
-            let d = b.nest(NFTA_IMMEDIATE_DATA);
-            let v = b.nest(NFTA_DATA_VERDICT);
-            b.attr_be32(NFTA_VERDICT_CODE, code);
-            b.nest_end(v);
-            b.nest_end(d);
-        });
-        self
-    }
-    fn masquerade(&mut self) -> &mut Self {
-        let e = self.0.nest(NFTA_LIST_ELEM);
-        self.0.attr_str(NFTA_EXPR_NAME, "masq");
-        self.0.nest_end(e);
-        self
-    }
-    fn established(&mut self) -> &mut Self {
-        self.ct_state(REG_1)
-            .bitwise(REG_1, &CT_ESTABLISHED_RELATED.to_ne_bytes())
-            .cmp(NFT_CMP_NEQ, REG_1, &0u32.to_ne_bytes())
+    /// Ends the batch and reads back the sequence number of each message.
+    fn finish(self) -> Result<Sent, NetError> {
+        let fin = self.batch.finalize();
+        let bytes: Vec<u8> = fin.iter().flatten().copied().collect();
+        let mut acked = Vec::new();
+        let mut framing = Vec::new();
+        let mut what = self.what.into_iter();
+        for m in nl::Messages::new(&bytes) {
+            if m.ty == NFNL_MSG_BATCH_BEGIN || m.ty == NFNL_MSG_BATCH_END {
+                framing.push(m.seq);
+            } else if m.flags & nl::F_ACK == 0 {
+                return Err(nft_err(format!(
+                    "batch message {:#x} without NLM_F_ACK",
+                    m.ty
+                )));
+            } else {
+                let w = what.next().unwrap_or_default();
+                acked.push((m.seq, w));
+            }
+        }
+        if what.next().is_some() || framing.len() != 2 {
+            return Err(nft_err(
+                "the built batch does not have the messages added to it",
+            ));
+        }
+        Ok(Sent {
+            bytes,
+            acked,
+            framing,
+            next_seq: fin.sequence_numbers().end,
+        })
     }
 }
 
@@ -486,324 +628,293 @@ const SET_ALLOW_PROTO: u32 = 3;
 const SET_ALLOW_PORT: u32 = 4;
 const SET_SERVICES: u32 = 5;
 
-fn set_id(name: &str) -> u32 {
-    SETS.iter()
-        .position(|s| *s == name)
-        .map_or(0, |i| i as u32 + 1)
+/// Adds each distinct key to `set` (nftnl's element messages are sent with
+/// NLM_F_EXCL: a key twice would be refused).
+fn fill<const T: u32, const L: u32>(set: &mut Set<'_, Key<T, L>>, keys: Vec<Vec<u8>>) -> usize {
+    let keys: BTreeSet<Vec<u8>> = keys.into_iter().collect();
+    for k in &keys {
+        set.add(&Key(k.clone()));
+    }
+    keys.len()
 }
 
-/// Builds the whole transaction for `rs`.
-fn build(rs: &Ruleset, seq: u32) -> Batch {
-    let mut b = Batch::new(seq);
-    let table_attrs = |m: &mut MsgBuf| m.attr_str(NFTA_TABLE_NAME, TABLE);
-    b.msg(
-        msg::NEWTABLE,
-        nl::F_CREATE,
-        "add table (ensure)".into(),
-        table_attrs,
+/// One rule: the expressions in order, appended to `chain`.
+macro_rules! rule {
+    ($tx:expr, $chain:expr, $what:expr, [$($e:expr),+ $(,)?]) => {{
+        let mut r = Rule::new(&$chain);
+        $( r.add_expr(&$e); )+
+        let what = format!("add rule {}: {}", $chain.get_name().to_string_lossy(), $what);
+        $tx.add(&r, MsgType::Add, what);
+    }};
+}
+
+fn base_chain<'a>(
+    table: &'a Table,
+    name: &CStr,
+    ty: ChainType,
+    hook: Hook,
+    prio: i32,
+) -> Chain<'a> {
+    let mut c = Chain::new(name, table);
+    c.set_hook(hook, prio);
+    c.set_type(ty);
+    c.set_policy(Policy::Accept);
+    c
+}
+
+/// Builds the whole transaction for `rs`; `bogus`: with one more rule that
+/// looks up a set that does not exist, so that the kernel rejects it.
+fn build(rs: &Ruleset, bogus: bool) -> Result<Sent, NetError> {
+    let inet = ProtoFamily::Inet;
+    let table = Table::new(TABLE_C, inet);
+    let mut tx = Tx::new();
+    tx.add(&table, MsgType::Add, "add table (ensure)");
+    tx.add(&table, MsgType::Del, "delete old table");
+    let comment = CString::new(format!("hearth-netd {}", rs.fingerprint()))
+        .map_err(|e| nft_err(format!("table comment: {e}")))?;
+    tx.add(
+        &TableMsg::new(msg::NEWTABLE, nl::F_CREATE, Some(&comment)),
+        MsgType::Add,
+        "add table",
     );
-    b.msg(msg::DELTABLE, 0, "delete old table".into(), table_attrs);
-    let comment = format!("hearth-netd {}", rs.fingerprint());
-    b.msg(msg::NEWTABLE, nl::F_CREATE, "add table".into(), |m| {
-        m.attr_str(NFTA_TABLE_NAME, TABLE);
-        // nft's userdata TLV: type 0 (comment), length, NUL-terminated text.
-        let mut ud = vec![0u8, (comment.len() + 1) as u8];
-        ud.extend_from_slice(comment.as_bytes());
-        ud.push(0);
-        m.attr(NFTA_TABLE_USERDATA, &ud);
-    });
 
-    let sets: [(&str, u32, u32, u32); 5] = [
-        ("bridges", SET_BRIDGES, TYPE_IFNAME, 16),
-        (
-            "allow_any",
-            SET_ALLOW_ANY,
-            concat(&[TYPE_IFNAME, TYPE_IFNAME]),
-            32,
-        ),
-        (
-            "allow_proto",
-            SET_ALLOW_PROTO,
-            concat(&[TYPE_IFNAME, TYPE_IFNAME, TYPE_INET_PROTOCOL]),
-            36,
-        ),
-        (
-            "allow_port",
-            SET_ALLOW_PORT,
-            concat(&[
-                TYPE_IFNAME,
-                TYPE_IFNAME,
-                TYPE_INET_PROTOCOL,
-                TYPE_INET_SERVICE,
-            ]),
-            40,
-        ),
-        (
-            "services",
-            SET_SERVICES,
-            concat(&[TYPE_IFNAME, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE]),
-            24,
-        ),
-    ];
-    for (name, id, key_type, key_len) in sets {
-        b.msg(msg::NEWSET, nl::F_CREATE, format!("add set {name}"), |m| {
-            m.attr_str(NFTA_SET_TABLE, TABLE);
-            m.attr_str(NFTA_SET_NAME, name);
-            m.attr_be32(NFTA_SET_FLAGS, 0);
-            m.attr_be32(NFTA_SET_KEY_TYPE, key_type);
-            m.attr_be32(NFTA_SET_KEY_LEN, key_len);
-            m.attr_be32(NFTA_SET_ID, id);
-            if key_type == TYPE_IFNAME {
-                // nft's userdata TLV: key byte order = host (a string), so
-                // `nft list` prints the names.
-                let mut ud = vec![0u8, 4];
-                ud.extend_from_slice(&1u32.to_ne_bytes());
-                m.attr(NFTA_SET_USERDATA, &ud);
-            }
-        });
-    }
+    let mut bridges = Set::<IfKey>::new_named(c"bridges", SET_BRIDGES, &table, inet);
+    host_byte_order(&bridges);
+    let mut allow_any = Set::<AnyKey>::new_named(c"allow_any", SET_ALLOW_ANY, &table, inet);
+    let mut allow_proto = Set::<ProtoKey>::new_named(c"allow_proto", SET_ALLOW_PROTO, &table, inet);
+    let mut allow_port = Set::<PortKey>::new_named(c"allow_port", SET_ALLOW_PORT, &table, inet);
+    let mut services = Set::<ServiceKey>::new_named(c"services", SET_SERVICES, &table, inet);
+    tx.add(&bridges, MsgType::Add, "add set bridges");
+    tx.add(&allow_any, MsgType::Add, "add set allow_any");
+    tx.add(&allow_proto, MsgType::Add, "add set allow_proto");
+    tx.add(&allow_port, MsgType::Add, "add set allow_port");
+    tx.add(&services, MsgType::Add, "add set services");
 
-    let keys: [(&str, Vec<Vec<u8>>); 5] = [
-        (
-            "bridges",
-            rs.bridges.iter().map(|b| ifname(b).to_vec()).collect(),
-        ),
-        (
-            "allow_any",
-            rs.allow_any
-                .iter()
-                .map(|(f, t)| [ifname(f), ifname(t)].concat())
-                .collect(),
-        ),
-        (
-            "allow_proto",
-            rs.allow_proto
-                .iter()
-                .map(|(f, t, p)| [&ifname(f)[..], &ifname(t), &u8_reg(*p)].concat())
-                .collect(),
-        ),
-        (
-            "allow_port",
-            rs.allow_port
-                .iter()
-                .map(|(f, t, p, port)| {
-                    [&ifname(f)[..], &ifname(t), &u8_reg(*p), &port_reg(*port)].concat()
-                })
-                .collect(),
-        ),
-        (
-            "services",
-            rs.services
-                .iter()
-                .map(|(br, p, port)| [&ifname(br)[..], &u8_reg(*p), &port_reg(*port)].concat())
-                .collect(),
-        ),
-    ];
-    for (name, elems) in keys {
-        if elems.is_empty() {
-            continue;
-        }
-        let what = format!("add {} elements to set {name}", elems.len());
-        b.msg(msg::NEWSETELEM, nl::F_CREATE, what, |m| {
-            m.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
-            m.attr_str(NFTA_SET_ELEM_LIST_SET, name);
-            m.attr_be32(NFTA_SET_ELEM_LIST_SET_ID, set_id(name));
-            let list = m.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-            for k in &elems {
-                let e = m.nest(NFTA_LIST_ELEM);
-                let key = m.nest(NFTA_SET_ELEM_KEY);
-                m.attr(NFTA_DATA_VALUE, k);
-                m.nest_end(key);
-                m.nest_end(e);
-            }
-            m.nest_end(list);
-        });
-    }
+    let n = fill(
+        &mut bridges,
+        rs.bridges.iter().map(|b| ifname(b).to_vec()).collect(),
+    );
+    tx.elements(&bridges, n);
+    let n = fill(
+        &mut allow_any,
+        rs.allow_any
+            .iter()
+            .map(|(f, t)| [ifname(f), ifname(t)].concat())
+            .collect(),
+    );
+    tx.elements(&allow_any, n);
+    let n = fill(
+        &mut allow_proto,
+        rs.allow_proto
+            .iter()
+            .map(|(f, t, p)| [&ifname(f)[..], &ifname(t), &u8_reg(*p)].concat())
+            .collect(),
+    );
+    tx.elements(&allow_proto, n);
+    let n = fill(
+        &mut allow_port,
+        rs.allow_port
+            .iter()
+            .map(|(f, t, p, port)| {
+                [&ifname(f)[..], &ifname(t), &u8_reg(*p), &port_reg(*port)].concat()
+            })
+            .collect(),
+    );
+    tx.elements(&allow_port, n);
+    let n = fill(
+        &mut services,
+        rs.services
+            .iter()
+            .map(|(br, p, port)| [&ifname(br)[..], &u8_reg(*p), &port_reg(*port)].concat())
+            .collect(),
+    );
+    tx.elements(&services, n);
 
-    let chains: [(&str, &str, u32, i32); 3] = [
-        ("forward", "filter", NF_INET_FORWARD, 0),
-        ("input", "filter", NF_INET_LOCAL_IN, 0),
-        ("postrouting", "nat", NF_INET_POST_ROUTING, 100),
-    ];
-    for (name, ty, hook, prio) in chains {
-        b.msg(
-            msg::NEWCHAIN,
-            nl::F_CREATE,
-            format!("add chain {name}"),
-            |m| {
-                m.attr_str(NFTA_CHAIN_TABLE, TABLE);
-                m.attr_str(NFTA_CHAIN_NAME, name);
-                let h = m.nest(NFTA_CHAIN_HOOK);
-                m.attr_be32(NFTA_HOOK_HOOKNUM, hook);
-                m.attr_be32(NFTA_HOOK_PRIORITY, prio as u32);
-                m.nest_end(h);
-                m.attr_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-                m.attr_str(NFTA_CHAIN_TYPE, ty);
-            },
-        );
-    }
+    let forward = base_chain(&table, c"forward", ChainType::Filter, Hook::Forward, 0);
+    let input = base_chain(&table, c"input", ChainType::Filter, Hook::In, 0);
+    let postrouting = base_chain(
+        &table,
+        c"postrouting",
+        ChainType::Nat,
+        Hook::PostRouting,
+        100,
+    );
+    tx.add(&forward, MsgType::Add, "add chain forward");
+    tx.add(&input, MsgType::Add, "add chain input");
+    tx.add(&postrouting, MsgType::Add, "add chain postrouting");
 
-    let rule = |b: &mut Batch, chain: &str, what: &str, f: &dyn Fn(&mut Exprs<'_>)| {
-        b.msg(
-            msg::NEWRULE,
-            nl::F_CREATE | nl::F_APPEND,
-            format!("add rule {chain}: {what}"),
-            |m| {
-                m.attr_str(NFTA_RULE_TABLE, TABLE);
-                m.attr_str(NFTA_RULE_CHAIN, chain);
-                let l = m.nest(NFTA_RULE_EXPRESSIONS);
-                f(&mut Exprs(m));
-                m.nest_end(l);
-            },
-        );
+    let established = || {
+        (
+            Conntrack::State,
+            Bitwise::new(CT_ESTABLISHED_RELATED, 0u32),
+            Cmp::new(CmpOp::Neq, 0u32),
+        )
     };
-    let r8 = REG32_00;
-    let r12 = REG32_00 + 4;
-    let r16 = REG32_00 + 8;
-    let r17 = REG32_00 + 9;
 
     // forward
-    rule(
-        &mut b,
-        "forward",
+    let (ct, mask, nonzero) = established();
+    rule!(
+        tx,
+        forward,
         "ct state established,related accept",
-        &|e| {
-            e.established().verdict(NF_ACCEPT);
-        },
+        [ct, mask, nonzero, Verdict::Accept]
     );
     let admin = ifname(&rs.admin);
-    rule(&mut b, "forward", "admin reaches every domain", &|e| {
-        e.meta(NFT_META_IIFNAME, REG_1)
-            .cmp(NFT_CMP_EQ, REG_1, &admin)
-            .meta(NFT_META_OIFNAME, REG_1)
-            .lookup("bridges", SET_BRIDGES, REG_1)
-            .verdict(NF_ACCEPT);
-    });
-    rule(
-        &mut b,
-        "forward",
+    rule!(
+        tx,
+        forward,
+        "admin reaches every domain",
+        [
+            Meta::IifName,
+            Cmp::new(CmpOp::Eq, &admin[..]),
+            Meta::OifName,
+            Lookup::new(&bridges),
+            Verdict::Accept,
+        ]
+    );
+    rule!(
+        tx,
+        forward,
         "iifname . oifname @allow_any accept",
-        &|e| {
-            e.meta(NFT_META_IIFNAME, r8)
-                .meta(NFT_META_OIFNAME, r12)
-                .lookup("allow_any", SET_ALLOW_ANY, r8)
-                .verdict(NF_ACCEPT);
-        },
+        [
+            MetaInto(Meta::IifName, R8),
+            MetaInto(Meta::OifName, R12),
+            Lookup::new(&allow_any),
+            Verdict::Accept,
+        ]
     );
-    rule(
-        &mut b,
-        "forward",
+    rule!(
+        tx,
+        forward,
         "iifname . oifname . l4proto @allow_proto accept",
-        &|e| {
-            e.meta(NFT_META_IIFNAME, r8)
-                .meta(NFT_META_OIFNAME, r12)
-                .meta(NFT_META_L4PROTO, r16)
-                .lookup("allow_proto", SET_ALLOW_PROTO, r8)
-                .verdict(NF_ACCEPT);
-        },
+        [
+            MetaInto(Meta::IifName, R8),
+            MetaInto(Meta::OifName, R12),
+            MetaInto(Meta::L4Proto, R16),
+            Lookup::new(&allow_proto),
+            Verdict::Accept,
+        ]
     );
-    rule(
-        &mut b,
-        "forward",
+    rule!(
+        tx,
+        forward,
         "iifname . oifname . l4proto . th dport @allow_port accept",
-        &|e| {
-            e.meta(NFT_META_IIFNAME, r8)
-                .meta(NFT_META_OIFNAME, r12)
-                .meta(NFT_META_L4PROTO, r16)
-                .payload(NFT_PAYLOAD_TRANSPORT, 2, 2, r17)
-                .lookup("allow_port", SET_ALLOW_PORT, r8)
-                .verdict(NF_ACCEPT);
-        },
+        [
+            MetaInto(Meta::IifName, R8),
+            MetaInto(Meta::OifName, R12),
+            MetaInto(Meta::L4Proto, R16),
+            ThDportInto(R17),
+            Lookup::new(&allow_port),
+            Verdict::Accept,
+        ]
     );
-    if let Some(up) = &rs.uplink {
-        let up = ifname(up);
-        rule(&mut b, "forward", "domains reach the uplink", &|e| {
-            e.meta(NFT_META_IIFNAME, REG_1)
-                .lookup("bridges", SET_BRIDGES, REG_1)
-                .meta(NFT_META_OIFNAME, REG_1)
-                .cmp(NFT_CMP_EQ, REG_1, &up)
-                .verdict(NF_ACCEPT);
-        });
-    }
-    rule(&mut b, "forward", "iifname @bridges drop", &|e| {
-        e.meta(NFT_META_IIFNAME, REG_1)
-            .lookup("bridges", SET_BRIDGES, REG_1)
-            .verdict(NF_DROP);
-    });
-    rule(&mut b, "forward", "oifname @bridges drop", &|e| {
-        e.meta(NFT_META_OIFNAME, REG_1)
-            .lookup("bridges", SET_BRIDGES, REG_1)
-            .verdict(NF_DROP);
-    });
-
-    // input
-    rule(
-        &mut b,
-        "input",
-        "ct state established,related accept",
-        &|e| {
-            e.established().verdict(NF_ACCEPT);
-        },
-    );
-    rule(
-        &mut b,
-        "input",
-        "iifname . l4proto . th dport @services accept",
-        &|e| {
-            e.meta(NFT_META_IIFNAME, r8)
-                .meta(NFT_META_L4PROTO, r12)
-                .payload(NFT_PAYLOAD_TRANSPORT, 2, 2, r12 + 1)
-                .lookup("services", SET_SERVICES, r8)
-                .verdict(NF_ACCEPT);
-        },
-    );
-    for (proto, what) in [(1u8, "icmp"), (58u8, "ipv6-icmp")] {
-        rule(
-            &mut b,
-            "input",
-            &format!("iifname @bridges {what} accept"),
-            &|e| {
-                e.meta(NFT_META_IIFNAME, REG_1)
-                    .lookup("bridges", SET_BRIDGES, REG_1)
-                    .meta(NFT_META_L4PROTO, REG_1)
-                    .cmp(NFT_CMP_EQ, REG_1, &[proto])
-                    .verdict(NF_ACCEPT);
-            },
+    let uplink = rs.uplink.as_deref().map(ifname);
+    if let Some(up) = &uplink {
+        rule!(
+            tx,
+            forward,
+            "domains reach the uplink",
+            [
+                Meta::IifName,
+                Lookup::new(&bridges),
+                Meta::OifName,
+                Cmp::new(CmpOp::Eq, &up[..]),
+                Verdict::Accept,
+            ]
         );
     }
-    rule(&mut b, "input", "iifname @bridges drop", &|e| {
-        e.meta(NFT_META_IIFNAME, REG_1)
-            .lookup("bridges", SET_BRIDGES, REG_1)
-            .verdict(NF_DROP);
-    });
+    rule!(
+        tx,
+        forward,
+        "iifname @bridges drop",
+        [Meta::IifName, Lookup::new(&bridges), Verdict::Drop]
+    );
+    rule!(
+        tx,
+        forward,
+        "oifname @bridges drop",
+        [Meta::OifName, Lookup::new(&bridges), Verdict::Drop]
+    );
+
+    // input
+    let (ct, mask, nonzero) = established();
+    rule!(
+        tx,
+        input,
+        "ct state established,related accept",
+        [ct, mask, nonzero, Verdict::Accept]
+    );
+    rule!(
+        tx,
+        input,
+        "iifname . l4proto . th dport @services accept",
+        [
+            MetaInto(Meta::IifName, R8),
+            MetaInto(Meta::L4Proto, R12),
+            ThDportInto(R13),
+            Lookup::new(&services),
+            Verdict::Accept,
+        ]
+    );
+    for (proto, what) in [(1u8, "icmp"), (58u8, "ipv6-icmp")] {
+        rule!(
+            tx,
+            input,
+            format!("iifname @bridges {what} accept"),
+            [
+                Meta::IifName,
+                Lookup::new(&bridges),
+                Meta::L4Proto,
+                Cmp::new(CmpOp::Eq, proto),
+                Verdict::Accept,
+            ]
+        );
+    }
+    rule!(
+        tx,
+        input,
+        "iifname @bridges drop",
+        [Meta::IifName, Lookup::new(&bridges), Verdict::Drop]
+    );
 
     // postrouting: masquerade each domain's subnet out of the uplink
-    if let Some(up) = &rs.uplink {
-        let up = ifname(up);
+    if let Some(up) = &uplink {
         for (net, len) in &rs.nat {
             let mask = if *len == 0 {
                 0
             } else {
                 u32::MAX << (32 - u32::from(*len))
             };
-            rule(
-                &mut b,
-                "postrouting",
-                &format!("masquerade {net}/{len}"),
-                &|e| {
-                    e.meta(NFT_META_NFPROTO, REG_1)
-                        .cmp(NFT_CMP_EQ, REG_1, &[NFPROTO_IPV4])
-                        .meta(NFT_META_OIFNAME, REG_1)
-                        .cmp(NFT_CMP_EQ, REG_1, &up)
-                        .payload(NFT_PAYLOAD_NETWORK, 12, 4, REG_1)
-                        .bitwise(REG_1, &mask.to_be_bytes())
-                        .cmp(NFT_CMP_EQ, REG_1, &net.octets())
-                        .masquerade();
-                },
+            let mask = mask.to_be_bytes();
+            rule!(
+                tx,
+                postrouting,
+                format!("masquerade {net}/{len}"),
+                [
+                    Meta::NfProto,
+                    Cmp::new(CmpOp::Eq, NFPROTO_IPV4),
+                    Meta::OifName,
+                    Cmp::new(CmpOp::Eq, &up[..]),
+                    Payload::Network(NetworkHeaderField::Ipv4(Ipv4HeaderField::Saddr)),
+                    Bitwise::new(&mask[..], &[0u8; 4][..]),
+                    Cmp::new(CmpOp::Eq, *net),
+                    Masquerade,
+                ]
             );
         }
     }
-    b
+
+    if bogus {
+        // Never added to the batch: the kernel finds no set of that name.
+        let missing = Set::<IfKey>::new_named(c"hearthbogus", 99, &table, inet);
+        rule!(
+            tx,
+            forward,
+            "bogus lookup in a set that does not exist",
+            [Meta::IifName, Lookup::new(&missing), Verdict::Accept]
+        );
+    }
+    tx.finish()
 }
 
 fn nft_err(m: impl Into<String>) -> NetError {
@@ -824,45 +935,38 @@ pub fn apply_with_bogus_rule(rs: &Ruleset) -> Result<ApplyReport, NetError> {
     apply_inner(rs, true)
 }
 
-fn apply_inner(rs: &Ruleset, bogus: bool) -> Result<ApplyReport, NetError> {
-    let start = Instant::now();
-    let mut sock = Socket::open(nl::NETLINK_NETFILTER)
-        .map_err(|e| nft_err(format!("open netfilter socket: {e}")))?;
-    let seq0 = sock.next_seq().wrapping_mul(1000);
-    let mut batch = build(rs, seq0);
-    if bogus {
-        batch.msg(
-            msg::NEWRULE,
-            nl::F_CREATE | nl::F_APPEND,
-            "add rule forward: bogus expression".into(),
-            |m| {
-                m.attr_str(NFTA_RULE_TABLE, TABLE);
-                m.attr_str(NFTA_RULE_CHAIN, "forward");
-                let l = m.nest(NFTA_RULE_EXPRESSIONS);
-                Exprs(m).expr("hearthbogus", |_| {});
-                m.nest_end(l);
-            },
-        );
-    }
-    let (buf, acked, last) = batch.finish();
-    let gen_seq = last.wrapping_add(1);
+/// What the kernel answered to one batch.
+struct Outcome {
+    /// Per message without an error, nothing; else the errors, described.
+    errors: Vec<String>,
+    /// Messages that got no acknowledgement (descriptions).
+    unacked: Vec<String>,
+    /// The generation after the batch (the GETGEN fence's answer).
+    generation: u32,
+}
+
+/// Sends `sent` in one datagram, then a GETGEN request on the same socket,
+/// and reads every answer up to the GETGEN reply.
+fn transact(sock: &mut Socket, sent: &Sent) -> Result<Outcome, NetError> {
+    let gen_seq = sent.next_seq;
     let mut g = MsgBuf::new();
     let m = g.begin(nft_type(msg::GETGEN), nl::F_REQUEST, gen_seq);
     g.raw(&nfgenmsg(0, 0));
     g.end(m);
 
     remember_tid();
-    sock.send(buf.bytes())
-        .map_err(|e| nft_err(format!("send batch ({} bytes): {e}", buf.len())))?;
+    sock.send(&sent.bytes)
+        .map_err(|e| nft_err(format!("send batch ({} bytes): {e}", sent.bytes.len())))?;
     sock.send(g.bytes())
         .map_err(|e| nft_err(format!("send generation request: {e}")))?;
 
-    let index: BTreeMap<u32, usize> = acked
+    let index: BTreeMap<u32, usize> = sent
+        .acked
         .iter()
         .enumerate()
         .map(|(i, (s, _))| (*s, i))
         .collect();
-    let mut acks = vec![false; acked.len()];
+    let mut acks = vec![false; sent.acked.len()];
     let mut errors: Vec<String> = Vec::new();
     let mut generation = None;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -896,36 +1000,53 @@ fn apply_inner(rs: &Ruleset, bogus: bool) -> Result<ApplyReport, NetError> {
             if let Some(&i) = index.get(&m.seq) {
                 acks[i] = true;
                 if let Some(e) = nl::parse_error(&m) {
-                    errors.push(format!("{}: {e}", acked[i].1));
+                    errors.push(format!("{}: {e}", sent.acked[i].1));
                 }
-            } else if m.seq == seq0 || m.seq == last {
+            } else if sent.framing.contains(&m.seq) {
                 if let Some(e) = nl::parse_error(&m) {
                     errors.push(format!("batch framing: {e}"));
                 }
             }
         }
     }
-    if !errors.is_empty() {
+    let unacked = acks
+        .iter()
+        .zip(&sent.acked)
+        .filter(|(a, _)| !**a)
+        .map(|(_, (_, w))| w.clone())
+        .collect();
+    Ok(Outcome {
+        errors,
+        unacked,
+        generation: generation.unwrap_or(0),
+    })
+}
+
+fn apply_inner(rs: &Ruleset, bogus: bool) -> Result<ApplyReport, NetError> {
+    let start = Instant::now();
+    let mut sock = Socket::open(nl::NETLINK_NETFILTER)
+        .map_err(|e| nft_err(format!("open netfilter socket: {e}")))?;
+    let sent = build(rs, bogus)?;
+    let out = transact(&mut sock, &sent)?;
+    if !out.errors.is_empty() {
         return Err(nft_err(format!(
             "transaction rejected, previous rules left in force: {}",
-            errors.join("; ")
+            out.errors.join("; ")
         )));
     }
-    let missing = acks.iter().filter(|a| !**a).count();
-    if missing > 0 {
-        let first = acks.iter().position(|a| !*a).map(|i| acked[i].1.clone());
+    if let Some(first) = out.unacked.first() {
         return Err(nft_err(format!(
-            "{missing} of {} batch messages were not acknowledged (first: {}); outcome unknown",
-            acks.len(),
-            first.unwrap_or_default()
+            "{} of {} batch messages were not acknowledged (first: {first}); outcome unknown",
+            out.unacked.len(),
+            sent.acked.len(),
         )));
     }
     Ok(ApplyReport {
-        messages: acked.len(),
-        bytes: buf.len(),
+        messages: sent.acked.len(),
+        bytes: sent.bytes.len(),
         rules: rs.rule_count(),
         elements: rs.element_counts().iter().sum(),
-        generation: generation.unwrap_or(0),
+        generation: out.generation,
         micros: start.elapsed().as_micros(),
     })
 }
@@ -1036,33 +1157,25 @@ pub fn is_current(rs: &Ruleset) -> Result<bool, NetError> {
 }
 
 /// Deletes the table (used when the daemon is told to tear down, and by
-/// tests); a missing table is not an error.
+/// tests); a missing table is not an error (`NFT_MSG_DESTROYTABLE`).
 pub fn delete_table() -> Result<(), NetError> {
     let mut sock = Socket::open(nl::NETLINK_NETFILTER)
         .map_err(|e| nft_err(format!("open netfilter socket: {e}")))?;
-    let mut b = Batch::new(sock.next_seq().wrapping_mul(1000));
-    b.msg(msg::DESTROYTABLE, 0, "destroy table".into(), |m| {
-        m.attr_str(NFTA_TABLE_NAME, TABLE)
-    });
-    let (buf, acked, _) = b.finish();
-    remember_tid();
-    sock.send(buf.bytes())
-        .map_err(|e| nft_err(format!("send: {e}")))?;
-    let seq = acked[0].0;
-    loop {
-        let data = sock
-            .recv(Some(Duration::from_secs(5)))
-            .map_err(|e| nft_err(format!("read: {e}")))?
-            .ok_or_else(|| nft_err("no answer to destroy table"))?;
-        for m in nl::Messages::new(data) {
-            if m.seq == seq && m.ty == nl::MSG_ERROR {
-                return match nl::parse_error(&m) {
-                    None => Ok(()),
-                    Some(e) => Err(nft_err(format!("destroy table: {e}"))),
-                };
-            }
-        }
+    let mut tx = Tx::new();
+    tx.add(
+        &TableMsg::new(msg::DESTROYTABLE, 0, None),
+        MsgType::Del,
+        "destroy table",
+    );
+    let sent = tx.finish()?;
+    let out = transact(&mut sock, &sent)?;
+    if let Some(e) = out.errors.first() {
+        return Err(nft_err(e.clone()));
     }
+    if !out.unacked.is_empty() {
+        return Err(nft_err("no answer to destroy table"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1073,6 +1186,11 @@ mod tests {
     fn concat_type_ids_match_nft() {
         // nft computes concatenated types as (t1 << 6) | t2 ...
         assert_eq!(concat(&[TYPE_IFNAME, TYPE_IFNAME]), (41 << 6) | 41);
+        assert_eq!(<AnyKey as SetKey>::TYPE, (41 << 6) | 41);
+        assert_eq!(
+            <PortKey as SetKey>::TYPE,
+            (((((41 << 6) | 41) << 6) | 12) << 6) | 13
+        );
     }
 
     #[test]
@@ -1090,19 +1208,26 @@ mod tests {
                 (Ipv4Addr::new(10, 0, 1, 0), 24),
             ],
         };
-        let (buf, acked, _) = build(&rs, 100).finish();
-        let msgs: Vec<_> = nl::Messages::new(buf.bytes()).collect();
+        let sent = build(&rs, false).unwrap();
+        let msgs: Vec<_> = nl::Messages::new(&sent.bytes).collect();
         assert_eq!(msgs.first().map(|m| m.ty), Some(NFNL_MSG_BATCH_BEGIN));
         assert_eq!(msgs.last().map(|m| m.ty), Some(NFNL_MSG_BATCH_END));
-        assert_eq!(msgs.len(), acked.len() + 2);
+        assert_eq!(msgs.len(), sent.acked.len() + 2);
         for m in &msgs[1..msgs.len() - 1] {
             assert!(m.flags & nl::F_ACK != 0);
         }
+        // Distinct sequence numbers, all before the GETGEN fence's.
+        let seqs: BTreeSet<u32> = sent.acked.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs.len(), sent.acked.len());
+        assert!(seqs.iter().all(|s| *s < sent.next_seq));
         let rules = msgs
             .iter()
             .filter(|m| m.ty == nft_type(msg::NEWRULE))
             .count();
         assert_eq!(rules, rs.rule_count());
         assert_eq!(rs.rule_counts(), [8, 5, 2]);
+        // table x3, 5 sets, 3 non-empty element lists, 3 chains, 15 rules.
+        assert_eq!(sent.acked.len(), 3 + 5 + 3 + 3 + 15);
+        assert!(sent.acked[0].1.contains("ensure"));
     }
 }
