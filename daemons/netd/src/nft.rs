@@ -927,9 +927,10 @@ pub fn apply(rs: &Ruleset) -> Result<ApplyReport, NetError> {
     apply_inner(rs, false)
 }
 
-/// Test hook: like [`apply`], with one extra rule whose expression the
-/// kernel does not know, so that the transaction is rejected. Shows that a
-/// rejected batch is reported and leaves the previous table in force.
+/// Test hook: like [`apply`], with one extra rule that looks up a set the
+/// batch never creates, so that the kernel rejects the transaction (ENOENT
+/// on that rule). Shows that a rejected batch is reported and leaves the
+/// previous table in force.
 #[doc(hidden)]
 pub fn apply_with_bogus_rule(rs: &Ruleset) -> Result<ApplyReport, NetError> {
     apply_inner(rs, true)
