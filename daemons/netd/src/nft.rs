@@ -8,14 +8,14 @@
 //! immediate verdicts, masquerade). What the crate cannot express is written
 //! here as small types over `nftnl_sys` (libnftnl's own setters), never as
 //! hand-made attributes:
-//! * [`MetaInto`] and [`ThDportInto`]: loads into the 32-bit registers
+//! * `MetaInto` and `ThDportInto`: loads into the 32-bit registers
 //!   (`NFT_REG32_00` = 8 and up) that concatenated set keys need (nftnl's own
 //!   expressions always load into `NFT_REG_1`);
-//! * [`Key`]: set keys with nft's concatenated type ids and lengths
+//! * `Key`: set keys with nft's concatenated type ids and lengths
 //!   (`ifname . ifname . inet_proto . inet_service` = 40 bytes, ...);
-//! * [`Udata`]: nft's userdata TLVs (the table's comment, the `bridges` set's
+//! * `Udata`: nft's userdata TLVs (the table's comment, the `bridges` set's
 //!   key byte order), set on libnftnl objects;
-//! * [`TableMsg`]: the table message that carries the comment (nftnl's
+//! * `TableMsg`: the table message that carries the comment (nftnl's
 //!   [`Table`] has no userdata), and `NFT_MSG_DESTROYTABLE`.
 //!
 //! The batch is `add table; delete table; add table, sets, elements, chains,
