@@ -132,6 +132,9 @@ struct Entry {
     spec: PlaybookSpec,
     vectors: Vec<Vec<f32>>,
     option_ids: Vec<u32>,
+    /// The words of its id, description, examples and parameters: what a
+    /// request must name to be given a playbook without parameters.
+    topic: BTreeSet<String>,
 }
 
 /// The loaded models and the current catalog.
@@ -248,16 +251,18 @@ impl Engine {
     /// sets the instruct model's fixed prompt prefix (its key-value cache
     /// is made at the first request that needs it, or by [`Engine::warm`]).
     pub fn set_catalog(&mut self, specs: &[PlaybookSpec]) -> Result<()> {
-        let mut texts: Vec<&str> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
         let mut owner = Vec::new();
+        let names = example_domains();
         for (i, s) in specs.iter().enumerate() {
-            texts.push(&s.description);
+            texts.push(s.description.clone());
             owner.push(i);
             for e in &s.examples {
-                texts.push(e);
+                texts.push(mask_domains(e, &names));
                 owner.push(i);
             }
         }
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut vectors = vec![Vec::new(); specs.len()];
         for (chunk, owners) in texts.chunks(16).zip(owner.chunks(16)) {
             for (v, &o) in self.embedder.embed(chunk)?.into_iter().zip(owners) {
@@ -271,6 +276,7 @@ impl Engine {
                 spec: spec.clone(),
                 vectors,
                 option_ids,
+                topic: topic_words(spec),
             });
         }
         let mut sys = String::from(SYSTEM);
@@ -334,7 +340,7 @@ impl Engine {
         let action = first_action(trimmed);
         let want = action.as_ref().map(|a| a.0);
         let cued = self.cued_services(trimmed);
-        let ranked = match self.rank(trimmed) {
+        let ranked = match self.rank(&mask_domains(trimmed, &ctx.domains)) {
             Ok(r) => self.rerank(r, want, &cued),
             Err(e) => return (refuse(format!("inference failed: {e}"), vec![]), stats),
         };
@@ -493,8 +499,17 @@ impl Engine {
         };
         // A best candidate that fits but drops values is a weaker answer
         // than one that fails outright: look further down.
+        // So is one that cannot take all the names or addresses the request
+        // gives ("the alias print.home.arpa that points at the name
+        // printer.home.arpa" has two names; an address record takes one).
         let margin = match fit(pool[0]) {
             Some(unused) if unused > 0 => COMPLETE_MARGIN,
+            None if self
+                .entry(&pool[0].id)
+                .is_some_and(|e| too_many_values(&e.spec, &strong)) =>
+            {
+                COMPLETE_MARGIN
+            }
             _ => FIT_MARGIN,
         };
         let eligible = |i: usize, c: &Candidate| {
@@ -568,6 +583,31 @@ impl Engine {
             ));
         }
         let entry = self.entry(&id).context("candidate not in the catalog")?;
+        // What removes state is never guessed: the request must say to
+        // remove something ("change the admin password" is not a request to
+        // delete the admin domain, however close it comes).
+        if entry.spec.risk == hearth_common::catalog::Risk::Destructive
+            && want != Some(Polarity::Remove)
+        {
+            return Ok((
+                refuse(format!(
+                    "{id} removes something, and the request does not say to remove anything"
+                )),
+                session.map(|s| s.work).unwrap_or_default(),
+            ));
+        }
+        // A playbook without parameters is only chosen when the request
+        // names something it is about ("how much disk space is left?"
+        // resembles "show the attestation status" but names nothing it
+        // shows).
+        if entry.spec.params.is_empty() && !names_topic(text, &entry.topic) {
+            return Ok((
+                refuse(format!(
+                    "the request names nothing that {id} shows (best guess)"
+                )),
+                session.map(|s| s.work).unwrap_or_default(),
+            ));
+        }
         let filled = fill_params(&entry.spec, &sp, ctx, session.as_mut());
         let work = session.map(|s| s.work).unwrap_or_default();
         let raw = match filled {
@@ -614,6 +654,55 @@ impl Engine {
             work,
         ))
     }
+}
+
+/// What stands for a domain's name in the text that is embedded: one of
+/// the catalog examples' own domain names, so that retrieval reads the
+/// request's wording, not which names the owner chose for their domains
+/// ("tear down the iot network" is closer to "stop iot from reaching lan"
+/// than to "tear down the lab network" when the names are left in).
+const DOMAIN_PLACEHOLDER: &str = "lan";
+
+/// Domain names that the catalog's examples use.
+fn example_domains() -> Vec<DomainId> {
+    [
+        "admin", "lan", "iot", "guest", "work", "cameras", "lab", "iot2", "kids",
+    ]
+    .iter()
+    .filter_map(|d| DomainId::parse(d).ok())
+    .collect()
+}
+
+/// `text` with every word that names one of `domains` replaced by the
+/// placeholder.
+fn mask_domains(text: &str, domains: &[DomainId]) -> String {
+    let ph = DOMAIN_PLACEHOLDER;
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() {
+            // A sentence's full stop is not part of the word.
+            let core = word.trim_end_matches('.');
+            let lower = core.to_lowercase();
+            if domains.iter().any(|d| d.as_str() == lower) {
+                out.push_str(ph);
+                out.push_str(&word[core.len()..]);
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        }
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Score added to (or taken from) a playbook whose kind of action agrees
@@ -746,6 +835,34 @@ fn cue_words(text: &str) -> Vec<String> {
         })
         .filter(|w| !CUE_STOPWORDS.contains(&w.as_str()))
         .collect()
+}
+
+/// The words a playbook is about: those of its id, description, examples
+/// and parameter descriptions, common words left out ("zone" kept: here it
+/// is about DNS or networks either way).
+fn topic_words(spec: &PlaybookSpec) -> BTreeSet<String> {
+    let mut text = spec.id.replace(['.', '_'], " ");
+    for t in std::iter::once(&spec.description)
+        .chain(&spec.examples)
+        .chain(spec.params.iter().map(|p| &p.description))
+    {
+        text.push(' ');
+        text.push_str(t);
+    }
+    let mut out: BTreeSet<String> = cue_words(&text).into_iter().collect();
+    if text.to_lowercase().contains("zone") {
+        out.insert("zone".into());
+    }
+    out
+}
+
+/// Whether `text` names one of the `topic` words.
+fn names_topic(text: &str, topic: &BTreeSet<String>) -> bool {
+    let words = cue_words(text);
+    words.iter().any(|w| topic.contains(w))
+        || text.split(|c: char| !c.is_alphanumeric()).any(|w| {
+            matches!(w.to_lowercase().as_str(), "zone" | "zones") && topic.contains("zone")
+        })
 }
 
 /// For each service, the words of its playbooks' ids, descriptions and
@@ -1234,6 +1351,34 @@ pub fn several_actions(text: &str) -> bool {
     false
 }
 
+/// Whether the request gives more distinct DNS names, addresses or
+/// networks than `spec` has parameters to take them.
+fn too_many_values(spec: &PlaybookSpec, strong: &[&Span]) -> bool {
+    type Class = (fn(&SpanKind) -> bool, fn(&ParamKind) -> bool);
+    let classes: [Class; 3] = [
+        (|k| *k == SpanKind::DnsName, |p| *p == ParamKind::DnsName),
+        (
+            |k| matches!(k, SpanKind::Ipv4 | SpanKind::Ipv6 | SpanKind::BadAddress),
+            |p| {
+                matches!(
+                    p,
+                    ParamKind::IpAddress | ParamKind::Ipv4Address | ParamKind::Ipv6Address
+                )
+            },
+        ),
+        (|k| *k == SpanKind::Cidr, |p| *p == ParamKind::Ipv4Cidr),
+    ];
+    classes.iter().any(|(span_is, param_takes)| {
+        let given: BTreeSet<&str> = strong
+            .iter()
+            .filter(|s| span_is(&s.kind))
+            .map(|s| s.lower.as_str())
+            .collect();
+        let takers = spec.params.iter().filter(|p| param_takes(&p.kind)).count();
+        given.len() > takers
+    })
+}
+
 fn same_kind_params(spec: &PlaybookSpec, kind: &ParamKind) -> usize {
     spec.params.iter().filter(|p| &p.kind == kind).count()
 }
@@ -1573,6 +1718,67 @@ mod tests {
         assert_eq!(strong, ["lan", "554"]);
         let raw = BTreeMap::from([("domain".to_string(), Value::from("cameras"))]);
         assert!(!strong_spans(&sp, &ctx()).iter().any(|s| uses(&raw, s)));
+    }
+
+    #[test]
+    fn domain_names_are_masked_for_retrieval_but_nothing_else() {
+        let d = ctx().domains;
+        assert_eq!(
+            mask_domains("Tear down the IoT network.", &d),
+            "Tear down the lan network."
+        );
+        assert_eq!(
+            mask_domains("let guest reach work on 443", &d),
+            "let lan reach lan on 443"
+        );
+        // Parts of DNS names and longer words are not domains.
+        assert_eq!(
+            mask_domains("point iot.home.arpa at 10.0.0.2 for iot2", &d),
+            "point iot.home.arpa at 10.0.0.2 for iot2"
+        );
+    }
+
+    #[test]
+    fn a_playbook_that_cannot_take_every_name_or_address_is_told_apart() {
+        let text = "set up the alias print.home.arpa that points at the name printer.home.arpa";
+        let sp = spans::spans(text);
+        let strong = strong_spans(&sp, &ctx());
+        assert!(too_many_values(&spec("dns.add_record"), &strong));
+        assert!(!too_many_values(&spec("dns.add_alias"), &strong));
+        let sp = spans::spans("point nas.home.arpa at 192.168.1.20");
+        let strong = strong_spans(&sp, &ctx());
+        assert!(!too_many_values(&spec("dns.add_record"), &strong));
+        assert!(too_many_values(&spec("dns.add_alias"), &strong));
+    }
+
+    #[test]
+    fn what_points_is_the_alias_and_what_is_copied_is_the_target() {
+        let p = fill(
+            "dns.add_alias",
+            "tv.home.arpa should resolve to the same machine as plex.home.arpa",
+        )
+        .expect("plan");
+        assert_eq!(p["name"], json!("tv.home.arpa"));
+        assert_eq!(p["target"], json!("plex.home.arpa"));
+        let p = fill(
+            "dns.add_alias",
+            "give cam.home.arpa the same address as nvr.home.arpa",
+        )
+        .expect("plan");
+        assert_eq!(p["name"], json!("cam.home.arpa"));
+        assert_eq!(p["target"], json!("nvr.home.arpa"));
+    }
+
+    #[test]
+    fn a_playbook_without_parameters_needs_a_word_of_its_own() {
+        let attest = topic_words(&spec("attest.status"));
+        let dns = topic_words(&spec("dns.list_records"));
+        assert!(names_topic("is the TPM ok?", &attest));
+        assert!(names_topic("show measurements", &attest));
+        assert!(!names_topic("how much disk space is left?", &attest));
+        assert!(!names_topic("what time is it", &dns));
+        assert!(names_topic("what is in the home zone?", &dns));
+        assert!(names_topic("dump DNS records please", &dns));
     }
 
     fn spec(id: &str) -> PlaybookSpec {

@@ -297,6 +297,14 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
             ]
             .as_slice(),
         };
+        // "the same host as media.home.arpa": what is copied is the target.
+        if kind == PairKind::Names
+            && w == "as"
+            && (1..=3).any(|k| before(sp, i, n + k) == Some("same"))
+        {
+            s -= 2.0;
+            break;
+        }
         if first.contains(&w) {
             // "isolate guest from lan", "block iot from lan": the word
             // before "from" is itself a mention, the source.
@@ -365,6 +373,23 @@ pub fn pair_prior(sp: &[Span], i: usize, mentions: &[usize], kind: PairKind) -> 
     if kind == PairKind::Names {
         if is_in(after(sp, i, 1), &["->", "=>"]) {
             s += 2.0;
+        }
+        // "music.home.arpa should point to ...": what points is the alias.
+        if (1..=2).any(|n| {
+            is_in(
+                after(sp, i, n),
+                &[
+                    "point",
+                    "points",
+                    "pointing",
+                    "resolve",
+                    "resolves",
+                    "redirect",
+                    "redirects",
+                ],
+            )
+        }) {
+            s += 1.5;
         }
         // "nas.home.arpa should also answer as files.home.arpa"
         if is_in(after(sp, i, 1), &["is", "as"]) && is_in(after(sp, i, 2), &["an", "a", "alias"]) {

@@ -501,6 +501,7 @@ impl Sandbox {
                 cmd.env(k, v);
             }
         }
+        let started = Instant::now();
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
@@ -516,6 +517,18 @@ impl Sandbox {
             messages: Vec::new(),
         };
         let waited = daemon.wait_for("READY=1", READY_TIMEOUT);
+        if waited.is_ok() {
+            // From the spawn to READY=1: what `inference/bench/start.sh`
+            // reports for hearth-intentd.
+            let line = format!(
+                "{} {:.0}\n",
+                service.unit,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            let mut times = fs::read_to_string(self.dir.join("ready-ms")).unwrap_or_default();
+            times.push_str(&line);
+            write_file(&self.dir.join("ready-ms"), &times, 0o644)?;
+        }
         self.daemons.push(daemon);
         waited
     }
