@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${RUNS:-5}
-cargo build --release -q -p hearth-testbed --bin hearth-sandbox -p hearth-intentd
-scripts/sign-catalog >/dev/null
+cargo build --release -q -p hearth-testbed -p hearth-intentd --bins
+scripts/sign-catalog >/dev/null 2>&1
 bin=${CARGO_TARGET_DIR:-target}/release
 echo "== hearth-intentd start to READY ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
 times=()

@@ -856,10 +856,18 @@ fn topic_words(spec: &PlaybookSpec) -> BTreeSet<String> {
     out
 }
 
-/// Whether `text` names one of the `topic` words.
+/// Whether `text` names one of the `topic` words: the same word, or one of
+/// the same stem (a common start of five letters or more: "measurement"
+/// and "measured", "attestation" and "attest").
 fn names_topic(text: &str, topic: &BTreeSet<String>) -> bool {
+    let same_stem = |a: &str, b: &str| {
+        a == b || {
+            let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+            common >= 5
+        }
+    };
     let words = cue_words(text);
-    words.iter().any(|w| topic.contains(w))
+    words.iter().any(|w| topic.iter().any(|t| same_stem(w, t)))
         || text.split(|c: char| !c.is_alphanumeric()).any(|w| {
             matches!(w.to_lowercase().as_str(), "zone" | "zones") && topic.contains("zone")
         })
@@ -1776,6 +1784,9 @@ mod tests {
         assert!(names_topic("is the TPM ok?", &attest));
         assert!(names_topic("show measurements", &attest));
         assert!(!names_topic("how much disk space is left?", &attest));
+        assert!(!names_topic("show me the system logs", &attest));
+        // Words of one stem name the same thing.
+        assert!(names_topic("what was measured at boot?", &attest));
         assert!(!names_topic("what time is it", &dns));
         assert!(names_topic("what is in the home zone?", &dns));
         assert!(names_topic("dump DNS records please", &dns));
