@@ -4,6 +4,9 @@
 #
 #   inference/bench/cuda-build.sh            # from anywhere; idempotent
 #   CUDA_VENV=... CUDA_COMPUTE_CAP=80 inference/bench/cuda-build.sh
+#   inference/bench/cuda-build.sh --eval     # then the hold-out evaluation on
+#       the CPU through the stub libcuda (models from $HEARTH_MODELS_DIR or
+#       ./models of the repository root)
 #
 # What it does:
 #  1. A Python venv ($CUDA_VENV, default /work/targets/cuda-venv) with the
@@ -88,3 +91,12 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release/hearth-intent-eval
 echo "built $bin"
 echo "run with: LD_LIBRARY_PATH=$cu/lib  (GPU machine with the NVIDIA driver)"
 echo "      or: LD_LIBRARY_PATH=$cu/lib:$link/lib64/stubs  (no driver: the stub libcuda, CPU fallback)"
+
+if [ "${1:-}" = "--eval" ]; then
+    report=${TMPDIR:-/tmp}/hearth-cuda-holdout.json
+    # Exits 1 when a case fails; the last line says how many.
+    LD_LIBRARY_PATH="$cu/lib:$link/lib64/stubs" nice -n 19 "$bin" \
+        --cases inference/eval/holdout.jsonl --report "$report" --mode default \
+        --models "${HEARTH_MODELS_DIR:-models}" || true
+    echo "report: $report"
+fi
