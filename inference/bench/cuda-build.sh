@@ -3,13 +3,13 @@
 # no NVIDIA driver and no system CUDA toolkit, using only PyPI and crates.io.
 #
 #   inference/bench/cuda-build.sh            # from anywhere; idempotent
-#   CUDA_VENV=... CUDA_COMPUTE_CAP=80 inference/bench/cuda-build.sh
+#   CUDA_VENV=DIR CUDA_COMPUTE_CAP=80 inference/bench/cuda-build.sh
 #   inference/bench/cuda-build.sh --eval     # then the hold-out evaluation on
 #       the CPU through the stub libcuda (models from $HEARTH_MODELS_DIR or
 #       ./models of the repository root)
 #
 # What it does:
-#  1. A Python venv ($CUDA_VENV, default /work/targets/cuda-venv) with the
+#  1. A Python venv ($CUDA_VENV, default .build-venv/cuda) with the
 #     CUDA 13.4 toolkit wheels, pinned by NVIDIA's `cuda-toolkit` meta-package.
 #     CUDA 12 is not usable this way: the cu12 `nvidia-cuda-nvcc-cu12` wheels
 #     (12.4 to 12.9) ship only ptxas, libnvvm and libdevice, no nvcc, cicc,
@@ -39,7 +39,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-venv=${CUDA_VENV:-/work/targets/cuda-venv}
+venv=${CUDA_VENV:-$repo/.build-venv/cuda}
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 # Pinned: cuda-toolkit 13.4.3 pins nvcc/crt/runtime/nvvm/nvrtc 13.4.92,
 # cccl 13.3.4.3.1, cublas 13.8.0.4, curand 10.4.4.72.
@@ -84,10 +84,11 @@ ln -sfn libcuda.so.1 "$link/lib64/stubs/libcuda.so"
 # cudarc's build script adds $CUDA_HOME/lib64 and lib64/stubs to the link path.
 export CUDA_HOME="$link"
 
-# 3. the build
+# 3. the build, in its own target directory (the CPU build keeps target/)
 cd "$repo"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/cuda}
 nice -n 19 cargo build --release -p hearth-inference --features cuda --bin hearth-intent-eval
-bin=${CARGO_TARGET_DIR:-$repo/target}/release/hearth-intent-eval
+bin=$CARGO_TARGET_DIR/release/hearth-intent-eval
 echo "built $bin"
 echo "run with: LD_LIBRARY_PATH=$cu/lib  (GPU machine with the NVIDIA driver)"
 echo "      or: LD_LIBRARY_PATH=$cu/lib:$link/lib64/stubs  (no driver: the stub libcuda, CPU fallback)"
