@@ -820,7 +820,7 @@ const CUE_STOPWORDS: &[&str] = &[
 
 /// Lower-case words of `text` without values (names with dots, addresses,
 /// numbers), a plural `s` taken off.
-fn cue_words(text: &str) -> Vec<String> {
+fn plain_words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split_whitespace()
         .map(|t| t.trim_matches(|c: char| !c.is_alphanumeric()))
         .filter(|t| !t.is_empty() && !t.contains(['.', ':', '/']))
@@ -833,13 +833,18 @@ fn cue_words(text: &str) -> Vec<String> {
                 _ => w,
             }
         })
+}
+
+/// [`plain_words`] that may name a service.
+fn cue_words(text: &str) -> Vec<String> {
+    plain_words(text)
         .filter(|w| !CUE_STOPWORDS.contains(&w.as_str()))
         .collect()
 }
 
 /// The words a playbook is about: those of its id, description, examples
-/// and parameter descriptions, common words left out ("zone" kept: here it
-/// is about DNS or networks either way).
+/// and parameter descriptions, common words left out ("zone", too vague to
+/// name one service, is kept: it is what dns.list_records is about).
 fn topic_words(spec: &PlaybookSpec) -> BTreeSet<String> {
     let mut text = spec.id.replace(['.', '_'], " ");
     for t in std::iter::once(&spec.description)
@@ -849,11 +854,9 @@ fn topic_words(spec: &PlaybookSpec) -> BTreeSet<String> {
         text.push(' ');
         text.push_str(t);
     }
-    let mut out: BTreeSet<String> = cue_words(&text).into_iter().collect();
-    if text.to_lowercase().contains("zone") {
-        out.insert("zone".into());
-    }
-    out
+    plain_words(&text)
+        .filter(|w| w == "zone" || !CUE_STOPWORDS.contains(&w.as_str()))
+        .collect()
 }
 
 /// Whether `text` names one of the `topic` words: the same word, or one of
@@ -861,16 +864,9 @@ fn topic_words(spec: &PlaybookSpec) -> BTreeSet<String> {
 /// and "measured", "attestation" and "attest").
 fn names_topic(text: &str, topic: &BTreeSet<String>) -> bool {
     let same_stem = |a: &str, b: &str| {
-        a == b || {
-            let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
-            common >= 5
-        }
+        a == b || a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count() >= 5
     };
-    let words = cue_words(text);
-    words.iter().any(|w| topic.iter().any(|t| same_stem(w, t)))
-        || text.split(|c: char| !c.is_alphanumeric()).any(|w| {
-            matches!(w.to_lowercase().as_str(), "zone" | "zones") && topic.contains("zone")
-        })
+    plain_words(text).any(|w| topic.iter().any(|t| same_stem(&w, t)))
 }
 
 /// For each service, the words of its playbooks' ids, descriptions and
