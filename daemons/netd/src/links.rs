@@ -573,6 +573,15 @@ fn reconcile_vlan(
             bridge.name
         ))
     })?;
+    // The kernel refuses to bring a VLAN up over a parent that is down
+    // (ENETDOWN); the parent is not ours to bring up, so say so before
+    // creating anything.
+    if parent_link.flags & IFF_UP == 0 {
+        return Err(NetError::LinkConflict(format!(
+            "VLAN parent {parent} of {} is down; bring it up, then reconcile",
+            bridge.name
+        )));
+    }
     let existing = links.iter().find(|l| l.name == name);
     let fits = |l: &LinkInfo| {
         l.kind.as_deref() == Some("vlan") && l.vlan_id == Some(id) && l.parent == parent_link.index

@@ -434,6 +434,22 @@ fn a_domain_with_vlan_and_ula_gets_its_vlan_link_enslaved_and_both_gateways() {
         ])
         .status
         .success();
+    // tests/vm/run sets this: its kernel has 802.1Q, the success path must run.
+    assert!(
+        vlan_support || std::env::var_os("HEARTH_REQUIRE_VLAN").is_none(),
+        "HEARTH_REQUIRE_VLAN is set but this kernel cannot make a VLAN link"
+    );
+    if vlan_support {
+        ns.ip(&["link", "del", "probe"]);
+    }
+    // A parent that is down cannot carry the VLAN: named, nothing created.
+    let err = ns.run(|| engine.reconcile()).unwrap_err().to_string();
+    assert!(err.contains("vpar0") && err.contains("down"), "{err}");
+    assert!(
+        !ns.exec(&["ip", "link", "show", "hv-cams"]).status.success(),
+        "a VLAN link was created over a parent that is down"
+    );
+    ns.ip(&["link", "set", "vpar0", "up"]);
     if !vlan_support {
         // This kernel has no 802.1Q: the refusal must be an error naming
         // the link and the kernel's answer, not a silent half-done domain.
@@ -452,7 +468,6 @@ fn a_domain_with_vlan_and_ula_gets_its_vlan_link_enslaved_and_both_gateways() {
         eprintln!("kernel without 802.1Q VLAN support: checked the refusal and the gateways");
         return;
     }
-    ns.ip(&["link", "del", "probe"]);
     ns.run(|| engine.reconcile()).unwrap();
 
     let vlan = ns.ip(&["-d", "link", "show", "hv-cams"]);
