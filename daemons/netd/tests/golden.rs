@@ -60,39 +60,31 @@ fn normalize_text(listing: &str) -> String {
     let mut elems: Option<Vec<String>> = None;
     for line in listing.lines() {
         let t = line.trim();
-        if let Some(list) = elems.as_mut() {
-            list.extend(
-                t.trim_end_matches('}')
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(String::from),
-            );
-            if t.ends_with('}') {
-                let mut list = elems.take().unwrap();
-                list.sort();
-                out.push(format!("\t\telements = {{ {} }}", list.join(", ")));
+        // Inside an element list, or at its first line.
+        let rest = match t.strip_prefix("elements = {") {
+            _ if elems.is_some() => t,
+            Some(rest) => {
+                elems = Some(Vec::new());
+                rest
             }
-            continue;
-        }
-        if let Some(rest) = t.strip_prefix("elements = {") {
-            elems = Some(Vec::new());
-            let list = elems.as_mut().unwrap();
-            list.extend(
-                rest.trim_end_matches('}')
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(String::from),
-            );
-            if rest.ends_with('}') {
-                let mut list = elems.take().unwrap();
-                list.sort();
-                out.push(format!("\t\telements = {{ {} }}", list.join(", ")));
+            None => {
+                out.push(line.trim_end().to_string());
+                continue;
             }
-            continue;
+        };
+        let list = elems.as_mut().unwrap();
+        list.extend(
+            rest.trim_end_matches('}')
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(String::from),
+        );
+        if rest.ends_with('}') {
+            let mut list = elems.take().unwrap();
+            list.sort();
+            out.push(format!("\t\telements = {{ {} }}", list.join(", ")));
         }
-        out.push(line.trim_end().to_string());
     }
     out.join("\n") + "\n"
 }
