@@ -211,14 +211,15 @@ fn yes() -> bool {
     true
 }
 
-/// Required and forbidden executed actions (by name).
+/// Required and forbidden executed actions, by playbook id: a rule matches
+/// every `<id>@<seq>` action the gate measured for that playbook.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoldenActions {
-    /// Actions that must appear in the log.
+    /// Playbooks that must have run at least once.
     #[serde(default)]
     pub required: Vec<String>,
-    /// Actions that must not appear.
+    /// Playbooks that must never have run.
     #[serde(default)]
     pub forbidden: Vec<String>,
 }
@@ -672,29 +673,55 @@ fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, 
         }
     }
     for a in &g.actions.required {
-        let ok = report.actions.contains(a);
+        let hits = matching_actions(&report.actions, a);
+        let ok = !hits.is_empty();
         c.push(
             &format!("action {a}"),
             ok,
             if ok {
-                "executed, as required"
+                format!("executed, as required ({})", hits.join(", "))
             } else {
-                "required but not executed"
+                "required but not executed".to_string()
             },
         );
     }
     for a in &g.actions.forbidden {
-        let ok = !report.actions.contains(a);
+        let hits = matching_actions(&report.actions, a);
+        let ok = hits.is_empty();
         c.push(
             &format!("action {a}"),
             ok,
             if ok {
-                "not executed"
+                "not executed".to_string()
             } else {
-                "executed, but forbidden"
+                format!("executed, but forbidden ({})", hits.join(", "))
             },
         );
     }
+}
+
+/// Whether a measured action name is an execution of the playbook a golden
+/// rule names. The gate measures each run as `<playbook id>@<audit seq>`;
+/// a rule names the playbook id and matches every run of it. A rule that
+/// itself carries `@<seq>` matches that one run only, and an action measured
+/// without a sequence number matches a rule of the same name.
+pub fn action_matches(measured: &str, rule: &str) -> bool {
+    if measured == rule {
+        return true;
+    }
+    match measured.rsplit_once('@') {
+        Some((id, seq)) => id == rule && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+/// The measured actions a rule matches, in order.
+fn matching_actions(actions: &[String], rule: &str) -> Vec<String> {
+    actions
+        .iter()
+        .filter(|m| action_matches(m, rule))
+        .cloned()
+        .collect()
 }
 
 /// Writes a golden policy describing what a (known-good) checked appliance
