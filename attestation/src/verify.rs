@@ -63,6 +63,10 @@ pub struct Enrollment {
     pub ek_cert_pem: Option<String>,
     /// Whether the EK certificate was checked against a vendor CA bundle.
     pub ek_cert_checked: bool,
+    /// Which EK check enrollment did (absent in records written before it
+    /// was recorded).
+    #[serde(default)]
+    pub ek_check: EkCheck,
     /// AK TPMT_PUBLIC, hex.
     pub ak_public: String,
     /// AK name, hex.
@@ -71,6 +75,34 @@ pub struct Enrollment {
     pub nv_public: String,
     /// Seconds since the Unix epoch.
     pub enrolled_at: u64,
+}
+
+/// Which check of the TPM's EK certificate enrollment did: it is what
+/// tells a hardware TPM of a known vendor from a software one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EkCheck {
+    /// The EK certificate chains to the vendor CA bundle given at enrollment.
+    VendorCaBundle,
+    /// None: the admin enrolled with `--insecure-no-ek-check`, so any TPM,
+    /// a software one included, was accepted.
+    InsecureNoEkCheck,
+    /// The record predates this field.
+    #[default]
+    Unrecorded,
+}
+
+impl EkCheck {
+    /// One line for people.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            EkCheck::VendorCaBundle => "the EK certificate chains to the vendor CA bundle",
+            EkCheck::InsecureNoEkCheck => {
+                "none (--insecure-no-ek-check): any TPM, a software one included, was accepted"
+            }
+            EkCheck::Unrecorded => "not recorded (enrolled before hearth-verify recorded it)",
+        }
+    }
 }
 
 /// A pending credential activation.
@@ -107,6 +139,8 @@ pub fn check_register_public(nv: &wire::NvPublic) -> Result<(), String> {
 /// First half of enrollment: checks the identity (AK shape, EK shape, EK
 /// certificate against the EK and, if given, the vendor CA bundle), and makes
 /// a credential only the TPM holding this EK, with this AK loaded, can open.
+/// Without a bundle the EK is not tied to any vendor (a software TPM
+/// passes); the record says so ([`EkCheck::InsecureNoEkCheck`]).
 pub fn begin_enroll(
     host: &str,
     root_ca_pem: &str,
@@ -155,6 +189,11 @@ pub fn begin_enroll(
         ek_public: identity.ek_public.clone(),
         ek_cert_pem: identity.ek_cert_pem.clone(),
         ek_cert_checked,
+        ek_check: if vendor_bundle_pem.is_some() {
+            EkCheck::VendorCaBundle
+        } else {
+            EkCheck::InsecureNoEkCheck
+        },
         ak_public: identity.ak_public.clone(),
         ak_name: hex::encode(&ak_name),
         nv_public: identity.nv_public.clone(),
@@ -277,6 +316,9 @@ pub struct Report {
     pub actions: Vec<String>,
     /// The quoted boot PCR values (only when the quote was proven).
     pub pcrs: BTreeMap<u8, String>,
+    /// Which EK check the enrollment this check relies on did.
+    #[serde(default)]
+    pub ek_check: EkCheck,
 }
 
 struct Checks(Vec<Check>);
@@ -320,6 +362,7 @@ pub fn check_quote(
         measured: Vec::new(),
         actions: Vec::new(),
         pcrs: BTreeMap::new(),
+        ek_check: record.ek_check,
     };
     let finish = |mut report: Report, c: Checks| {
         report.trusted = !c.0.is_empty() && c.0.iter().all(|x| x.ok);

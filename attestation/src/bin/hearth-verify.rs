@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hearth_attestation::flow::{self, FlowError};
-use hearth_attestation::verify::{golden_from_report, Enrollment, Golden, Report};
+use hearth_attestation::verify::{golden_from_report, EkCheck, Enrollment, Golden, Report};
 
 /// `println!` that treats a closed stdout (`hearth-verify check ... | head`)
 /// as the end of the output, not as a panic.
@@ -46,8 +46,14 @@ enum Cmd {
         #[arg(long, value_name = "HEX")]
         ca_fingerprint: Option<String>,
         /// PEM bundle of TPM vendor CAs the EK certificate must chain to.
+        /// Required: without it a software TPM would be enrolled.
         #[arg(long, value_name = "FILE")]
         ek_ca_bundle: Option<PathBuf>,
+        /// Enroll without checking the EK certificate against any vendor
+        /// (any TPM, a software one included, is accepted). Recorded in the
+        /// enrollment and shown by every check.
+        #[arg(long, conflicts_with = "ek_ca_bundle")]
+        insecure_no_ek_check: bool,
     },
     /// Check an enrolled appliance against a golden policy.
     Check {
@@ -137,6 +143,15 @@ fn print_report(r: &Report) {
         r.host,
         if r.trusted { "TRUSTED" } else { "NOT TRUSTED" }
     );
+    println!(
+        "  {} EK check at enrollment: {}",
+        if r.ek_check == EkCheck::VendorCaBundle {
+            "✓"
+        } else {
+            "!"
+        },
+        r.ek_check.describe()
+    );
     for c in &r.checks {
         println!(
             "  {} {}: {}",
@@ -197,7 +212,14 @@ async fn run(cli: Cli) -> u8 {
             host,
             ca_fingerprint,
             ek_ca_bundle,
+            insecure_no_ek_check,
         } => {
+            if ek_ca_bundle.is_none() && !insecure_no_ek_check {
+                eprintln!(
+                    "✗ enrollment refused: no --ek-ca-bundle. Without the TPM vendor's CA bundle the EK certificate proves nothing (a software TPM would be enrolled). Give --ek-ca-bundle FILE, or --insecure-no-ek-check to enroll without that check (it is recorded and shown by every check)."
+                );
+                return NOT_TRUSTED;
+            }
             let bundle = match ek_ca_bundle.as_ref().map(std::fs::read).transpose() {
                 Ok(b) => b,
                 Err(e) => {
@@ -216,14 +238,16 @@ async fn run(cli: Cli) -> u8 {
                     } else {
                         println!("✓ root CA fingerprint matches {}", r.root_ca_fingerprint);
                     }
-                    match (&r.ek_cert_pem, r.ek_cert_checked) {
-                        (Some(_), true) => {
+                    match (&r.ek_cert_pem, r.ek_check) {
+                        (Some(_), EkCheck::VendorCaBundle) => {
                             println!("✓ EK certificate chains to the vendor CA bundle")
                         }
-                        (Some(_), false) => {
-                            println!("! EK certificate present but not checked (no --ek-ca-bundle)")
-                        }
-                        (None, _) => println!("! the TPM has no EK certificate"),
+                        (Some(_), _) => println!(
+                            "! EK certificate NOT checked (--insecure-no-ek-check): any TPM, a software one included, is accepted"
+                        ),
+                        (None, _) => println!(
+                            "! the TPM has no EK certificate, NOT checked (--insecure-no-ek-check)"
+                        ),
                     }
                     println!("✓ credential activation: the AK lives in the TPM that holds the EK");
                     let path = record_path(&store, &host);
