@@ -8,6 +8,8 @@
 //!   edge, never re-check downstream.
 //! * [`config`]: loading TOML files that reject unknown keys, with errors that
 //!   name the file and the line.
+//! * [`subnets`]: where a network domain's addresses may lie (private space,
+//!   prefix bounds, no overlap), the rule hearth-netd enforces on every path.
 //! * [`fsutil`]: atomic state writes (write, fsync, rename).
 //!
 //! This crate performs no I/O on the bus and holds no secrets.
@@ -19,6 +21,7 @@ pub mod error;
 pub mod fsutil;
 pub mod names;
 pub mod proxies;
+pub mod subnets;
 pub mod types;
 
 pub use error::HearthError;

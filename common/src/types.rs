@@ -23,7 +23,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(field: &str, value: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, value: &str, reason: impl Into<String>) -> Self {
         let mut shown: String = value.chars().take(80).collect();
         if value.chars().count() > 80 {
             shown.push('…');
@@ -316,6 +316,20 @@ impl Cidr {
         Ok(c)
     }
 
+    /// The network an interface address `ip/prefix` lies in (host bits
+    /// cleared).
+    pub fn network_of(ip: IpAddr, prefix: u8) -> Result<Self, ParseError> {
+        ipnet::IpNet::new(ip, prefix)
+            .map(|n| Cidr(n.trunc()))
+            .map_err(|_| {
+                ParseError::new(
+                    "prefix",
+                    &format!("{ip}/{prefix}"),
+                    "the prefix is longer than the address",
+                )
+            })
+    }
+
     /// The network.
     pub fn net(&self) -> ipnet::IpNet {
         self.0
@@ -549,6 +563,16 @@ mod tests {
         assert!(!c.overlaps(&Cidr::parse("10.21.0.0/24").unwrap()));
         assert!(Cidr::parse("fd00:1::/64").is_ok());
         assert!(Cidr::parse_v4_field("subnet", "fd00:1::/64").is_err());
+        let ip: IpAddr = "192.168.1.77".parse().unwrap();
+        assert_eq!(
+            Cidr::network_of(ip, 24).unwrap().to_string(),
+            "192.168.1.0/24"
+        );
+        assert_eq!(
+            Cidr::network_of(ip, 32).unwrap().to_string(),
+            "192.168.1.77/32"
+        );
+        assert!(Cidr::network_of(ip, 33).is_err());
         for bad in ["10.20.0.1/24", "10.20.0.0", "10.20.0.0/33", "x/24", ""] {
             let e = Cidr::parse(bad).unwrap_err();
             assert_eq!(e.field, "subnet");

@@ -26,7 +26,11 @@
 //!
 //! The file is parsed with `hearth_common::config` (unknown keys rejected,
 //! errors with file:line:column); cross-field rules are checked by
-//! [`crate::model`].
+//! [`crate::model`]. A domain's subnet is private space (RFC 1918, or inside
+//! `pool`) of /16 to /30 and its `ula` a prefix of fc00::/7 of /48 to /64
+//! (`hearth_common::subnets`); no two domains overlap, and a domain created
+//! at run time also stays clear of the uplink's network and every other
+//! address of the appliance.
 
 use hearth_common::types::{Cidr, DomainId, Port, Protocol};
 use serde::{Deserialize, Serialize};

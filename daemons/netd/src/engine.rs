@@ -225,11 +225,14 @@ impl Engine {
     }
 
     /// Validates `req` into the overlay and model it would produce, and the
-    /// document describing it. Touches neither the kernel nor the disk.
+    /// document describing it. Changes neither the kernel nor the disk; a
+    /// create reads the addresses the appliance holds (in the calling
+    /// thread's network namespace), which a new subnet must stay clear of.
     pub fn plan(&self, req: &Request) -> Result<(Overlay, Model, serde_json::Value), NetError> {
         let (overlay, mut doc) = match req {
             Request::Create { name, subnet } => {
-                let (o, c) = self.model.plan_create(&self.overlay, name, subnet)?;
+                let host = links::host_networks(&self.model)?;
+                let (o, c) = self.model.plan_create(&self.overlay, name, subnet, &host)?;
                 (o, serde_json::json!({ "action": "create", "name": c.name }))
             }
             Request::Delete { name } => {

@@ -40,6 +40,15 @@ pub enum NetError {
         /// That domain's subnet.
         other: String,
     },
+    /// A subnet that overlaps a network the appliance itself uses (the
+    /// uplink's, or another address of one of its links).
+    #[error("subnet {subnet} overlaps {holder}")]
+    InUse {
+        /// The requested subnet.
+        subnet: String,
+        /// What holds the space, in words.
+        holder: String,
+    },
     /// A protected object (the admin domain and its reach).
     #[error("{0}")]
     Protected(String),
@@ -83,6 +92,7 @@ impl NetError {
             NetError::UnknownDomain(_) | NetError::NotFound(_) => "NotFound",
             NetError::Duplicate(_)
             | NetError::Overlap { .. }
+            | NetError::InUse { .. }
             | NetError::Protected(_)
             | NetError::Conflict(_)
             | NetError::LinkConflict(_) => "Conflict",

@@ -10,10 +10,11 @@
 
 use std::net::IpAddr;
 
+use hearth_common::types::Cidr;
 use serde::Serialize;
 
 use crate::error::NetError;
-use crate::model::Model;
+use crate::model::{HostNet, Model};
 use crate::netlink::{self as nl, MsgBuf, NlError, Socket};
 
 /// The interface alias that marks a link as created by hearth-netd.
@@ -390,6 +391,48 @@ fn addr_msg(sock: &mut Socket, add: bool, index: i32, addr: IpAddr, prefix: u8) 
     }
     b.end(m);
     (b, seq)
+}
+
+/// The networks the appliance holds outside its domains, in the current
+/// network namespace: the uplink's network and the network of every other
+/// address on a link that is not a domain's bridge or VLAN link (nor a
+/// stale link of ours). IPv6 link-local addresses are left out.
+pub fn host_networks(model: &Model) -> Result<Vec<HostNet>, NetError> {
+    let mut sock = Socket::open(nl::NETLINK_ROUTE).map_err(|e| NetError::Link {
+        op: "open rtnetlink socket".into(),
+        source: NlError::Io(e),
+    })?;
+    let links = list_links(&mut sock)?;
+    let addrs = list_addrs(&mut sock)?;
+    let ours: std::collections::BTreeSet<String> = desired(model)
+        .into_iter()
+        .flat_map(|s| std::iter::once(s.bridge).chain(s.vlan.map(|v| v.0)))
+        .collect();
+    let mut out = Vec::new();
+    for a in addrs {
+        let Some(link) = links.iter().find(|l| l.index == a.index) else {
+            continue;
+        };
+        if ours.contains(&link.name) || link.owned() || is_link_local(&a.addr) {
+            continue;
+        }
+        let Ok(net) = Cidr::network_of(a.addr, a.prefix) else {
+            continue;
+        };
+        let holder = if model.uplink.as_deref() == Some(link.name.as_str()) {
+            format!(
+                "the uplink {}'s network {net} (address {}/{})",
+                link.name, a.addr, a.prefix
+            )
+        } else {
+            format!(
+                "the network {net} of the appliance's address {}/{} on {}",
+                a.addr, a.prefix, link.name
+            )
+        };
+        out.push(HostNet { net, holder });
+    }
+    Ok(out)
 }
 
 fn is_link_local(ip: &IpAddr) -> bool {

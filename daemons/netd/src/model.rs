@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hearth_common::subnets;
 use hearth_common::types::{Cidr, DomainId, Port, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +113,17 @@ impl Domain {
             IpAddr::V4(_) => None,
         }
     }
+}
+
+/// A network the appliance holds outside its domains (the uplink's network,
+/// another address of one of its links): a new domain's subnet must stay
+/// clear of it. Read from the kernel by [`crate::links::host_networks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNet {
+    /// The network.
+    pub net: Cidr,
+    /// What holds it, in words (names the link and the address).
+    pub holder: String,
 }
 
 /// An explicit allow: `from` may open connections to `to`, optionally only
@@ -225,41 +237,12 @@ fn domain_from_parts(
     ula: Option<Cidr>,
     vlan: Option<&VlanConfig>,
     services: Option<&[String]>,
+    pool: Option<&Cidr>,
 ) -> Result<Domain, NetError> {
     let field = |f: &str| format!("domain {name}: {f}");
-    if !subnet.is_ipv4() {
-        return Err(invalid(
-            &field("subnet"),
-            subnet,
-            "an IPv4 network is required",
-        ));
-    }
-    if subnet.prefix_len() > 30 {
-        return Err(invalid(
-            &field("subnet"),
-            subnet,
-            "the prefix is at most /30 (a gateway and at least one host)",
-        ));
-    }
+    subnets::check_domain_subnet(&field("subnet"), &subnet, pool)?;
     if let Some(u) = ula {
-        if u.is_ipv4() || u.prefix_len() > 64 {
-            return Err(invalid(
-                &field("ula"),
-                u,
-                "an IPv6 prefix of /64 or shorter is required",
-            ));
-        }
-        let fd = match u.net().network() {
-            IpAddr::V6(a) => a.segments()[0] & 0xfe00 == 0xfc00,
-            IpAddr::V4(_) => false,
-        };
-        if !fd {
-            return Err(invalid(
-                &field("ula"),
-                u,
-                "a unique local prefix (fc00::/7) is required",
-            ));
-        }
+        subnets::check_ula_prefix(&field("ula"), &u)?;
     }
     let vlan = match vlan {
         None => None,
@@ -333,6 +316,7 @@ impl Model {
                 d.ula,
                 d.vlan.as_ref(),
                 d.services.as_deref(),
+                base.pool.as_ref(),
             )?;
             domains.insert(d.name.clone(), dom);
         }
@@ -340,7 +324,14 @@ impl Model {
             domains.remove(name);
         }
         for c in &overlay.created {
-            let dom = domain_from_parts(c.name.clone(), c.subnet, None, None, None)?;
+            let dom = domain_from_parts(
+                c.name.clone(),
+                c.subnet,
+                None,
+                None,
+                None,
+                base.pool.as_ref(),
+            )?;
             domains.insert(c.name.clone(), dom);
         }
         if !domains.contains_key(&base.admin) {
@@ -419,20 +410,37 @@ impl Model {
         Ok(id)
     }
 
-    /// A free `/24` of the pool.
-    pub fn allocate(&self) -> Result<Cidr, NetError> {
+    /// The first `/24` of the pool that overlaps neither a domain nor a
+    /// network the appliance holds (`host`).
+    pub fn allocate(&self, host: &[HostNet]) -> Result<Cidr, NetError> {
         let pool = self
             .pool
             .ok_or_else(|| invalid("subnet", "", "no subnet given and no pool configured"))?;
-        let (base, len) = match pool.net().network() {
-            IpAddr::V4(a) => (u32::from(a), pool.prefix_len()),
-            IpAddr::V6(_) => return Err(NetError::Conflict("the pool is not IPv4".into())),
+        let base = match pool.net().network() {
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(_) => return Err(invalid("pool", pool, "the pool is not IPv4")),
         };
-        let count = 1u64 << (24 - len);
+        // Each domain gets a /24: a pool has 2^(24 - len) of them, none when
+        // it is smaller than a /24.
+        let count = 24u8
+            .checked_sub(pool.prefix_len())
+            .map(|bits| 1u64 << bits)
+            .ok_or_else(|| {
+                invalid(
+                    "pool",
+                    pool,
+                    "the pool is smaller than the /24 a domain is given; it is /24 or larger",
+                )
+            })?;
         for i in 0..count {
-            let net = Ipv4Addr::from(base + ((i as u32) << 8));
-            let c = Cidr::parse_field("subnet", &format!("{net}/24"))?;
-            if !self.domains.values().any(|d| d.subnet.overlaps(&c)) {
+            let start = u32::try_from(i << 8)
+                .ok()
+                .and_then(|off| base.checked_add(off))
+                .ok_or_else(|| invalid("pool", pool, "the pool runs past 255.255.255.255"))?;
+            let c = Cidr::parse_field("subnet", &format!("{}/24", Ipv4Addr::from(start)))?;
+            let taken = self.domains.values().any(|d| d.subnet.overlaps(&c))
+                || host.iter().any(|h| h.net.overlaps(&c));
+            if !taken {
                 return Ok(c);
             }
         }
@@ -441,34 +449,41 @@ impl Model {
         )))
     }
 
-    /// The overlay after creating `name` with `subnet` (empty: from the pool).
+    /// The overlay after creating `name` with `subnet` (empty: from the
+    /// pool). The subnet is private space of /16 to /30
+    /// ([`subnets::check_domain_subnet`]) clear of every domain and of the
+    /// networks the appliance holds (`host`: the uplink's and its other
+    /// addresses).
     pub fn plan_create(
         &self,
         overlay: &Overlay,
         name: &str,
         subnet: &str,
+        host: &[HostNet],
     ) -> Result<(Overlay, CreatedDomain), NetError> {
         let name = DomainId::parse_field("name", name)?;
         if self.domains.contains_key(&name) {
             return Err(NetError::Duplicate(name.to_string()));
         }
         let subnet = if subnet.trim().is_empty() {
-            self.allocate()?
+            self.allocate(host)?
         } else {
             Cidr::parse_v4_field("subnet", subnet)?
         };
-        if subnet.prefix_len() > 30 {
-            return Err(invalid(
-                "subnet",
-                subnet,
-                "the prefix is at most /30 (a gateway and at least one host)",
-            ));
-        }
-        if let Some(d) = self.domains.values().find(|d| d.subnet.overlaps(&subnet)) {
+        subnets::check_domain_subnet("subnet", &subnet, self.pool.as_ref())?;
+        let domains = self.domains.values().map(|d| (d.subnet, d));
+        if let Some((other, d)) = subnets::first_overlap(&subnet, domains) {
             return Err(NetError::Overlap {
                 subnet: subnet.to_string(),
                 domain: d.name.to_string(),
-                other: d.subnet.to_string(),
+                other: other.to_string(),
+            });
+        }
+        let held = host.iter().map(|h| (h.net, h));
+        if let Some((_, h)) = subnets::first_overlap(&subnet, held) {
+            return Err(NetError::InUse {
+                subnet: subnet.to_string(),
+                holder: h.holder.clone(),
             });
         }
         let mut o = overlay.clone();
@@ -698,10 +713,89 @@ protocol = "tcp"
     #[test]
     fn create_allocates_the_first_free_24_from_the_pool() {
         let m = model();
-        let (o, c) = m.plan_create(&Overlay::default(), "guest", "").unwrap();
+        let (o, c) = m
+            .plan_create(&Overlay::default(), "guest", "", &[])
+            .unwrap();
         assert_eq!(c.subnet.to_string(), "10.77.3.0/24");
         let m2 = Model::compose(&base(), &o).unwrap();
         assert!(m2.domains.contains_key(&DomainId::parse("guest").unwrap()));
+    }
+
+    #[test]
+    fn pools_longer_than_a_24_are_a_clear_error_not_a_panic() {
+        let mut m = model();
+        for pool in ["10.99.0.0/25", "10.99.0.0/28", "10.99.0.0/32"] {
+            m.pool = Some(Cidr::parse(pool).unwrap());
+            let e = m.allocate(&[]).unwrap_err();
+            assert_eq!(e.kind(), "InvalidArgument", "{pool}: {e}");
+            assert!(e.to_string().contains(pool), "{pool}: {e}");
+        }
+        let text = "admin = \"a\"\npool = \"10.99.0.0/28\"\n[[domain]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n";
+        let c: NetworkConfig =
+            hearth_common::config::parse(Path::new("network.toml"), text).unwrap();
+        let e = Model::compose(&c, &Overlay::default()).unwrap_err();
+        assert!(e.to_string().contains("10.99.0.0/28"), "{e}");
+        // A pool of exactly one /24, taken by a /25 domain: no room, said so.
+        m.pool = Some(Cidr::parse("10.77.1.0/24").unwrap());
+        let e = m.allocate(&[]).unwrap_err();
+        assert!(e.to_string().contains("no free /24"), "{e}");
+        m.pool = Some(Cidr::parse("10.77.0.0/22").unwrap());
+        assert_eq!(m.allocate(&[]).unwrap().to_string(), "10.77.3.0/24");
+    }
+
+    #[test]
+    fn creates_outside_private_space_or_over_the_appliance_are_refused() {
+        let m = model();
+        let o = Overlay::default();
+        let host = [HostNet {
+            net: Cidr::parse("10.77.3.0/24").unwrap(),
+            holder: "the uplink eth0's network 10.77.3.0/24 (address 10.77.3.2/24)".into(),
+        }];
+        for (subnet, kind, says) in [
+            ("128.0.0.0/1", "InvalidArgument", "private"),
+            ("8.8.8.0/24", "InvalidArgument", "private"),
+            ("10.0.0.0/8", "InvalidArgument", "/16 to /30"),
+            ("10.99.0.0/31", "InvalidArgument", "/16 to /30"),
+            ("10.77.3.0/24", "Conflict", "uplink eth0"),
+            ("10.77.0.0/22", "Conflict", "admin"),
+        ] {
+            let e = m.plan_create(&o, "x", subnet, &host).unwrap_err();
+            assert_eq!(e.kind(), kind, "{subnet}: {e}");
+            assert!(e.to_string().contains(subnet), "{subnet}: {e}");
+            assert!(e.to_string().contains(says), "{subnet}: {e}");
+        }
+        // The pool skips the uplink's /24.
+        let (_, c) = m.plan_create(&o, "x", "", &host).unwrap();
+        assert_eq!(c.subnet.to_string(), "10.77.4.0/24");
+    }
+
+    #[test]
+    fn base_domains_follow_the_same_rule() {
+        let p = Path::new("network.toml");
+        for (subnet, ula, says) in [
+            ("8.8.8.0/24", None, "private"),
+            ("10.0.0.0/8", None, "/16 to /30"),
+            ("10.0.0.0/24", Some("2001:db8::/64"), "unique local"),
+            ("10.0.0.0/24", Some("fd00::/32"), "/48 to /64"),
+        ] {
+            let ula = ula.map(|u| format!("ula = \"{u}\"\n")).unwrap_or_default();
+            let text =
+                format!("admin = \"a\"\n[[domain]]\nname = \"a\"\nsubnet = \"{subnet}\"\n{ula}");
+            let c: NetworkConfig = hearth_common::config::parse(p, &text).unwrap();
+            let e = Model::compose(&c, &Overlay::default()).unwrap_err();
+            assert_eq!(e.kind(), "InvalidArgument", "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        // A pool outside RFC 1918 admits its own space.
+        let text = "admin = \"a\"\npool = \"100.64.0.0/16\"\n[[domain]]\nname = \"a\"\nsubnet = \"100.64.0.0/24\"\n";
+        let c: NetworkConfig = hearth_common::config::parse(p, text).unwrap();
+        let m = Model::compose(&c, &Overlay::default()).unwrap();
+        let (_, d) = m.plan_create(&Overlay::default(), "b", "", &[]).unwrap();
+        assert_eq!(d.subnet.to_string(), "100.64.1.0/24");
+        let e = m
+            .plan_create(&Overlay::default(), "b", "100.65.0.0/24", &[])
+            .unwrap_err();
+        assert!(e.to_string().contains("100.64.0.0/16"), "{e}");
     }
 
     #[test]
@@ -709,20 +803,32 @@ protocol = "tcp"
         let m = model();
         let o = Overlay::default();
         let kind = |r: Result<(Overlay, CreatedDomain), NetError>| r.unwrap_err().kind();
-        assert_eq!(kind(m.plan_create(&o, "Bad!", "")), "InvalidArgument");
+        assert_eq!(kind(m.plan_create(&o, "Bad!", "", &[])), "InvalidArgument");
         assert_eq!(
-            kind(m.plan_create(&o, "x", "10.1.2.3/24")),
+            kind(m.plan_create(&o, "x", "10.1.2.3/24", &[])),
             "InvalidArgument"
         );
         assert_eq!(
-            kind(m.plan_create(&o, "x", "10.1.2.0/31")),
+            kind(m.plan_create(&o, "x", "10.1.2.0/31", &[])),
             "InvalidArgument"
         );
-        assert_eq!(kind(m.plan_create(&o, "x", "fd00::/64")), "InvalidArgument");
-        assert_eq!(kind(m.plan_create(&o, "x", "garbage")), "InvalidArgument");
-        assert_eq!(kind(m.plan_create(&o, "x", "10.77.1.128/25")), "Conflict");
-        assert_eq!(kind(m.plan_create(&o, "lan", "10.99.0.0/24")), "Conflict");
-        let e = m.plan_create(&o, "x", "10.77.0.0/16").unwrap_err();
+        assert_eq!(
+            kind(m.plan_create(&o, "x", "fd00::/64", &[])),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            kind(m.plan_create(&o, "x", "garbage", &[])),
+            "InvalidArgument"
+        );
+        assert_eq!(
+            kind(m.plan_create(&o, "x", "10.77.1.128/25", &[])),
+            "Conflict"
+        );
+        assert_eq!(
+            kind(m.plan_create(&o, "lan", "10.99.0.0/24", &[])),
+            "Conflict"
+        );
+        let e = m.plan_create(&o, "x", "10.77.0.0/16", &[]).unwrap_err();
         assert!(e.to_string().contains("admin"), "{e}");
     }
 

@@ -158,6 +158,21 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
             "lan",
         ),
         (net.create_domain("lan", "", true).await, "Conflict", "lan"),
+        (
+            net.create_domain("pub", "128.0.0.0/1", true).await,
+            "InvalidArgument",
+            "private",
+        ),
+        (
+            net.create_domain("pub", "8.8.8.0/24", false).await,
+            "InvalidArgument",
+            "8.8.8.0/24",
+        ),
+        (
+            net.create_domain("pub", "10.64.0.0/31", false).await,
+            "InvalidArgument",
+            "/16 to /30",
+        ),
         (net.delete_domain("admin", false).await, "Conflict", "admin"),
         (net.delete_domain("nope", true).await, "NotFound", "nope"),
         (

@@ -381,6 +381,122 @@ fn bad_input_is_refused_by_name_and_changes_nothing() {
     );
 }
 
+#[test]
+fn subnets_outside_private_space_or_clashing_with_the_appliance_are_refused_and_change_nothing() {
+    let mut lab = Lab::new(&format!("uplink = \"up0\"\n{}", config_text("")), false);
+    // The uplink, on a private network, and a further link of the appliance
+    // that hearth-netd does not own. The uplink's network sits in the pool,
+    // where the first free /24 would otherwise be handed out.
+    lab.router
+        .ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"]);
+    lab.router
+        .ip(&["addr", "add", "10.62.0.5/24", "dev", "up0"]);
+    lab.router.ip(&["link", "set", "up0", "up"]);
+    lab.router.ip(&[
+        "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt1",
+    ]);
+    lab.router
+        .ip(&["addr", "add", "172.20.5.1/32", "dev", "mgmt0"]);
+    let table = lab.router.nft_table().unwrap();
+    let links = bridge_summary(&lab.router);
+    let state_file = lab.state_dir().join(hearth_netd::engine::STATE_FILE);
+    let state = read(&state_file);
+    let cases: [(&str, &str, &str, &[&str]); 10] = [
+        (
+            "half the internet",
+            "128.0.0.0/1",
+            "InvalidArgument",
+            &["128.0.0.0/1", "private"],
+        ),
+        (
+            "public /24",
+            "8.8.8.0/24",
+            "InvalidArgument",
+            &["8.8.8.0/24", "private"],
+        ),
+        (
+            "documentation range",
+            "192.0.2.0/24",
+            "InvalidArgument",
+            &["192.0.2.0/24", "private"],
+        ),
+        (
+            "a /8",
+            "10.0.0.0/8",
+            "InvalidArgument",
+            &["10.0.0.0/8", "/16"],
+        ),
+        (
+            "a /31",
+            "10.64.0.0/31",
+            "InvalidArgument",
+            &["10.64.0.0/31", "/30"],
+        ),
+        (
+            "a /32",
+            "10.64.0.1/32",
+            "InvalidArgument",
+            &["10.64.0.1/32", "/30"],
+        ),
+        (
+            "the uplink's network",
+            "10.62.0.0/24",
+            "Conflict",
+            &["10.62.0.0/24", "up0"],
+        ),
+        (
+            "around the uplink's network",
+            "10.62.0.0/16",
+            "Conflict",
+            &["up0"],
+        ),
+        (
+            "an address of the appliance",
+            "172.20.0.0/16",
+            "Conflict",
+            &["mgmt0", "172.20.5.1"],
+        ),
+        (
+            "another domain",
+            "10.61.2.0/24",
+            "Conflict",
+            &["10.61.2.0/24", "iot"],
+        ),
+    ];
+    for (what, subnet, kind, names) in cases {
+        for dry_run in [true, false] {
+            let req = hearth_netd::engine::Request::Create {
+                name: "pub".into(),
+                subnet: subnet.into(),
+            };
+            let err = lab
+                .in_router(|e| e.request(&req, dry_run))
+                .expect_err(&format!("{what}: {subnet} accepted (dry run: {dry_run})"));
+            assert_eq!(err.kind(), kind, "{what}: {err}");
+            for n in names {
+                assert!(err.to_string().contains(n), "{what}: {err} should name {n}");
+            }
+        }
+    }
+    assert_eq!(lab.router.nft_table().unwrap(), table, "table unchanged");
+    assert_eq!(bridge_summary(&lab.router), links, "links unchanged");
+    assert_eq!(read(&state_file), state, "state unchanged");
+    assert!(!lab.router.ip(&["-o", "link", "show"]).contains("hb-pub"));
+
+    // The pool hands out its first /24 that is clear of the uplink too.
+    let created = lab.in_router(|e| e.create_domain("cams", "")).unwrap();
+    assert_eq!(created["subnet"], "10.62.1.0/24", "{created}");
+    // Private space of the right size, clear of everything, is accepted.
+    let created = lab
+        .in_router(|e| e.create_domain("lab", "172.16.8.0/22"))
+        .unwrap();
+    assert_eq!(created["subnet"], "172.16.8.0/22");
+    assert!(lab
+        .router
+        .ip(&["-o", "addr", "show", "hb-lab"])
+        .contains("172.16.8.1/22"));
+}
+
 /// One engine call of the bad-input table.
 type Call = Box<dyn Fn(&mut Engine) -> Result<(), hearth_netd::NetError> + Send + Sync>;
 
