@@ -111,8 +111,9 @@ pub struct TrustConfig {
     /// PEM files of vendor roots shipped with the image.
     #[serde(default)]
     pub vendor_roots: Vec<PathBuf>,
-    /// PEM file of the appliance's own CA root (signers it issued with the
-    /// playbook-signer profile). Skipped when the file does not exist yet.
+    /// PEM file of the appliance's own CA root (hearth-pkid's `root.pem`:
+    /// the signer its ceremony made). Skipped only while the file does not
+    /// exist yet; a file that exists but cannot be read is an error.
     #[serde(default)]
     pub appliance_ca: Option<PathBuf>,
     /// CRL files (PEM or DER). A configured CRL that cannot be read or
@@ -120,8 +121,11 @@ pub struct TrustConfig {
     #[serde(default)]
     pub crls: Vec<PathBuf>,
     /// The appliance CA's CRL (hearth-pkid's `crl.pem`). Skipped, like
-    /// `appliance_ca`, while the file does not exist yet (no CA, nothing
-    /// issued, nothing revoked); once it exists it must parse.
+    /// `appliance_ca`, only while the file does not exist yet (no CA,
+    /// nothing issued, nothing revoked). Once it exists it must be readable
+    /// and parse: a CRL that cannot be reached (permissions of the file or
+    /// of a directory above it), is a directory or does not parse stops
+    /// loading, naming the file.
     #[serde(default)]
     pub appliance_crl: Option<PathBuf>,
 }
@@ -134,6 +138,23 @@ pub struct TrustError {
     pub file: PathBuf,
     /// Why.
     pub reason: String,
+}
+
+/// Whether an optional trust file is there. Only "it does not exist" means
+/// absent; any other failure to look at it (permission denied on the file
+/// or a directory above it, a path through a file) is an error naming it:
+/// `Path::exists()` would call such a file absent and skip revocation.
+fn present(file: &Path, what: &str) -> Result<bool, TrustError> {
+    match std::fs::metadata(file) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(TrustError {
+            file: file.into(),
+            reason: format!(
+                "{what} is configured but cannot be checked ({e}); refusing every playbook rather than skipping it"
+            ),
+        }),
+    }
 }
 
 /// Anchors and CRLs, ready to verify envelopes.
@@ -158,7 +179,7 @@ impl TrustStore {
         let mut anchors = Vec::new();
         let mut files: Vec<&Path> = cfg.vendor_roots.iter().map(|p| p.as_path()).collect();
         if let Some(ca) = &cfg.appliance_ca {
-            if ca.exists() {
+            if present(ca, "the appliance CA")? {
                 files.push(ca);
             }
         }
@@ -182,7 +203,7 @@ impl TrustStore {
         let mut crls = Vec::new();
         let mut crl_files: Vec<PathBuf> = cfg.crls.clone();
         if let Some(c) = &cfg.appliance_crl {
-            if c.exists() {
+            if present(c, "the appliance CRL")? {
                 crl_files.push(c.clone());
             }
         }

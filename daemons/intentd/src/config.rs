@@ -5,9 +5,13 @@
 //! # audit_log = "/var/lib/hearth-intentd/audit.jsonl" # default: <state dir>/audit.jsonl
 //! [trust]
 //! vendor_roots = ["/usr/share/hearth/keys/vendor-root.pem"]
-//! appliance_ca = "/var/lib/hearth-pkid/ca.pem"
+//! # hearth-pkid writes root.pem into its state directory and crl.pem where its
+//! # [crl] path says. Both must be readable by hearth-intentd: a file that is
+//! # absent is skipped (no CA yet), one that exists but cannot be reached, read
+//! # or parsed refuses every playbook, naming the file.
+//! appliance_ca = "/var/lib/hearth-pkid/root.pem"
 //! crls = ["/usr/share/hearth/keys/vendor-root.crl.pem"]
-//! appliance_crl = "/var/lib/hearth-pkid/crl.pem"       # used once it exists
+//! appliance_crl = "/var/lib/hearth-pkid/crl.pem"
 //! [policy]
 //! pending_ttl_secs = 300
 //! two_person = false
