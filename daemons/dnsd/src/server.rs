@@ -27,6 +27,12 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(10);
 const TCP_BUFFER: usize = 64;
 /// Our EDNS version.
 const EDNS_VERSION: u8 = 0;
+/// The largest UDP payload we advertise, whatever a client offers: 1232
+/// bytes fits the IPv6 minimum MTU without fragmentation (DNS flag day 2020)
+/// and bounds what a spoofed query can reflect.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+/// The smallest UDP payload EDNS allows (RFC 6891).
+const MIN_UDP_PAYLOAD: u16 = 512;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +119,8 @@ impl RequestHandler for ZoneHandler {
         let edns = match request.edns.as_ref() {
             Some(req) => {
                 resp_edns = Edns::new();
-                resp_edns.set_max_payload(req.max_payload().max(512));
+                resp_edns
+                    .set_max_payload(req.max_payload().clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD));
                 resp_edns.set_version(EDNS_VERSION);
                 if req.version() > EDNS_VERSION {
                     return error_response(

@@ -321,3 +321,40 @@ async fn bad_input_gets_a_named_error_and_changes_nothing() -> Result<()> {
     assert_eq!(std::fs::read(f.state_dir().join("zones.json"))?, file);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_advertised_edns_payload_size_is_at_most_1232() -> Result<()> {
+    let mut f = Fixture::new().await?;
+    f.engine
+        .add_record(&n("nas.home.arpa"), a("192.168.1.10"))?;
+    for bufsize in ["4096", "65535", "1233"] {
+        let opt = format!("+bufsize={bufsize}");
+        for (name, status) in [("nas.home.arpa", "NOERROR"), ("example.com", "REFUSED")] {
+            let r = dig(f.addr, name, "A", &[&opt]).await?;
+            assert_eq!(r.status, status, "{r:?}");
+            let udp = r.edns_udp.expect("an OPT record in the reply");
+            assert!(udp <= 1232, "{name} asked with {opt}: OPT says udp {udp}");
+            assert!(udp >= 512, "{name} asked with {opt}: OPT says udp {udp}");
+        }
+    }
+    // An answer larger than 1232 bytes is truncated over UDP even when the
+    // client offers more, and whole over TCP.
+    let big = n("big.home.arpa");
+    for i in 1..=120 {
+        f.engine.add_record(&big, a(&format!("192.168.2.{i}")))?;
+    }
+    let r = dig(f.addr, "big.home.arpa", "A", &["+bufsize=4096", "+ignore"]).await?;
+    let (flags, size) = (&r.flags, r.size.expect("a size"));
+    assert!(
+        r.has_flag("tc") && size <= 1232,
+        "UDP answer of {size} bytes, flags {flags:?}, OPT udp {:?}",
+        r.edns_udp
+    );
+    let r = dig(f.addr, "big.home.arpa", "A", &["+tcp"]).await?;
+    assert_eq!(r.answer_data("A").len(), 120);
+    assert!(r.size.expect("a size") > 1232, "{:?}", r.size);
+    // A smaller size asked for is not raised above what was asked (down to 512).
+    let r = dig(f.addr, "nas.home.arpa", "A", &["+bufsize=1000"]).await?;
+    assert_eq!(r.edns_udp, Some(1000), "{r:?}");
+    Ok(())
+}

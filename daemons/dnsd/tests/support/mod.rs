@@ -21,6 +21,10 @@ pub struct Reply {
     pub answer: Vec<Rr>,
     pub authority: Vec<Rr>,
     pub additional: Vec<Rr>,
+    /// The UDP payload size the OPT record advertises, if the reply has one.
+    pub edns_udp: Option<u32>,
+    /// The size of the reply in bytes, as dig reports it.
+    pub size: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +96,19 @@ pub fn parse_reply(text: &str) -> Result<Reply> {
             })
             .collect()
     };
+    let edns_udp = text
+        .lines()
+        .find(|l| l.starts_with("; EDNS:"))
+        .and_then(|l| l.split("udp: ").nth(1))
+        .and_then(|v| v.trim().parse().ok());
+    let size = text
+        .split("MSG SIZE  rcvd: ")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok());
     Ok(Reply {
+        edns_udp,
+        size,
         status,
         flags,
         answer: section("ANSWER"),
