@@ -118,6 +118,11 @@ pub struct ParamSpec {
     /// (net.allow: protocol is tcp by default only when a port is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_if: Option<String>,
+    /// The unit a number is counted in (`days`): a request may give the
+    /// value in another unit of the same kind ("two weeks"), which the
+    /// interpreter converts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 fn yes() -> bool {
@@ -141,6 +146,8 @@ struct RawParamSpec {
     #[serde(default)]
     default_if: Option<String>,
     #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
     min: Option<i64>,
     #[serde(default)]
     max: Option<i64>,
@@ -152,6 +159,13 @@ impl TryFrom<RawParamSpec> for ParamSpec {
     type Error = String;
     fn try_from(r: RawParamSpec) -> Result<Self, String> {
         let name = &r.name;
+        if let Some(u) = &r.unit {
+            if r.kind != "integer" || u != "days" {
+                return Err(format!(
+                    "parameter {name}: unit {u:?} is not known (an integer may be counted in \"days\")"
+                ));
+            }
+        }
         let kind = match (r.kind.as_str(), r.min, r.max, r.values) {
             ("integer", Some(min), Some(max), None) if min <= max => {
                 ParamKind::Integer { min, max }
@@ -192,6 +206,7 @@ impl TryFrom<RawParamSpec> for ParamSpec {
             required: r.required,
             default: r.default,
             default_if: r.default_if,
+            unit: r.unit,
         })
     }
 }
@@ -201,6 +216,9 @@ impl TryFrom<RawParamSpec> for ParamSpec {
 pub struct Context {
     /// The domains that exist now.
     pub domains: Vec<DomainId>,
+    /// The domains that can be neither deleted nor cut off (the admin
+    /// domain), as hearth-netd reports them.
+    pub protected: Vec<DomainId>,
 }
 
 impl ParamSpec {
@@ -294,6 +312,68 @@ pub struct PlaybookSpec {
     /// Its parameters, in order.
     #[serde(default)]
     pub params: Vec<ParamSpec>,
+    /// How owners ask for it: what the interpreter is trained from.
+    #[serde(default, skip_serializing_if = "Language::is_empty")]
+    pub language: Language,
+}
+
+/// How owners ask for a playbook, as templates whose slots name a parameter
+/// (`"let {from} reach {to} on port {port}"`). The interpreter's training
+/// data is generated from these and the generic language file; nothing
+/// about a playbook's wording lives in code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Language {
+    /// Requests that start with the verb ("allow {from} to reach {to}"):
+    /// the generator also wraps them (politely, negated, as a question).
+    #[serde(default)]
+    pub utterances: Vec<String>,
+    /// Other ways to ask for it ("{to} should accept connections from
+    /// {from}"), used as they are.
+    #[serde(default)]
+    pub statements: Vec<String>,
+    /// Questions about the state this playbook changes ("can {from} reach
+    /// {to}?"): they are answered by `answered_by` and become this playbook
+    /// only when followed by a request to fix it.
+    #[serde(default)]
+    pub questions: Vec<String>,
+    /// The read playbook that answers `questions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+}
+
+impl Language {
+    /// True when no template is given.
+    pub fn is_empty(&self) -> bool {
+        self.utterances.is_empty() && self.statements.is_empty() && self.questions.is_empty()
+    }
+
+    /// Every template, with the slots it names.
+    pub fn templates(&self) -> impl Iterator<Item = &String> {
+        self.utterances
+            .iter()
+            .chain(&self.statements)
+            .chain(&self.questions)
+    }
+}
+
+/// The parameter names a template's `{slots}` name, in order.
+pub fn template_slots(template: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let j = after
+            .find('}')
+            .ok_or_else(|| format!("template {template:?}: an unclosed {{"))?;
+        let name = &after[..j];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(format!("template {template:?}: bad slot {{{name}}}"));
+        }
+        out.push(name.to_string());
+        rest = &after[j + 1..];
+    }
+    Ok(out)
 }
 
 /// Canonical parameters after validation and defaults.
@@ -388,6 +468,7 @@ mod tests {
                 .iter()
                 .map(|d| DomainId::parse(d).unwrap())
                 .collect(),
+            ..Context::default()
         }
     }
 
@@ -470,6 +551,7 @@ mod tests {
             required: false,
             default: Some(json!(90)),
             default_if: None,
+            unit: None,
         };
         assert_eq!(days.validate(&json!(398), &ctx()).unwrap(), json!(398));
         assert!(days.validate(&json!(399), &ctx()).is_err());
@@ -481,6 +563,7 @@ mod tests {
             required: true,
             default: None,
             default_if: None,
+            unit: None,
         };
         assert_eq!(
             newd.validate(&json!("Cams"), &ctx()).unwrap(),

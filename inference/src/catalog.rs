@@ -11,7 +11,15 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use hearth_common::catalog::PlaybookSpec;
 
-const SPEC_KEYS: &[&str] = &["id", "version", "description", "examples", "risk", "params"];
+const SPEC_KEYS: &[&str] = &[
+    "id",
+    "version",
+    "description",
+    "examples",
+    "risk",
+    "params",
+    "language",
+];
 
 /// Parses one playbook file's text into its spec, ignoring the gate's
 /// sections.

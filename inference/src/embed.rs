@@ -84,6 +84,44 @@ impl Embedder {
         Ok(out.to_vec2::<f32>()?)
     }
 
+    /// The encoder's last hidden states for a batch, padded to the longest:
+    /// `[B, T, 384]`, the attention mask `[B, T]` (f32, 1 for tokens) and
+    /// each text's encoding (token ids and byte offsets into the text).
+    pub fn token_states(
+        &self,
+        texts: &[&str],
+    ) -> Result<(Tensor, Tensor, Vec<tokenizers::Encoding>)> {
+        anyhow::ensure!(!texts.is_empty(), "no text to encode");
+        let mut tk = self.tokenizer.clone();
+        if texts.len() > 1 {
+            tk.with_padding(Some(PaddingParams {
+                strategy: PaddingStrategy::BatchLongest,
+                ..Default::default()
+            }));
+        }
+        let enc = tk
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("embedding tokenizer: {e}"))?;
+        let ids: Vec<Tensor> = enc
+            .iter()
+            .map(|e| Tensor::new(e.get_ids(), &self.device))
+            .collect::<candle_core::Result<_>>()?;
+        let mask: Vec<Tensor> = enc
+            .iter()
+            .map(|e| Tensor::new(e.get_attention_mask(), &self.device))
+            .collect::<candle_core::Result<_>>()?;
+        let ids = Tensor::stack(&ids, 0)?;
+        let mask = Tensor::stack(&mask, 0)?;
+        let types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        Ok((hidden, mask.to_dtype(DType::F32)?, enc))
+    }
+
+    /// The device the encoder runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Embeds one text.
     pub fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut v = self.embed(&[text])?;

@@ -23,6 +23,9 @@ use crate::engine::{DevicePreference, Engine, Interpretation};
 /// The domains a case has when it names none.
 pub const DEFAULT_DOMAINS: &[&str] = &["admin", "lan", "iot", "guest", "work"];
 
+/// The domain hearth-netd protects by default (its `admin` setting).
+pub const PROTECTED_DOMAIN: &str = "admin";
+
 /// One evaluation case.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Case {
@@ -33,6 +36,10 @@ pub struct Case {
     pub domains: Option<Vec<String>>,
     /// What must come out.
     pub expect: Value,
+    /// An optional category; the report then gives a pass rate per
+    /// category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// One case's result in the report.
@@ -46,6 +53,9 @@ pub struct CaseResult {
     pub got: Value,
     /// Whether it matched.
     pub pass: bool,
+    /// The case's category, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Milliseconds for this request.
     pub latency_ms: f64,
 }
@@ -63,6 +73,22 @@ pub struct Summary {
     pub p95_ms: f64,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mb: f64,
+    /// Per category (cases that have one): passed and total.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, CategorySummary>,
+    /// Plans that change state and differ from the expected outcome
+    /// (wrong playbook or parameters, or a change where none was
+    /// expected): the failures that matter most.
+    pub harmful: usize,
+}
+
+/// One category's results.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CategorySummary {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases.
+    pub total: usize,
 }
 
 /// The whole report.
@@ -94,12 +120,17 @@ pub fn case_context(case: &Case) -> Context {
         Some(d) => d.clone(),
         None => DEFAULT_DOMAINS.iter().map(|s| s.to_string()).collect(),
     };
-    Context {
-        domains: names
-            .iter()
-            .filter_map(|d| DomainId::parse(&d.to_ascii_lowercase()).ok())
-            .collect(),
-    }
+    let domains: Vec<DomainId> = names
+        .iter()
+        .filter_map(|d| DomainId::parse(&d.to_ascii_lowercase()).ok())
+        .collect();
+    // hearth-netd's default admin domain is protected.
+    let protected = domains
+        .iter()
+        .filter(|d| d.as_str() == PROTECTED_DOMAIN)
+        .cloned()
+        .collect();
+    Context { domains, protected }
 }
 
 fn norm_str(s: &str) -> String {
@@ -181,20 +212,40 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// True when `got` is a plan that changes state and the case expected
+/// something else: a refusal, or another playbook or other parameters.
+pub fn harmful(engine: &Engine, expect: &Value, got: &Interpretation) -> bool {
+    let Interpretation::Plan { playbook, .. } = got else {
+        return false;
+    };
+    !matches(expect, got) && !engine.is_read(playbook)
+}
+
 /// Runs cases through a loaded engine and builds the report.
 pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
     let mut results = Vec::with_capacity(cases.len());
+    let mut categories: BTreeMap<String, CategorySummary> = BTreeMap::new();
+    let mut harm = 0;
     for case in cases {
         let ctx = case_context(case);
         let t = Instant::now();
         let got = engine.interpret(&case.text, &ctx);
         let latency_ms = t.elapsed().as_secs_f64() * 1e3;
         let pass = matches(&case.expect, &got);
+        if harmful(engine, &case.expect, &got) {
+            harm += 1;
+        }
+        if let Some(c) = &case.category {
+            let e = categories.entry(c.clone()).or_default();
+            e.total += 1;
+            e.passed += usize::from(pass);
+        }
         results.push(CaseResult {
             text: case.text.clone(),
             expected: case.expect.clone(),
             got: serde_json::to_value(&got).unwrap_or(Value::Null),
             pass,
+            category: case.category.clone(),
             latency_ms,
         });
     }
@@ -208,6 +259,8 @@ pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
             p50_ms: percentile(&lat, 50.0),
             p95_ms: percentile(&lat, 95.0),
             peak_rss_mb: peak_rss_mb(),
+            categories,
+            harmful: harm,
         },
         cases: results,
     }
@@ -236,26 +289,19 @@ pub fn run_eval_with(engine: &Engine, cases: &Path, report: &Path) -> Result<(us
     hearth_common::fsutil::write_atomic(report, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", report.display()))?;
     let (p, f) = (rep.summary.passed, rep.summary.failed);
+    for (c, s) in &rep.summary.categories {
+        eprintln!("  {c:<14} {:>3}/{:<3} {:5.1}%", s.passed, s.total, 100.0 * s.passed as f64 / s.total.max(1) as f64);
+    }
+    eprintln!(
+        "harmful plans (a change other than the expected outcome): {}; p50 {:.1} ms, p95 {:.1} ms, peak RSS {:.0} MB",
+        rep.summary.harmful, rep.summary.p50_ms, rep.summary.p95_ms, rep.summary.peak_rss_mb
+    );
     println!("{p} passed, {f} failed");
     Ok((p, f))
 }
 
 /// Parameter maps as the report shows them.
 pub type Params = BTreeMap<String, Value>;
-
-/// Which parts of the pipeline an evaluation uses (the ablation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// The engine's defaults: retrieval, span rules and the instruct model
-    /// (off with HEARTH_INFER_LLM=0).
-    Default,
-    /// Retrieval and the model.
-    Both,
-    /// Retrieval alone: the best similarity wins, parameters by cues.
-    Retrieval,
-    /// The model alone, choosing among all playbooks.
-    Llm,
-}
 
 /// The evaluation command's arguments.
 #[derive(clap::Parser, Debug)]
@@ -278,9 +324,6 @@ pub struct EvalArgs {
     /// else the source tree's playbooks/].
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// Ablation mode.
-    #[arg(long, value_enum, default_value_t = Mode::Default)]
-    pub mode: Mode,
     /// Print every case's outcome and cost to stderr.
     #[arg(long)]
     pub explain: bool,
@@ -301,8 +344,8 @@ pub fn default_dir(env: &str, name: &str) -> PathBuf {
 
 /// The whole evaluation command, for `hearth-intentd eval` and
 /// `hearth-intent-eval`: `args` are the arguments after the subcommand
-/// (`--cases FILE --report OUT [--models DIR] [--catalog DIR] [--mode
-/// both|retrieval|llm] [--explain]`). Exit status: 0 when every case
+/// (`--cases FILE --report OUT [--models DIR] [--catalog DIR]
+/// [--explain]`). Exit status: 0 when every case
 /// passed, 1 when some failed, 2 on a usage or load error. The last line
 /// printed on stdout is `N passed, M failed`.
 pub fn run_eval_cli(args: &[String]) -> std::process::ExitCode {
@@ -344,28 +387,11 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
     let specs = crate::catalog::load_dir(&catalog)?;
     let mut engine = Engine::load(&models, DevicePreference::Auto)?;
     let t_models = t.elapsed();
-    match args.mode {
-        Mode::Default => {}
-        Mode::Both => engine.options.use_llm = true,
-        Mode::Retrieval => engine.options.use_llm = false,
-        Mode::Llm => {
-            engine.options.use_llm = true;
-            engine.options.use_retrieval = false;
-        }
-    }
     engine.set_catalog(&specs)?;
-    let t_catalog = t.elapsed();
-    // The prefix cache is otherwise made by the first request that needs
-    // the model: made here, it is not counted in that request's latency.
-    if engine.options.use_llm {
-        engine.warm()?;
-    }
     eprintln!(
-        "loaded models in {:.0} ms, catalog in {:.0} ms, {}-token prompt prefix in {:.0} ms",
+        "loaded models in {:.0} ms, catalog in {:.0} ms",
         t_models.as_secs_f64() * 1e3,
-        (t_catalog - t_models).as_secs_f64() * 1e3,
-        engine.prefix_tokens(),
-        (t.elapsed() - t_catalog).as_secs_f64() * 1e3
+        (t.elapsed() - t_models).as_secs_f64() * 1e3,
     );
     if args.explain {
         for case in read_cases(&args.cases)? {
@@ -375,14 +401,12 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
             let ms = t.elapsed().as_secs_f64() * 1e3;
             let pass = matches(&case.expect, &got);
             eprintln!(
-                "{} {:6.1}ms emb {:5.1} llm {:6.1} fw {} pt {} st {} | {} => {}",
+                "{} {:6.1}ms enc {:5.1} heads {:5.1} tok {} | {} => {}",
                 if pass { "PASS" } else { "FAIL" },
                 ms,
-                st.embed_ms,
-                st.llm_ms,
-                st.forwards,
-                st.prompt_tokens,
-                st.single_tokens,
+                st.encode_ms,
+                st.heads_ms,
+                st.tokens,
                 case.text.chars().take(100).collect::<String>(),
                 serde_json::to_string(&got)?
             );

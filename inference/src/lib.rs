@@ -1,44 +1,53 @@
 //! hearth-inference: from a plain-language request to one playbook of the
-//! signed catalog with its parameters, or a refusal. Runs in-process with
-//! candle (no inference server).
+//! signed catalog with its parameters, a clarifying question, or a refusal.
+//! Runs in-process with candle (no inference server).
 //!
-//! Pipeline ([`Engine::interpret`]):
-//! 1. Guards: empty, over-long (more than 512 characters), prompt-injection
-//!    markers and several actions in one request are refused outright.
-//! 2. Retrieval: all-MiniLM-L6-v2 embeds the request; playbooks are ranked by
-//!    the best cosine similarity to their description and examples, moved up
-//!    when their kind of action (add, remove, read) matches the request's
-//!    first action word and when the request uses a word only their service's
-//!    catalog texts use. A request led by a verb no playbook performs
-//!    (restart, upgrade...) is refused.
-//! 3. Fit: among the candidates close to the best, those whose parameters
-//!    the request fills, using every value it gives (existing domains, DNS
-//!    names, addresses, networks, numbers), of the request's kind of action
-//!    and service. A change that would leave a value unused is refused.
-//! 4. Choice: when several candidates fit, the instruct model
-//!    (SmolLM2-135M-Instruct, any llama-family GGUF) chooses under
-//!    constrained decoding: it can only emit one of their ids, its
-//!    log-probabilities added to retrieval's. With one, that one; with none,
-//!    a refusal naming the closest candidates. Parameters take the best-cued
-//!    span of their type, the model deciding between several where it was
-//!    consulted. The model's fixed prompt prefix is cached once.
-//! 5. [`PlaybookSpec::validate`] canonicalizes and checks everything again.
+//! The interpreter is learned, not written: all-MiniLM-L6-v2 reads the
+//! request (frozen), and one small transformer block with three heads,
+//! trained with candle on examples generated from the catalog's own
+//! templates and the generic language file ([`gen`], [`train`]), says
+//! which playbook it asks for (or none of them), whether it asks to do it,
+//! NOT to do it, or only asks about it, and which words are each
+//! parameter's value ([`heads`]). No English lives in this crate's code: the
+//! words come from the playbooks' `[language]` sections and
+//! `playbooks/language/en.toml` ([`lexicon`]).
 //!
-//! Invariants: the model only proposes; it never executes anything and never
-//! writes free text. No parameter value can be a string that is neither in the
-//! request nor an enum value nor an existing domain (checked again after
-//! validation). The models' sha256 digests are reported for measurement.
+//! Deterministic code then decides ([`Engine::interpret`]):
+//! 1. Empty or over-long (512 characters) requests are refused.
+//! 2. "None of them" refuses. A request that says not to do it refuses.
+//!    A change the request only asks about becomes a clarifying question.
+//!    When the best playbook is not likely enough, a clarifying question
+//!    offers the two or three likeliest plans (or a refusal when none
+//!    fills).
+//! 3. Every value is a span of the request parsed by its parameter's type
+//!    (durations and number words by the lexicon, domains matched to the
+//!    existing ones), a declared default or an enum value; a span that does
+//!    not parse refuses. A value tagged for a parameter the playbook does
+//!    not take, or an address or DNS name that no span uses, refuses a
+//!    change. A change to a protected domain (admin) refuses.
+//! 4. [`PlaybookSpec::validate`](hearth_common::catalog::PlaybookSpec::validate)
+//!    canonicalizes and checks everything again; the gate checks it once
+//!    more.
+//!
+//! The model only proposes; it never executes anything and never writes
+//! free text. The models' sha256 digests are reported for measurement.
+//! The instruct model (SmolLM2, [`llm`]) is not on the request path; its
+//! module stays for the benchmark that compares it (docs/perf.md).
 
 pub mod catalog;
 pub mod embed;
 pub mod eval;
+pub mod gen;
+pub mod heads;
+pub mod lexicon;
 pub mod llm;
-pub mod spans;
 pub mod tokenizer;
+pub mod train;
 
 mod engine;
 
 pub use engine::{
-    Candidate, DevicePreference, Engine, Interpretation, ModelDigest, Options, Stats,
+    Candidate, DevicePreference, Engine, Interpretation, ModelDigest, Options, Proposal, Stats,
+    EMBED_DIR, MAX_REQUEST_CHARS,
 };
 pub use eval::{run_eval, run_eval_cli};

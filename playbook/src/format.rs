@@ -48,6 +48,8 @@ struct PlaybookFile {
     #[serde(default)]
     params: Vec<ParamSpec>,
     #[serde(default)]
+    language: hearth_common::catalog::Language,
+    #[serde(default)]
     steps: Vec<StepFile>,
 }
 
@@ -301,6 +303,7 @@ impl Playbook {
             examples: file.examples,
             risk: file.risk,
             params: file.params,
+            language: file.language,
         };
         check_spec(&spec)?;
         let id = spec.id.clone();
@@ -453,6 +456,18 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
         return Err(invalid(format!(
             "playbook id {id:?}: use a-z, 0-9, '.' and '_' (at most 64)"
         )));
+    }
+    for t in spec.language.templates() {
+        let slots = hearth_common::catalog::template_slots(t)
+            .map_err(|e| invalid(format!("{id}: {e}")))?;
+        if let Some(s) = slots
+            .iter()
+            .find(|s| !spec.params.iter().any(|p| &p.name == *s))
+        {
+            return Err(invalid(format!(
+                "{id}: template {t:?} names {{{s}}}, which is not a parameter"
+            )));
+        }
     }
     let mut seen = BTreeSet::new();
     for p in &spec.params {
@@ -708,6 +723,7 @@ undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}" } }
                 .iter()
                 .map(|d| DomainId::parse(d).unwrap())
                 .collect(),
+            ..Context::default()
         }
     }
 

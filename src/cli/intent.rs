@@ -16,6 +16,10 @@ pub struct AskArgs {
     /// A structured intent instead of text: the playbook id.
     #[arg(long, conflicts_with = "text")]
     pub playbook: Option<String>,
+    /// When the answer is a clarifying question, pick option N without
+    /// being asked (for scripts; 1 is the first option).
+    #[arg(long, value_name = "N", conflicts_with = "playbook")]
+    pub choose: Option<usize>,
     /// A parameter of the structured intent, NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", requires = "playbook")]
     pub params: Vec<String>,

@@ -160,6 +160,56 @@ fn prompt(question: &str) -> bool {
     matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// A clarifying question and its numbered options.
+fn render_clarify(o: &Value) -> String {
+    let mut out = vec![str_of(&o["question"])];
+    for (i, opt) in o["options"].as_array().into_iter().flatten().enumerate() {
+        out.push(format!(
+            "  {}. {} [{}]",
+            i + 1,
+            str_of(&opt["summary"]),
+            str_of(&opt["playbook"])
+        ));
+    }
+    out.push("Nothing was run.".into());
+    out.join("\n")
+}
+
+/// The option the owner picks: `--choose N`, or asked on the terminal.
+/// None when nothing was chosen (no terminal, `--json`, or no answer).
+fn choose(o: &Value, given: Option<usize>, json: bool) -> Result<Option<Value>, HearthError> {
+    let options = o["options"].as_array().cloned().unwrap_or_default();
+    let pick = |n: usize| {
+        options.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
+            HearthError::InvalidArgument(format!(
+                "--choose {n}: there are {} option(s)",
+                options.len()
+            ))
+        })
+    };
+    if let Some(n) = given {
+        return pick(n).map(Some);
+    }
+    let stdin = std::io::stdin();
+    if json || !stdin.is_terminal() {
+        if !json {
+            eprintln!("(no terminal: run again with --choose N to pick an option)");
+        }
+        return Ok(None);
+    }
+    eprintln!("{}", render_clarify(o).trim_end_matches("Nothing was run."));
+    eprint!("Which one? [1-{}, Enter for none] ", options.len());
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).is_err() {
+        return Ok(None);
+    }
+    match line.trim().parse::<usize>() {
+        Ok(n) => pick(n).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
 /// `hearthctl ask`.
 pub async fn ask(
     args: AskArgs,
@@ -171,7 +221,19 @@ pub async fn ask(
         Some(id) => p.ask_structured(id, &params_json(&args.params)?).await?,
         None => p.ask(&args.text.join(" ")).await?,
     };
-    let o = parse(&first)?;
+    let mut o = parse(&first)?;
+    if o["status"] == "clarify" {
+        match choose(&o, args.choose, json)? {
+            Some(opt) => {
+                let params = serde_json::to_string(&opt["params"]).unwrap_or_default();
+                o = parse(&p.ask_structured(&str_of(&opt["playbook"]), &params).await?)?;
+            }
+            None => {
+                let text = render_clarify(&o);
+                return Ok(Output::failed(o, text));
+            }
+        }
+    }
     let needs_me = o["status"] == "pending"
         && o["missing"]
             .as_array()

@@ -54,9 +54,10 @@ pub fn to_hearth(e: GateError) -> HearthError {
                 candidates.join(", ")
             ))
         }
-        GateError::Refused { .. } | GateError::InvalidParams(_) | GateError::Playbook(_) => {
-            HearthError::InvalidArgument(e.to_string())
-        }
+        GateError::Refused { .. }
+        | GateError::Clarify { .. }
+        | GateError::InvalidParams(_)
+        | GateError::Playbook(_) => HearthError::InvalidArgument(e.to_string()),
         GateError::NotFound(_) | GateError::Expired(_) => HearthError::NotFound(e.to_string()),
         GateError::NotAuthorized(_) => HearthError::NotAuthorized(e.to_string()),
         GateError::Unavailable(_) | GateError::Audit(_) => HearthError::Internal(e.to_string()),
@@ -77,8 +78,17 @@ impl IntentInterface {
         text: String,
     ) -> Result<String, HearthError> {
         let c = self.caller(conn, &hdr, Role::Operator).await?;
-        let out = self.gate.ask(&text, c).await.map_err(to_hearth)?;
-        to_json(&out)
+        match self.gate.ask(&text, c).await {
+            Ok(out) => to_json(&out),
+            // Not a failure: the answer is a question with the plans it
+            // could mean; nothing ran.
+            Err(GateError::Clarify { question, options }) => to_json(&serde_json::json!({
+                "status": "clarify",
+                "question": question,
+                "options": options,
+            })),
+            Err(e) => Err(to_hearth(e)),
+        }
     }
 
     /// A structured intent: playbook id and a JSON object of parameters.

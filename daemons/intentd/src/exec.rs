@@ -79,6 +79,28 @@ pub fn domains_from_json(text: &str) -> Result<Vec<DomainId>, ExecError> {
         .collect()
 }
 
+/// The domains hearth-netd's ListDomains marks as the admin domain
+/// (`"admin": true`): the interpreter never proposes to delete them or cut
+/// them off.
+pub fn protected_from_json(text: &str) -> Vec<DomainId> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let list = match &v {
+        Value::Array(a) => a.clone(),
+        Value::Object(o) => match o.get("domains") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    list.iter()
+        .filter(|d| d.get("admin").and_then(Value::as_bool) == Some(true))
+        .filter_map(|d| d.get("name").and_then(Value::as_str))
+        .filter_map(|s| DomainId::parse(s).ok())
+        .collect()
+}
+
 /// Calls the daemons over D-Bus.
 #[derive(Debug, Clone)]
 pub struct DbusExecutor {
@@ -226,6 +248,7 @@ impl Executor for DbusExecutor {
         let text = self.raw(m, &[], false).await?;
         Ok(Context {
             domains: domains_from_json(&text)?,
+            protected: protected_from_json(&text),
         })
     }
 }

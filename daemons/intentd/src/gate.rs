@@ -52,6 +52,16 @@ pub enum GateError {
         /// Closest playbooks, when known.
         candidates: Vec<String>,
     },
+    /// The interpreter is not sure what was meant: a question and the
+    /// plans it could mean (nothing ran; one is chosen as a structured
+    /// intent).
+    #[error("not sure what was meant: {question}")]
+    Clarify {
+        /// The question.
+        question: String,
+        /// The plans offered (`playbook`, `params`, `summary`).
+        options: Vec<Value>,
+    },
     /// A parameter is missing or invalid.
     #[error("refused: {0}")]
     InvalidParams(#[from] ParseError),
@@ -499,6 +509,21 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             Interpretation::Refusal { reason, candidates } => {
                 let e = GateError::Refused { reason, candidates };
                 Err(self.refuse(caller, &request, &models, e))
+            }
+            Interpretation::Clarify { question, options } => {
+                let options: Vec<Value> = options
+                    .iter()
+                    .map(|o| json!({ "playbook": o.playbook, "params": o.params, "summary": o.summary }))
+                    .collect();
+                self.record(json!({
+                    "kind": "clarify",
+                    "request": request,
+                    "caller_uid": caller.uid,
+                    "model_digests": models,
+                    "question": question,
+                    "options": options,
+                }))?;
+                Err(GateError::Clarify { question, options })
             }
             Interpretation::Plan {
                 playbook,

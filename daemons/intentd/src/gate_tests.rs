@@ -61,6 +61,7 @@ impl Executor for Arc<Recorder> {
                 .iter()
                 .map(|d| DomainId::parse(d).unwrap_or_else(|e| panic!("{e}")))
                 .collect(),
+            ..Context::default()
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The text path's seam: plain language to one playbook choice.
 //!
-//! The real implementation is hearth-inference's `Engine` (issue 7); the
-//! lead wires it with a small adapter implementing [`Interpreter`]. The gate
+//! The real implementation is hearth-inference's `Engine`, behind the
+//! small adapter in `model.rs` implementing [`Interpreter`]. The gate
 //! never trusts what comes out: the chosen id must be in the verified
 //! catalog and the parameters are validated again.
 
@@ -24,6 +24,15 @@ pub enum Interpretation {
         /// 0..1.
         confidence: f32,
     },
+    /// Not sure which plan was meant: a question and the plans it could
+    /// mean. Nothing runs; the owner picks one, which is then asked for as
+    /// a structured intent (validated and approved like any other).
+    Clarify {
+        /// The question for the owner.
+        question: String,
+        /// The plans offered, likeliest first.
+        options: Vec<ClarifyOption>,
+    },
     /// No single playbook fits.
     Refusal {
         /// Why (several actions, outside the catalog, missing value, …).
@@ -31,6 +40,17 @@ pub enum Interpretation {
         /// The closest playbook ids.
         candidates: Vec<String>,
     },
+}
+
+/// A plan offered by a clarifying question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClarifyOption {
+    /// The playbook id.
+    pub playbook: String,
+    /// Raw parameters (validated by the gate when chosen).
+    pub params: BTreeMap<String, Value>,
+    /// The plan in plain words.
+    pub summary: String,
 }
 
 /// A model file and its digest, for the audit record.

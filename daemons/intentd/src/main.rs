@@ -23,7 +23,6 @@ fn main() -> ExitCode {
             let settings = cfg.settings(&ctx.state_dir);
             std::fs::create_dir_all(&settings.catalog_dir)?;
             let text_path = cfg.models_dir.is_some();
-            let mut warm: Option<Arc<ModelInterpreter>> = None;
             let interpreter: Arc<dyn Interpreter> = match cfg.models_dir.clone() {
                 Some(dir) => {
                     ctx.notifier.status("loading the models");
@@ -36,9 +35,7 @@ fn main() -> ExitCode {
                             tracing::warn!(model = d.name, "model not measured: {e}");
                         }
                     }
-                    let model = Arc::new(model);
-                    warm = Some(model.clone());
-                    model
+                    Arc::new(model)
                 }
                 None => {
                     tracing::warn!("no models_dir configured: only structured intents run");
@@ -58,9 +55,6 @@ fn main() -> ExitCode {
                 interpreter,
                 DbusMeasurer::new(ctx.connection.clone()),
             )?;
-            if let Some(model) = warm {
-                std::thread::spawn(move || model.warm());
-            }
             ctx.notifier.status(if text_path {
                 "gate open: text requests through the models, structured intents"
             } else {

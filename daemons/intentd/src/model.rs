@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use hearth_common::catalog::{Context, PlaybookSpec};
 use hearth_inference::{DevicePreference, Engine};
 
-use crate::interpret::{Interpretation, Interpreter, ModelDigest};
+use crate::interpret::{ClarifyOption, Interpretation, Interpreter, ModelDigest};
 
 /// Both models, loaded in-process.
 pub struct ModelInterpreter {
@@ -33,30 +33,6 @@ impl ModelInterpreter {
             engine: RwLock::new(engine),
             digests,
         })
-    }
-}
-
-impl ModelInterpreter {
-    /// Makes the instruct model's prompt-prefix cache now (about a second
-    /// on two cores), so that the first request needing the model does not
-    /// pay for it. Run off the start-up path, after READY.
-    pub fn warm(&self) {
-        let engine = match self.engine.read() {
-            Ok(e) => e,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if !engine.options.use_llm {
-            return;
-        }
-        let t = std::time::Instant::now();
-        match engine.warm() {
-            Ok(()) => tracing::info!(
-                tokens = engine.prefix_tokens(),
-                ms = t.elapsed().as_millis() as u64,
-                "instruct model's prompt prefix cached"
-            ),
-            Err(e) => tracing::warn!("prompt prefix not cached: {e:#}"),
-        }
     }
 }
 
@@ -86,6 +62,19 @@ impl Interpreter for ModelInterpreter {
                 playbook,
                 params,
                 confidence,
+            },
+            hearth_inference::Interpretation::Clarify {
+                question, options, ..
+            } => Interpretation::Clarify {
+                question,
+                options: options
+                    .into_iter()
+                    .map(|o| ClarifyOption {
+                        playbook: o.playbook,
+                        params: o.params,
+                        summary: o.summary,
+                    })
+                    .collect(),
             },
             hearth_inference::Interpretation::Refusal { reason, candidates } => {
                 Interpretation::Refusal {

@@ -1,0 +1,678 @@
+//! Training data for the interpreter, generated from the catalog's
+//! templates and the generic language file, deterministically from a seed.
+//!
+//! Each example is a request with three labels: the playbook (or none of
+//! them), the request's polarity (do it / do NOT do it / only asking about
+//! it) and the character spans of each parameter with its role. The
+//! generator fills the templates' slots with values of the parameter's type
+//! (names from the pools and made-up ones, private IPv4 and IPv6 addresses,
+//! ports, durations in every unit and in words), and wraps them: politely,
+//! negated, as a hypothetical question, with chatter before and after, with
+//! typos in ordinary words, two requests at once (none), inside
+//! instructions aimed at the model (none). Requests the lexicon lists as
+//! served by no playbook are examples of "none".
+
+use std::collections::BTreeMap;
+
+use hearth_common::catalog::{template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk};
+use serde::Serialize;
+
+use crate::lexicon::Lexicon;
+
+/// A small deterministic generator (SplitMix64): the same seed gives the
+/// same data on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// True with probability p.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+    /// One element.
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+    /// A normal sample (Box-Muller), for weight initialisation.
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.unit().max(1e-12);
+        let u2 = self.unit();
+        ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+    }
+}
+
+/// Polarity classes, in the order of the model's output.
+pub const POLARITIES: &[&str] = &["do", "do-not", "asks-about"];
+/// Do it.
+pub const DO: usize = 0;
+/// Do NOT do it.
+pub const DO_NOT: usize = 1;
+/// Only asks about doing it (should I, how do I): never a change.
+pub const ASKS: usize = 2;
+
+/// One training example.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// The request.
+    pub text: String,
+    /// Index into [`Labels::intents`]; the last index is "none of them".
+    pub intent: usize,
+    /// Index into [`POLARITIES`].
+    pub polarity: usize,
+    /// Byte ranges of parameter values and their role (index into
+    /// [`Labels::roles`]).
+    pub slots: Vec<(usize, usize, usize)>,
+}
+
+/// What the model's outputs mean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Labels {
+    /// Playbook ids, then `none` (no playbook).
+    pub intents: Vec<String>,
+    /// Parameter names of every playbook (the roles a span can take).
+    pub roles: Vec<String>,
+}
+
+impl Labels {
+    /// The labels of a catalog.
+    pub fn of(specs: &[PlaybookSpec]) -> Labels {
+        let mut intents: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
+        intents.push(NONE.into());
+        let mut roles: Vec<String> = Vec::new();
+        for s in specs {
+            for p in &s.params {
+                if !roles.contains(&p.name) {
+                    roles.push(p.name.clone());
+                }
+            }
+        }
+        Labels { intents, roles }
+    }
+    /// Index of "none of them".
+    pub fn none(&self) -> usize {
+        self.intents.len() - 1
+    }
+    /// Token tags: 0 = outside, 1 + 2r = begins role r, 2 + 2r = inside.
+    pub fn n_tags(&self) -> usize {
+        1 + 2 * self.roles.len()
+    }
+}
+
+/// The "none of them" label.
+pub const NONE: &str = "none";
+
+/// A template with its slots filled: the text and the value spans.
+#[derive(Debug, Clone)]
+struct Filled {
+    text: String,
+    slots: Vec<(usize, usize, usize)>,
+}
+
+impl Filled {
+    /// Puts `self` into a wrapper's `{}` (shifting the spans).
+    fn wrap(self, wrapper: &str) -> Filled {
+        let Some(i) = wrapper.find("{}") else {
+            return self;
+        };
+        let (pre, post) = (&wrapper[..i], &wrapper[i + 2..]);
+        let mut body = self.text;
+        // A wrapper that starts the sentence keeps the request's first letter
+        // as written; one that ends it gets the request in lower case.
+        if !pre.is_empty() {
+            if let Some(c) = body.chars().next() {
+                if c.is_uppercase() && body.chars().nth(1).is_some_and(|d| d.is_lowercase()) {
+                    let lower: String = c.to_lowercase().collect();
+                    body = format!("{lower}{}", &body[c.len_utf8()..]);
+                }
+            }
+        }
+        // Keep only one closing question mark.
+        let body = if post.starts_with('?') {
+            body.trim_end_matches('?').to_string()
+        } else {
+            body
+        };
+        let shift = pre.len();
+        Filled {
+            text: format!("{pre}{body}{post}"),
+            slots: self
+                .slots
+                .into_iter()
+                .map(|(a, b, r)| (a + shift, b + shift, r))
+                .collect(),
+        }
+    }
+}
+
+/// The generator.
+pub struct Generator<'a> {
+    specs: &'a [PlaybookSpec],
+    lex: &'a Lexicon,
+    labels: Labels,
+    rng: Rng,
+}
+
+const COMMON_PORTS: &[u16] = &[
+    22, 53, 80, 123, 443, 445, 554, 631, 1883, 3000, 3389, 5000, 5353, 8080, 8083, 8123, 8443,
+    8883, 9000, 9100, 32400, 51820,
+];
+
+impl<'a> Generator<'a> {
+    /// A generator over a catalog, seeded.
+    pub fn new(specs: &'a [PlaybookSpec], lex: &'a Lexicon, seed: u64) -> Generator<'a> {
+        Generator {
+            specs,
+            lex,
+            labels: Labels::of(specs),
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// The labels of the examples.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn made_up_word(&mut self) -> String {
+        let n = 2 + self.rng.below(2);
+        let mut w: String = (0..n)
+            .map(|_| self.rng.pick(&self.lex.pools.syllables).clone())
+            .collect();
+        if self.rng.chance(0.3) {
+            w.push_str(&format!("{}", self.rng.below(9) + 1));
+        }
+        w
+    }
+
+    fn domain_surface(&mut self) -> String {
+        if self.rng.chance(0.25) {
+            self.made_up_word()
+        } else {
+            self.rng.pick(&self.lex.pools.domains).clone()
+        }
+    }
+
+    fn host(&mut self) -> String {
+        if self.rng.chance(0.3) {
+            let w = self.made_up_word();
+            if self.rng.chance(0.3) {
+                format!("{w}-{}", self.made_up_word())
+            } else {
+                w
+            }
+        } else {
+            self.rng.pick(&self.lex.pools.hosts).clone()
+        }
+    }
+
+    fn dns_name(&mut self) -> String {
+        let host = self.host();
+        let zone = self.rng.pick(&self.lex.pools.zones).clone();
+        if self.rng.chance(0.1) {
+            format!("{host}.{}.{zone}", self.made_up_word())
+        } else {
+            format!("{host}.{zone}")
+        }
+    }
+
+    fn ipv4(&mut self) -> String {
+        let r = &mut self.rng;
+        match r.below(4) {
+            0 => format!("10.{}.{}.{}", r.below(256), r.below(256), 1 + r.below(254)),
+            1 => format!("172.{}.{}.{}", 16 + r.below(16), r.below(256), 1 + r.below(254)),
+            _ => format!("192.168.{}.{}", r.below(256), 1 + r.below(254)),
+        }
+    }
+
+    fn ipv6(&mut self) -> String {
+        let r = &mut self.rng;
+        match r.below(3) {
+            0 => format!("fd{:02x}:{:x}::{:x}", r.below(256), r.below(0xffff), 1 + r.below(0xfff)),
+            1 => format!("2001:db8:{:x}::{:x}", r.below(0xffff), 1 + r.below(0xffff)),
+            _ => format!(
+                "fd00:{:x}:{:x}:{:x}::{:x}",
+                r.below(0xffff),
+                r.below(0xffff),
+                r.below(0xffff),
+                1 + r.below(0xff)
+            ),
+        }
+    }
+
+    fn cidr(&mut self) -> String {
+        let prefix = [16, 20, 22, 23, 24, 24, 24, 25, 26, 27, 28][self.rng.below(11)];
+        let r = &mut self.rng;
+        let addr: u32 = match r.below(3) {
+            0 => (10 << 24) | ((r.below(256) as u32) << 16) | ((r.below(256) as u32) << 8),
+            1 => (172 << 24) | (((16 + r.below(16)) as u32) << 16) | ((r.below(256) as u32) << 8),
+            _ => (192 << 24) | (168 << 16) | ((r.below(256) as u32) << 8),
+        };
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let net = std::net::Ipv4Addr::from(addr & mask);
+        format!("{net}/{prefix}")
+    }
+
+    fn duration(&mut self, p: &ParamSpec) -> String {
+        let max = match p.kind {
+            ParamKind::Integer { max, .. } => max.max(1) as u64,
+            _ => 398,
+        };
+        let units: Vec<(&String, &u64)> = self.lex.days.iter().collect();
+        let (unit, per) = *self.rng.pick(&units);
+        // Mostly in range; sometimes beyond it (the value is then refused
+        // by validation, but it is still the duration's span).
+        let top = (max * 2 / per).max(1);
+        let k = 1 + self.rng.below(top.min(400) as usize) as u64;
+        let k = if self.rng.chance(0.6) {
+            k.min((max / per).max(1))
+        } else {
+            k
+        };
+        let number = if self.rng.chance(0.35) {
+            self.lex.number_in_words(k).unwrap_or_else(|| k.to_string())
+        } else {
+            k.to_string()
+        };
+        let unit_name = if k != 1 || unit.len() <= 3 {
+            unit.clone()
+        } else {
+            unit.trim_end_matches('s').to_string()
+        };
+        if unit.len() <= 3 && number.chars().all(|c| c.is_ascii_digit()) && self.rng.chance(0.6) {
+            format!("{number}{unit_name}")
+        } else if *per == 1 && self.rng.chance(0.3) {
+            number
+        } else {
+            format!("{number} {unit_name}")
+        }
+    }
+
+    fn value(&mut self, p: &ParamSpec, taken: &[String]) -> String {
+        for _ in 0..8 {
+            let v = match &p.kind {
+                ParamKind::ExistingDomain | ParamKind::NewDomain => self.domain_surface(),
+                ParamKind::DnsName => self.dns_name(),
+                ParamKind::IpAddress => {
+                    if self.rng.chance(0.25) {
+                        self.ipv6()
+                    } else {
+                        self.ipv4()
+                    }
+                }
+                ParamKind::Ipv4Address => self.ipv4(),
+                ParamKind::Ipv6Address => self.ipv6(),
+                ParamKind::Ipv4Cidr => self.cidr(),
+                ParamKind::Port => {
+                    if self.rng.chance(0.6) {
+                        self.rng.pick(COMMON_PORTS).to_string()
+                    } else {
+                        (1 + self.rng.below(65535)).to_string()
+                    }
+                }
+                ParamKind::Protocol => {
+                    let p = self.rng.pick(&self.lex.pools.protocols).clone();
+                    if self.rng.chance(0.25) {
+                        p.to_uppercase()
+                    } else {
+                        p
+                    }
+                }
+                ParamKind::Integer { min, max } => {
+                    if p.unit.is_some() {
+                        self.duration(p)
+                    } else {
+                        let span = (max - min).clamp(0, 10_000) as usize + 1;
+                        (*min + self.rng.below(span) as i64).to_string()
+                    }
+                }
+                ParamKind::Enum { values } => self.rng.pick(values).clone(),
+            };
+            if !taken.contains(&v) {
+                return v;
+            }
+        }
+        self.made_up_word()
+    }
+
+    /// Fills a template's slots from the spec's parameters.
+    fn fill(&mut self, spec: &PlaybookSpec, template: &str, tag: bool) -> Filled {
+        let mut text = String::new();
+        let mut slots = Vec::new();
+        let mut taken: Vec<String> = Vec::new();
+        let mut rest = template;
+        while let Some(i) = rest.find('{') {
+            text.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            let j = after.find('}').unwrap_or(after.len());
+            let name = &after[..j];
+            let param = spec.params.iter().find(|p| p.name == name);
+            let v = match param {
+                Some(p) => self.value(p, &taken),
+                None => self.filler(name),
+            };
+            taken.push(v.clone());
+            let start = text.len();
+            text.push_str(&v);
+            if let (Some(_), true) = (param, tag) {
+                if let Some(r) = self.labels.roles.iter().position(|r| r == name) {
+                    slots.push((start, text.len(), r));
+                }
+            }
+            rest = after.get(j + 1..).unwrap_or("");
+        }
+        text.push_str(rest);
+        Filled { text, slots }
+    }
+
+    /// Slots of the lexicon's out-of-scope templates.
+    fn filler(&mut self, name: &str) -> String {
+        match name {
+            "domain" => self.domain_surface(),
+            "host" => {
+                if self.rng.chance(0.5) {
+                    self.dns_name()
+                } else {
+                    self.host()
+                }
+            }
+            "number" => (1 + self.rng.below(500)).to_string(),
+            _ => self.made_up_word(),
+        }
+    }
+
+    fn intent_of(&self, id: &str) -> usize {
+        self.labels
+            .intents
+            .iter()
+            .position(|i| i == id)
+            .unwrap_or(self.labels.none())
+    }
+
+    /// Changes the case and adds typos to words outside the slots.
+    fn noise(&mut self, f: Filled) -> Filled {
+        let mut f = f;
+        if self.rng.chance(0.12) {
+            f = self.typo(f);
+        }
+        let r = self.rng.unit();
+        if r < 0.2 {
+            f.text = f.text.to_lowercase();
+        } else if r < 0.5 {
+            let mut cs = f.text.chars();
+            if let Some(c) = cs.next() {
+                let up: String = c.to_uppercase().collect();
+                if up.len() == c.len_utf8() {
+                    f.text = format!("{up}{}", cs.as_str());
+                }
+            }
+        } else if r < 0.53 {
+            f.text = f.text.to_uppercase();
+        }
+        if f.text.len() > 1 && self.rng.chance(0.15) && !f.text.ends_with(['?', '!', '.']) {
+            f.text.push_str([".", "!", "?"][self.rng.below(3).min(1)]);
+        }
+        f
+    }
+
+    fn typo(&mut self, f: Filled) -> Filled {
+        // Words of four letters or more outside every slot.
+        let bytes = f.text.as_bytes();
+        let mut words = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_alphabetic() {
+                let s = i;
+                while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                    i += 1;
+                }
+                let inside = f.slots.iter().any(|&(a, b, _)| s < b && i > a);
+                if i - s >= 4 && !inside {
+                    words.push((s, i));
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if words.is_empty() {
+            return f;
+        }
+        let (s, e) = *self.rng.pick(&words);
+        let k = s + 1 + self.rng.below(e - s - 2);
+        let mut t = f.text.clone();
+        let delta: isize = match self.rng.below(3) {
+            0 => {
+                t.remove(k);
+                -1
+            }
+            1 => {
+                let c = t.as_bytes()[k] as char;
+                t.insert(k, c);
+                1
+            }
+            _ => {
+                let (a, b) = (t.as_bytes()[k] as char, t.as_bytes()[k + 1] as char);
+                t.replace_range(k..k + 2, &format!("{b}{a}"));
+                0
+            }
+        };
+        let shift = |x: usize| if x > k { (x as isize + delta) as usize } else { x };
+        Filled {
+            text: t,
+            slots: f
+                .slots
+                .into_iter()
+                .map(|(a, b, r)| (shift(a), shift(b), r))
+                .collect(),
+        }
+    }
+
+    fn chatter(&mut self, mut f: Filled) -> Filled {
+        if self.rng.chance(0.25) {
+            let pre = self.rng.pick(&self.lex.augment.chatter_before).clone();
+            f = f.wrap(&format!("{pre}{{}}"));
+        }
+        if self.rng.chance(0.2) {
+            let post = self.rng.pick(&self.lex.augment.chatter_after).clone();
+            f = f.wrap(&format!("{{}}{post}"));
+        }
+        f
+    }
+
+    fn example(&mut self, f: Filled, intent: usize, polarity: usize) -> Example {
+        let f = self.noise(f);
+        Example {
+            text: f.text,
+            intent,
+            polarity,
+            slots: f.slots,
+        }
+    }
+
+    /// One example for playbook `spec`.
+    fn for_playbook(&mut self, spec: &PlaybookSpec) -> Example {
+        let lang = &spec.language;
+        let me = self.intent_of(&spec.id);
+        let kinds = [
+            (!lang.utterances.is_empty(), 6usize),
+            (!lang.statements.is_empty(), 3),
+            (!lang.questions.is_empty(), 2),
+        ];
+        let total: usize = kinds.iter().filter(|k| k.0).map(|k| k.1).sum();
+        let mut roll = self.rng.below(total.max(1));
+        let mut kind = 0;
+        for (i, (ok, w)) in kinds.iter().enumerate() {
+            if !ok {
+                continue;
+            }
+            if roll < *w {
+                kind = i;
+                break;
+            }
+            roll -= w;
+        }
+        let a = &self.lex.augment;
+        match kind {
+            0 => {
+                let t = self.rng.pick(&lang.utterances).clone();
+                let r = self.rng.unit();
+                if r < 0.22 {
+                    let w = self.rng.pick(&a.negations).clone();
+                    let f = self.fill(spec, &t, true).wrap(&w);
+                    let f = self.chatter(f);
+                    self.example(f, me, DO_NOT)
+                } else if r < 0.30 && spec.risk != Risk::Read {
+                    let w = self.rng.pick(&a.hypotheticals).clone();
+                    let f = self.fill(spec, &t, true).wrap(&w);
+                    let f = self.chatter(f);
+                    self.example(f, me, ASKS)
+                } else if r < 0.36 {
+                    let w = self.rng.pick(&a.not_negations).clone();
+                    let f = self.fill(spec, &t, true).wrap(&w);
+                    self.example(f, me, DO)
+                } else if r < 0.70 {
+                    let w = self.rng.pick(&a.polite).clone();
+                    let f = self.fill(spec, &t, true).wrap(&w);
+                    let f = self.chatter(f);
+                    self.example(f, me, DO)
+                } else {
+                    let f = self.fill(spec, &t, true);
+                    let f = self.chatter(f);
+                    self.example(f, me, DO)
+                }
+            }
+            1 => {
+                let t = self.rng.pick(&lang.statements).clone();
+                let f = self.fill(spec, &t, true);
+                let f = self.chatter(f);
+                self.example(f, me, DO)
+            }
+            _ => {
+                let t = self.rng.pick(&lang.questions).clone();
+                let answered = lang.answered_by.as_deref().map(|id| self.intent_of(id));
+                if self.rng.chance(0.45) || answered.is_none() {
+                    let suffix = self.rng.pick(&a.fix_suffixes).clone();
+                    let f = self.fill(spec, &t, true).wrap(&format!("{{}} {suffix}"));
+                    let f = self.chatter(f);
+                    self.example(f, me, DO)
+                } else {
+                    let f = self.fill(spec, &t, false);
+                    let f = self.chatter(f);
+                    self.example(f, answered.unwrap_or(me), DO)
+                }
+            }
+        }
+    }
+
+    /// A random imperative request of any playbook, with its spans (for
+    /// "several" and injections).
+    fn any_utterance(&mut self) -> Filled {
+        let with: Vec<&PlaybookSpec> = self
+            .specs
+            .iter()
+            .filter(|s| !s.language.utterances.is_empty())
+            .collect();
+        let spec = *self.rng.pick(&with);
+        let t = self.rng.pick(&spec.language.utterances).clone();
+        let mut f = self.fill(spec, &t, false);
+        f.slots.clear();
+        f
+    }
+
+    /// One example of "none of them".
+    fn none_example(&mut self) -> Example {
+        let none = self.labels.none();
+        let a = &self.lex.augment;
+        let r = self.rng.unit();
+        if r < 0.55 {
+            let t = self.rng.pick(&a.out_of_scope).clone();
+            let empty = PlaybookSpec {
+                id: String::new(),
+                version: 0,
+                description: String::new(),
+                examples: Vec::new(),
+                risk: Risk::Read,
+                params: Vec::new(),
+                language: Default::default(),
+            };
+            let mut f = self.fill(&empty, &t, false);
+            if self.rng.chance(0.3) {
+                let w = self.rng.pick(&a.polite).clone();
+                f = f.wrap(&w);
+            }
+            let f = self.chatter(f);
+            self.example(f, none, DO)
+        } else if r < 0.85 {
+            let w = self.rng.pick(&a.several).clone();
+            let (x, y) = (self.any_utterance(), self.any_utterance());
+            let i = w.find("{}").unwrap_or(0);
+            let w2 = format!("{}{}{}", &w[..i], x.text, &w[i + 2..]);
+            let f = y.wrap(&w2);
+            self.example(f, none, DO)
+        } else {
+            let w = self.rng.pick(&a.injections).clone();
+            let f = self.any_utterance().wrap(&w);
+            self.example(f, none, DO)
+        }
+    }
+
+    /// `per_playbook` examples of each playbook that has templates, and
+    /// `none` examples of none of them, in a fixed order.
+    pub fn generate(&mut self, per_playbook: usize, none: usize) -> Vec<Example> {
+        let mut out = Vec::new();
+        let specs = self.specs;
+        for spec in specs {
+            if spec.language.is_empty() {
+                continue;
+            }
+            for _ in 0..per_playbook {
+                out.push(self.for_playbook(spec));
+            }
+        }
+        for _ in 0..none {
+            out.push(self.none_example());
+        }
+        out
+    }
+}
+
+/// Checks that every template names only its playbook's parameters and
+/// that `answered_by` names a read playbook of the catalog.
+pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
+    let by_id: BTreeMap<&str, &PlaybookSpec> = specs.iter().map(|s| (s.id.as_str(), s)).collect();
+    for s in specs {
+        for t in s.language.templates() {
+            for slot in template_slots(t)? {
+                if !s.params.iter().any(|p| p.name == slot) {
+                    return Err(format!("{}: template {t:?} names {{{slot}}}", s.id));
+                }
+            }
+        }
+        if let Some(a) = &s.language.answered_by {
+            match by_id.get(a.as_str()) {
+                Some(r) if r.risk == Risk::Read => {}
+                _ => return Err(format!("{}: answered_by {a} is not a read playbook", s.id)),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The interpreter's trained part: on top of all-MiniLM-L6-v2's token
+//! states (frozen), one small transformer block and three heads, trained
+//! jointly with candle:
+//! - the playbook, or none of them (from the pooled block output);
+//! - the request's polarity: do it, do NOT do it, only asks about it;
+//! - a tag per token marking each parameter's span and role (BIO).
+//!
+//! Weights are initialised from a seeded generator and dropout masks come
+//! from it too, so the same inputs and seed give the same weights, byte for
+//! byte ([`Trained::digest`]).
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use serde::{Deserialize, Serialize};
+
+use crate::gen::{Labels, Rng};
+
+/// Sizes of the block and heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dims {
+    /// The encoder's hidden size (384).
+    pub input: usize,
+    /// The block's width.
+    pub model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ff: usize,
+    /// Playbooks + none.
+    pub intents: usize,
+    /// Polarity classes.
+    pub polarities: usize,
+    /// Token tags.
+    pub tags: usize,
+}
+
+impl Dims {
+    /// The sizes for a label set.
+    pub fn for_labels(labels: &Labels) -> Dims {
+        Dims {
+            input: 384,
+            model: 192,
+            heads: 4,
+            ff: 384,
+            intents: labels.intents.len(),
+            polarities: crate::gen::POLARITIES.len(),
+            tags: labels.n_tags(),
+        }
+    }
+
+    fn shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let (i, m, f) = (self.input, self.model, self.ff);
+        vec![
+            ("in.w", vec![i, m]),
+            ("in.b", vec![m]),
+            ("ln0.g", vec![m]),
+            ("ln0.b", vec![m]),
+            ("qkv.w", vec![m, 3 * m]),
+            ("qkv.b", vec![3 * m]),
+            ("o.w", vec![m, m]),
+            ("o.b", vec![m]),
+            ("ln1.g", vec![m]),
+            ("ln1.b", vec![m]),
+            ("ff1.w", vec![m, f]),
+            ("ff1.b", vec![f]),
+            ("ff2.w", vec![f, m]),
+            ("ff2.b", vec![m]),
+            ("ln2.g", vec![m]),
+            ("ln2.b", vec![m]),
+            ("intent.w", vec![2 * m, self.intents]),
+            ("intent.b", vec![self.intents]),
+            ("polarity.w", vec![2 * m, self.polarities]),
+            ("polarity.b", vec![self.polarities]),
+            ("tag.w", vec![m, self.tags]),
+            ("tag.b", vec![self.tags]),
+        ]
+    }
+}
+
+/// The block and heads' weights.
+pub struct Heads {
+    dims: Dims,
+    vars: HashMap<String, Var>,
+}
+
+/// What the heads say about a batch.
+pub struct Output {
+    /// [B, intents] logits.
+    pub intent: Tensor,
+    /// [B, polarities] logits.
+    pub polarity: Tensor,
+    /// [B, T, tags] logits.
+    pub tags: Tensor,
+}
+
+fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let n = x.dim(D::Minus1)? as f64;
+    let mean = (x.sum_keepdim(D::Minus1)? / n)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+    let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+    Ok(y.broadcast_mul(g)?.broadcast_add(b)?)
+}
+
+fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (rows, k) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+    let y = x.reshape((rows, k))?.matmul(w)?.broadcast_add(b)?;
+    let mut out = dims.clone();
+    let last = out.len() - 1;
+    out[last] = w.dim(1)?;
+    Ok(y.reshape(out)?)
+}
+
+impl Heads {
+    /// Fresh weights from a seeded generator.
+    pub fn init(dims: Dims, rng: &mut Rng, device: &Device) -> Result<Heads> {
+        let mut vars = HashMap::new();
+        for (name, shape) in dims.shapes() {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = if name.ends_with(".g") {
+                vec![1.0; n]
+            } else if name.ends_with(".b") {
+                vec![0.0; n]
+            } else {
+                let scale = (1.0 / shape[0] as f32).sqrt();
+                (0..n).map(|_| rng.normal() * scale).collect()
+            };
+            let t = Tensor::from_vec(data, shape, device)?;
+            vars.insert(name.to_string(), Var::from_tensor(&t)?);
+        }
+        Ok(Heads { dims, vars })
+    }
+
+    /// Loads weights saved by [`Heads::save_bytes`].
+    pub fn load(dims: Dims, bytes: &[u8], device: &Device) -> Result<Heads> {
+        let tensors = candle_core::safetensors::load_buffer(bytes, device)?;
+        let mut vars = HashMap::new();
+        for (name, shape) in dims.shapes() {
+            let t = tensors
+                .get(name)
+                .with_context(|| format!("the interpreter's weights lack {name}"))?;
+            anyhow::ensure!(
+                t.dims() == shape.as_slice(),
+                "the interpreter's weight {name} has shape {:?}, expected {shape:?}",
+                t.dims()
+            );
+            vars.insert(name.to_string(), Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+        }
+        Ok(Heads { dims, vars })
+    }
+
+    /// The weights as a safetensors file.
+    pub fn save_bytes(&self) -> Result<Vec<u8>> {
+        let map: HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let dir = tempdir_for_save()?;
+        let path = dir.join("heads.safetensors");
+        candle_core::safetensors::save(&map, &path)?;
+        let bytes = std::fs::read(&path)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(bytes)
+    }
+
+    /// The sizes.
+    pub fn dims(&self) -> Dims {
+        self.dims
+    }
+
+    fn w(&self, name: &str) -> &Tensor {
+        self.vars[name].as_tensor()
+    }
+
+    /// Every trainable variable.
+    pub fn vars(&self) -> Vec<Var> {
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        names.sort();
+        names.into_iter().map(|n| self.vars[n].clone()).collect()
+    }
+
+    /// Runs the block and heads over encoder states `x` [B, T, input] with
+    /// `mask` [B, T] (1 for tokens, 0 for padding). `drop` gives dropout
+    /// masks when training.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, drop: Option<&mut Dropout>) -> Result<Output> {
+        let (b, t, _) = x.dims3()?;
+        let m = self.dims.model;
+        let h = self.dims.heads;
+        let dh = m / h;
+        let mut drop = drop;
+        let x = dense(x, self.w("in.w"), self.w("in.b"))?;
+        let x = layer_norm(&x, self.w("ln0.g"), self.w("ln0.b"))?;
+        let x = match drop.as_deref_mut() {
+            Some(d) => d.apply(&x)?,
+            None => x,
+        };
+        let qkv = dense(&x, self.w("qkv.w"), self.w("qkv.b"))?;
+        let split = |i: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(D::Minus1, i * m, m)?
+                .reshape((b, t, h, dh))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
+        // Padding gets a large negative score.
+        let bias = ((mask.reshape((b, 1, 1, t))? - 1.0)? * 1e4)?;
+        let scores = scores.broadcast_add(&bias)?;
+        let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = att
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, t, m))?;
+        let a = dense(&ctx, self.w("o.w"), self.w("o.b"))?;
+        let x = layer_norm(&(x + a)?, self.w("ln1.g"), self.w("ln1.b"))?;
+        let f = dense(&x, self.w("ff1.w"), self.w("ff1.b"))?.gelu_erf()?;
+        let f = dense(&f, self.w("ff2.w"), self.w("ff2.b"))?;
+        let x = layer_norm(&(x + f)?, self.w("ln2.g"), self.w("ln2.b"))?;
+        let x = match drop.as_deref_mut() {
+            Some(d) => d.apply(&x)?,
+            None => x,
+        };
+        // Pooled: the first token ([CLS]) and the mean over real tokens.
+        let mk = mask.unsqueeze(2)?;
+        let mean = x
+            .broadcast_mul(&mk)?
+            .sum(1)?
+            .broadcast_div(&mk.sum(1)?.clamp(1.0, f64::MAX)?)?;
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = Tensor::cat(&[&cls, &mean], 1)?;
+        Ok(Output {
+            intent: dense(&pooled, self.w("intent.w"), self.w("intent.b"))?,
+            polarity: dense(&pooled, self.w("polarity.w"), self.w("polarity.b"))?,
+            tags: dense(&x, self.w("tag.w"), self.w("tag.b"))?,
+        })
+    }
+}
+
+fn tempdir_for_save() -> Result<std::path::PathBuf> {
+    let mut rng_bytes = [0u8; 8];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ std::process::id() as u64;
+    rng_bytes.copy_from_slice(&Rng::new(seed).next_u64().to_le_bytes());
+    let dir = std::env::temp_dir().join(format!("hearth-heads-{}", hex::encode(rng_bytes)));
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Dropout whose masks come from the seeded generator.
+pub struct Dropout {
+    /// Probability of dropping a unit.
+    pub p: f32,
+    /// The generator.
+    pub rng: Rng,
+}
+
+impl Dropout {
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        let n = x.elem_count();
+        let keep = 1.0 - self.p;
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                if (self.rng.unit() as f32) < self.p {
+                    0.0
+                } else {
+                    1.0 / keep
+                }
+            })
+            .collect();
+        let m = Tensor::from_vec(data, x.dims(), x.device())?;
+        Ok((x * m)?)
+    }
+}
+
+/// Mean cross-entropy of `logits` [N, C] against `targets` (class indices),
+/// each row weighted by `weights` [N] (0 for padding).
+pub fn cross_entropy(logits: &Tensor, targets: &[u32], weights: &Tensor) -> Result<Tensor> {
+    let n = targets.len();
+    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let idx = Tensor::from_vec(targets.to_vec(), (n, 1), logits.device())?;
+    let picked = lsm.gather(&idx, 1)?.squeeze(1)?;
+    let total = weights.sum_all()?.to_scalar::<f32>()?.max(1.0);
+    Ok(((picked * weights)?.sum_all()? / (-(total as f64)))?)
+}

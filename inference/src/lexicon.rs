@@ -1,0 +1,294 @@
+//! The interpreter's generic language resources, read from one data file
+//! beside the catalog (`playbooks/language/en.toml`): number words, duration
+//! units, the wrappers that augment the catalog's templates (negation,
+//! politeness, chatter, questions, several actions, instructions aimed at the
+//! model), requests no playbook serves, and the pools of names that fill
+//! the templates' slots. No English lives in the Rust code: every word the
+//! interpreter knows comes from this file or from the playbooks.
+//!
+//! At run time only [`Lexicon::parse_number`] and [`Lexicon::parse_days`]
+//! are used (a duration span such as "two weeks" → 14); the rest feeds the
+//! training-data generator.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lexicon {
+    /// Number words and how they combine.
+    pub numbers: Numbers,
+    /// Duration units in days (`week = 7`), including short forms (`w`).
+    pub days: BTreeMap<String, u64>,
+    /// Template wrappers and out-of-scope requests for the generator.
+    pub augment: Augment,
+    /// Surface forms that fill slots when training examples are made.
+    pub pools: Pools,
+}
+
+/// Number words.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Numbers {
+    /// Words with a value of their own (`one = 1`, `twenty = 20`, `a = 1`).
+    pub words: BTreeMap<String, u64>,
+    /// Words that multiply what came before (`hundred = 100`).
+    pub multipliers: BTreeMap<String, u64>,
+    /// Words that may stand between number words and mean nothing
+    /// (`and` in "a hundred and twenty").
+    #[serde(default)]
+    pub fillers: Vec<String>,
+}
+
+/// Wrappers (each holds one `{}` where the request goes, or two for
+/// `several`) and request templates outside the catalog.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Augment {
+    /// Ways to ask politely; the request is still to be done.
+    pub polite: Vec<String>,
+    /// Ways to say NOT to do it: the request must never be carried out.
+    pub negations: Vec<String>,
+    /// Negative words whose scope is not the action ("don't forget to {}"):
+    /// still a request to do it.
+    pub not_negations: Vec<String>,
+    /// Questions about doing it (should I, how do I): never a change.
+    pub hypotheticals: Vec<String>,
+    /// Appended to a playbook's state question to ask for the change
+    /// when the answer is no ("if not, fix it").
+    pub fix_suffixes: Vec<String>,
+    /// Context before the request.
+    pub chatter_before: Vec<String>,
+    /// Context after the request.
+    pub chatter_after: Vec<String>,
+    /// Two requests in one (`{}` twice): refused, one at a time.
+    pub several: Vec<String>,
+    /// Instructions aimed at the model around a request: refused.
+    pub injections: Vec<String>,
+    /// Requests no playbook serves; slots `{domain}`, `{host}`, `{number}`
+    /// are filled from the pools. They teach the "none of them" answer.
+    pub out_of_scope: Vec<String>,
+}
+
+/// Slot fillers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pools {
+    /// Domain names as people write them; the id is the text without
+    /// spaces ("living room" → livingroom).
+    pub domains: Vec<String>,
+    /// Host labels.
+    pub hosts: Vec<String>,
+    /// DNS zones.
+    pub zones: Vec<String>,
+    /// Protocol names as written.
+    pub protocols: Vec<String>,
+    /// Syllables of made-up names (domains and hosts the pools do not
+    /// hold, so that no name is learned as a word of the request).
+    pub syllables: Vec<String>,
+}
+
+impl Lexicon {
+    /// Reads and checks the file.
+    pub fn load(path: &Path) -> Result<Lexicon> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Parses the file's text and checks its wrappers.
+    pub fn parse(text: &str) -> Result<Lexicon> {
+        let lex: Lexicon = toml::from_str(text)?;
+        let a = &lex.augment;
+        for (what, list, holes) in [
+            ("polite", &a.polite, 1),
+            ("negations", &a.negations, 1),
+            ("not_negations", &a.not_negations, 1),
+            ("hypotheticals", &a.hypotheticals, 1),
+            ("injections", &a.injections, 1),
+            ("several", &a.several, 2),
+        ] {
+            for w in list {
+                anyhow::ensure!(
+                    w.matches("{}").count() == holes,
+                    "augment.{what}: {w:?} must hold {{}} exactly {holes} time(s)"
+                );
+            }
+        }
+        anyhow::ensure!(!lex.pools.domains.is_empty(), "pools.domains is empty");
+        anyhow::ensure!(!lex.pools.hosts.is_empty(), "pools.hosts is empty");
+        anyhow::ensure!(!lex.pools.zones.is_empty(), "pools.zones is empty");
+        anyhow::ensure!(!lex.pools.protocols.is_empty(), "pools.protocols is empty");
+        anyhow::ensure!(!lex.pools.syllables.is_empty(), "pools.syllables is empty");
+        Ok(lex)
+    }
+
+    /// The words of a span: runs of letters and runs of digits, lower-case
+    /// ("30d" → 30, d; "a hundred-and-twenty" → a, hundred, and, twenty).
+    fn words(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut cur = String::new();
+        let mut digit = false;
+        for c in text.chars() {
+            let is_d = c.is_ascii_digit();
+            if c.is_alphanumeric() {
+                if !cur.is_empty() && is_d != digit {
+                    out.push(std::mem::take(&mut cur));
+                }
+                digit = is_d;
+                cur.extend(c.to_lowercase());
+            } else if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    }
+
+    /// Reads a number from its words or digits ("thirty", "a hundred and
+    /// twenty", "45"). None when anything in it is not a number word.
+    pub fn parse_number(&self, text: &str) -> Option<u64> {
+        self.number_of(&Self::words(text))
+    }
+
+    fn number_of(&self, words: &[String]) -> Option<u64> {
+        let n = &self.numbers;
+        let mut total: u64 = 0;
+        let mut current: Option<u64> = None;
+        let mut digits_seen = false;
+        for w in words {
+            if n.fillers.iter().any(|f| f == w) {
+                continue;
+            }
+            if let Ok(d) = w.parse::<u64>() {
+                if current.is_some() || digits_seen {
+                    return None;
+                }
+                current = Some(d);
+                digits_seen = true;
+            } else if let Some(&v) = n.words.get(w) {
+                current = Some(current.unwrap_or(0).checked_add(v)?);
+            } else if let Some(&m) = n.multipliers.get(w) {
+                let c = current.unwrap_or(1).checked_mul(m)?;
+                if m >= 1000 {
+                    total = total.checked_add(c)?;
+                    current = None;
+                } else {
+                    current = Some(c);
+                }
+            } else {
+                return None;
+            }
+        }
+        match (total, current) {
+            (0, None) => None,
+            (t, c) => t.checked_add(c.unwrap_or(0)),
+        }
+    }
+
+    /// Reads a duration in days: a number followed by a unit ("2 weeks",
+    /// "a fortnight", "30d", "1y"), or a number alone (days). None when the
+    /// span holds anything else.
+    pub fn parse_days(&self, text: &str) -> Option<u64> {
+        let words = Self::words(text);
+        let (unit, number): (u64, &[String]) = match words.split_last() {
+            Some((last, rest)) if self.days.contains_key(last) => (self.days[last], rest),
+            Some(_) => (1, &words[..]),
+            None => return None,
+        };
+        if number.is_empty() {
+            return Some(unit);
+        }
+        self.number_of(number)?.checked_mul(unit)
+    }
+
+    /// A number written in words, for the generator ("thirty-five").
+    pub fn number_in_words(&self, n: u64) -> Option<String> {
+        let inv: BTreeMap<u64, &str> = self
+            .numbers
+            .words
+            .iter()
+            .filter(|(w, _)| w.len() > 2)
+            .map(|(w, &v)| (v, w.as_str()))
+            .collect();
+        let hundred = self
+            .numbers
+            .multipliers
+            .iter()
+            .find(|(_, &v)| v == 100)
+            .map(|(w, _)| w.as_str());
+        let filler = self.numbers.fillers.first().map(String::as_str);
+        let below_100 = |n: u64| -> Option<String> {
+            if let Some(w) = inv.get(&n) {
+                return Some((*w).to_string());
+            }
+            let tens = inv.get(&(n / 10 * 10))?;
+            let ones = inv.get(&(n % 10))?;
+            Some(format!("{tens}-{ones}"))
+        };
+        match n {
+            0 => inv.get(&0).map(|s| s.to_string()),
+            1..=99 => below_100(n),
+            100..=999 => {
+                let h = format!("{} {}", inv.get(&(n / 100))?, hundred?);
+                match n % 100 {
+                    0 => Some(h),
+                    r => Some(match filler {
+                        Some(f) => format!("{h} {f} {}", below_100(r)?),
+                        None => format!("{h} {}", below_100(r)?),
+                    }),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lex() -> Lexicon {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/language/en.toml");
+        Lexicon::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    #[test]
+    fn numbers_and_durations_parse_from_their_span() {
+        let l = lex();
+        for (text, days) in [
+            ("30", 30),
+            ("thirty", 30),
+            ("thirty-five days", 35),
+            ("a week", 7),
+            ("2 weeks", 14),
+            ("two weeks", 14),
+            ("30d", 30),
+            ("1y", 365),
+            ("six months", 180),
+            ("a hundred and twenty days", 120),
+            ("a fortnight", 14),
+            ("one year", 365),
+        ] {
+            assert_eq!(l.parse_days(text), Some(days), "{text}");
+        }
+        for bad in ["", "soon", "30 parsecs", "two three", "1 2 days"] {
+            assert_eq!(l.parse_days(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_in_words_read_back() {
+        let l = lex();
+        for n in [1, 7, 14, 21, 30, 45, 90, 100, 120, 180, 365, 398] {
+            let w = l.number_in_words(n).unwrap_or_else(|| panic!("{n}"));
+            assert_eq!(l.parse_number(&w), Some(n), "{w}");
+        }
+    }
+}

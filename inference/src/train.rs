@@ -1,0 +1,351 @@
+//! Training the interpreter's heads: generate examples from the catalog
+//! and the language file, encode them once with the frozen
+//! all-MiniLM-L6-v2, then train the block and heads with AdamW. The result
+//! is two files under the models directory, `hearth-intent/heads.safetensors`
+//! and `hearth-intent/meta.json` (sizes, labels, the lexicon used at run
+//! time, and the digest of every input), both measured like the other
+//! models.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use hearth_common::catalog::PlaybookSpec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::embed::Embedder;
+use crate::gen::{check_catalog, Example, Generator, Labels, Rng};
+use crate::heads::{cross_entropy, Dims, Dropout, Heads};
+use crate::lexicon::Lexicon;
+
+/// The trained model's directory under the models directory.
+pub const HEADS_DIR: &str = "hearth-intent";
+/// Its weights.
+pub const HEADS_FILE: &str = "heads.safetensors";
+/// Its description.
+pub const META_FILE: &str = "meta.json";
+/// Version of the format and of the training recipe: changing either
+/// changes this, and so the inputs digest.
+pub const RECIPE: &str = "hearth-intent-heads/1";
+
+/// How to train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Seed of the generator, the initial weights and dropout.
+    pub seed: u64,
+    /// Examples per playbook.
+    pub per_playbook: usize,
+    /// Examples of "none of them".
+    pub none: usize,
+    /// Passes over the examples.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Dropout probability.
+    pub dropout: f32,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        Recipe {
+            seed: 20261203,
+            per_playbook: 520,
+            none: 1400,
+            epochs: 10,
+            batch: 32,
+            lr: 2e-3,
+            dropout: 0.1,
+        }
+    }
+}
+
+/// What `meta.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// [`RECIPE`].
+    pub format: String,
+    /// Sizes.
+    pub dims: Dims,
+    /// What the outputs mean.
+    pub labels: Labels,
+    /// The language file's content (number words and units are used at
+    /// run time).
+    pub lexicon: Lexicon,
+    /// The recipe.
+    pub recipe: Recipe,
+    /// sha256 of everything training read: recipe, catalog, language file
+    /// and encoder weights. Same inputs → same weights.
+    pub inputs_sha256: String,
+    /// sha256 of the weights file.
+    pub weights_sha256: String,
+    /// Examples generated.
+    pub examples: usize,
+    /// The last epoch's mean loss.
+    pub final_loss: f32,
+}
+
+/// The digest of training's inputs.
+pub fn inputs_digest(
+    recipe: &Recipe,
+    specs: &[PlaybookSpec],
+    lex: &Lexicon,
+    encoder_sha256: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(RECIPE.as_bytes());
+    h.update(serde_json::to_vec(recipe).unwrap_or_default());
+    h.update(serde_json::to_vec(specs).unwrap_or_default());
+    h.update(serde_json::to_vec(lex).unwrap_or_default());
+    h.update(encoder_sha256.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// One example made ready for training.
+struct Encoded {
+    states: Vec<f32>,
+    len: usize,
+    tags: Vec<u32>,
+    intent: u32,
+    polarity: u32,
+}
+
+/// Token tags of an encoding from byte spans: the first token inside a
+/// span begins its role, the following ones are inside it.
+pub fn token_tags(offsets: &[(usize, usize)], special: &[u32], slots: &[(usize, usize, usize)]) -> Vec<u32> {
+    let mut tags = vec![0u32; offsets.len()];
+    for &(a, b, role) in slots {
+        let mut first = true;
+        for (i, &(s, e)) in offsets.iter().enumerate() {
+            if special.get(i) == Some(&1) || e <= s {
+                continue;
+            }
+            if s >= a && e <= b {
+                tags[i] = if first { 1 + 2 * role as u32 } else { 2 + 2 * role as u32 };
+                first = false;
+            }
+        }
+    }
+    tags
+}
+
+fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>> {
+    let mut out = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(64) {
+        let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
+        let (hidden, _mask, encs) = embedder.token_states(&texts)?;
+        let dim = hidden.dim(2)?;
+        for (i, (ex, enc)) in chunk.iter().zip(&encs).enumerate() {
+            let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
+            let states: Vec<f32> = hidden
+                .get(i)?
+                .narrow(0, 0, len)?
+                .flatten_all()?
+                .to_vec1()?;
+            debug_assert_eq!(states.len(), len * dim);
+            let tags = token_tags(
+                &enc.get_offsets()[..len],
+                &enc.get_special_tokens_mask()[..len],
+                &ex.slots,
+            );
+            out.push(Encoded {
+                states,
+                len,
+                tags,
+                intent: ex.intent as u32,
+                polarity: ex.polarity as u32,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Trains and returns the weights and their description. `log` gets one
+/// line per epoch.
+pub fn train(
+    embedder: &Embedder,
+    encoder_sha256: &str,
+    specs: &[PlaybookSpec],
+    lex: &Lexicon,
+    recipe: &Recipe,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Vec<u8>, Meta)> {
+    check_catalog(specs).map_err(|e| anyhow::anyhow!("catalog: {e}"))?;
+    let t0 = Instant::now();
+    let mut gen = Generator::new(specs, lex, recipe.seed);
+    let labels = gen.labels().clone();
+    let examples = gen.generate(recipe.per_playbook, recipe.none);
+    log(&format!(
+        "{} examples generated ({} playbooks with templates, {} none) in {:.1} s",
+        examples.len(),
+        specs.iter().filter(|s| !s.language.is_empty()).count(),
+        recipe.none,
+        t0.elapsed().as_secs_f64()
+    ));
+    let t1 = Instant::now();
+    let data = encode_all(embedder, &examples)?;
+    log(&format!(
+        "encoded with the frozen encoder in {:.1} s",
+        t1.elapsed().as_secs_f64()
+    ));
+    let device = Device::Cpu;
+    let dims = Dims::for_labels(&labels);
+    let mut rng = Rng::new(recipe.seed ^ 0x5eed);
+    let heads = Heads::init(dims, &mut rng, &device)?;
+    let steps_per_epoch = data.len().div_ceil(recipe.batch);
+    let total_steps = steps_per_epoch * recipe.epochs;
+    let mut opt = AdamW::new(
+        heads.vars(),
+        ParamsAdamW {
+            lr: recipe.lr,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    )?;
+    let mut drop = Dropout {
+        p: recipe.dropout,
+        rng: Rng::new(recipe.seed ^ 0xd20),
+    };
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut step = 0usize;
+    let mut final_loss = 0.0;
+    for epoch in 0..recipe.epochs {
+        let t = Instant::now();
+        // Fisher-Yates with the seeded generator.
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i + 1);
+            order.swap(i, j);
+        }
+        let mut sum = 0.0f32;
+        for idx in order.chunks(recipe.batch) {
+            let warm = (total_steps / 20).max(1);
+            let lr = if step < warm {
+                recipe.lr * (step + 1) as f64 / warm as f64
+            } else {
+                recipe.lr * (1.0 - (step - warm) as f64 / (total_steps - warm).max(1) as f64).max(0.02)
+            };
+            opt.set_learning_rate(lr);
+            let loss = batch_loss(&heads, &data, idx, dims, &device, &mut drop)?;
+            opt.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()?;
+            step += 1;
+        }
+        final_loss = sum / steps_per_epoch as f32;
+        log(&format!(
+            "epoch {}/{}: loss {:.4} ({:.1} s)",
+            epoch + 1,
+            recipe.epochs,
+            final_loss,
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    let bytes = heads.save_bytes()?;
+    let meta = Meta {
+        format: RECIPE.into(),
+        dims,
+        labels,
+        lexicon: lex.clone(),
+        recipe: *recipe,
+        inputs_sha256: inputs_digest(recipe, specs, lex, encoder_sha256),
+        weights_sha256: hex::encode(Sha256::digest(&bytes)),
+        examples: data.len(),
+        final_loss,
+    };
+    Ok((bytes, meta))
+}
+
+fn batch_loss(
+    heads: &Heads,
+    data: &[Encoded],
+    idx: &[usize],
+    dims: Dims,
+    device: &Device,
+    drop: &mut Dropout,
+) -> Result<Tensor> {
+    let t = idx.iter().map(|&i| data[i].len).max().unwrap_or(1);
+    let b = idx.len();
+    let mut x = vec![0f32; b * t * dims.input];
+    let mut mask = vec![0f32; b * t];
+    let mut tags = vec![0u32; b * t];
+    let mut intents = Vec::with_capacity(b);
+    let mut pols = Vec::with_capacity(b);
+    for (row, &i) in idx.iter().enumerate() {
+        let e = &data[i];
+        let base = row * t * dims.input;
+        x[base..base + e.states.len()].copy_from_slice(&e.states);
+        for k in 0..e.len {
+            mask[row * t + k] = 1.0;
+            tags[row * t + k] = e.tags[k];
+        }
+        intents.push(e.intent);
+        pols.push(e.polarity);
+    }
+    let x = Tensor::from_vec(x, (b, t, dims.input), device)?;
+    let mask_t = Tensor::from_vec(mask, (b, t), device)?;
+    let out = heads.forward(&x, &mask_t, Some(drop))?;
+    let ones = Tensor::ones(b, candle_core::DType::F32, device)?;
+    let li = cross_entropy(&out.intent, &intents, &ones)?;
+    let lp = cross_entropy(&out.polarity, &pols, &ones)?;
+    let lt = cross_entropy(
+        &out.tags.reshape((b * t, dims.tags))?,
+        &tags,
+        &mask_t.reshape(b * t)?,
+    )?;
+    Ok(((li + lp)? + lt)?)
+}
+
+/// Reads the catalog directory and the language file, trains, and writes
+/// `heads.safetensors` and `meta.json` atomically under
+/// `models_dir/hearth-intent/` unless they are there already for the same
+/// inputs (then nothing is trained; returns false).
+pub fn train_into(
+    models_dir: &Path,
+    catalog_dir: &Path,
+    lexicon_path: &Path,
+    recipe: &Recipe,
+    force: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<bool> {
+    let specs = crate::catalog::load_dir(catalog_dir)?;
+    let lex = Lexicon::load(lexicon_path)?;
+    let enc_dir = models_dir.join(crate::engine::EMBED_DIR);
+    let weights_path = enc_dir.join("model.safetensors");
+    let weights = std::fs::read(&weights_path)
+        .with_context(|| format!("reading {}", weights_path.display()))?;
+    let encoder_sha = hex::encode(Sha256::digest(&weights));
+    let want = inputs_digest(recipe, &specs, &lex, &encoder_sha);
+    let out_dir = models_dir.join(HEADS_DIR);
+    if !force {
+        if let Ok(text) = std::fs::read_to_string(out_dir.join(META_FILE)) {
+            if let Ok(meta) = serde_json::from_str::<Meta>(&text) {
+                let have = std::fs::read(out_dir.join(HEADS_FILE))
+                    .map(|b| hex::encode(Sha256::digest(&b)))
+                    .unwrap_or_default();
+                if meta.inputs_sha256 == want && meta.weights_sha256 == have {
+                    log(&format!(
+                        "up to date: inputs {want}, weights {have} (nothing trained)"
+                    ));
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;
+    let (bytes, meta) = train(&embedder, &encoder_sha, &specs, &lex, recipe, log)?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("creating {}", out_dir.display()))?;
+    hearth_common::fsutil::write_atomic(&out_dir.join(HEADS_FILE), &bytes, 0o644)?;
+    let text = serde_json::to_string_pretty(&meta)?;
+    hearth_common::fsutil::write_atomic(&out_dir.join(META_FILE), text.as_bytes(), 0o644)?;
+    log(&format!(
+        "wrote {} (sha256 {}) and {}",
+        out_dir.join(HEADS_FILE).display(),
+        meta.weights_sha256,
+        META_FILE
+    ));
+    Ok(true)
+}
