@@ -466,6 +466,11 @@ impl Engine {
         Ok(format!("{}{}", signer.pem, ca.issuing_pem))
     }
 
+    /// The configured scopes of the service users, by user name.
+    pub fn services(&self) -> &std::collections::BTreeMap<String, crate::config::ServiceScope> {
+        &self.cfg.services
+    }
+
     /// True once the ceremony has completed.
     pub fn is_initialized(&self) -> bool {
         self.ca.is_some()
@@ -736,6 +741,7 @@ impl Engine {
         days: u32,
         profile: Profile,
     ) -> Result<Issued, PkiError> {
+        refuse_signer_profile(profile, "from a CSR")?;
         self.ca()?;
         let days = self.days(days)?;
         let req = csr::parse(csr_pem, self.cfg.issue.max_csr_bytes)?;
@@ -788,6 +794,7 @@ impl Engine {
         days: u32,
         profile: Profile,
     ) -> Result<Issued, PkiError> {
+        refuse_signer_profile(profile, "with an exported key")?;
         let leaf = self.generate_leaf(name, days, profile)?;
         let chain_pem = self.chain(&pem_cert(&leaf.der))?;
         let dir = self.cfg.export_dir(&self.state_dir);
@@ -1028,6 +1035,18 @@ fn parse_names(name: &str) -> Result<Vec<SanName>, PkiError> {
         )));
     }
     Ok(names)
+}
+
+/// The playbook-signer profile is issued by the ceremony only, to the key
+/// that lives in the token: a signer certificate for a CSR or an exported
+/// key would let whoever holds that key sign playbooks the gate installs.
+fn refuse_signer_profile(profile: Profile, how: &str) -> Result<(), PkiError> {
+    if profile == Profile::PlaybookSigner {
+        return Err(PkiError::Invalid(format!(
+            "profile playbook-signer is never issued {how}: the only playbook signer is the key the ceremony made in the token (SignPlaybook)"
+        )));
+    }
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), PkiError> {

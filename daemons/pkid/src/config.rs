@@ -1,5 +1,6 @@
 //! The daemon's configuration (`/etc/hearth/hearth-pkid.toml`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hearth_common::types::{Cidr, DnsName};
@@ -29,6 +30,48 @@ pub struct PkiConfig {
     /// Who may read (operators) and who may issue and revoke (admins).
     #[serde(default)]
     pub access: hearth_daemon::AccessConfig,
+    /// What each of `[access] service_users` may do, by user name. Here a
+    /// service user is not an admin: it may read, and do what its scope
+    /// grants; never the ceremony, playbook signing, or any other issuance
+    /// or revocation. A service user without a scope may only read.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceScope>,
+}
+
+/// What one service user may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceScope {
+    /// The names it may get a daemon certificate for
+    /// (`IssueDaemonCertificate`): its own endpoint, e.g. hearth-attestd's
+    /// `tls_from_pkid`. Every name asked must be one of these.
+    #[serde(default)]
+    pub daemon_certificate_names: Vec<String>,
+    /// `IssueCertificate` (profile `server`, key exported) on a person's
+    /// behalf: the gate (hearth-intentd), after its own approval policy.
+    #[serde(default)]
+    pub issue_server: bool,
+    /// `RevokeCertificate` on a person's behalf: the gate, after its own
+    /// approval policy.
+    #[serde(default)]
+    pub revoke: bool,
+}
+
+impl ServiceScope {
+    /// Whether every name of a comma-separated `names` is one of
+    /// `daemon_certificate_names` (compared without case or a final dot).
+    pub fn allows_daemon_names(&self, names: &str) -> bool {
+        let norm = |n: &str| n.trim().trim_end_matches('.').to_ascii_lowercase();
+        let asked: Vec<String> = names.split(',').map(norm).collect();
+        !asked.is_empty()
+            && asked.iter().all(|a| {
+                !a.is_empty()
+                    && self
+                        .daemon_certificate_names
+                        .iter()
+                        .any(|allowed| norm(allowed) == *a)
+            })
+    }
 }
 
 impl hearth_daemon::DaemonConfig for PkiConfig {
@@ -225,5 +268,28 @@ impl PkiConfig {
             .export_dir
             .clone()
             .unwrap_or_else(|| state_dir.join("export"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_production_example_parses_and_scopes_each_service_user() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("hearth-pkid.toml");
+        std::fs::write(&p, include_str!("../hearth-pkid.example.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg: PkiConfig = hearth_common::config::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
+        let attestd = &cfg.services["hearth-attestd"];
+        assert!(!attestd.issue_server && !attestd.revoke);
+        assert!(attestd.allows_daemon_names("hearth.home.arpa,192.168.1.1"));
+        assert!(attestd.allows_daemon_names("HEARTH.home.arpa."));
+        assert!(!attestd.allows_daemon_names("hearth.home.arpa,evil.home.arpa"));
+        assert!(!attestd.allows_daemon_names(""));
+        let gate = &cfg.services["hearth-intentd"];
+        assert!(gate.issue_server && gate.revoke);
+        assert!(!gate.allows_daemon_names("hearth.home.arpa"));
     }
 }

@@ -3,14 +3,16 @@
 //! pool, and returns JSON documents (see `docs/dbus/pki.md`). It never logs
 //! keys or PINs.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth_common::HearthError;
-use hearth_daemon::{Access, Role};
+use hearth_daemon::{Access, Caller, Role};
 use serde::Serialize;
 use zbus::message::Header;
 
+use crate::config::ServiceScope;
 use crate::{Engine, PkiError, Profile};
 
 /// How often the CRL's freshness is checked.
@@ -20,15 +22,100 @@ pub const CRL_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct PkiInterface {
     engine: Arc<Mutex<Engine>>,
     access: Access,
+    services: BTreeMap<String, ServiceScope>,
+}
+
+/// What an admin-only call does, for the scope check of service users.
+#[derive(Debug, Clone, Copy)]
+enum Act<'a> {
+    /// The key ceremony.
+    Ceremony,
+    /// `IssueCertificate`: profile server, key exported.
+    IssueServer,
+    /// `IssueForName`, `IssueFromCsr`: any profile.
+    IssueAny,
+    /// `IssueDaemonCertificate` for these names.
+    DaemonCertificate(&'a str),
+    /// `RevokeCertificate`.
+    Revoke,
+    /// `SignPlaybook`.
+    SignPlaybook,
+}
+
+impl Act<'_> {
+    fn method(&self) -> &'static str {
+        match self {
+            Act::Ceremony => "Init",
+            Act::IssueServer => "IssueCertificate",
+            Act::IssueAny => "IssueForName/IssueFromCsr",
+            Act::DaemonCertificate(_) => "IssueDaemonCertificate",
+            Act::Revoke => "RevokeCertificate",
+            Act::SignPlaybook => "SignPlaybook",
+        }
+    }
 }
 
 impl PkiInterface {
     /// Serves `engine`, authorizing callers with `access`.
     pub fn new(engine: Engine, access: Access) -> PkiInterface {
+        let services = engine.services().clone();
+        for name in services.keys() {
+            if !access.config().service_users.contains(name) {
+                tracing::warn!(
+                    user = name.as_str(),
+                    "[services] names a user that is not in [access] service_users; its scope is unused"
+                );
+            }
+        }
         PkiInterface {
             engine: Arc::new(Mutex::new(engine)),
             access,
+            services,
         }
+    }
+
+    /// An admin, or a service user whose `[services.<user>]` scope grants
+    /// `act`. A service user is never an admin here.
+    async fn require_admin(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        act: Act<'_>,
+    ) -> Result<Caller, HearthError> {
+        let c = self.access.require(conn, hdr, Role::Admin).await?;
+        if !c.is_service {
+            return Ok(c);
+        }
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(c.uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
+        let scope = self.services.get(&user);
+        let ok = match (act, scope) {
+            (_, None) => false,
+            (Act::DaemonCertificate(names), Some(s)) => s.allows_daemon_names(names),
+            (Act::IssueServer, Some(s)) => s.issue_server,
+            (Act::Revoke, Some(s)) => s.revoke,
+            (Act::Ceremony | Act::IssueAny | Act::SignPlaybook, Some(_)) => false,
+        };
+        if ok {
+            return Ok(c);
+        }
+        let what = match act {
+            Act::DaemonCertificate(names) => format!("{} for {names:?}", act.method()),
+            _ => act.method().to_string(),
+        };
+        tracing::warn!(
+            uid = c.uid,
+            user,
+            act = what,
+            "refused a service user outside its scope"
+        );
+        Err(HearthError::NotAuthorized(format!(
+            "uid {} ({user}) is a hearth-pkid service user and may not call {what}: not in its [services.{user}] scope",
+            c.uid
+        )))
     }
 
     /// Spawns the task that regenerates the CRL before it expires.
@@ -90,7 +177,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::Ceremony).await?;
         tracing::info!(uid = c.uid, "Init");
         self.json(|e| e.init()).await
     }
@@ -124,7 +211,7 @@ impl PkiInterface {
         name: String,
         days: u32,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::IssueServer).await?;
         tracing::info!(uid = c.uid, name, days, "IssueCertificate");
         self.json(move |e| e.issue_for_name(&name, days, Profile::Server))
             .await
@@ -140,7 +227,7 @@ impl PkiInterface {
         profile_name: String,
         days: u32,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::IssueAny).await?;
         let p = profile(&profile_name)?;
         tracing::info!(uid = c.uid, name, profile = %p, days, "IssueForName");
         self.json(move |e| e.issue_for_name(&name, days, p)).await
@@ -155,7 +242,7 @@ impl PkiInterface {
         profile_name: String,
         days: u32,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::IssueAny).await?;
         let p = profile(&profile_name)?;
         tracing::info!(uid = c.uid, profile = %p, days, "IssueFromCsr");
         self.json(move |e| e.issue_from_csr(&csr_pem, days, p))
@@ -170,7 +257,9 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
         name: String,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self
+            .require_admin(conn, &hdr, Act::DaemonCertificate(&name))
+            .await?;
         tracing::info!(uid = c.uid, name, "IssueDaemonCertificate");
         let (cert, root) = self
             .call(move |e| Ok((e.issue_daemon_certificate(&name)?, e.root_pem()?)))
@@ -196,7 +285,7 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
         serial_or_name: String,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::Revoke).await?;
         tracing::info!(uid = c.uid, serial_or_name, "RevokeCertificate");
         let revoked = self.call(move |e| e.revoke(&serial_or_name)).await?;
         Ok(serde_json::json!({ "revoked": revoked }).to_string())
@@ -241,7 +330,7 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
         payload: String,
     ) -> Result<String, HearthError> {
-        let c = self.access.require(conn, &hdr, Role::Admin).await?;
+        let c = self.require_admin(conn, &hdr, Act::SignPlaybook).await?;
         tracing::info!(uid = c.uid, bytes = payload.len(), "SignPlaybook");
         self.json(move |e| e.sign_playbook(payload.as_bytes()))
             .await

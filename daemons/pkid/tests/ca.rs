@@ -572,9 +572,15 @@ fn after_reopening_the_root_and_inventory_are_intact() -> Result<()> {
     let (root, list, crl) = {
         let mut e = f.initialized()?;
         e.issue_for_name("a.home.arpa", 10, Profile::Daemon)?;
-        let b = e.issue_for_name("b.home.arpa", 10, Profile::PlaybookSigner)?;
+        // The playbook-signer profile is the ceremony's only: never exported.
+        let refused = e.issue_for_name("b.home.arpa", 10, Profile::PlaybookSigner);
+        assert!(matches!(refused, Err(PkiError::Invalid(_))), "{refused:?}");
+        let b = e.issue_for_name("b.home.arpa", 10, Profile::Client)?;
         e.revoke(&b.record.serial)?;
-        let signer = f.write("signer.pem", &b.record.certificate)?;
+        let client = f.write("client.pem", &b.record.certificate)?;
+        let (_, text) = openssl(&["x509", "-in", client.to_str().unwrap(), "-noout", "-text"])?;
+        assert!(text.contains("TLS Web Client Authentication"), "{text}");
+        let signer = f.write("signer.pem", &e.playbook_signer_chain()?)?;
         let (_, text) = openssl(&["x509", "-in", signer.to_str().unwrap(), "-noout", "-text"])?;
         assert!(text.contains("Code Signing"), "{text}");
         (
