@@ -15,6 +15,7 @@
 //! [policy]
 //! pending_ttl_secs = 300
 //! two_person = false
+//! root_is_second_person = false   # uid 0 is not the second admin (sudo is one person)
 //! [access]
 //! admins_group = "hearth-admins"
 //! ```

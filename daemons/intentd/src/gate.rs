@@ -697,8 +697,10 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
 
     /// An admin approves a plan; it runs when nothing else is missing.
     pub async fn approve(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
+        let policy = &self.settings.policy;
         self.agree(plan_id, caller, |p| {
-            p.agreement.approve(p.plan.approval, p.requester, caller)
+            p.agreement
+                .approve(p.plan.approval, p.requester, caller, policy)
         })
         .await
     }

@@ -7,7 +7,9 @@
 //!   confirmation counts when the requester is one; otherwise an admin
 //!   approves. With `two_person = true`, an admin other than the requester
 //!   must approve every destructive plan (and, with `two_person_change`,
-//!   every change too).
+//!   every change too). Root (uid 0) is not that second admin: an admin
+//!   with sudo is still one person. `root_is_second_person = true` says
+//!   otherwise (for a box whose second person really logs in as root).
 //! * A pending plan expires after `pending_ttl_secs`.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,10 @@ pub struct PolicyConfig {
     /// With `two_person`, changes need a second admin too.
     #[serde(default)]
     pub two_person_change: bool,
+    /// Whether root (uid 0) counts as the second admin of the two-person
+    /// rule. Off by default: one admin with sudo is not two people.
+    #[serde(default)]
+    pub root_is_second_person: bool,
 }
 
 fn default_ttl() -> u64 {
@@ -39,6 +45,7 @@ impl Default for PolicyConfig {
             pending_ttl_secs: default_ttl(),
             two_person: false,
             two_person_change: false,
+            root_is_second_person: false,
         }
     }
 }
@@ -116,6 +123,10 @@ pub enum PolicyError {
     /// The two-person rule: the requester cannot be the second person.
     #[error("the two-person rule needs an admin other than the requester")]
     SamePerson,
+    /// The two-person rule: root is not a second person unless the policy
+    /// says so.
+    #[error("uid 0 (root) does not count as the second person of the two-person rule (an admin with sudo is still one person): another hearth-admins member must approve, or the policy must set root_is_second_person = true")]
+    RootNotSecondPerson,
     /// This plan needs no approval.
     #[error("this plan needs no approval, only the requester's confirmation")]
     NoApprovalNeeded,
@@ -133,12 +144,13 @@ impl Agreement {
         Ok(())
     }
 
-    /// Records an admin's approval.
+    /// Records an admin's approval under `policy`.
     pub fn approve(
         &mut self,
         approval: Approval,
         requester: Caller,
         by: Caller,
+        policy: &PolicyConfig,
     ) -> Result<(), PolicyError> {
         match approval {
             Approval::None | Approval::Confirm => return Err(PolicyError::NoApprovalNeeded),
@@ -149,6 +161,9 @@ impl Agreement {
         }
         if approval == Approval::TwoPerson && by.uid == requester.uid {
             return Err(PolicyError::SamePerson);
+        }
+        if approval == Approval::TwoPerson && by.uid == 0 && !policy.root_is_second_person {
+            return Err(PolicyError::RootNotSecondPerson);
         }
         if !self.approved_by.contains(&by.uid) {
             self.approved_by.push(by.uid);
@@ -227,8 +242,8 @@ mod tests {
             ag.missing(a, USER),
             vec!["approval by a hearth-admins member"]
         );
-        assert_eq!(ag.approve(a, USER, USER), Err(PolicyError::NotAdmin));
-        ag.approve(a, USER, ADMIN).unwrap();
+        assert_eq!(ag.approve(a, USER, USER, &p), Err(PolicyError::NotAdmin));
+        ag.approve(a, USER, ADMIN, &p).unwrap();
         assert!(ag.missing(a, USER).is_empty());
         // An admin's own confirmation is.
         let mut ag = Agreement::default();
@@ -247,12 +262,15 @@ mod tests {
         assert_eq!(p.approval_for(Risk::Change), Approval::Confirm);
         let mut ag = Agreement::default();
         ag.confirm(ADMIN, ADMIN).unwrap();
-        assert_eq!(ag.approve(a, ADMIN, ADMIN), Err(PolicyError::SamePerson));
+        assert_eq!(
+            ag.approve(a, ADMIN, ADMIN, &p),
+            Err(PolicyError::SamePerson)
+        );
         assert_eq!(
             ag.missing(a, ADMIN),
             vec!["approval by a second hearth-admins member"]
         );
-        ag.approve(a, ADMIN, ADMIN2).unwrap();
+        ag.approve(a, ADMIN, ADMIN2, &p).unwrap();
         assert!(ag.missing(a, ADMIN).is_empty());
         let p = PolicyConfig {
             two_person: true,
@@ -263,10 +281,42 @@ mod tests {
     }
 
     #[test]
+    fn root_is_not_the_second_person_unless_the_policy_says_so() {
+        let p = PolicyConfig {
+            two_person: true,
+            ..Default::default()
+        };
+        let a = p.approval_for(Risk::Destructive);
+        let mut ag = Agreement::default();
+        ag.confirm(ADMIN2, ADMIN2).unwrap();
+        assert_eq!(
+            ag.approve(a, ADMIN2, ADMIN, &p),
+            Err(PolicyError::RootNotSecondPerson)
+        );
+        assert_eq!(
+            ag.missing(a, ADMIN2),
+            vec!["approval by a second hearth-admins member"]
+        );
+        // Root still approves where one admin is enough.
+        let one = PolicyConfig::default();
+        let mut ag1 = Agreement::default();
+        ag1.confirm(USER, USER).unwrap();
+        ag1.approve(one.approval_for(Risk::Destructive), USER, ADMIN, &one)
+            .unwrap();
+        // The policy says root counts.
+        let p = PolicyConfig {
+            root_is_second_person: true,
+            ..p
+        };
+        ag.approve(a, ADMIN2, ADMIN, &p).unwrap();
+        assert!(ag.missing(a, ADMIN2).is_empty());
+    }
+
+    #[test]
     fn approval_is_refused_where_none_is_needed() {
         let mut ag = Agreement::default();
         assert_eq!(
-            ag.approve(Approval::Confirm, USER, ADMIN),
+            ag.approve(Approval::Confirm, USER, ADMIN, &PolicyConfig::default()),
             Err(PolicyError::NoApprovalNeeded)
         );
     }

@@ -1,0 +1,219 @@
+//! The two-person rule through the gate on a private bus: an admin asks for
+//! a destructive plan as themselves (uid 1000, a member of the configured
+//! admins group), then approves it as root (the same person with sudo).
+//! Root is not a second person unless the policy says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use hearth_common::proxies::intent::IntentProxy;
+use hearth_common::HearthError;
+use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+use serde_json::Value;
+
+/// The admin who asks: uid 1000 in the group the test names as admins.
+const ADMIN_UID: u32 = 1000;
+const ADMINS_GROUP: &str = "users";
+
+/// Kills (SIGTERM, then waits) a child on drop, even when a test fails.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // kill(1) by the pid of a child this test started.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Signs the shipped catalog and writes a config with `policy` lines.
+fn setup(dir: &Path, policy: &str) {
+    let root = Authority::new_root("test vendor root", 1).expect("root");
+    let s = root
+        .issue_signer(&SignerOptions::valid_for("signer", 10))
+        .expect("signer");
+    let signer = KeyFileSigner::new(s.key_pem.as_bytes(), cert_pem(&s.cert_der).as_bytes())
+        .expect("signer key");
+    let cat = dir.join("catalog");
+    std::fs::create_dir_all(&cat).expect("catalog dir");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    for id in ["pki.revoke_certificate", "net.show"] {
+        let bytes = std::fs::read(format!("{shipped}/{id}.toml")).expect("read");
+        let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer).expect("sign");
+        std::fs::write(
+            cat.join(format!("{id}.dsse.json")),
+            serde_json::to_vec(&env).expect("json"),
+        )
+        .expect("write");
+    }
+    let root_pem = dir.join("root.pem");
+    std::fs::write(&root_pem, cert_pem(&root.cert_der)).expect("root pem");
+    std::fs::write(
+        dir.join("intentd.toml"),
+        format!(
+            "catalog_dir = \"{}\"\n[trust]\nvendor_roots = [\"{}\"]\n[policy]\npending_ttl_secs = 60\ntwo_person = true\n{policy}[access]\noperators_group = \"{ADMINS_GROUP}\"\nadmins_group = \"{ADMINS_GROUP}\"\n",
+            cat.display(),
+            root_pem.display()
+        ),
+    )
+    .expect("config");
+}
+
+async fn start(dir: &Path, addr: &str) -> (Proc, zbus::Connection) {
+    let mut daemon = Proc(
+        Command::new(env!("CARGO_BIN_EXE_hearth-intentd"))
+            .arg("--config")
+            .arg(dir.join("intentd.toml"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", addr)
+            .env("HEARTH_INFER_LLM", "0")
+            .env_remove("NOTIFY_SOCKET")
+            .spawn()
+            .expect("hearth-intentd"),
+    );
+    let conn = zbus::connection::Builder::address(addr)
+        .expect("address")
+        .build()
+        .await
+        .expect("connect");
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("dbus proxy");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let name = zbus::names::BusName::try_from("org.hearth.Intent1").expect("name");
+        if dbus.name_has_owner(name).await.unwrap_or(false) {
+            break;
+        }
+        if let Ok(Some(st)) = daemon.0.try_wait() {
+            panic!("hearth-intentd exited before it was ready: {st}");
+        }
+        assert!(Instant::now() < deadline, "hearth-intentd not ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (daemon, conn)
+}
+
+/// Calls Intent1 as the admin (uid 1000, admins group) with busctl; the
+/// JSON string it returns.
+fn as_admin(addr: &str, method: &str, sig: &str, args: &[&str]) -> Value {
+    let gid = nix_gid(ADMINS_GROUP);
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={ADMIN_UID}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("busctl")
+        .arg(format!("--address={addr}"))
+        .args(["--json=short", "call", "org.hearth.Intent1"])
+        .args(["/org/hearth/Intent1", "org.hearth.Intent1", method, sig])
+        .args(args)
+        .output()
+        .expect("setpriv busctl");
+    assert!(
+        out.status.success(),
+        "{method} as uid {ADMIN_UID}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("busctl JSON");
+    serde_json::from_str(reply["data"][0].as_str().expect("string reply")).expect("JSON reply")
+}
+
+fn nix_gid(group: &str) -> u32 {
+    let out = Command::new("getent")
+        .args(["group", group])
+        .output()
+        .expect("getent");
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.trim().parse().ok())
+        .unwrap_or_else(|| panic!("group {group} must exist"))
+}
+
+/// The admin asks for a destructive plan and confirms it; its id.
+fn admin_asks(addr: &str) -> String {
+    let o = as_admin(
+        addr,
+        "AskStructured",
+        "ss",
+        &["pki.revoke_certificate", r#"{"name": "nas.home.arpa"}"#],
+    );
+    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(o["plan"]["approval"], "two-person", "{o}");
+    let id = o["plan"]["plan_id"].as_str().expect("plan id").to_string();
+    let o = as_admin(addr, "Confirm", "s", &[&id]);
+    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(
+        o["missing"],
+        serde_json::json!(["approval by a second hearth-admins member"])
+    );
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_is_not_a_second_person_unless_the_policy_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Let the unprivileged client reach the bus socket in the test's directory.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bus = hearth_testbed::PrivateBus::start(tmp.path()).expect("private bus");
+    let addr = bus.address.clone();
+
+    // Default policy: the admin's own sudo does not make a second person.
+    let dir = tmp.path().join("default");
+    std::fs::create_dir_all(&dir).unwrap();
+    setup(&dir, "");
+    let (daemon, conn) = start(&dir, &addr).await;
+    let p = IntentProxy::new(&conn).await.expect("proxy");
+    let id = admin_asks(&addr);
+    let e = p.approve(&id).await.expect_err("root must not approve");
+    assert!(
+        matches!(&e, HearthError::NotAuthorized(m)
+            if m.contains("root") && m.contains("root_is_second_person")),
+        "{e:?}"
+    );
+    // Nothing ran: the plan still waits for a second admin.
+    let pending: Value = serde_json::from_str(&p.list_pending().await.expect("pending")).unwrap();
+    let ids: Vec<&str> = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["plan_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()]);
+    // The audit log records no execution.
+    let audit = std::fs::read_to_string(dir.join("state/audit.jsonl")).unwrap_or_default();
+    assert!(
+        !audit.contains("\"executed\"") && !audit.contains("\"failed\""),
+        "{audit}"
+    );
+    drop(conn);
+    drop(daemon);
+
+    // The policy says root counts: root's approval completes the plan (it
+    // then runs, and fails cleanly with hearth-pkid absent).
+    let dir = tmp.path().join("root-counts");
+    std::fs::create_dir_all(&dir).unwrap();
+    setup(&dir, "root_is_second_person = true\n");
+    let (_daemon, conn) = start(&dir, &addr).await;
+    let p = IntentProxy::new(&conn).await.expect("proxy");
+    let id = admin_asks(&addr);
+    let o: Value = serde_json::from_str(&p.approve(&id).await.expect("approved")).unwrap();
+    assert_ne!(o["status"], "pending", "{o}");
+    assert!(o["missing"].as_array().is_none_or(Vec::is_empty), "{o}");
+}
