@@ -303,10 +303,24 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
 
     /// Re-reads the trust anchors and CRLs (an appliance CA or CRL that
     /// appeared since, a new CRL), then the catalog directory. When the
-    /// trust files cannot be read, the previous store and catalog stay.
+    /// trust files cannot be read or parsed the catalog is emptied (fail
+    /// closed: a signer revoked by the CRL that cannot be read must not keep
+    /// running) and the error names the file; a later reload that succeeds
+    /// restores it.
     pub fn reload(&self) -> Result<usize, GateError> {
-        let fresh = TrustStore::load(&self.settings.trust)
-            .map_err(|e| GateError::Unavailable(format!("trust anchors: {e}")))?;
+        let fresh = match TrustStore::load(&self.settings.trust) {
+            Ok(t) => t,
+            Err(e) => {
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
+                tracing::error!(error = %e, "trust anchors or CRLs unusable: every playbook is refused");
+                return Err(GateError::Unavailable(format!(
+                    "trust anchors: {e}; every playbook is refused until it is fixed"
+                )));
+            }
+        };
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         let loaded = {
             let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());

@@ -153,6 +153,17 @@ struct T {
 }
 
 fn setup(policy: PolicyConfig, exec: Recorder) -> T {
+    setup_with_crl(policy, exec, false)
+}
+
+/// The CRL file [`setup_with_crl`] configures as the appliance CRL.
+fn appliance_crl(t: &T) -> std::path::PathBuf {
+    t._dir.path().join("appliance-crl.pem")
+}
+
+/// As [`setup`]; with `crl`, `<dir>/appliance-crl.pem` is configured as the
+/// appliance CRL (absent at first).
+fn setup_with_crl(policy: PolicyConfig, exec: Recorder, crl: bool) -> T {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = Authority::new_root("test root", 1).unwrap_or_else(|e| panic!("{e}"));
     let signer = root
@@ -188,6 +199,7 @@ fn setup(policy: PolicyConfig, exec: Recorder) -> T {
         catalog_dir: cat,
         trust: TrustConfig {
             vendor_roots: vec![root_pem],
+            appliance_crl: crl.then(|| dir.path().join("appliance-crl.pem")),
             ..Default::default()
         },
         policy,
@@ -254,6 +266,28 @@ async fn the_signed_catalog_loads_whole() {
     let t = setup(PolicyConfig::default(), Recorder::default());
     assert_eq!(t.gate.catalog().len(), 14);
     assert!(t.gate.refused().is_empty());
+}
+
+#[tokio::test]
+async fn a_crl_that_becomes_unreadable_empties_the_catalog_on_reload() {
+    let t = setup_with_crl(PolicyConfig::default(), Recorder::default(), true);
+    let n = t.gate.catalog().len();
+    assert!(n > 0, "no CRL yet: nothing revoked, the catalog loads");
+    let crl = appliance_crl(&t);
+    std::fs::write(&crl, "not a CRL\n").unwrap_or_else(|e| panic!("{e}"));
+    let e = t.gate.reload().expect_err("an unparsable CRL refuses");
+    assert!(e.to_string().contains(&crl.display().to_string()), "{e}");
+    // Fail closed: no playbook verified before stays usable.
+    assert!(t.gate.catalog().is_empty(), "{:?}", t.gate.catalog());
+    let r = t
+        .gate
+        .ask_structured("net.show", &BTreeMap::new(), USER)
+        .await;
+    assert!(matches!(r, Err(GateError::Refused { .. })), "{r:?}");
+    assert!(t.exec.log().is_empty());
+    // Once the CRL is readable again the catalog comes back.
+    std::fs::remove_file(&crl).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.gate.reload().unwrap_or_else(|e| panic!("{e}")), n);
 }
 
 #[tokio::test]
