@@ -16,6 +16,8 @@
 //! pending_ttl_secs = 300
 //! two_person = false
 //! root_is_second_person = false   # uid 0 is not the second admin (sudo is one person)
+//! max_pending = 64                # plans waiting for agreement, in all
+//! max_pending_per_requester = 8   # and from one requester
 //! [access]
 //! admins_group = "hearth-admins"
 //! ```

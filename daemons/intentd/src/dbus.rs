@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use zbus::message::Header;
 
 use crate::exec::{DbusExecutor, DbusMeasurer};
-use crate::gate::{Gate, GateError};
+use crate::gate::{Gate, GateError, MAX_PARAMS_JSON};
 use crate::interpret::Interpreter;
 use crate::policy::Caller;
 
@@ -100,12 +100,20 @@ impl IntentInterface {
         params_json: String,
     ) -> Result<String, HearthError> {
         let c = self.caller(conn, &hdr, Role::Operator).await?;
+        if params_json.len() > MAX_PARAMS_JSON {
+            return Err(HearthError::InvalidArgument(format!(
+                "params_json has {} bytes; at most {MAX_PARAMS_JSON}",
+                params_json.len()
+            )));
+        }
         let params: BTreeMap<String, Value> = if params_json.trim().is_empty() {
             BTreeMap::new()
         } else {
             serde_json::from_str(&params_json).map_err(|e| {
                 HearthError::InvalidArgument(format!(
-                    "invalid params_json {params_json:?}: expected a JSON object ({e})"
+                    "invalid params_json {:?}{}: expected a JSON object ({e})",
+                    crate::gate::cut(&params_json, 200),
+                    if params_json.len() > 200 { "…" } else { "" }
                 ))
             })?
         };

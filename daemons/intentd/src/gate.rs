@@ -22,6 +22,61 @@ use crate::policy::{Agreement, Approval, Caller, PolicyConfig, PolicyError};
 
 /// Longest text request, in characters.
 pub const MAX_TEXT: usize = 512;
+/// Longest playbook id a structured intent may name, in bytes.
+pub const MAX_PLAYBOOK_ID: usize = 64;
+/// Most parameters of a structured intent.
+pub const MAX_PARAMS: usize = 16;
+/// Longest parameter name, in bytes.
+pub const MAX_PARAM_NAME: usize = 64;
+/// Longest parameter value, in bytes of compact JSON (a string's quotes
+/// not counted).
+pub const MAX_PARAM_VALUE: usize = 512;
+/// Longest `params_json` accepted on the bus, in bytes, before parsing.
+pub const MAX_PARAMS_JSON: usize = 16 * 1024;
+
+/// Checks the sizes of a structured intent; the reason names the field and
+/// the bound, never the oversize content.
+fn check_structured(playbook: &str, params: &BTreeMap<String, Value>) -> Result<(), String> {
+    if playbook.len() > MAX_PLAYBOOK_ID {
+        return Err(format!(
+            "the playbook id has {} bytes; at most {MAX_PLAYBOOK_ID}",
+            playbook.len()
+        ));
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(format!(
+            "{} parameters given; at most {MAX_PARAMS}",
+            params.len()
+        ));
+    }
+    for (name, value) in params {
+        if name.len() > MAX_PARAM_NAME {
+            return Err(format!(
+                "a parameter name has {} bytes; at most {MAX_PARAM_NAME}",
+                name.len()
+            ));
+        }
+        let size = match value {
+            Value::String(s) => s.len(),
+            other => other.to_string().len(),
+        };
+        if size > MAX_PARAM_VALUE {
+            return Err(format!(
+                "parameter \"{name}\" has {size} bytes; at most {MAX_PARAM_VALUE}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A string cut to at most `max` bytes, on a character boundary.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// Where the gate keeps things and how it decides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -570,6 +625,23 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         caller: Caller,
     ) -> Result<Outcome, GateError> {
         self.sweep_expired();
+        if let Err(reason) = check_structured(playbook, params) {
+            let names: Vec<&str> = params
+                .keys()
+                .take(MAX_PARAMS)
+                .map(|k| cut(k, MAX_PARAM_NAME))
+                .collect();
+            let short = json!({
+                "playbook": cut(playbook, MAX_PLAYBOOK_ID),
+                "param_names": names,
+                "oversize": reason,
+            });
+            let e = GateError::Refused {
+                reason,
+                candidates: vec![],
+            };
+            return Err(self.refuse(caller, &short, &[], e));
+        }
         let request = json!({ "playbook": playbook, "params": params });
         let source = json!({ "kind": "structured" });
         self.plan(playbook, params, None, caller, request, vec![], source)
@@ -687,7 +759,42 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             audit: None,
             measured: None,
         };
-        lock(&self.pending).insert(out.plan.plan_id.clone(), pending);
+        let full = {
+            let mut pend = lock(&self.pending);
+            let policy = &self.settings.policy;
+            let mine = pend
+                .values()
+                .filter(|p| p.requester.uid == caller.uid)
+                .count();
+            let reason = if pend.len() >= policy.max_pending {
+                Some(format!(
+                    "{} plans are pending (waiting for agreement); at most {}: approve, cancel or let some expire first",
+                    pend.len(),
+                    policy.max_pending
+                ))
+            } else if mine >= policy.max_pending_per_requester {
+                Some(format!(
+                    "uid {} has {mine} pending plans; at most {}: confirm, cancel or let some expire first",
+                    caller.uid, policy.max_pending_per_requester
+                ))
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => Some((r, pending)),
+                None => {
+                    pend.insert(out.plan.plan_id.clone(), pending);
+                    None
+                }
+            }
+        };
+        if let Some((reason, p)) = full {
+            let e = GateError::Refused {
+                reason,
+                candidates: vec![],
+            };
+            return Err(self.refuse(caller, &p.request, &p.models, e));
+        }
         Ok(out)
     }
 

@@ -290,6 +290,114 @@ async fn a_crl_that_becomes_unreadable_empties_the_catalog_on_reload() {
     assert_eq!(t.gate.reload().unwrap_or_else(|e| panic!("{e}")), n);
 }
 
+fn refusal_reason(r: Result<Outcome, GateError>) -> String {
+    match r {
+        Err(GateError::Refused { reason, .. }) => reason,
+        other => panic!("a refusal expected, got {other:?}"),
+    }
+}
+
+fn audit_text(t: &T) -> String {
+    std::fs::read_to_string(t._dir.path().join("state/audit.jsonl")).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_field_of_a_structured_intent_is_bounded() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let huge = "x".repeat(100_000);
+    let record = |name: &str| params(json!({"name": name, "address": "192.168.1.20"}));
+
+    // The playbook id.
+    let r = t.gate.ask_structured(&huge, &BTreeMap::new(), USER).await;
+    let reason = refusal_reason(r);
+    assert!(
+        reason.contains("playbook id") && reason.contains("at most 64"),
+        "{reason}"
+    );
+    assert!(reason.len() < 300, "the reason does not echo the input");
+    // A parameter's value.
+    let r = t
+        .gate
+        .ask_structured("dns.add_record", &record(&huge), USER)
+        .await;
+    let reason = refusal_reason(r);
+    assert!(
+        reason.contains("\"name\"") && reason.contains("at most 512"),
+        "{reason}"
+    );
+    assert!(reason.len() < 300, "the reason does not echo the input");
+    // A parameter's name.
+    let mut p = record("nas.home.arpa");
+    p.insert(huge.clone(), json!("1"));
+    let reason = refusal_reason(t.gate.ask_structured("dns.add_record", &p, USER).await);
+    assert!(
+        reason.contains("parameter name") && reason.contains("at most 64"),
+        "{reason}"
+    );
+    // The number of parameters.
+    let mut p = record("nas.home.arpa");
+    for i in 0..100 {
+        p.insert(format!("p{i}"), json!(i));
+    }
+    let reason = refusal_reason(t.gate.ask_structured("dns.add_record", &p, USER).await);
+    assert!(
+        reason.contains("102 parameters") && reason.contains("at most 16"),
+        "{reason}"
+    );
+    // None of the oversize input reached the audit log whole.
+    let audit = audit_text(&t);
+    assert!(audit.lines().count() >= 4, "each refusal is recorded");
+    assert!(!audit.contains(&"x".repeat(1000)), "{} bytes", audit.len());
+    assert!(t.exec.log().is_empty());
+}
+
+#[tokio::test]
+async fn pending_plans_are_bounded_per_requester_and_in_all() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let ask = |uid: u32, i: usize| {
+        let p = params(json!({"name": format!("h{i}.home.arpa"), "address": "192.168.1.20"}));
+        let caller = Caller {
+            uid,
+            is_admin: false,
+        };
+        let gate = &t.gate;
+        async move { gate.ask_structured("dns.add_record", &p, caller).await }
+    };
+    // One requester: at most 8 waiting.
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let o = ask(1000, i).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o.status, Status::Pending);
+        ids.push(o.plan.plan_id);
+    }
+    let reason = refusal_reason(ask(1000, 8).await);
+    assert!(
+        reason.contains("uid 1000") && reason.contains("8 pending") && reason.contains("at most 8"),
+        "{reason}"
+    );
+    // Cancelling one makes room.
+    t.gate
+        .cancel(&ids[0], USER)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        ask(1000, 8).await.unwrap_or_else(|e| panic!("{e}")).status,
+        Status::Pending
+    );
+    // In all: at most 64, whoever asks.
+    for uid in 2000..2056 {
+        assert_eq!(
+            ask(uid, 0).await.unwrap_or_else(|e| panic!("{e}")).status,
+            Status::Pending
+        );
+    }
+    let reason = refusal_reason(ask(3000, 0).await);
+    assert!(
+        reason.contains("64 plans") && reason.contains("at most 64"),
+        "{reason}"
+    );
+    assert!(t.exec.log().is_empty());
+}
+
 #[tokio::test]
 async fn a_read_runs_at_once_in_step_order_and_is_audited_and_measured() {
     let t = setup(PolicyConfig::default(), Recorder::default());

@@ -10,7 +10,8 @@
 //!   every change too). Root (uid 0) is not that second admin: an admin
 //!   with sudo is still one person. `root_is_second_person = true` says
 //!   otherwise (for a box whose second person really logs in as root).
-//! * A pending plan expires after `pending_ttl_secs`.
+//! * A pending plan expires after `pending_ttl_secs`; at most `max_pending`
+//!   plans wait in all, and `max_pending_per_requester` from one requester.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,20 @@ pub struct PolicyConfig {
     /// rule. Off by default: one admin with sudo is not two people.
     #[serde(default)]
     pub root_is_second_person: bool,
+    /// Most plans waiting for agreement, all requesters together.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Most plans waiting for agreement from one requester.
+    #[serde(default = "default_max_pending_per_requester")]
+    pub max_pending_per_requester: usize,
+}
+
+fn default_max_pending() -> usize {
+    64
+}
+
+fn default_max_pending_per_requester() -> usize {
+    8
 }
 
 fn default_ttl() -> u64 {
@@ -46,6 +61,8 @@ impl Default for PolicyConfig {
             two_person: false,
             two_person_change: false,
             root_is_second_person: false,
+            max_pending: default_max_pending(),
+            max_pending_per_requester: default_max_pending_per_requester(),
         }
     }
 }
