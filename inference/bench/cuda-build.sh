@@ -97,7 +97,7 @@ if [ "${1:-}" = "--eval" ]; then
     report=${TMPDIR:-/tmp}/hearth-cuda-holdout.json
     # Exits 1 when a case fails; the last line says how many.
     LD_LIBRARY_PATH="$cu/lib:$link/lib64/stubs" nice -n 19 "$bin" \
-        --cases inference/eval/holdout.jsonl --report "$report" --mode default \
+        --cases inference/eval/holdout.jsonl --report "$report" \
         --models "${HEARTH_MODELS_DIR:-models}" || true
     echo "report: $report"
 fi

@@ -1,46 +1,78 @@
 #!/usr/bin/env bash
-# The inference benchmark of docs/perf.md in one run: the ablation (default,
-# retrieval, llm) on the development and hold-out sets, then the instruct
-# model's tokens per second beside llama.cpp on the same GGUF and threads.
+# The inference benchmark of docs/perf.md in one run: the learned
+# interpreter on every evaluation set (pass rate, harmful plans, latency,
+# RSS, pass rate per category), beside the deleted word-list engine (the
+# ablation anchor: the tree at $RULES_COMMIT, built into a worktree) on the
+# same sets in the same run.
 #
 #   inference/bench/run.sh            # from the repository root, after scripts/setup
-#
-# llama.cpp comes from llama-cpp-python (PyPI), which compiles llama.cpp: it
-# is installed into $LLAMA_VENV (default .build-venv/llama) on first use.
+#   PROFILE=release inference/bench/run.sh   # latency figures for perf.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-threads=2
 out=${OUT_DIR:-/tmp/hearth-inference-bench}
+profile=${PROFILE:-dev}
+rules_commit=${RULES_COMMIT:-0912e57}
 mkdir -p "$out"
-cargo build --release -q -p hearth-inference --bin hearth-intent-eval --bin hearth-llm-bench
-bin=${CARGO_TARGET_DIR:-target}/release
+dir=debug; flag=()
+[ "$profile" = release ] && { dir=release; flag=(--release); }
+scripts/train-intent
+cargo build "${flag[@]}" -q -p hearth-inference --bin hearth-intent-eval
+new=${CARGO_TARGET_DIR:-target}/$dir/hearth-intent-eval
+old_tree=${RULES_TREE:-/tmp/hearth-rules-engine}
+if [ ! -d "$old_tree" ]; then
+    git worktree add -f "$old_tree" "$rules_commit" >/dev/null
+fi
+(cd "$old_tree" && CARGO_TARGET_DIR="$PWD/../hearth-rules-target" cargo build "${flag[@]}" -q -p hearth-inference --bin hearth-intent-eval)
+old="$old_tree/../hearth-rules-target/$dir/hearth-intent-eval"
+[ -x "$old" ] || old="$(dirname "$old_tree")/hearth-rules-target/$dir/hearth-intent-eval"
 
-echo "== ablation ($(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
-for mode in default retrieval llm; do
-    for set in dev holdout; do
-        report="$out/$set-$mode.json"
+echo "== $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg), profile $profile"
+for set in dev holdout probes challenge; do
+    for engine in learned rules; do
+        # Each engine with the catalog of its own tree (the rules engine's
+        # has no [language] sections, no unit and no dns.update_record).
+        bin=$new; models=models; catalog=playbooks
+        [ "$engine" = rules ] && { bin=$old; catalog="$old_tree/playbooks"; }
+        report="$out/$set-$engine.json"
         # The evaluation exits 1 when a case fails; the report says which.
-        /usr/bin/time -f %M -o "$out/$set-$mode.rss" "$bin/hearth-intent-eval" \
-            --cases "inference/eval/$set.jsonl" --report "$report" --mode "$mode" \
-            >/dev/null 2>"$out/$set-$mode.err" || true
-        python3 - "$report" "$mode" "$set" "$(tail -1 "$out/$set-$mode.rss")" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["summary"]
-n = r["passed"] + r["failed"]
-print(f'{sys.argv[2]:9} {sys.argv[3]:8} {r["passed"]}/{n} passed ({100*r["passed"]/n:.1f}%)  '
-      f'p50 {r["p50_ms"]:.0f} ms  p95 {r["p95_ms"]:.0f} ms  '
-      f'peak RSS {r["peak_rss_mb"]:.0f} MB ({int(sys.argv[4]) / 1024:.0f} by time)')
-PY
-        grep -h "loaded models" "$out/$set-$mode.err" | sed 's/^/          /'
+        /usr/bin/time -f %M -o "$out/$set-$engine.rss" "$bin" --models "$models" --catalog "$catalog" \
+            --cases "inference/eval/$set.jsonl" --report "$report" >/dev/null 2>"$out/$set-$engine.err" || true
     done
 done
-
-echo "== tokens per second, ${threads} threads"
-gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
-"$bin/hearth-llm-bench" "$gguf" --prompt-tokens 145 --gen 20 2>/dev/null
-venv=${LLAMA_VENV:-.build-venv/llama}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q numpy llama-cpp-python==0.3.36
-fi
-"$venv/bin/python" inference/bench/llama_cpp_bench.py "$gguf" 145 20 "$threads"
+python3 - "$out" <<'PY'
+import json, sys, collections
+out = sys.argv[1]
+read = {"net.show", "dns.list_records", "pki.list_certificates", "attest.status"}
+cats = {}
+for line in open("inference/eval/challenge.jsonl"):
+    line = line.strip()
+    if line and not line.startswith("//"):
+        c = json.loads(line)
+        cats[c["text"]] = c.get("category", "-")
+def harmful(case):
+    g = case["got"]
+    return (not case["pass"]) and g.get("kind") == "plan" and g.get("playbook") not in read
+print(f'{"set":10} {"engine":8} {"passed":>12} {"harmful":>8} {"p50 ms":>7} {"p95 ms":>7} {"RSS MB":>7}')
+per_cat = collections.defaultdict(dict)
+for s in ["dev", "holdout", "probes", "challenge"]:
+    for e in ["learned", "rules"]:
+        try:
+            r = json.load(open(f"{out}/{s}-{e}.json"))
+        except FileNotFoundError:
+            print(f"{s:10} {e:8} (no report)")
+            continue
+        m = r["summary"]; n = m["passed"] + m["failed"]
+        h = sum(harmful(c) for c in r["cases"])
+        rss = int(open(f"{out}/{s}-{e}.rss").read().split()[-1]) / 1024
+        print(f'{s:10} {e:8} {m["passed"]:>4}/{n:<4} {100*m["passed"]/n:5.1f}% {h:>4} {m["p50_ms"]:7.1f} {m["p95_ms"]:7.1f} {rss:7.0f}')
+        if s == "challenge":
+            for c in r["cases"]:
+                k = cats.get(c["text"], "-")
+                t = per_cat[k].setdefault(e, [0, 0, 0])
+                t[0] += c["pass"]; t[1] += 1; t[2] += harmful(c)
+print()
+print(f'{"category":14} {"learned":>16} {"rules":>16}')
+for k in sorted(per_cat):
+    l = per_cat[k].get("learned", [0, 0, 0]); r = per_cat[k].get("rules", [0, 0, 0])
+    print(f'{k:14} {l[0]:>3}/{l[1]:<3} harm {l[2]:<2}   {r[0]:>3}/{r[1]:<3} harm {r[2]:<2}')
+PY

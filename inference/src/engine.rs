@@ -118,9 +118,12 @@ pub struct Options {
     /// question.
     pub min_alternative: f32,
     /// Below this probability of its tag, a token is not trusted as a
-    /// value, and a value-like token left untagged is not trusted as
-    /// context.
+    /// value.
     pub min_tag: f32,
+    /// A number outside every value is context (not a value the plan
+    /// would drop) only when the model gives it at least this probability
+    /// of being outside every value.
+    pub min_context: f32,
 }
 
 impl Default for Options {
@@ -131,6 +134,7 @@ impl Default for Options {
             min_confidence: 0.75,
             min_alternative: 0.08,
             min_tag: 0.5,
+            min_context: 0.97,
         }
     }
 }
@@ -215,6 +219,9 @@ struct Reading {
     intent: Vec<f32>,
     polarity: Vec<f32>,
     found: Vec<Found>,
+    /// Every word piece group (byte range) and its probability of being
+    /// outside every value.
+    outside: Vec<(usize, usize, f32)>,
 }
 
 fn softmax(v: &[f32]) -> Vec<f32> {
@@ -341,49 +348,19 @@ impl Engine {
         let tags: Vec<Vec<f32>> = tags.to_vec2()?;
         stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
         let enc = &encs[0];
-        let offsets = enc.get_offsets();
-        let special = enc.get_special_tokens_mask();
-        stats.tokens = offsets.len();
-        let mut found: Vec<Found> = Vec::new();
-        let mut prev_in: Option<usize> = None;
-        for (i, p) in tags.iter().enumerate() {
-            let (s, e) = offsets[i];
-            if special[i] == 1 || e <= s {
-                prev_in = None;
-                continue;
-            }
-            let (best, prob) = p
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |a, (j, &v)| if v > a.1 { (j, v) } else { a });
-            if best == 0 {
-                prev_in = None;
-                continue;
-            }
-            let role = (best - 1) / 2;
-            let begins = (best - 1) % 2 == 0;
-            // A token that continues the value before it (same role, no
-            // begin tag, next to it) extends it; anything else starts one.
-            // Pieces of one word (no space between them) always continue.
-            let glued = found.last().is_some_and(|f| f.end == s && f.role == role);
-            match (prev_in, found.last_mut()) {
-                (Some(r), Some(f)) if r == role && (!begins || glued) => {
-                    f.end = e;
-                    f.prob = f.prob.min(prob);
-                }
-                _ => found.push(Found {
-                    role,
-                    start: s,
-                    end: e,
-                    prob,
-                }),
-            }
-            prev_in = Some(role);
-        }
+        stats.tokens = enc.get_offsets().len();
+        let (found, outside) = decode_spans(
+            text,
+            enc.get_offsets(),
+            enc.get_special_tokens_mask(),
+            enc.get_tokens(),
+            &tags,
+        );
         Ok(Reading {
             intent,
             polarity,
             found,
+            outside,
         })
     }
 
@@ -573,6 +550,12 @@ impl Engine {
                     spec.id
                 ));
             }
+            if let Some(v) = self.unused_mention(text, ctx, spec, &used, r) {
+                return Err(format!(
+                    "the request mentions {v}, which this plan ({}) would not use",
+                    spec.id
+                ));
+            }
             for p in &spec.params {
                 if p.kind != ParamKind::ExistingDomain {
                     continue;
@@ -587,6 +570,74 @@ impl Engine {
             }
         }
         spec.validate(&raw, ctx).map_err(|e| e.to_string())
+    }
+
+    /// A word outside the used spans that the plan's parameters could take:
+    /// an existing domain (for a playbook with domain parameters), a
+    /// duration (for one counted in days), or a number the model is not
+    /// sure is only context (for one with numeric parameters).
+    fn unused_mention(
+        &self,
+        text: &str,
+        ctx: &Context,
+        spec: &PlaybookSpec,
+        used: &[(usize, usize)],
+        r: &Reading,
+    ) -> Option<String> {
+        let lex = &self.meta.lexicon;
+        let takes = |f: &dyn Fn(&ParamKind) -> bool| spec.params.iter().any(|p| f(&p.kind));
+        let domains = takes(&|k| matches!(k, ParamKind::ExistingDomain | ParamKind::NewDomain));
+        let numbers = takes(&|k| k.is_numeric());
+        let days = spec.params.iter().any(|p| p.unit.is_some());
+        let covered = |a: usize, b: usize| used.iter().any(|&(s, e)| s < b && e > a);
+        let context = |a: usize, b: usize| {
+            r.outside
+                .iter()
+                .filter(|&&(s, e, _)| s < b && e > a)
+                .all(|&(_, _, p)| p >= self.options.min_context)
+        };
+        let mut words: Vec<(usize, usize)> = Vec::new();
+        let mut pos = 0;
+        for w in text.split_whitespace() {
+            let s = text[pos..].find(w).map_or(pos, |i| pos + i);
+            pos = s + w.len();
+            let c = clean(w);
+            if c.is_empty() {
+                continue;
+            }
+            let lead = w.find(c).unwrap_or(0);
+            words.push((s + lead, s + lead + c.len()));
+        }
+        for (i, &(a, b)) in words.iter().enumerate() {
+            if covered(a, b) {
+                continue;
+            }
+            let w = &text[a..b];
+            let lower = w.to_lowercase();
+            let two = words
+                .get(i + 1)
+                .map(|&(_, e)| squash(&text[a..e]))
+                .unwrap_or_default();
+            if domains
+                && ctx
+                    .domains
+                    .iter()
+                    .any(|d| squash(d.as_str()) == squash(w) || (!two.is_empty() && d.as_str() == two))
+            {
+                return Some(w.to_string());
+            }
+            let unit = lex.days.contains_key(&lower) && lower.len() >= 3;
+            let glued = lower.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && lower.chars().any(|c| c.is_ascii_alphabetic())
+                && lex.parse_days(&lower).is_some();
+            if days && (unit || glued) {
+                return Some(w.to_string());
+            }
+            if numbers && w.chars().all(|c| c.is_ascii_digit()) && !context(a, b) {
+                return Some(w.to_string());
+            }
+        }
+        None
     }
 
     fn parse(&self, p: &ParamSpec, span: &str, ctx: &Context) -> std::result::Result<Value, String> {
@@ -640,6 +691,184 @@ impl Engine {
     }
 }
 
+/// One word piece group: tokens glued into one word ("io" + "##t").
+struct Unit {
+    start: usize,
+    end: usize,
+    /// Mean tag probabilities over its tokens.
+    probs: Vec<f32>,
+}
+
+impl Unit {
+    /// Probability of each role (begin + inside), index 0 = outside.
+    fn roles(&self) -> Vec<f32> {
+        let n = (self.probs.len() - 1) / 2;
+        std::iter::once(self.probs[0])
+            .chain((0..n).map(|r| self.probs[1 + 2 * r] + self.probs[2 + 2 * r]))
+            .collect()
+    }
+    /// The likeliest of outside (0) or role r (r + 1), and its probability.
+    fn label(&self) -> (usize, f32) {
+        self.roles()
+            .into_iter()
+            .enumerate()
+            .fold((0, f32::MIN), |a, (i, v)| if v > a.1 { (i, v) } else { a })
+    }
+    fn begins(&self, role: usize) -> bool {
+        self.probs[1 + 2 * role] >= self.probs[2 + 2 * role]
+    }
+}
+
+/// True when a word is one typed value (an address, a network, a DNS name):
+/// its pieces then take one role together.
+fn atomic(word: &str) -> bool {
+    Address::parse(word).is_ok()
+        || Cidr::parse_v4_field("x", word).is_ok()
+        || (word.contains('.') && DnsName::parse(word).is_ok())
+}
+
+/// The value spans from the per-token tag probabilities. Word pieces of one
+/// word share a tag; a whitespace-delimited word that is one typed value
+/// takes the role its pieces vote for; other words may hold several values
+/// (`iot->lan`, `tcp/8883`); a word tagged as inside a role continues the
+/// value of the word before it ("living room").
+fn decode_spans(
+    text: &str,
+    offsets: &[(usize, usize)],
+    special: &[u32],
+    tokens: &[String],
+    tags: &[Vec<f32>],
+) -> (Vec<Found>, Vec<(usize, usize, f32)>) {
+    let mut units: Vec<(Unit, usize)> = Vec::new();
+    let mut counts: Vec<f32> = Vec::new();
+    for (i, p) in tags.iter().enumerate() {
+        let (s, e) = offsets[i];
+        if special.get(i) == Some(&1) || e <= s || e > text.len() {
+            continue;
+        }
+        let cont = tokens.get(i).is_some_and(|t| t.starts_with("##"));
+        match units.last_mut() {
+            Some((u, _)) if cont && u.end == s => {
+                u.end = e;
+                for (a, b) in u.probs.iter_mut().zip(p) {
+                    *a += b;
+                }
+                if let Some(c) = counts.last_mut() {
+                    *c += 1.0;
+                }
+            }
+            _ => {
+                units.push((
+                    Unit {
+                        start: s,
+                        end: e,
+                        probs: p.clone(),
+                    },
+                    0,
+                ));
+                counts.push(1.0);
+            }
+        }
+    }
+    for ((u, _), c) in units.iter_mut().zip(&counts) {
+        for v in u.probs.iter_mut() {
+            *v /= c;
+        }
+    }
+    // Whitespace-delimited words, by byte range.
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_whitespace(), start) {
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push((s, text.len()));
+    }
+    for (u, w) in units.iter_mut() {
+        *w = words
+            .iter()
+            .position(|&(a, b)| u.start >= a && u.start < b)
+            .unwrap_or(usize::MAX);
+    }
+    let mut found: Vec<(Found, usize)> = Vec::new();
+    for (wi, &(ws, we)) in words.iter().enumerate() {
+        let in_word: Vec<&Unit> = units.iter().filter(|(_, w)| *w == wi).map(|(u, _)| u).collect();
+        if in_word.is_empty() {
+            continue;
+        }
+        let raw = &text[ws..we];
+        let cleaned = clean(raw);
+        let lead = raw.find(cleaned).unwrap_or(0);
+        let (cs, ce) = (ws + lead, ws + lead + cleaned.len());
+        let mut groups: Vec<(usize, usize, usize, f32, bool)> = Vec::new();
+        if !cleaned.is_empty() && atomic(cleaned) {
+            // Pieces with letters or digits vote; dots and colons do not.
+            let inside: Vec<&&Unit> = in_word
+                .iter()
+                .filter(|u| u.start >= cs && u.end <= ce)
+                .filter(|u| text[u.start..u.end].chars().any(char::is_alphanumeric))
+                .collect();
+            let mut score = vec![0f32; in_word[0].roles().len()];
+            for u in &inside {
+                for (a, b) in score.iter_mut().zip(u.roles()) {
+                    *a += b;
+                }
+            }
+            let (best, v) = score
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+            if best > 0 {
+                let n = inside.len().max(1) as f32;
+                let begins = inside.first().is_none_or(|u| u.begins(best - 1));
+                groups.push((best - 1, cs, ce, v / n, begins));
+            }
+        } else {
+            for u in &in_word {
+                let (label, p) = u.label();
+                if label == 0 {
+                    continue;
+                }
+                let role = label - 1;
+                match groups.last_mut() {
+                    Some(g) if g.0 == role => {
+                        g.2 = u.end;
+                        g.3 = g.3.min(p);
+                    }
+                    _ => groups.push((role, u.start, u.end, p, u.begins(role))),
+                }
+            }
+        }
+        for (role, s, e, p, begins) in groups {
+            match found.last_mut() {
+                Some((f, w)) if !begins && f.role == role && *w + 1 == wi => {
+                    f.end = e;
+                    f.prob = f.prob.min(p);
+                    *w = wi;
+                }
+                _ => found.push((
+                    Found {
+                        role,
+                        start: s,
+                        end: e,
+                        prob: p,
+                    },
+                    wi,
+                )),
+            }
+        }
+    }
+    let outside = units.iter().map(|(u, _)| (u.start, u.end, u.probs[0])).collect();
+    (found.into_iter().map(|(f, _)| f).collect(), outside)
+}
+
 /// A value written in the request that looks like a parameter (an address,
 /// a network, a DNS name) outside every span the plan uses.
 fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
@@ -671,15 +900,22 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
 
 /// A span without the quotes and punctuation around it.
 fn clean(s: &str) -> &str {
-    s.trim()
-        .trim_matches(|c: char| {
-            matches!(
-                c,
-                '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';' | '!' | '?' | '“' | '”' | '‘' | '’'
-            )
-        })
-        .trim_end_matches(['.', ':'])
-        .trim()
+    let mut s = s.trim();
+    loop {
+        let t = s
+            .trim_matches(|c: char| {
+                matches!(
+                    c,
+                    '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';' | '!' | '?' | '“' | '”' | '‘' | '’'
+                )
+            })
+            .trim_end_matches(['.', ':'])
+            .trim();
+        if t.len() == s.len() {
+            return t;
+        }
+        s = t;
+    }
 }
 
 /// Letters and digits only, lower-case: "Living Room" and "living-room"
@@ -710,6 +946,95 @@ fn lower_first(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Token offsets of `words` in `text` (each a (piece, is_continuation)).
+    fn toks(text: &str, pieces: &[&str]) -> (Vec<(usize, usize)>, Vec<String>) {
+        let mut offs = vec![(0, 0)];
+        let mut names = vec!["[CLS]".to_string()];
+        let mut pos = 0;
+        for p in pieces {
+            let bare = p.trim_start_matches("##");
+            let s = pos + text[pos..].find(bare).expect("piece in text");
+            offs.push((s, s + bare.len()));
+            names.push(p.to_string());
+            pos = s + bare.len();
+        }
+        offs.push((0, 0));
+        names.push("[SEP]".into());
+        (offs, names)
+    }
+
+    fn one_hot(i: usize) -> Vec<f32> {
+        let mut v = vec![0.0; 5];
+        v[i] = 1.0;
+        v
+    }
+
+    #[test]
+    fn spans_join_word_pieces_words_and_typed_values() {
+        // Tags: 0 outside, 1/2 begin/inside role 0, 3/4 begin/inside role 1.
+        let text = "allow living room to reach nas.lan now";
+        let (offs, names) = toks(
+            text,
+            &["allow", "living", "room", "to", "reach", "na", "##s", ".", "lan", "now"],
+        );
+        let mut tags = vec![one_hot(0)];
+        tags.extend([
+            one_hot(0),
+            one_hot(1),
+            one_hot(2),
+            one_hot(0),
+            one_hot(0),
+            one_hot(3),
+            vec![0.6, 0.0, 0.0, 0.4, 0.0],
+            one_hot(0),
+            vec![0.1, 0.3, 0.0, 0.0, 0.6],
+            one_hot(0),
+        ]);
+        tags.push(one_hot(0));
+        let special: Vec<u32> = (0..offs.len())
+            .map(|i| u32::from(i == 0 || i + 1 == offs.len()))
+            .collect();
+        let (found, outside) = decode_spans(text, &offs, &special, &names, &tags);
+        let got: Vec<(usize, &str)> = found
+            .iter()
+            .map(|f| (f.role, &text[f.start..f.end]))
+            .collect();
+        // "living room" is one value over two words; "nas.lan" one typed
+        // value whose pieces vote together (the first piece is mostly
+        // outside, the dot does not vote).
+        assert_eq!(got, vec![(0, "living room"), (1, "nas.lan")]);
+        assert_eq!(outside.len(), 9, "word pieces of one word are one unit");
+    }
+
+    #[test]
+    fn one_word_may_hold_two_values() {
+        let text = "iot->lan tcp/8883";
+        let (offs, names) = toks(text, &["io", "##t", "-", ">", "lan", "tc", "##p", "/", "88", "##83"]);
+        let mut tags = vec![one_hot(0)];
+        tags.extend([
+            one_hot(1),
+            one_hot(2),
+            one_hot(0),
+            one_hot(0),
+            one_hot(3),
+            one_hot(0),
+            one_hot(0),
+            one_hot(0),
+            one_hot(3),
+            one_hot(4),
+        ]);
+        tags.push(one_hot(0));
+        let special: Vec<u32> = (0..offs.len())
+            .map(|i| u32::from(i == 0 || i + 1 == offs.len()))
+            .collect();
+        let (found, _) = decode_spans(text, &offs, &special, &names, &tags);
+        let got: Vec<(usize, &str)> = found
+            .iter()
+            .map(|f| (f.role, &text[f.start..f.end]))
+            .collect();
+        assert_eq!(got, vec![(0, "iot"), (1, "lan"), (1, "8883")]);
+    }
 
     #[test]
     fn squash_joins_words_of_a_domain() {

@@ -26,6 +26,8 @@ pub struct Dims {
     pub model: usize,
     /// Attention heads.
     pub heads: usize,
+    /// Transformer blocks.
+    pub blocks: usize,
     /// Feed-forward width.
     pub ff: usize,
     /// Playbooks + none.
@@ -43,6 +45,7 @@ impl Dims {
             input: 384,
             model: 192,
             heads: 4,
+            blocks: 2,
             ff: 384,
             intents: labels.intents.len(),
             polarities: crate::gen::POLARITIES.len(),
@@ -50,32 +53,41 @@ impl Dims {
         }
     }
 
-    fn shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+    fn shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (i, m, f) = (self.input, self.model, self.ff);
-        vec![
-            ("in.w", vec![i, m]),
-            ("in.b", vec![m]),
-            ("ln0.g", vec![m]),
-            ("ln0.b", vec![m]),
-            ("qkv.w", vec![m, 3 * m]),
-            ("qkv.b", vec![3 * m]),
-            ("o.w", vec![m, m]),
-            ("o.b", vec![m]),
-            ("ln1.g", vec![m]),
-            ("ln1.b", vec![m]),
-            ("ff1.w", vec![m, f]),
-            ("ff1.b", vec![f]),
-            ("ff2.w", vec![f, m]),
-            ("ff2.b", vec![m]),
-            ("ln2.g", vec![m]),
-            ("ln2.b", vec![m]),
-            ("intent.w", vec![2 * m, self.intents]),
-            ("intent.b", vec![self.intents]),
-            ("polarity.w", vec![2 * m, self.polarities]),
-            ("polarity.b", vec![self.polarities]),
-            ("tag.w", vec![m, self.tags]),
-            ("tag.b", vec![self.tags]),
-        ]
+        let mut out: Vec<(String, Vec<usize>)> = vec![
+            ("in.w".into(), vec![i, m]),
+            ("in.b".into(), vec![m]),
+            ("ln0.g".into(), vec![m]),
+            ("ln0.b".into(), vec![m]),
+        ];
+        for b in 0..self.blocks {
+            for (name, shape) in [
+                ("qkv.w", vec![m, 3 * m]),
+                ("qkv.b", vec![3 * m]),
+                ("o.w", vec![m, m]),
+                ("o.b", vec![m]),
+                ("ln1.g", vec![m]),
+                ("ln1.b", vec![m]),
+                ("ff1.w", vec![m, f]),
+                ("ff1.b", vec![f]),
+                ("ff2.w", vec![f, m]),
+                ("ff2.b", vec![m]),
+                ("ln2.g", vec![m]),
+                ("ln2.b", vec![m]),
+            ] {
+                out.push((format!("b{b}.{name}"), shape));
+            }
+        }
+        out.extend([
+            ("intent.w".into(), vec![2 * m, self.intents]),
+            ("intent.b".into(), vec![self.intents]),
+            ("polarity.w".into(), vec![2 * m, self.polarities]),
+            ("polarity.b".into(), vec![self.polarities]),
+            ("tag.w".into(), vec![m, self.tags]),
+            ("tag.b".into(), vec![self.tags]),
+        ]);
+        out
     }
 }
 
@@ -129,7 +141,7 @@ impl Heads {
                 (0..n).map(|_| rng.normal() * scale).collect()
             };
             let t = Tensor::from_vec(data, shape, device)?;
-            vars.insert(name.to_string(), Var::from_tensor(&t)?);
+            vars.insert(name, Var::from_tensor(&t)?);
         }
         Ok(Heads { dims, vars })
     }
@@ -140,14 +152,14 @@ impl Heads {
         let mut vars = HashMap::new();
         for (name, shape) in dims.shapes() {
             let t = tensors
-                .get(name)
+                .get(&name)
                 .with_context(|| format!("the interpreter's weights lack {name}"))?;
             anyhow::ensure!(
                 t.dims() == shape.as_slice(),
                 "the interpreter's weight {name} has shape {:?}, expected {shape:?}",
                 t.dims()
             );
-            vars.insert(name.to_string(), Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+            vars.insert(name.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?);
         }
         Ok(Heads { dims, vars })
     }
@@ -193,39 +205,42 @@ impl Heads {
         let dh = m / h;
         let mut drop = drop;
         let x = dense(x, self.w("in.w"), self.w("in.b"))?;
-        let x = layer_norm(&x, self.w("ln0.g"), self.w("ln0.b"))?;
-        let x = match drop.as_deref_mut() {
-            Some(d) => d.apply(&x)?,
-            None => x,
-        };
-        let qkv = dense(&x, self.w("qkv.w"), self.w("qkv.b"))?;
-        let split = |i: usize| -> Result<Tensor> {
-            Ok(qkv
-                .narrow(D::Minus1, i * m, m)?
-                .reshape((b, t, h, dh))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
-        // Padding gets a large negative score.
+        // Fixed sinusoidal positions: roles depend on word order, which the
+        // frozen encoder's last layer carries only faintly.
+        let x = x.broadcast_add(&positions(t, m, x.device())?)?;
+        let mut x = layer_norm(&x, self.w("ln0.g"), self.w("ln0.b"))?;
+        if let Some(d) = drop.as_deref_mut() {
+            x = d.apply(&x)?;
+        }
+        // Padding gets a large negative attention score.
         let bias = ((mask.reshape((b, 1, 1, t))? - 1.0)? * 1e4)?;
-        let scores = scores.broadcast_add(&bias)?;
-        let att = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let ctx = att
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, t, m))?;
-        let a = dense(&ctx, self.w("o.w"), self.w("o.b"))?;
-        let x = layer_norm(&(x + a)?, self.w("ln1.g"), self.w("ln1.b"))?;
-        let f = dense(&x, self.w("ff1.w"), self.w("ff1.b"))?.gelu_erf()?;
-        let f = dense(&f, self.w("ff2.w"), self.w("ff2.b"))?;
-        let x = layer_norm(&(x + f)?, self.w("ln2.g"), self.w("ln2.b"))?;
-        let x = match drop.as_deref_mut() {
-            Some(d) => d.apply(&x)?,
-            None => x,
-        };
+        for blk in 0..self.dims.blocks {
+            let w = |n: &str| self.w(&format!("b{blk}.{n}")).clone();
+            let qkv = dense(&x, &w("qkv.w"), &w("qkv.b"))?;
+            let split = |i: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(D::Minus1, i * m, m)?
+                    .reshape((b, t, h, dh))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
+            let att = candle_nn::ops::softmax(&scores.broadcast_add(&bias)?, D::Minus1)?;
+            let ctx = att
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, m))?;
+            let a = dense(&ctx, &w("o.w"), &w("o.b"))?;
+            x = layer_norm(&(x + a)?, &w("ln1.g"), &w("ln1.b"))?;
+            let f = dense(&x, &w("ff1.w"), &w("ff1.b"))?.gelu_erf()?;
+            let f = dense(&f, &w("ff2.w"), &w("ff2.b"))?;
+            x = layer_norm(&(x + f)?, &w("ln2.g"), &w("ln2.b"))?;
+        }
+        if let Some(d) = drop {
+            x = d.apply(&x)?;
+        }
         // Pooled: the first token ([CLS]) and the mean over real tokens.
         let mk = mask.unsqueeze(2)?;
         let mean = x
@@ -240,6 +255,19 @@ impl Heads {
             tags: dense(&x, self.w("tag.w"), self.w("tag.b"))?,
         })
     }
+}
+
+/// Sinusoidal position encodings, [t, m].
+fn positions(t: usize, m: usize, device: &Device) -> Result<Tensor> {
+    let mut data = vec![0f32; t * m];
+    for pos in 0..t {
+        for i in 0..m / 2 {
+            let angle = pos as f32 / 10000f32.powf(2.0 * i as f32 / m as f32);
+            data[pos * m + 2 * i] = angle.sin();
+            data[pos * m + 2 * i + 1] = angle.cos();
+        }
+    }
+    Ok(Tensor::from_vec(data, (t, m), device)?)
 }
 
 fn tempdir_for_save() -> Result<std::path::PathBuf> {

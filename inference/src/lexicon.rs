@@ -173,6 +173,15 @@ impl Lexicon {
                 current = Some(d);
                 digits_seen = true;
             } else if let Some(&v) = n.words.get(w) {
+                // "twenty three" and "hundred and five" combine; "two
+                // three" does not.
+                if let Some(c) = current {
+                    let after_hundreds = c % 100 == 0 && v < 100;
+                    let after_tens = c % 10 == 0 && c % 100 != 0 && v < 10;
+                    if !(after_hundreds || after_tens) {
+                        return None;
+                    }
+                }
                 current = Some(current.unwrap_or(0).checked_add(v)?);
             } else if let Some(&m) = n.multipliers.get(w) {
                 let c = current.unwrap_or(1).checked_mul(m)?;

@@ -302,6 +302,7 @@ fn playbooks_run_against_the_real_daemons() {
         "pki.revoke_certificate",
         "pki.list_certificates",
         "attest.status",
+        "dns.update_record",
     ] {
         assert!(cat.stdout.contains(&format!("\"{id}\"")), "{id}: {cat:?}");
     }
@@ -311,6 +312,7 @@ fn playbooks_run_against_the_real_daemons() {
     pki_playbooks(&mut cx, tmp.path());
     attest_status(&mut cx);
     refusals(&mut cx);
+    clarify(&mut cx);
     policy(&mut cx);
     rollback(&mut cx, &real_repo, tmp.path());
     signed_in_the_hsm(&mut cx, &real_repo, tmp.path());
@@ -374,6 +376,20 @@ fn dns_playbooks(cx: &mut Ctx) {
     assert_eq!(o["plan"]["approval"], "admin");
     assert_eq!(cx.dig("nas6.home.arpa", "AAAA"), "");
     assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20", "others stay");
+
+    // dns.update_record (added as data only): the name moves; its old
+    // record is gone, the new one answers.
+    cx.run(
+        "dns.add_record",
+        &[("name", "mover.home.arpa"), ("address", "192.168.1.30")],
+    );
+    let o = cx.run(
+        "dns.update_record",
+        &[("name", "mover.home.arpa"), ("address", "192.168.1.31")],
+    );
+    assert_eq!(o["steps"].as_array().unwrap().len(), 2, "{o}");
+    assert_eq!(cx.dig("mover.home.arpa", "A"), "192.168.1.31");
+    cx.run("dns.remove_record", &[("name", "mover.home.arpa")]);
 }
 
 fn net_playbooks(cx: &mut Ctx) {
@@ -639,6 +655,40 @@ fn refusals(cx: &mut Ctx) {
         v["records"].as_u64().unwrap() >= records_before.as_u64().unwrap(),
         "{v}"
     );
+}
+
+/// A request that only asks about a change gets a clarifying question (the
+/// trained interpreter, through the gate and the CLI): nothing runs until
+/// one option is chosen, and the chosen one then runs as a structured
+/// intent.
+fn clarify(cx: &mut Ctx) {
+    let question = "should I let cams reach lan?";
+    let nft_before = cx.nft();
+    let r = cx.ctl(&["ask", question]);
+    assert!(!r.ok, "a question is not a plan that ran: {r:?}");
+    assert_eq!(r.json["status"], "clarify", "{r:?}");
+    let first = &r.json["options"][0];
+    assert_eq!(first["playbook"], "net.allow", "{r:?}");
+    assert_eq!(first["params"]["from"], "cams", "{r:?}");
+    assert_eq!(first["params"]["to"], "lan", "{r:?}");
+    assert_eq!(cx.nft(), nft_before, "nothing changed before a choice");
+    let m = cx.ctl(&["net", "matrix"]);
+    assert_eq!(m.json["matrix"]["cams"]["lan"], "none", "{m:?}");
+
+    // The owner picks option 1.
+    let r = cx.ctl(&["ask", "--choose", "1", "--yes", question]);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.json["status"], "executed", "{r:?}");
+    assert_eq!(r.json["plan"]["playbook"]["id"], "net.allow", "{r:?}");
+    let m = cx.ctl(&["net", "matrix"]);
+    assert_eq!(m.json["matrix"]["cams"]["lan"], "all", "{m:?}");
+    assert_ne!(cx.nft(), nft_before);
+
+    // A choice that is not offered is a usage error; nothing runs.
+    let r = cx.ctl(&["ask", "--choose", "9", question]);
+    assert!(!r.ok, "{r:?}");
+    cx.run("net.revoke", &[("from", "cams"), ("to", "lan")]);
+    assert_eq!(cx.nft(), nft_before);
 }
 
 fn outsider(cx: &Ctx, args: &[String]) -> Run {

@@ -50,9 +50,9 @@ pub struct IntentConfig {
     /// Approval policy.
     #[serde(default)]
     pub policy: PolicyConfig,
-    /// The models directory (`SmolLM2-135M-Instruct.Q4_1.gguf` or another
-    /// llama-family GGUF, and `all-MiniLM-L6-v2/`). Absent: text requests
-    /// are refused and only structured intents run.
+    /// The models directory (`all-MiniLM-L6-v2/` and the interpreter's
+    /// trained heads, `hearth-intent/`, made by scripts/train-intent).
+    /// Absent: text requests are refused and only structured intents run.
     #[serde(default)]
     pub models_dir: Option<PathBuf>,
 }

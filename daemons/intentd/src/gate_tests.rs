@@ -66,12 +66,20 @@ impl Executor for Arc<Recorder> {
     }
 }
 
+/// Records measurements; with `.1` set, every Measure fails (hearth-attestd
+/// stopped).
 #[derive(Default)]
-struct Tpm(Mutex<Vec<(String, String)>>);
+struct Tpm(Mutex<Vec<(String, String)>>, std::sync::atomic::AtomicBool);
 
 impl Measurer for Arc<Tpm> {
     async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
         assert_eq!(kind, "action");
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ExecError {
+                name: "org.freedesktop.DBus.Error.ServiceUnknown".into(),
+                message: "The name org.hearth.Attestation1 was not provided".into(),
+            });
+        }
         lock(&self.0).push((name.into(), sha256.into()));
         Ok(())
     }
@@ -261,10 +269,19 @@ fn params(v: Value) -> BTreeMap<String, Value> {
     serde_json::from_value(v).unwrap_or_default()
 }
 
+fn shipped_playbooks() -> usize {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .count()
+}
+
 #[tokio::test]
 async fn the_signed_catalog_loads_whole() {
     let t = setup(PolicyConfig::default(), Recorder::default());
-    assert_eq!(t.gate.catalog().len(), 14);
+    // Every shipped playbook, and the test's own multi-step one.
+    assert_eq!(t.gate.catalog().len(), shipped_playbooks() + 1);
     assert!(t.gate.refused().is_empty());
 }
 
@@ -409,14 +426,19 @@ async fn a_read_runs_at_once_in_step_order_and_is_audited_and_measured() {
     assert_eq!(out.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.ListDomains()", "net.Matrix()"]);
     let rec = out.audit.unwrap();
+    let records = t.gate.audit_list(0).unwrap();
+    let intent_hash = records[0]["hash"].as_str().unwrap_or_default().to_string();
     assert_eq!(
         lock(&t.tpm.0).clone(),
-        vec![(format!("net.show@{}", rec.seq), rec.hash.clone())]
+        vec![
+            ("net.show@0".to_string(), intent_hash),
+            (format!("net.show@{}", rec.seq), rec.hash.clone())
+        ]
     );
     let v = t.gate.audit_verify().unwrap();
-    assert!(v.ok && v.records == 1, "{v:?}");
-    let records = t.gate.audit_list(0).unwrap();
-    let ev = &records[0]["event"];
+    assert!(v.ok && v.records == 2, "{v:?}");
+    assert_eq!(records[0]["event"]["kind"], "intent");
+    let ev = &records[1]["event"];
     assert_eq!(ev["kind"], "executed");
     assert_eq!(ev["caller_uid"], 1000);
     assert_eq!(ev["playbook"]["id"], "net.show");
@@ -809,4 +831,120 @@ undo = { call = "dns.RemoveRecord", args = { name = "{name}", address = "10.0.0.
         ok.and_then(|r| r.ok()).map(|c| c.args),
         Some(vec![ArgValue::Str("0a1b".into())])
     );
+}
+
+#[tokio::test]
+async fn a_change_that_cannot_be_measured_is_refused_with_nothing_run() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "dns.add_record",
+            &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    // hearth-attestd stops before the plan is confirmed.
+    t.tpm.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = t
+        .gate
+        .confirm(&out.plan.plan_id, USER)
+        .await
+        .expect_err("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cannot be measured") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert!(t.exec.log().is_empty(), "{:?}", t.exec.log());
+    let recs = t.gate.audit_list(0).unwrap();
+    let kinds: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r["event"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["intent", "aborted"]);
+    let why = recs[1]["event"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("hearth-attestd") && why.contains("ServiceUnknown"),
+        "{why}"
+    );
+    assert_eq!(recs[1]["event"]["plan_id"], json!(out.plan.plan_id));
+    assert!(t.gate.audit_verify().unwrap().ok);
+    assert!(lock(&t.tpm.0).is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_whose_intent_record_cannot_be_written_does_not_run() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "dns.add_record",
+            &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    // The disk fills up: every write to the log fails (ENOSPC).
+    *lock(&t.gate.audit) = AuditLog::open(Path::new("/dev/full")).unwrap_or_else(|e| panic!("{e}"));
+    let e = t
+        .gate
+        .confirm(&out.plan.plan_id, USER)
+        .await
+        .expect_err("not run");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("intent record cannot be written") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert!(t.exec.log().is_empty(), "{:?}", t.exec.log());
+    assert!(lock(&t.tpm.0).is_empty());
+}
+
+#[tokio::test]
+async fn a_run_leaves_its_intent_then_its_outcome_both_measured() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "dns.add_record",
+            &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
+            USER,
+        )
+        .await
+        .unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, USER).await.unwrap();
+    assert_eq!(done.status, Status::Executed);
+    let recs = t.gate.audit_list(0).unwrap();
+    assert_eq!(recs.len(), 2);
+    let (intent, outcome) = (&recs[0], &recs[1]);
+    assert_eq!(intent["event"]["kind"], "intent");
+    assert_eq!(intent["event"]["plan_id"], json!(out.plan.plan_id));
+    assert_eq!(intent["event"]["playbook"]["id"], "dns.add_record");
+    assert_eq!(intent["event"]["params"]["name"], "nas.home.arpa");
+    assert_eq!(intent["event"]["approval"], json!(done_agreement(&recs[1])));
+    assert_eq!(outcome["event"]["kind"], "executed");
+    assert_eq!(outcome["event"]["plan_id"], json!(out.plan.plan_id));
+    assert_eq!(outcome["event"]["intent_seq"], 0);
+    assert_eq!(outcome["prev"], intent["hash"]);
+    assert_eq!(
+        lock(&t.tpm.0).clone(),
+        vec![
+            (
+                "dns.add_record@0".to_string(),
+                intent["hash"].as_str().unwrap_or_default().to_string()
+            ),
+            (
+                "dns.add_record@1".to_string(),
+                outcome["hash"].as_str().unwrap_or_default().to_string()
+            ),
+        ]
+    );
+    assert!(t.gate.audit_verify().unwrap().ok);
+}
+
+fn done_agreement(outcome: &Value) -> Value {
+    outcome["event"]["approval"].clone()
 }

@@ -1,0 +1,113 @@
+//! The trained interpreter with the real models on requests where the
+//! design, not the score, must hold: a negated request never yields its
+//! plan, a question never yields a change, values come from their spans
+//! (durations parsed), a change naming the protected domain, an unused
+//! address or a name with a space is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use hearth_common::catalog::Context;
+use hearth_common::types::DomainId;
+use hearth_inference::{DevicePreference, Engine, Interpretation};
+use serde_json::{json, Value};
+
+fn engine() -> Engine {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let specs = hearth_inference::catalog::load_dir(&root.join("playbooks")).unwrap();
+    let mut e = Engine::load(&root.join("models"), DevicePreference::Cpu).unwrap();
+    e.set_catalog(&specs).unwrap();
+    e
+}
+
+fn ctx() -> Context {
+    let d = |s: &str| DomainId::parse(s).unwrap();
+    Context {
+        domains: ["admin", "house", "cameras", "visitors", "lab", "studio"]
+            .iter()
+            .map(|s| d(s))
+            .collect(),
+        protected: vec![d("admin")],
+    }
+}
+
+fn plan(got: &Interpretation) -> Option<(String, Value)> {
+    match got {
+        Interpretation::Plan {
+            playbook, params, ..
+        } => Some((playbook.clone(), json!(params))),
+        _ => None,
+    }
+}
+
+#[test]
+fn negated_and_hypothetical_requests_never_yield_their_plan() {
+    let e = engine();
+    let c = ctx();
+    for text in [
+        "please don't delete the lab domain",
+        "do not remove studio",
+        "never revoke the certificate of cam.house.example",
+        "I don't want you to remove the dns record for tv.house.example",
+        "should I delete the lab domain?",
+        "what would happen if I removed the studio network?",
+        "how do I revoke the certificate of nas.house.example?",
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
+}
+
+#[test]
+fn questions_about_a_change_become_a_clarifying_question_offering_it() {
+    let e = engine();
+    let got = e.interpret("should I let cameras reach house?", &ctx());
+    let Interpretation::Clarify { options, .. } = &got else {
+        panic!("expected a clarifying question: {got:?}");
+    };
+    assert_eq!(options[0].playbook, "net.allow", "{got:?}");
+    assert_eq!(json!(options[0].params)["from"], "cameras", "{got:?}");
+    assert_eq!(json!(options[0].params)["to"], "house", "{got:?}");
+}
+
+#[test]
+fn values_come_from_their_spans() {
+    let e = engine();
+    let c = ctx();
+    let got = e.interpret("issue a certificate for nas.house.example valid for two weeks", &c);
+    assert_eq!(
+        plan(&got),
+        Some((
+            "pki.issue_certificate".into(),
+            json!({"name": "nas.house.example", "days": 14})
+        )),
+        "{got:?}"
+    );
+    let got = e.interpret("point printer.house.example at 192.168.40.7", &c);
+    assert_eq!(
+        plan(&got),
+        Some((
+            "dns.add_record".into(),
+            json!({"name": "printer.house.example", "address": "192.168.40.7"})
+        )),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn what_the_context_or_the_values_forbid_is_refused() {
+    let e = engine();
+    let c = ctx();
+    for (text, why) in [
+        ("delete the admin domain", "admin"),
+        ("add nas.house.example at 10.0.0.2 and 10.0.0.3", ""),
+        ("create a network named \"guest wifi\"", ""),
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+        if let Interpretation::Refusal { reason, .. } = &got {
+            assert!(reason.contains(why), "{text:?}: {reason}");
+        }
+    }
+}
