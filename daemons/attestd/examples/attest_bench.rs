@@ -63,6 +63,10 @@ async fn start(template: &Path, dir: &Path) -> App {
         measurement_users: vec!["root".into()],
         measure_binaries: vec!["/bin/true".into()],
         firmware_event_log: None,
+        // The bench measures the TPM path, not the per-client rate limit.
+        quote_concurrency: 2,
+        quote_burst: u32::MAX,
+        quote_per_minute: u32::MAX,
         access: Default::default(),
     };
     let state = dir.join("state");
@@ -78,10 +82,11 @@ async fn start(template: &Path, dir: &Path) -> App {
     let server_tls = hearth_attestd::server::tls_config(&cfg.tls_cert, &cfg.tls_key).unwrap();
     let listener = hearth_attestd::server::bind(&cfg.listen).await.unwrap();
     let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(hearth_attestd::server::serve(
+    tokio::spawn(hearth_attestd::server::serve_with(
         listener,
         server_tls,
         engine.clone(),
+        cfg.limits(),
     ));
     App {
         _swtpm: swtpm,

@@ -22,6 +22,15 @@ fn default_renew_before_days() -> u32 {
 fn default_check_interval_s() -> u64 {
     3600
 }
+fn default_quote_concurrency() -> usize {
+    2
+}
+fn default_quote_burst() -> u32 {
+    8
+}
+fn default_quote_per_minute() -> u32 {
+    30
+}
 
 /// The daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +98,19 @@ pub struct Config {
     /// (production: /sys/kernel/security/tpm0/binary_bios_measurements).
     #[serde(default)]
     pub firmware_event_log: Option<PathBuf>,
+    /// HTTPS requests using the TPM at the same time (quote, enroll,
+    /// identity, status); more wait up to 2 s, then get 503. Default 2;
+    /// at least 1. Measurements over D-Bus never wait behind more.
+    #[serde(default = "default_quote_concurrency")]
+    pub quote_concurrency: usize,
+    /// Quotes and enrollments one client address may ask at once (then
+    /// 429). Default 8; at least 1.
+    #[serde(default = "default_quote_burst")]
+    pub quote_burst: u32,
+    /// Quotes and enrollments per minute per client address after
+    /// `quote_burst` (then 429). Default 30; at least 1.
+    #[serde(default = "default_quote_per_minute")]
+    pub quote_per_minute: u32,
     /// Who may read status, log and PCRs over D-Bus.
     #[serde(default)]
     pub access: hearth_daemon::AccessConfig,
@@ -118,7 +140,8 @@ pub struct InvalidValue {
 }
 
 impl Config {
-    /// Checks the values serde cannot: `tls_check_interval_s` at least 1.
+    /// Checks the values serde cannot: `tls_check_interval_s`,
+    /// `quote_concurrency`, `quote_burst` and `quote_per_minute` at least 1.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         if self.tls_check_interval_s == 0 {
             return Err(InvalidValue {
@@ -127,7 +150,31 @@ impl Config {
                 reason: "must be at least 1 second",
             });
         }
+        for (field, v) in [
+            ("quote_concurrency", self.quote_concurrency as u64),
+            ("quote_burst", u64::from(self.quote_burst)),
+            ("quote_per_minute", u64::from(self.quote_per_minute)),
+        ] {
+            if v == 0 {
+                return Err(InvalidValue {
+                    field,
+                    value: "0".into(),
+                    reason: "must be at least 1",
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The endpoint's bounds from `quote_concurrency`, `quote_burst` and
+    /// `quote_per_minute`.
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            concurrent: self.quote_concurrency,
+            burst: self.quote_burst,
+            per_minute: self.quote_per_minute,
+            ..crate::server::Limits::default()
+        }
     }
 
     /// The uids of `measurement_users` (names looked up in the system's
@@ -160,6 +207,7 @@ mod tests {
         let cfg: Config = toml::from_str(BASE).unwrap();
         assert_eq!(cfg.tls_renew_before_days, 30);
         assert_eq!(cfg.tls_check_interval_s, 3600);
+        assert_eq!(cfg.limits(), crate::server::Limits::default());
         cfg.validate().unwrap();
     }
 

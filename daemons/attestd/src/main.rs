@@ -51,7 +51,12 @@ fn main() -> ExitCode {
             tracing::info!(listen = %addr, "HTTPS endpoint up");
             ctx.notifier
                 .status(&format!("measuring; quotes over TLS on {addr}"));
-            tokio::spawn(server::serve(listener, tls, engine.clone()));
+            tokio::spawn(server::serve_with(
+                listener,
+                tls,
+                engine.clone(),
+                cfg.limits(),
+            ));
             Ok(AttestationInterface::new(engine, ctx.access.clone()))
         },
     )

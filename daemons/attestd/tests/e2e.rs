@@ -106,6 +106,9 @@ fn config(tcti: String, tls: &Tls, measure: Vec<PathBuf>) -> Config {
         tls_renew_before_days: 30,
         tls_check_interval_s: 3600,
         firmware_event_log: None,
+        quote_concurrency: 2,
+        quote_burst: 8,
+        quote_per_minute: 30,
         access: Default::default(),
     }
 }
