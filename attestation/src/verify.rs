@@ -136,6 +136,95 @@ pub fn check_register_public(nv: &wire::NvPublic) -> Result<(), String> {
     Ok(())
 }
 
+/// How the register is protected against deletion. A register that can be
+/// deleted can be defined again with the same public area, hence the same
+/// name, and extended with a forged event log: its history can be rewritten
+/// by whoever can delete it. The attributes and authPolicy are covered by the
+/// register's name, which the AK signs in every TPM2_NV_Certify, so this is
+/// what the TPM attests, not what the appliance claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegisterProtection {
+    /// Platform-created with TPMA_NV_POLICY_DELETE and an authPolicy no
+    /// session can satisfy: no TPM command deletes it.
+    Undeletable,
+    /// Platform-created but deletable with platform authorization (a
+    /// satisfiable authPolicy with POLICY_DELETE, or no POLICY_DELETE).
+    PlatformDeletable,
+    /// Defined by the owner: TPM2_NV_UndefineSpace with owner authorization,
+    /// or TPM2_Clear, deletes it.
+    OwnerDeletable,
+}
+
+impl RegisterProtection {
+    /// What it means, in one sentence for people.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            RegisterProtection::Undeletable => {
+                "undeletable: platform-created with POLICY_DELETE and an authPolicy no session can satisfy; no TPM command deletes it or changes its authorization"
+            }
+            RegisterProtection::PlatformDeletable => {
+                "DELETABLE with platform authorization: where the platform hierarchy is enabled (swtpm, most VMs, firmware that leaves it on) root can delete the register, define it again with the same name and replay a forged event log"
+            }
+            RegisterProtection::OwnerDeletable => {
+                "DELETABLE by the TPM owner (TPM2_NV_UndefineSpace, TPM2_Clear): root on the appliance can delete the register, define it again with the same name and replay a forged event log"
+            }
+        }
+    }
+
+    /// What remains possible even so.
+    pub fn residual_risk(&self) -> &'static str {
+        match self {
+            RegisterProtection::Undeletable => {
+                "root on the appliance holds the register's authorization value and can append forged events, but never remove one; a software TPM's state file can be rewritten by whoever holds it (only an EK checked against the vendor CA bundle rules a software TPM out); a flaw in the TPM or its firmware is beyond this check"
+            }
+            RegisterProtection::PlatformDeletable => {
+                "the measured history is only as safe as the platform hierarchy, and no quote shows whether the firmware disabled it"
+            }
+            RegisterProtection::OwnerDeletable => {
+                "the measured history (binaries, models, executed actions) can be rewritten by anyone with root on the appliance; only a register defined with platform authorization, at provisioning, closes this"
+            }
+        }
+    }
+}
+
+/// Classifies a register's public area (see [`RegisterProtection`]).
+pub fn register_protection(nv: &wire::NvPublic) -> RegisterProtection {
+    let a = nv.attributes;
+    if a & nv_attr::PLATFORMCREATE == 0 {
+        return RegisterProtection::OwnerDeletable;
+    }
+    let unsatisfiable = nv.auth_policy.is_empty()
+        || (nv.name_alg == wire::ALG_SHA256
+            && nv.auth_policy.as_slice() == wire::unsatisfiable_policy().as_slice());
+    if a & nv_attr::POLICY_DELETE != 0 && unsatisfiable {
+        RegisterProtection::Undeletable
+    } else {
+        RegisterProtection::PlatformDeletable
+    }
+}
+
+/// The register's protection as a report states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterProtectionReport {
+    /// The classification.
+    pub protection: RegisterProtection,
+    /// What it means.
+    pub detail: String,
+    /// What remains possible even so.
+    pub residual_risk: String,
+}
+
+impl From<RegisterProtection> for RegisterProtectionReport {
+    fn from(p: RegisterProtection) -> Self {
+        RegisterProtectionReport {
+            protection: p,
+            detail: p.describe().to_string(),
+            residual_risk: p.residual_risk().to_string(),
+        }
+    }
+}
+
 /// First half of enrollment: checks the identity (AK shape, EK shape, EK
 /// certificate against the EK and, if given, the vendor CA bundle), and makes
 /// a credential only the TPM holding this EK, with this AK loaded, can open.
@@ -267,6 +356,12 @@ pub struct GoldenActions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Golden {
+    /// Whether the register must be undeletable
+    /// ([`RegisterProtection::Undeletable`]); a deletable one then fails the
+    /// check "register protection". Absent in older files: false (the
+    /// protection is still reported).
+    #[serde(default)]
+    pub require_protected_register: bool,
     /// Expected SHA-256 boot PCR values by PCR index (as strings, TOML keys).
     #[serde(default)]
     pub pcrs: BTreeMap<String, String>,
@@ -319,6 +414,11 @@ pub struct Report {
     /// Which EK check the enrollment this check relies on did.
     #[serde(default)]
     pub ek_check: EkCheck,
+    /// How the measurement register is protected against deletion (from
+    /// its certified definition, else the enrolled one; absent when neither
+    /// could be read).
+    #[serde(default)]
+    pub register_protection: Option<RegisterProtectionReport>,
 }
 
 struct Checks(Vec<Check>);
@@ -363,6 +463,7 @@ pub fn check_quote(
         actions: Vec::new(),
         pcrs: BTreeMap::new(),
         ek_check: record.ek_check,
+        register_protection: None,
     };
     let finish = |mut report: Report, c: Checks| {
         report.trusted = !c.0.is_empty() && c.0.iter().all(|x| x.ok);
@@ -508,6 +609,13 @@ pub fn check_quote(
             None
         }
     };
+    let protection = nv_pub.clone().or_else(|| {
+        hex::decode(&record.nv_public)
+            .ok()
+            .and_then(|b| wire::NvPublic::parse(&b).ok())
+    });
+    let protection = protection.map(|p| register_protection(&p));
+    report.register_protection = protection.map(RegisterProtectionReport::from);
     let mut register_value: Option<Vec<u8>> = None;
     match parse_signed(&resp.nv_certify, "NV certification") {
         Err(e) => {
@@ -642,12 +750,41 @@ pub fn check_quote(
 
     // 4. The golden policy.
     if let Some(g) = golden {
-        apply_golden(&mut c, g, &report, pcrs_proven, log_proven);
+        apply_golden(&mut c, g, &report, pcrs_proven, log_proven, protection);
     }
     finish(report, c)
 }
 
-fn apply_golden(c: &mut Checks, g: &Golden, report: &Report, pcrs_proven: bool, log_proven: bool) {
+fn apply_golden(
+    c: &mut Checks,
+    g: &Golden,
+    report: &Report,
+    pcrs_proven: bool,
+    log_proven: bool,
+    protection: Option<RegisterProtection>,
+) {
+    if g.require_protected_register {
+        match protection {
+            Some(RegisterProtection::Undeletable) => c.push(
+                "register protection",
+                true,
+                RegisterProtection::Undeletable.describe(),
+            ),
+            Some(p) => c.push(
+                "register protection",
+                false,
+                format!(
+                    "the golden policy requires an undeletable register, but it is {}",
+                    p.describe()
+                ),
+            ),
+            None => c.push(
+                "register protection",
+                false,
+                "the golden policy requires an undeletable register, but its definition could not be read",
+            ),
+        };
+    }
     if !g.pcrs.is_empty() {
         if !pcrs_proven {
             c.push("boot PCRs", false, "no proven PCR values to compare");
@@ -793,6 +930,12 @@ pub fn golden_from_report(report: &Report) -> Golden {
             .collect(),
         measurement,
         actions: GoldenActions::default(),
+        // Required from now on when the known-good appliance has it; a
+        // deletable register is reported by every check either way.
+        require_protected_register: report
+            .register_protection
+            .as_ref()
+            .is_some_and(|p| p.protection == RegisterProtection::Undeletable),
     }
 }
 

@@ -432,15 +432,37 @@ pub fn sha256_name(public_area: &[u8]) -> Vec<u8> {
     n
 }
 
-/// The authPolicy of the measurement index: PolicyCommandCode(NV_UndefineSpaceSpecial),
-/// so with TPMA_NV_POLICY_DELETE only the platform hierarchy can ever delete it.
-pub fn undefine_special_policy() -> [u8; 32] {
-    const TPM_CC_POLICY_COMMAND_CODE: u32 = 0x0000_016C;
-    const TPM_CC_NV_UNDEFINE_SPACE_SPECIAL: u32 = 0x0000_011F;
-    let mut v = vec![0u8; 32];
+const TPM_CC_POLICY_COMMAND_CODE: u32 = 0x0000_016C;
+const TPM_CC_NV_UNDEFINE_SPACE_SPECIAL: u32 = 0x0000_011F;
+const TPM_CC_NV_CHANGE_AUTH: u32 = 0x0000_013B;
+
+/// The policy digest after TPM2_PolicyCommandCode(`code`) from `prev`.
+fn policy_command_code(prev: &[u8; 32], code: u32) -> [u8; 32] {
+    let mut v = prev.to_vec();
     v.extend_from_slice(&TPM_CC_POLICY_COMMAND_CODE.to_be_bytes());
-    v.extend_from_slice(&TPM_CC_NV_UNDEFINE_SPACE_SPECIAL.to_be_bytes());
+    v.extend_from_slice(&code.to_be_bytes());
     sha256(&v)
+}
+
+/// PolicyCommandCode(NV_UndefineSpaceSpecial): the authPolicy hearth-attestd
+/// gave the register before decision 052. With TPMA_NV_POLICY_DELETE it lets
+/// whoever holds platform authorization delete the register (on swtpm, and on
+/// any box whose firmware leaves the platform hierarchy enabled, that is root).
+pub fn undefine_special_policy() -> [u8; 32] {
+    policy_command_code(&[0; 32], TPM_CC_NV_UNDEFINE_SPACE_SPECIAL)
+}
+
+/// An authPolicy no policy session can reach: PolicyCommandCode(
+/// NV_UndefineSpaceSpecial) then PolicyCommandCode(NV_ChangeAuth). The TPM
+/// refuses a second PolicyCommandCode naming another command (TPM_RC_VALUE),
+/// so no session's digest ever equals it short of a SHA-256 second preimage.
+/// With TPMA_NV_POLICY_DELETE the index can then never be deleted (not by
+/// the owner, not by the platform, not by TPM2_Clear or TPM2_ChangePPS), and
+/// its authorization value never changed (NV_ChangeAuth needs the same
+/// policy). The spec's own unsatisfiable policy, an empty authPolicy, is
+/// refused by tpm2-tss's ESAPI for POLICY_DELETE indices; this one is not.
+pub fn unsatisfiable_policy() -> [u8; 32] {
+    policy_command_code(&undefine_special_policy(), TPM_CC_NV_CHANGE_AUTH)
 }
 
 /// Encodes a PCR selection bitmap for the given PCR indices (3 bytes, 24 PCRs).
@@ -468,6 +490,19 @@ pub fn pcrs_of_bitmap(map: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_policies_are_the_policy_command_code_digests() {
+        // As tpm2_policycommandcode computes them (checked against swtpm).
+        assert_eq!(
+            hex::encode(undefine_special_policy()),
+            "1d2dc485e177ddd0a40a344913ceeb420caa093c42587d2e1b132b157ccb5db0"
+        );
+        assert_eq!(
+            hex::encode(unsatisfiable_policy()),
+            "c822213b8b5aab3d7c87c5f4cc6668a503b6d269a3eec9a91c8e47cd8f5ac790"
+        );
+    }
 
     #[test]
     fn nv_public_roundtrips_and_rejects_trailing_bytes() {

@@ -157,10 +157,31 @@ fn hearth_verify_cli_enrolls_writes_golden_and_checks_with_documented_exit_statu
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["trusted"], true, "{report}");
     assert_eq!(report["host"], host.as_str());
+    // The register hearth-attestd defines on swtpm cannot be deleted; the
+    // report says so, with what remains possible, and the golden policy
+    // written from it requires it.
+    assert!(golden.require_protected_register, "{golden:?}");
+    assert_eq!(
+        report["register_protection"]["protection"], "undeletable",
+        "{report}"
+    );
+    assert!(
+        report["register_protection"]["residual_risk"]
+            .as_str()
+            .is_some_and(|r| r.contains("append")),
+        "{report}"
+    );
     let out = verify(&store, &["check", &host, "--policy", &policy_arg]);
     assert_eq!(out.status.code(), Some(0), "{}", said(&out));
     assert!(
         stdout(&out).contains(&format!("{host}: TRUSTED")),
+        "{}",
+        said(&out)
+    );
+    assert!(
+        stdout(&out).contains("✓ measurement register: undeletable")
+            && stdout(&out).contains("    residual risk: ")
+            && stdout(&out).contains("✓ register protection: undeletable"),
         "{}",
         said(&out)
     );

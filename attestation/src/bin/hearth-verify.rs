@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hearth_attestation::flow::{self, FlowError};
-use hearth_attestation::verify::{golden_from_report, EkCheck, Enrollment, Golden, Report};
+use hearth_attestation::verify::{
+    golden_from_report, register_protection, EkCheck, Enrollment, Golden, RegisterProtection,
+    Report,
+};
+use hearth_attestation::wire::NvPublic;
 
 /// `println!` that treats a closed stdout (`hearth-verify check ... | head`)
 /// as the end of the output, not as a panic.
@@ -152,6 +156,21 @@ fn print_report(r: &Report) {
         },
         r.ek_check.describe()
     );
+    match &r.register_protection {
+        Some(p) => {
+            println!(
+                "  {} measurement register: {}",
+                if p.protection == RegisterProtection::Undeletable {
+                    "✓"
+                } else {
+                    "!"
+                },
+                p.detail
+            );
+            println!("    residual risk: {}", p.residual_risk);
+        }
+        None => println!("  ! measurement register: its definition could not be read"),
+    }
     for c in &r.checks {
         println!(
             "  {} {}: {}",
@@ -250,6 +269,22 @@ async fn run(cli: Cli) -> u8 {
                         ),
                     }
                     println!("✓ credential activation: the AK lives in the TPM that holds the EK");
+                    if let Some(p) = hex::decode(&r.nv_public)
+                        .ok()
+                        .and_then(|b| NvPublic::parse(&b).ok())
+                        .map(|nv| register_protection(&nv))
+                    {
+                        println!(
+                            "{} measurement register: {}\n  residual risk: {}",
+                            if p == RegisterProtection::Undeletable {
+                                "✓"
+                            } else {
+                                "!"
+                            },
+                            p.describe(),
+                            p.residual_risk()
+                        );
+                    }
                     let path = record_path(&store, &host);
                     let saved = std::fs::create_dir_all(&store)
                         .map_err(|e| e.to_string())
@@ -382,6 +417,16 @@ async fn run(cli: Cli) -> u8 {
                                 golden.pcrs.len(),
                                 golden.measurement.len()
                             );
+                            if !golden.require_protected_register {
+                                println!(
+                                    "! require_protected_register = false: the measurement register is {}",
+                                    report
+                                        .register_protection
+                                        .as_ref()
+                                        .map(|p| p.detail.as_str())
+                                        .unwrap_or("of unknown protection")
+                                );
+                            }
                             TRUSTED
                         }
                         Err(e) => {

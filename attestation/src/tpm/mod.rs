@@ -113,8 +113,8 @@ pub struct TpmIdentity {
     pub ak_public: Vec<u8>,
     /// Measurement register TPMS_NV_PUBLIC (as defined; WRITTEN may change).
     pub nv_public: Vec<u8>,
-    /// Whether the register was defined by the platform hierarchy with
-    /// POLICY_DELETE (nothing but the platform can delete it).
+    /// Whether no TPM command can delete the register (platform-created,
+    /// POLICY_DELETE, an authPolicy no session satisfies: decision 052).
     pub deletion_protected: bool,
 }
 
@@ -257,9 +257,9 @@ impl Tpm {
             .execute_without_session(|c| c.nv_read_public(nv_handle))
             .op("reading the register's public area")?;
         let nv_public = marshal_nv_public(&nv_pub)?;
-        let attrs = wire::NvPublic::parse(&nv_public)
-            .map_err(|e| TpmError::Unexpected(e.to_string()))?
-            .attributes;
+        let parsed =
+            wire::NvPublic::parse(&nv_public).map_err(|e| TpmError::Unexpected(e.to_string()))?;
+        let attrs = parsed.attributes;
         if attrs & nv_attr::TPM_NT_MASK != nv_attr::TPM_NT_EXTEND {
             return Err(TpmError::Unexpected(format!(
                 "NV index {:#010x} exists but is not of type TPM_NT_EXTEND (attributes {attrs:#x})",
@@ -271,8 +271,8 @@ impl Tpm {
             ek_cert_der,
             ak_public: ak_pub.marshall().op("marshalling the AK")?,
             nv_public,
-            deletion_protected: attrs & (nv_attr::POLICY_DELETE | nv_attr::PLATFORMCREATE)
-                == (nv_attr::POLICY_DELETE | nv_attr::PLATFORMCREATE),
+            deletion_protected: crate::verify::register_protection(&parsed)
+                == crate::verify::RegisterProtection::Undeletable,
         })
     }
 
@@ -494,13 +494,14 @@ fn define_register(
             .with_data_area_size(32);
         if protected {
             b = b.with_index_auth_policy(
-                Digest::try_from(wire::undefine_special_policy().to_vec()).op("policy digest")?,
+                Digest::try_from(wire::unsatisfiable_policy().to_vec()).op("policy digest")?,
             );
         }
         b.build().op("NV public")
     };
-    // First choice: defined by the platform hierarchy with POLICY_DELETE, so
-    // that neither owner nor software can undefine it. Platform authorization
+    // First choice: defined by the platform hierarchy with POLICY_DELETE and
+    // an authPolicy no session can satisfy, so that nobody, the platform
+    // included, can ever undefine it (decision 052). Platform authorization
     // is only available before the firmware disables it (or on swtpm).
     let protected = build(true)?;
     match ctx.execute_with_session(Some(AuthSession::Password), |c| {
@@ -510,7 +511,8 @@ fn define_register(
         Err(platform_err) => {
             tracing::warn!(
                 "platform hierarchy unavailable ({platform_err}); defining the measurement register \
-                 under the owner hierarchy, without deletion protection"
+                 under the owner hierarchy: root can delete it and rewrite its history, and \
+                 hearth-verify reports it as deletable (decision 052)"
             );
             let plain = build(false)?;
             ctx.execute_with_session(Some(AuthSession::Password), |c| {

@@ -82,8 +82,8 @@ pub struct Status {
     pub register: Option<String>,
     /// The register (NV index), e.g. `nv:0x01400a71`.
     pub register_name: String,
-    /// Whether the register is protected against deletion (platform-created
-    /// with POLICY_DELETE).
+    /// Whether no TPM command can delete the register (platform-created with
+    /// POLICY_DELETE and an authPolicy no session satisfies: decision 052).
     pub deletion_protected: bool,
     /// The endpoint certificate served now (serial, notAfter), once the
     /// daemon has set it.
@@ -235,6 +235,14 @@ impl Engine {
         });
         let nv_auth = load_or_make_auth(&state_dir.join("nv-auth"))?;
         let identity = tpm.provision(&nv_auth)?;
+        if !identity.deletion_protected {
+            tracing::warn!(
+                "the measurement register {:#010x} can be deleted and defined again (it is not \
+                 platform-created with an unsatisfiable delete policy): its history is not \
+                 protected against root; hearth-verify reports it (decision 052)",
+                cfg.nv_index
+            );
+        }
         let root_ca_pem = std::fs::read_to_string(&cfg.root_ca).map_err(io(&cfg.root_ca))?;
         let log_path = state_dir.join("events.jsonl");
         let (log, unreadable) = read_log(&log_path)?;
