@@ -125,6 +125,18 @@ impl AuditLog {
         })
     }
 
+    /// The log at `path` with its file open read-only, so that every append
+    /// fails (EBADF): the unit tests' stand-in for a full or failing disk.
+    #[cfg(test)]
+    pub(crate) fn failing(path: &Path) -> Result<Self, AuditError> {
+        let mut log = Self::open(path)?;
+        log.file = File::open(path).map_err(|source| AuditError {
+            path: path.into(),
+            source,
+        })?;
+        Ok(log)
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.path

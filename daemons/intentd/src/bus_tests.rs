@@ -155,9 +155,15 @@ struct World {
 }
 
 async fn world(dir: &Path) -> World {
+    world_with(dir, true).await
+}
+
+/// The stand-ins; without `attestd`, nobody owns org.hearth.Attestation1
+/// (hearth-attestd stopped).
+async fn world_with(dir: &Path, attestd: bool) -> World {
     let (bus, addr) = private_bus(dir);
     let log: Log = Arc::default();
-    let services = zbus::connection::Builder::address(addr.as_str())
+    let mut b = zbus::connection::Builder::address(addr.as_str())
         .unwrap()
         .name(names::DNS.bus_name)
         .unwrap()
@@ -165,19 +171,20 @@ async fn world(dir: &Path) -> World {
         .unwrap()
         .name(names::PKI.bus_name)
         .unwrap()
-        .name(names::ATTESTATION.bus_name)
-        .unwrap()
         .serve_at(names::DNS.path, Dns(log.clone()))
         .unwrap()
         .serve_at(names::NETWORK.path, Net(log.clone()))
         .unwrap()
         .serve_at(names::PKI.path, Pki(log.clone()))
-        .unwrap()
-        .serve_at(names::ATTESTATION.path, Attest(log.clone()))
-        .unwrap()
-        .build()
-        .await
         .unwrap();
+    if attestd {
+        b = b
+            .name(names::ATTESTATION.bus_name)
+            .unwrap()
+            .serve_at(names::ATTESTATION.path, Attest(log.clone()))
+            .unwrap();
+    }
+    let services = b.build().await.unwrap();
     // `build` returns once every name is owned: the stand-ins are ready.
     let client = zbus::connection::Builder::address(addr.as_str())
         .unwrap()
@@ -430,6 +437,7 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
     assert_eq!(
         taken(&w.log),
         vec![
+            intent_measure(&gate, rec.seq - 1),
             "pki.IssueCertificate(free.home.arpa,30)".to_string(),
             "net.CreateDomain(cams,)".into(),
             "dns.AddRecord(free.home.arpa,10.0.0.9)".into(),
@@ -462,6 +470,7 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
     assert_eq!(
         taken(&w.log),
         vec![
+            intent_measure(&gate, rec.seq - 1),
             "pki.IssueCertificate(taken.home.arpa,30)".to_string(),
             "net.CreateDomain(cams,)".into(),
             "dns.AddRecord(taken.home.arpa,10.0.0.9)".into(),
@@ -480,8 +489,79 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
     assert_eq!(v["ok"], true, "{v}");
 }
 
+/// The Measure call that anchored the intent record `seq` (written, and
+/// measured, before the first step).
+fn intent_measure<E: Executor, M: Measurer>(gate: &Gate<E, NoInterpreter, M>, seq: u64) -> String {
+    let recs = gate.audit_list(0).unwrap();
+    let r = recs
+        .iter()
+        .find(|r| r["seq"] == seq)
+        .unwrap_or_else(|| panic!("no record {seq}"));
+    assert_eq!(r["event"]["kind"], "intent", "{r}");
+    format!(
+        "attest.Measure(action,test.rollback@{seq},{})",
+        r["hash"].as_str().unwrap()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_attestd_leaves_the_action_done_but_unmeasured() {
+async fn with_attestd_stopped_a_confirmed_change_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world_with(dir.path(), false).await;
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let gate = Gate::open(
+        signed_catalog(dir.path()),
+        &state,
+        DbusExecutor::new(w.client.clone()),
+        Arc::new(NoInterpreter),
+        DbusMeasurer::new(w.client.clone()),
+    )
+    .unwrap();
+    let user = Caller {
+        uid: 1000,
+        is_admin: false,
+    };
+    let params: BTreeMap<String, Value> = [("name", "free.home.arpa"), ("domain", "cams")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.into())))
+        .collect();
+    let out = gate
+        .ask_structured("test.rollback", &params, user)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    taken(&w.log); // the dry-run previews
+    let e = gate
+        .confirm(&out.plan.plan_id, user)
+        .await
+        .expect_err("refused: it cannot be measured");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cannot be measured") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    // No daemon was called.
+    assert!(taken(&w.log).is_empty());
+    // The audit says why, and the chain holds.
+    let recs = gate.audit_list(0).unwrap();
+    let kinds: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r["event"]["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["intent", "aborted"]);
+    let why = recs[1]["event"]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("hearth-attestd") && why.contains("org.freedesktop.DBus.Error"),
+        "{why}"
+    );
+    assert!(gate.audit_verify().unwrap().ok);
+    // The plan is gone: it is not retried behind the requester's back.
+    assert!(!gate.is_pending(&out.plan.plan_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_attestd_is_a_measure_error_named_by_the_bus() {
     let dir = tempfile::tempdir().unwrap();
     let (_bus, addr) = private_bus(dir.path());
     let conn = zbus::connection::Builder::address(addr.as_str())

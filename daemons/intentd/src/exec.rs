@@ -266,19 +266,31 @@ impl DbusMeasurer {
     }
 }
 
+/// How long a Measure may take before the action is refused as unmeasured.
+pub const MEASURE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Measurer for DbusMeasurer {
     async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
         let svc = names::ATTESTATION;
-        let reply = self
-            .conn
-            .call_method(
-                Some(svc.bus_name),
-                svc.path,
-                Some(svc.bus_name),
-                "Measure",
-                &(kind, name, sha256),
-            )
+        let args = (kind, name, sha256);
+        let call = self.conn.call_method(
+            Some(svc.bus_name),
+            svc.path,
+            Some(svc.bus_name),
+            "Measure",
+            &args,
+        );
+        let reply = tokio::time::timeout(MEASURE_TIMEOUT, call)
             .await
+            .map_err(|_| {
+                local(
+                    "timeout",
+                    format!(
+                        "org.hearth.Attestation1.Measure gave no answer in {} s",
+                        MEASURE_TIMEOUT.as_secs()
+                    ),
+                )
+            })?
             .map_err(zbus_error)?;
         // Whatever Measure returns (nothing or a JSON string) is not needed.
         drop(reply);

@@ -946,8 +946,55 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         lock(&self.pending).contains_key(plan_id)
     }
 
+    /// Measures an audit record's hash (the chain's head after it) into the
+    /// TPM as an `action` named `<playbook>@<seq>`.
+    async fn anchor(&self, playbook: &str, rec: &Appended) -> Result<(), ExecError> {
+        let name = format!("{playbook}@{}", rec.seq);
+        self.measurer.measure("action", &name, &rec.hash).await
+    }
+
+    /// Runs an agreed plan, write-ahead: the intent record (plan id,
+    /// playbook, parameters, who agreed) is appended, fsynced and measured
+    /// into the TPM before the first step; if it cannot be written or
+    /// measured nothing runs (fail closed). The outcome record follows the
+    /// steps and is measured too.
     async fn execute(&self, p: Pending) -> Result<Outcome, GateError> {
         let plan = p.plan;
+        let intent = match self.record(json!({
+            "kind": "intent",
+            "plan_id": plan.plan_id,
+            "request": p.request,
+            "caller_uid": p.requester.uid,
+            "playbook": plan.playbook,
+            "params": plan.params,
+            "model_digests": p.models,
+            "plan": plan,
+            "approval": p.agreement,
+        })) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(plan = %plan.plan_id, "intent record not written: {e}");
+                return Err(GateError::Unavailable(format!(
+                    "plan {} not run: its intent record cannot be written to the audit log ({e}); nothing was changed",
+                    plan.plan_id
+                )));
+            }
+        };
+        if let Err(e) = self.anchor(&plan.playbook.id, &intent).await {
+            let reason = format!(
+                "plan {} not run: its intent record (audit seq {}) cannot be measured into the TPM through hearth-attestd ({e}); nothing was changed",
+                plan.plan_id, intent.seq
+            );
+            tracing::error!("{reason}");
+            self.record(json!({
+                "kind": "aborted",
+                "plan_id": plan.plan_id,
+                "intent_seq": intent.seq,
+                "playbook": plan.playbook,
+                "reason": reason,
+            }))?;
+            return Err(GateError::Unavailable(reason));
+        }
         tracing::info!(plan = %plan.plan_id, playbook = %plan.playbook.id, "executing");
         let mut done: Vec<(usize, String)> = Vec::new();
         let mut reports = Vec::new();
@@ -1020,6 +1067,8 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         };
         let rec = self.record(json!({
             "kind": if failure.is_some() { "failed" } else { "executed" },
+            "plan_id": plan.plan_id,
+            "intent_seq": intent.seq,
             "request": p.request,
             "caller_uid": p.requester.uid,
             "playbook": plan.playbook,
@@ -1029,11 +1078,12 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             "result": { "steps": reports, "rollback": rollback,
                         "error": failure.as_ref().map(|e| e.to_string()) },
         }))?;
-        let name = format!("{}@{}", plan.playbook.id, rec.seq);
-        let measured = match self.measurer.measure("action", &name, &rec.hash).await {
+        // The steps ran: an outcome that cannot be measured now is reported
+        // (and found missing by the verification against the TPM log).
+        let measured = match self.anchor(&plan.playbook.id, &rec).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!("audit record {} not measured: {e}", rec.seq);
+                tracing::error!("outcome record {} not measured: {e}", rec.seq);
                 false
             }
         };

@@ -887,8 +887,9 @@ async fn a_plan_whose_intent_record_cannot_be_written_does_not_run() {
         )
         .await
         .unwrap();
-    // The disk fills up: every write to the log fails (ENOSPC).
-    *lock(&t.gate.audit) = AuditLog::open(Path::new("/dev/full")).unwrap_or_else(|e| panic!("{e}"));
+    // The log stops taking writes: every append fails.
+    let path = t.gate.audit_path.clone();
+    *lock(&t.gate.audit) = AuditLog::failing(&path).unwrap_or_else(|e| panic!("{e}"));
     let e = t
         .gate
         .confirm(&out.plan.plan_id, USER)

@@ -202,17 +202,18 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
         "{e:?}"
     );
 
-    // A read runs at once; with hearth-netd absent it fails cleanly.
-    let r = json(&p.ask_structured("net.show", "{}").await.expect("ran"));
-    assert_eq!(r["status"], "failed");
+    // A read would run at once; with hearth-attestd absent it cannot be
+    // measured, so it does not run (fail closed) and the error says why.
+    let e = p
+        .ask_structured("net.show", "{}")
+        .await
+        .expect_err("not measured: not run");
     assert!(
-        r["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("org.freedesktop.DBus.Error"),
-        "{r}"
+        matches!(&e, HearthError::Internal(m) if m.contains("cannot be measured")
+            && m.contains("hearth-attestd")
+            && m.contains("nothing was changed")),
+        "{e:?}"
     );
-    assert_eq!(r["measured"], false, "hearth-attestd is absent");
 
     // A tampered envelope is refused and not installed.
     let good = dsse::sign(
@@ -261,7 +262,8 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
             "refused",
             "refused",
             "refused",
-            "failed",
+            "intent",
+            "aborted",
             "install-refused"
         ]
     );

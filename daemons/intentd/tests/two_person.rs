@@ -206,7 +206,17 @@ async fn root_is_not_a_second_person_unless_the_policy_says_so() {
     drop(daemon);
 
     // The policy says root counts: root's approval completes the plan (it
-    // then runs, and fails cleanly with hearth-pkid absent).
+    // is measured by a stand-in hearth-attestd, then runs, and fails cleanly
+    // with hearth-pkid absent).
+    let _attestd = zbus::connection::Builder::address(addr.as_str())
+        .expect("address")
+        .name("org.hearth.Attestation1")
+        .expect("name")
+        .serve_at("/org/hearth/Attestation1", Attest)
+        .expect("serve")
+        .build()
+        .await
+        .expect("stand-in hearth-attestd");
     let dir = tmp.path().join("root-counts");
     std::fs::create_dir_all(&dir).unwrap();
     setup(&dir, "root_is_second_person = true\n");
@@ -216,4 +226,14 @@ async fn root_is_not_a_second_person_unless_the_policy_says_so() {
     let o: Value = serde_json::from_str(&p.approve(&id).await.expect("approved")).unwrap();
     assert_ne!(o["status"], "pending", "{o}");
     assert!(o["missing"].as_array().is_none_or(Vec::is_empty), "{o}");
+}
+
+/// hearth-attestd's Measure, accepting every measurement.
+struct Attest;
+
+#[zbus::interface(name = "org.hearth.Attestation1")]
+impl Attest {
+    async fn measure(&self, _kind: String, _name: String, _sha256: String) -> u64 {
+        0
+    }
 }
