@@ -95,5 +95,12 @@ pub enum AuditCommand {
         limit: u32,
     },
     /// Verify the hash chain: finds any edited, deleted or reordered record.
-    Verify,
+    Verify {
+        /// Also check the log against hearth-attestd's event log (its replay
+        /// matches the TPM register): every record that executed an action
+        /// must be measured there and every measured action must be in the
+        /// log, so records cut from the end are found too.
+        #[arg(long)]
+        against_tpm: bool,
+    },
 }

@@ -477,13 +477,44 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
             let text = table(&["SEQ", "KIND", "UID", "PLAYBOOK/REQUEST", "HASH"], &rows);
             Ok(Output::ok(v, text))
         }
-        AuditCommand::Verify => {
-            let v = parse(&p.audit_verify().await?)?;
+        AuditCommand::Verify { against_tpm } => {
+            let v = if against_tpm {
+                // hearth-attestd's event log, vouched for by the TPM register
+                // it replays to; hearth-intentd compares its audit log with it.
+                let a = hearth_common::proxies::attestation::AttestationProxy::new(conn).await?;
+                let st = parse(&a.status().await?)?;
+                if st["consistent"] != json!(true) {
+                    let text = format!(
+                        "the attestation event log does not match the TPM register: {}",
+                        str_of(&st["detail"])
+                    );
+                    return Ok(Output::failed(st, text));
+                }
+                let log = a.log().await?;
+                let svc = hearth_common::names::INTENT;
+                let reply = conn
+                    .call_method(
+                        Some(svc.bus_name),
+                        svc.path,
+                        Some(svc.bus_name),
+                        "AuditVerifyAgainst",
+                        &(log,),
+                    )
+                    .await?;
+                parse(&reply.body().deserialize::<String>()?)?
+            } else {
+                parse(&p.audit_verify().await?)?
+            };
             let ok = v["ok"] == json!(true);
             let mut text = format!(
                 "{} records: {}",
                 str_of(&v["records"]),
-                if ok { "chain intact" } else { "CHAIN BROKEN" }
+                match (ok, against_tpm) {
+                    (true, true) => "chain intact, every action record in the TPM's event log",
+                    (true, false) => "chain intact",
+                    (false, true) => "CHAIN BROKEN OR NOT ATTESTED",
+                    (false, false) => "CHAIN BROKEN",
+                }
             );
             if let Some(ps) = v["problems"].as_array() {
                 for x in ps {

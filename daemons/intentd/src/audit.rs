@@ -8,6 +8,13 @@
 //! file (`<log>.head`, written atomically after each append) holds the last
 //! seq and hash, so that removing records at the end is found too.
 //! [`verify`] finds any edit, deletion or reordering.
+//!
+//! The head file is neither required nor signed, so the end of the log is
+//! anchored in the TPM too: the gate measures the hash of every record that
+//! executes an action (the intent before the first step, the outcome after)
+//! through hearth-attestd as `action <playbook>@<seq>`, and
+//! [`verify_against_events`] checks the log against the attested event log
+//! both ways (`hearthctl audit verify --against-tpm`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -260,6 +267,78 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
     })
 }
 
+/// Whether a record is anchored in the TPM: every intent record (measured
+/// before its first step) except one whose plan was aborted because it could
+/// not be measured, and every outcome (`executed`, `failed`).
+fn anchored(record: &Value, aborted: &std::collections::BTreeSet<u64>) -> bool {
+    let ev = &record["event"];
+    match ev["kind"].as_str() {
+        Some("intent") => record["seq"]
+            .as_u64()
+            .is_none_or(|seq| !aborted.contains(&seq)),
+        Some("executed" | "failed") => true,
+        _ => false,
+    }
+}
+
+/// The audit sequence number an attested action names (`<playbook>@<seq>`,
+/// as the gate measures them), when it is one of the gate's.
+fn action_seq(event: &Value) -> Option<u64> {
+    let c = &event["content"];
+    if c["kind"] != "action" {
+        return None;
+    }
+    let (_, seq) = c["name"].as_str()?.rsplit_once('@')?;
+    seq.parse().ok()
+}
+
+/// Verifies the chain of the log at `path` (as [`verify`]) and checks it
+/// against the attested event log `events` (hearth-attestd's `Log`, whose
+/// replay the TPM register vouches for): every record that executes an
+/// action (intent and outcome) must be measured there with its hash, and
+/// every action the gate measured (`<playbook>@<seq>`) must be in the audit
+/// log with that hash. A record cut from the end (head file removed too) or
+/// rewritten is found even though the chain of what is left holds.
+pub fn verify_against_events(path: &Path, events: &[Value]) -> Result<Verification, AuditError> {
+    let mut v = verify(path)?;
+    let records = list(path, 0)?;
+    let aborted: std::collections::BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "aborted")
+        .filter_map(|r| r["event"]["intent_seq"].as_u64())
+        .collect();
+    let attested: std::collections::BTreeMap<&str, &Value> = events
+        .iter()
+        .filter(|e| action_seq(e).is_some())
+        .filter_map(|e| Some((e["content"]["sha256"].as_str()?, e)))
+        .collect();
+    let in_audit: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r["hash"].as_str()).collect();
+    for r in records.iter().filter(|r| anchored(r, &aborted)) {
+        let hash = r["hash"].as_str().unwrap_or_default();
+        if !attested.contains_key(hash) {
+            v.problems.push(format!(
+                "audit record seq {} ({} of {}) is not in the attested event log: it was not measured, or was added or rewritten afterwards",
+                r["seq"],
+                r["event"]["kind"].as_str().unwrap_or("?"),
+                r["event"]["playbook"]["id"].as_str().unwrap_or("?"),
+            ));
+        }
+    }
+    for (hash, e) in &attested {
+        if !in_audit.contains(hash) {
+            v.problems.push(format!(
+                "attested event {} (action {}) has no audit record: audit record seq {} is missing (cut from the log or rewritten)",
+                e["recnum"],
+                e["content"]["name"].as_str().unwrap_or("?"),
+                action_seq(e).unwrap_or_default(),
+            ));
+        }
+    }
+    v.ok = v.problems.is_empty();
+    Ok(v)
+}
+
 /// The last `limit` records (all when 0), oldest first.
 pub fn list(path: &Path, limit: usize) -> Result<Vec<Value>, AuditError> {
     let err = |source| AuditError {
@@ -398,6 +477,49 @@ mod tests {
         assert!(!v.ok);
         assert!(
             v.problems.iter().any(|x| x.contains("removed at the end")),
+            "{:?}",
+            v.problems
+        );
+    }
+
+    /// An attestation event as hearth-attestd logs a measured record.
+    fn attested(recnum: u64, name: &str, hash: &str) -> Value {
+        json!({"recnum": recnum, "content": {"kind": "action", "name": name, "sha256": hash}})
+    }
+
+    #[test]
+    fn records_that_executed_actions_are_checked_against_the_attested_log() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        let pb = json!({"id": "dns.add_record"});
+        let a = log
+            .append(&json!({"kind": "intent", "plan_id": "a", "playbook": pb}))
+            .unwrap();
+        // An intent that could not be measured and never ran need not be.
+        let b = log
+            .append(&json!({"kind": "intent", "plan_id": "b", "playbook": pb}))
+            .unwrap();
+        log.append(&json!({"kind": "aborted", "plan_id": "b", "intent_seq": b.seq}))
+            .unwrap();
+        log.append(&json!({"kind": "refused"})).unwrap();
+        let c = log
+            .append(&json!({"kind": "executed", "plan_id": "a", "playbook": pb}))
+            .unwrap();
+        let mut events = vec![
+            json!({"recnum": 0, "content": {"kind": "binary", "name": "/x", "sha256": "00"}}),
+            attested(1, &format!("dns.add_record@{}", a.seq), &a.hash),
+            attested(2, &format!("dns.add_record@{}", c.seq), &c.hash),
+        ];
+        let v = verify_against_events(&p, &events).unwrap();
+        assert!(v.ok, "{:?}", v.problems);
+        // An outcome never measured (or added afterwards) is reported.
+        events.pop();
+        let v = verify_against_events(&p, &events).unwrap();
+        assert!(!v.ok);
+        assert!(
+            v.problems[0].contains(&format!("seq {}", c.seq))
+                && v.problems[0].contains("not in the attested event log"),
             "{:?}",
             v.problems
         );

@@ -249,6 +249,25 @@ impl IntentInterface {
         to_json(&self.gate.audit_verify().map_err(to_hearth)?)
     }
 
+    /// Verifies the audit log's hash chain and checks it against
+    /// hearth-attestd's event log (`Attestation1.Log`, a JSON array): every
+    /// record that executes an action must be measured there, and every
+    /// action measured must be in the audit log.
+    async fn audit_verify_against(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        event_log: String,
+    ) -> Result<String, HearthError> {
+        self.caller(conn, &hdr, Role::Operator).await?;
+        let events: Vec<Value> = serde_json::from_str(&event_log).map_err(|e| {
+            HearthError::InvalidArgument(format!(
+                "event_log: not a JSON array of attestation events ({e})"
+            ))
+        })?;
+        to_json(&self.gate.audit_verify_against(&events).map_err(to_hearth)?)
+    }
+
     /// The last `limit` audit records (0: all), oldest first (admins).
     async fn audit_list(
         &self,

@@ -503,6 +503,13 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         Ok(audit::verify(&self.audit_path)?)
     }
 
+    /// Verifies the audit log's chain and checks it against hearth-attestd's
+    /// event log (see [`audit::verify_against_events`]).
+    pub fn audit_verify_against(&self, events: &[Value]) -> Result<Verification, GateError> {
+        let _g = lock(&self.audit);
+        Ok(audit::verify_against_events(&self.audit_path, events)?)
+    }
+
     /// The last `limit` audit records.
     pub fn audit_list(&self, limit: usize) -> Result<Vec<Value>, GateError> {
         let _g = lock(&self.audit);

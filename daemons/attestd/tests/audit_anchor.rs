@@ -1,0 +1,186 @@
+//! The gate's audit log anchored in the TPM: hearth-intentd's gate (in
+//! process, calling over a private D-Bus bus) runs two actions, each
+//! measured by the real hearth-attestd binary into a real swtpm. The last
+//! audit record is then cut, head file and all, so that the hash chain of
+//! what is left still holds; the check against the attested event log
+//! reports the missing record.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use common::{await_ready, free_port, Proc};
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use hearth_attestation::swtpm::{LocalCa, Swtpm};
+use hearth_common::names;
+use hearth_common::proxies::attestation::AttestationProxy;
+use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
+use hearth_intentd::interpret::NoInterpreter;
+use hearth_intentd::{Caller, Gate, PolicyConfig, Settings, Status};
+use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+use hearth_playbook::TrustConfig;
+use serde_json::{json, Value};
+
+/// hearth-dnsd's AddRecord (docs/dbus/dns.md), accepting every record.
+struct Dns;
+
+#[zbus::interface(name = "org.hearth.Dns1")]
+impl Dns {
+    async fn add_record(&self, name: String, address: String, dry_run: bool) -> String {
+        json!({"dry_run": dry_run, "name": name, "added": [{"type": "A", "value": address}]})
+            .to_string()
+    }
+}
+
+/// The shipped dns.add_record, signed by a test root.
+fn signed_catalog(dir: &Path) -> Settings {
+    let root = Authority::new_root("anchor test root", 1).unwrap();
+    let s = root
+        .issue_signer(&SignerOptions::valid_for("signer", 10))
+        .unwrap();
+    let key = KeyFileSigner::new(s.key_pem.as_bytes(), cert_pem(&s.cert_der).as_bytes()).unwrap();
+    let cat = dir.join("catalog");
+    std::fs::create_dir_all(&cat).unwrap();
+    let toml = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../playbooks/dns.add_record.toml"
+    ))
+    .unwrap();
+    let env = dsse::sign(&toml, PAYLOAD_TYPE, &key).unwrap();
+    std::fs::write(
+        cat.join("dns.add_record.dsse.json"),
+        serde_json::to_vec(&env).unwrap(),
+    )
+    .unwrap();
+    let root_pem = dir.join("vendor-root.pem");
+    std::fs::write(&root_pem, cert_pem(&root.cert_der)).unwrap();
+    Settings {
+        catalog_dir: cat,
+        trust: TrustConfig {
+            vendor_roots: vec![root_pem],
+            ..Default::default()
+        },
+        policy: PolicyConfig::default(),
+        audit_log: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LocalCa::new().unwrap();
+    ca.manufacture(&dir.path().join("tpm")).unwrap();
+    let swtpm = Swtpm::start(&dir.path().join("tpm")).unwrap();
+    let bus = hearth_testbed::PrivateBus::start(dir.path()).unwrap();
+    let address = bus.address.clone();
+    let d = dir.path().display();
+    let uid = nix::unistd::getuid().as_raw();
+    let config_path = dir.path().join("hearth-attestd.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "tcti = \"{}\"\nlisten = \"127.0.0.1:{}\"\ntls_cert = \"{d}/tls/chain.pem\"\n\
+             tls_key = \"{d}/tls/key.pem\"\nroot_ca = \"{d}/tls/root.pem\"\n\
+             tls_generate = [\"127.0.0.1\"]\nmeasurement_users = [\"{uid}\"]\n",
+            swtpm.tcti(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let mut attestd = Proc(
+        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.path().join("state/attestd"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("TSS2_LOG", "all+NONE")
+            .spawn()
+            .unwrap(),
+    );
+    await_ready(&notify, &mut attestd.0, None);
+    let _dnsd = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .name(names::DNS.bus_name)
+        .unwrap()
+        .serve_at(names::DNS.path, Dns)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let conn = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+
+    let state = dir.path().join("state/intentd");
+    std::fs::create_dir_all(&state).unwrap();
+    let gate = Gate::open(
+        signed_catalog(dir.path()),
+        &state,
+        DbusExecutor::new(conn.clone()),
+        Arc::new(NoInterpreter),
+        DbusMeasurer::new(conn.clone()),
+    )
+    .unwrap();
+    let user = Caller {
+        uid: 1000,
+        is_admin: false,
+    };
+    for name in ["a.home.arpa", "b.home.arpa"] {
+        let params: BTreeMap<String, Value> = [
+            ("name".to_string(), json!(name)),
+            ("address".to_string(), json!("192.168.1.20")),
+        ]
+        .into_iter()
+        .collect();
+        let out = gate
+            .ask_structured("dns.add_record", &params, user)
+            .await
+            .unwrap();
+        let done = gate.confirm(&out.plan.plan_id, user).await.unwrap();
+        assert_eq!(done.status, Status::Executed, "{:?}", done.error);
+        assert_eq!(done.measured, Some(true));
+    }
+
+    let attest = AttestationProxy::new(&conn).await.unwrap();
+    let status: Value = serde_json::from_str(&attest.status().await.unwrap()).unwrap();
+    assert_eq!(status["consistent"], true, "{status}");
+    let events =
+        || async { serde_json::from_str::<Vec<Value>>(&attest.log().await.unwrap()).unwrap() };
+    // Intact: two intents and two outcomes, each in the attested log.
+    let v = gate.audit_verify_against(&events().await).unwrap();
+    assert!(v.ok, "{:?}", v.problems);
+    assert_eq!(v.records, 4);
+
+    // Cut the last record (the second outcome) and the head file with it.
+    let log = state.join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, lines[..3].join("\n") + "\n").unwrap();
+    std::fs::remove_file(state.join("audit.jsonl.head")).unwrap();
+    // The chain of what is left holds: on its own it cannot tell.
+    let chain = gate.audit_verify().unwrap();
+    assert!(chain.ok, "{:?}", chain.problems);
+    // Against the TPM's log the missing record is found, by number.
+    let v = gate.audit_verify_against(&events().await).unwrap();
+    assert!(!v.ok);
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("dns.add_record@3") && p.contains("seq 3 is missing")),
+        "{:?}",
+        v.problems
+    );
+    assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    drop(bus);
+}
