@@ -218,8 +218,9 @@ impl Sandbox {
 
     fn start_all(&mut self, opts: &Options) -> Result<()> {
         self.start_bus()?;
-        self.make_token()?;
+        // The TPM first: the token's PIN is sealed to it.
         self.start_tpm()?;
+        self.make_token()?;
         self.make_netns()?;
         let dns_port = free_port()?;
         let attest_port = free_port()?;
@@ -281,7 +282,6 @@ impl Sandbox {
             ("@BIN_DIR@", self.bin_dir.display().to_string()),
             ("@HSM_MODULE@", SOFTHSM_MODULE.to_string()),
             ("@HSM_TOKEN@", TOKEN_LABEL.to_string()),
-            ("@HSM_PIN_FILE@", e("HEARTH_HSM_PIN_FILE")),
             ("@TCTI@", e("HEARTH_TCTI")),
             ("@DNS_PORT@", e("HEARTH_DNS_PORT")),
             ("@ATTEST_PORT@", e("HEARTH_ATTEST_PORT")),
@@ -320,11 +320,24 @@ impl Sandbox {
         let _one_at_a_time = TOKEN_LOCK
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The PINs exist in plain text only in this process and in pipes:
+        // on disk they are credentials sealed to the sandbox's TPM, as on the
+        // appliance (image/README.md, first boot).
         let so_pin = random_hex(16)?;
         let user_pin = random_hex(16)?;
-        let pin_file = self.dir.join("secrets/hsm-pin");
-        write_file(&pin_file, &user_pin, 0o600)?;
-        write_file(&self.dir.join("secrets/hsm-so-pin"), &so_pin, 0o600)?;
+        let tcti = self
+            .env
+            .get("HEARTH_TCTI")
+            .cloned()
+            .context("the TPM starts before the token")?;
+        let pin_cred = self.dir.join("secrets/hsm-pin.cred");
+        creds_encrypt(&tcti, PIN_CREDENTIAL, &user_pin, &pin_cred)?;
+        creds_encrypt(
+            &tcti,
+            "hsm-so-pin",
+            &so_pin,
+            &self.dir.join("secrets/hsm-so-pin.cred"),
+        )?;
         // SoftHSM2 reads its configuration path from the environment at
         // C_Initialize; the variable names a file, not a secret.
         std::env::set_var("SOFTHSM2_CONF", &conf);
@@ -351,7 +364,7 @@ impl Sandbox {
         self.env
             .insert("HEARTH_HSM_TOKEN".into(), TOKEN_LABEL.into());
         self.env
-            .insert("HEARTH_HSM_PIN_FILE".into(), pin_file.display().to_string());
+            .insert("HEARTH_HSM_PIN_CRED".into(), pin_cred.display().to_string());
         Ok(())
     }
 
@@ -496,6 +509,19 @@ impl Sandbox {
             .stdout(logf.try_clone()?)
             .stderr(logf)
             .process_group(0);
+        if service.unit == names::PKI.unit {
+            // As systemd does for LoadCredentialEncrypted=: the credential
+            // decrypted by the TPM into a private directory on tmpfs, named
+            // by $CREDENTIALS_DIRECTORY.
+            let creds = self.credentials_dir(service)?;
+            creds_decrypt(
+                &self.env["HEARTH_TCTI"],
+                PIN_CREDENTIAL,
+                Path::new(&self.env["HEARTH_HSM_PIN_CRED"]),
+                &creds.join(PIN_CREDENTIAL),
+            )?;
+            cmd.env("CREDENTIALS_DIRECTORY", &creds);
+        }
         for k in ["DBUS_SYSTEM_BUS_ADDRESS", "SOFTHSM2_CONF", "HOME"] {
             if let Some(v) = self.env.get(k).cloned().or_else(|| std::env::var(k).ok()) {
                 cmd.env(k, v);
@@ -576,6 +602,7 @@ impl Sandbox {
             .args(["netns", "delete", &self.netns])
             .stderr(Stdio::null())
             .status();
+        remove_credentials(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 
@@ -606,8 +633,110 @@ impl Sandbox {
                 .args(["netns", "delete", ns.trim()])
                 .status();
         }
+        remove_credentials(dir);
         fs::remove_dir_all(dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
         Ok(())
+    }
+
+    /// A fresh private directory on tmpfs (mode 0700) for a daemon's
+    /// decrypted credentials; recorded in DIR/credentials so that teardown
+    /// and `down` remove it.
+    fn credentials_dir(&self, service: Service) -> Result<PathBuf> {
+        let base = Path::new(CREDENTIALS_BASE);
+        let dir = base.join(format!(
+            "hearth-sandbox-{}-{}",
+            random_hex(8)?,
+            service.unit
+        ));
+        fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        let list = self.dir.join("credentials");
+        let mut text = fs::read_to_string(&list).unwrap_or_default();
+        text.push_str(&format!("{}\n", dir.display()));
+        write_file(&list, &text, 0o600)?;
+        Ok(dir)
+    }
+}
+
+/// The name of the credential holding the token's user PIN (as hearth-pkid
+/// looks for it in `$CREDENTIALS_DIRECTORY`).
+pub const PIN_CREDENTIAL: &str = "hsm-pin";
+
+/// Where decrypted credentials go: tmpfs, as systemd's /run/credentials.
+const CREDENTIALS_BASE: &str = "/dev/shm";
+
+/// `systemd-creds encrypt --with-key=tpm2` of `secret` (given on stdin, never
+/// in argv or a file) to `out`, sealed to the TPM behind `tcti`. systemd 252
+/// takes a tpm2-tss TCTI as `--tpm2-device=DRIVER:CONF` (here
+/// `swtpm:host=…,port=…`). PCR binding is systemd's default (PCR 7): 252
+/// cannot decrypt a credential sealed with `--tpm2-pcrs=` empty.
+pub fn creds_encrypt(tcti: &str, name: &str, secret: &str, out: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("systemd-creds")
+        .arg("encrypt")
+        .arg(format!("--name={name}"))
+        .arg("--with-key=tpm2")
+        .arg(format!("--tpm2-device={tcti}"))
+        .arg("-")
+        .arg(out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run systemd-creds")?;
+    child
+        .stdin
+        .take()
+        .context("systemd-creds stdin")?
+        .write_all(secret.as_bytes())?;
+    let done = child.wait_with_output()?;
+    if !done.status.success() {
+        bail!(
+            "systemd-creds encrypt --with-key=tpm2 --tpm2-device={tcti} failed ({}): {}",
+            done.status,
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `systemd-creds decrypt` of the credential `name` in `cred` with the TPM
+/// behind `tcti`, written to `out` with mode 0400 (what systemd puts in a
+/// unit's credentials directory).
+pub fn creds_decrypt(tcti: &str, name: &str, cred: &Path, out: &Path) -> Result<()> {
+    let done = Command::new("systemd-creds")
+        .arg("decrypt")
+        .arg(format!("--name={name}"))
+        .arg(format!("--tpm2-device={tcti}"))
+        .arg(cred)
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("cannot run systemd-creds")?;
+    if !done.status.success() {
+        bail!(
+            "systemd-creds decrypt {} failed ({}): {}",
+            cred.display(),
+            done.status,
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    fs::set_permissions(out, fs::Permissions::from_mode(0o400))?;
+    Ok(())
+}
+
+/// Removes the credentials directories a sandbox in `dir` made.
+fn remove_credentials(dir: &Path) {
+    let Ok(text) = fs::read_to_string(dir.join("credentials")) else {
+        return;
+    };
+    for line in text.lines() {
+        let p = Path::new(line.trim());
+        if p.starts_with(CREDENTIALS_BASE) && p.file_name().is_some() {
+            let _ = fs::remove_dir_all(p);
+        }
     }
 }
 

@@ -114,3 +114,64 @@ fn systemd_analyze_verify_accepts_every_unit() {
     assert!(out.status.success(), "verify failed: {said}");
     assert!(said.trim().is_empty(), "verify complained: {said}");
 }
+
+/// The HSM PIN reaches hearth-pkid only as a credential sealed to the TPM
+/// (`LoadCredentialEncrypted=`, made by `systemd-creds encrypt
+/// --with-key=tpm2`): whoever copies the disk gets the token and a
+/// ciphertext they cannot open without this TPM. No plain PIN file is
+/// loaded by the unit or named in the shipped configuration.
+#[test]
+fn pkid_reads_the_hsm_pin_only_from_a_tpm_sealed_credential() {
+    let unit = std::fs::read_to_string(repo().join("systemd/hearth-pkid.service")).unwrap();
+    let directives: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let encrypted: Vec<&&str> = directives
+        .iter()
+        .filter(|l| l.starts_with("LoadCredentialEncrypted=hsm-pin:"))
+        .collect();
+    assert_eq!(
+        encrypted.len(),
+        1,
+        "one LoadCredentialEncrypted=hsm-pin:…: {directives:?}"
+    );
+    assert!(
+        encrypted[0].ends_with(".cred"),
+        "the credential is the systemd-creds ciphertext: {}",
+        encrypted[0]
+    );
+    for l in &directives {
+        assert!(
+            !(l.starts_with("LoadCredential=")
+                || l.starts_with("SetCredential=")
+                || l.starts_with("ImportCredential=")
+                || l.starts_with("SetCredentialEncrypted=")),
+            "no plain or inline credential: {l}"
+        );
+        assert!(
+            !(l.starts_with("Environment") && l.to_lowercase().contains("pin")),
+            "no PIN in the environment: {l}"
+        );
+    }
+    let exec = directives
+        .iter()
+        .find(|l| l.starts_with("ExecStart="))
+        .unwrap();
+    assert!(
+        !exec.to_lowercase().contains("pin"),
+        "no PIN in argv: {exec}"
+    );
+
+    // The shipped configuration names no plain PIN file either (pin_file is
+    // for hosts without systemd credentials, never the appliance).
+    let config =
+        std::fs::read_to_string(repo().join("daemons/pkid/hearth-pkid.example.toml")).unwrap();
+    let set: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.starts_with("pin_file"))
+        .collect();
+    assert!(set.is_empty(), "the example config sets {set:?}");
+}
