@@ -18,8 +18,12 @@ use std::sync::Arc;
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
 use hearth_common::names;
 use hearth_common::proxies::attestation::AttestationProxy;
+use hearth_common::proxies::intent::IntentProxy;
+use hearth_common::HearthError;
+use hearth_daemon::{Access, AccessConfig};
+use hearth_intentd::dbus::IntentInterface;
 use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
-use hearth_intentd::interpret::NoInterpreter;
+use hearth_intentd::interpret::{Interpreter, NoInterpreter};
 use hearth_intentd::{Caller, Gate, PolicyConfig, Settings, Status};
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
@@ -37,8 +41,8 @@ impl Dns {
     }
 }
 
-/// The shipped dns.add_record, signed by a test root.
-fn signed_catalog(dir: &Path) -> Settings {
+/// The shipped dns.add_record, signed by a test root; and the signer.
+fn signed_catalog(dir: &Path) -> (Settings, KeyFileSigner) {
     let root = Authority::new_root("anchor test root", 1).unwrap();
     let s = root
         .issue_signer(&SignerOptions::valid_for("signer", 10))
@@ -59,7 +63,7 @@ fn signed_catalog(dir: &Path) -> Settings {
     .unwrap();
     let root_pem = dir.join("vendor-root.pem");
     std::fs::write(&root_pem, cert_pem(&root.cert_der)).unwrap();
-    Settings {
+    let settings = Settings {
         catalog_dir: cat,
         trust: TrustConfig {
             vendor_roots: vec![root_pem],
@@ -67,20 +71,28 @@ fn signed_catalog(dir: &Path) -> Settings {
         },
         policy: PolicyConfig::default(),
         audit_log: None,
-    }
+    };
+    (settings, key)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
-    let dir = tempfile::tempdir().unwrap();
+/// A swtpm, the private bus and the real hearth-attestd on it (this uid may
+/// measure).
+struct Attestd {
+    _swtpm: Swtpm,
+    _bus: hearth_testbed::PrivateBus,
+    daemon: Proc,
+    address: String,
+}
+
+fn start_attestd(dir: &Path) -> Attestd {
     let ca = LocalCa::new().unwrap();
-    ca.manufacture(&dir.path().join("tpm")).unwrap();
-    let swtpm = Swtpm::start(&dir.path().join("tpm")).unwrap();
-    let bus = hearth_testbed::PrivateBus::start(dir.path()).unwrap();
+    ca.manufacture(&dir.join("tpm")).unwrap();
+    let swtpm = Swtpm::start(&dir.join("tpm")).unwrap();
+    let bus = hearth_testbed::PrivateBus::start(dir).unwrap();
     let address = bus.address.clone();
-    let d = dir.path().display();
+    let d = dir.display();
     let uid = nix::unistd::getuid().as_raw();
-    let config_path = dir.path().join("hearth-attestd.toml");
+    let config_path = dir.join("hearth-attestd.toml");
     std::fs::write(
         &config_path,
         format!(
@@ -92,21 +104,34 @@ async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
         ),
     )
     .unwrap();
-    let notify_path = dir.path().join("notify.sock");
+    let notify_path = dir.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut attestd = Proc(
+    let mut daemon = Proc(
         Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
             .arg("--config")
             .arg(&config_path)
             .arg("--state-dir")
-            .arg(dir.path().join("state/attestd"))
+            .arg(dir.join("state/attestd"))
             .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("TSS2_LOG", "all+NONE")
             .spawn()
             .unwrap(),
     );
-    await_ready(&notify, &mut attestd.0, None);
+    await_ready(&notify, &mut daemon.0, None);
+    Attestd {
+        _swtpm: swtpm,
+        _bus: bus,
+        daemon,
+        address,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let attestd = start_attestd(dir.path());
+    let address = attestd.address.clone();
     let _dnsd = zbus::connection::Builder::address(address.as_str())
         .unwrap()
         .name(names::DNS.bus_name)
@@ -125,7 +150,7 @@ async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
     let state = dir.path().join("state/intentd");
     std::fs::create_dir_all(&state).unwrap();
     let gate = Gate::open(
-        signed_catalog(dir.path()),
+        signed_catalog(dir.path()).0,
         &state,
         DbusExecutor::new(conn.clone()),
         Arc::new(NoInterpreter),
@@ -182,5 +207,117 @@ async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
         v.problems
     );
     assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-    drop(bus);
+    drop(attestd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_playbook_is_measured_before_it_can_be_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut attestd = start_attestd(dir.path());
+    let address = attestd.address.clone();
+    let state = dir.path().join("state/intentd");
+    std::fs::create_dir_all(&state).unwrap();
+    let (settings, signer) = signed_catalog(dir.path());
+    let catalog_dir = settings.catalog_dir.clone();
+    // hearth-intentd's interface, served in process on the private bus.
+    let daemon_conn = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let interpreter: Arc<dyn Interpreter> = Arc::new(NoInterpreter);
+    let gate = Gate::open(
+        settings,
+        &state,
+        DbusExecutor::new(daemon_conn.clone()),
+        interpreter,
+        DbusMeasurer::new(daemon_conn.clone()),
+    )
+    .unwrap();
+    let access = Access::from_config(&AccessConfig::default()).unwrap();
+    daemon_conn
+        .object_server()
+        .at(
+            names::INTENT.path,
+            IntentInterface::new(Arc::new(gate), access),
+        )
+        .await
+        .unwrap();
+    daemon_conn
+        .request_name(names::INTENT.bus_name)
+        .await
+        .unwrap();
+
+    let conn = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let intent = IntentProxy::new(&conn).await.unwrap();
+    let attest = AttestationProxy::new(&conn).await.unwrap();
+    let envelope = |id: &str| {
+        let toml = std::fs::read(format!(
+            "{}/../../playbooks/{id}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        serde_json::to_string(&dsse::sign(&toml, PAYLOAD_TYPE, &signer).unwrap()).unwrap()
+    };
+    let in_catalog = |cat: &str, id: &str| {
+        serde_json::from_str::<Value>(cat).unwrap()["playbooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id)
+    };
+
+    // Installed while running: measured (kind playbook-catalog, under its
+    // file name, the digest of the file installed) and in the catalog.
+    intent
+        .install_playbook("net.show.dsse.json", &envelope("net.show"))
+        .await
+        .unwrap();
+    let file = std::fs::read(catalog_dir.join("net.show.dsse.json")).unwrap();
+    let digest = hex::encode(openssl::sha::sha256(&file));
+    let log: Vec<Value> = serde_json::from_str(&attest.log().await.unwrap()).unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e["content"]["kind"] == "playbook-catalog"
+                && e["content"]["name"] == "net.show.dsse.json"
+                && e["content"]["sha256"] == digest.as_str()),
+        "net.show's digest {digest} is not in the attested log: {log:#?}"
+    );
+    assert!(in_catalog(&intent.catalog().await.unwrap(), "net.show"));
+
+    // hearth-attestd stops: a playbook installed now cannot be measured,
+    // so it is not usable, and the error says why.
+    let _ = attestd.daemon.0.kill();
+    let _ = attestd.daemon.0.wait();
+    let e = intent
+        .install_playbook(
+            "pki.list_certificates.dsse.json",
+            &envelope("pki.list_certificates"),
+        )
+        .await
+        .expect_err("not measured: not usable");
+    assert!(
+        matches!(&e, HearthError::Internal(m) if m.contains("pki.list_certificates.dsse.json")
+            && m.contains("not measured")),
+        "{e:?}"
+    );
+    assert!(!in_catalog(
+        &intent.catalog().await.unwrap(),
+        "pki.list_certificates"
+    ));
+    let e = intent
+        .ask_structured("pki.list_certificates", "{}")
+        .await
+        .expect_err("not in the catalog");
+    assert!(
+        matches!(&e, HearthError::InvalidArgument(m) if m.contains("not in the signed catalog")),
+        "{e:?}"
+    );
+    // What was measured before stays usable.
+    assert!(in_catalog(&intent.catalog().await.unwrap(), "net.show"));
+    drop(attestd);
 }

@@ -224,6 +224,7 @@ impl IntentInterface {
         let s = self
             .gate
             .install(&file_name, envelope_json.as_bytes(), c)
+            .await
             .map_err(to_hearth)?;
         to_json(&s)
     }
@@ -235,7 +236,7 @@ impl IntentInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.caller(conn, &hdr, Role::Admin).await?;
-        let n = self.gate.reload().map_err(to_hearth)?;
+        let n = self.gate.reload_measured().await.map_err(to_hearth)?;
         to_json(&json!({ "playbooks": n, "refused": self.gate.refused() }))
     }
 

@@ -259,6 +259,9 @@ pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
     executor: E,
     interpreter: Arc<I>,
     measurer: M,
+    /// Catalog files (name, SHA-256 of the envelope) measured by
+    /// [`Gate::reload_measured`].
+    measured_playbooks: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 fn now_ms(t: SystemTime) -> u64 {
@@ -351,6 +354,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             executor,
             interpreter,
             measurer,
+            measured_playbooks: Mutex::new(std::collections::BTreeSet::new()),
         };
         gate.reload()?;
         Ok(gate)
@@ -363,6 +367,78 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     /// running) and the error names the file; a later reload that succeeds
     /// restores it.
     pub fn reload(&self) -> Result<usize, GateError> {
+        let loaded = self.load_catalog()?;
+        Ok(self.apply_catalog(loaded))
+    }
+
+    /// As [`Gate::reload`] (the daemon's ReloadCatalog and InstallPlaybook),
+    /// and every playbook file not measured yet is measured into the TPM
+    /// (kind `playbook-catalog`, its file name, the SHA-256 of the envelope,
+    /// as at start) before it joins the catalog. A file that cannot be
+    /// measured, or that changed since it was verified, is left out (not
+    /// usable) and the error names it; the others are served.
+    pub async fn reload_measured(&self) -> Result<usize, GateError> {
+        use sha2::{Digest, Sha256};
+        let mut loaded = self.load_catalog()?;
+        let mut left_out = Vec::new();
+        let ids: Vec<String> = loaded.playbooks.keys().cloned().collect();
+        for id in ids {
+            let Some(inst) = loaded.playbooks.get(&id) else {
+                continue;
+            };
+            let name = inst
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{id}.dsse.json"));
+            // Measure the bytes whose payload is the playbook verified.
+            let digest = match std::fs::read(&inst.file) {
+                Ok(bytes) => {
+                    let same = serde_json::from_slice::<hearth_playbook::dsse::Envelope>(&bytes)
+                        .ok()
+                        .and_then(|e| e.payload_bytes().ok())
+                        .is_some_and(|p| hex::encode(Sha256::digest(&p)) == inst.playbook.digest);
+                    if same {
+                        Ok(hex::encode(Sha256::digest(&bytes)))
+                    } else {
+                        Err("it changed since it was verified".to_string())
+                    }
+                }
+                Err(e) => Err(format!("it cannot be read: {e}")),
+            };
+            let result = match digest {
+                Ok(d) if lock(&self.measured_playbooks).contains(&(name.clone(), d.clone())) => {
+                    Ok(())
+                }
+                Ok(d) => match self.measurer.measure("playbook-catalog", &name, &d).await {
+                    Ok(()) => {
+                        lock(&self.measured_playbooks).insert((name.clone(), d));
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("hearth-attestd: {e}")),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(why) = result {
+                tracing::error!(file = %name, "playbook not measured, left out of the catalog: {why}");
+                loaded.playbooks.remove(&id);
+                left_out.push(format!("{name} ({why})"));
+            }
+        }
+        let n = self.apply_catalog(loaded);
+        if left_out.is_empty() {
+            Ok(n)
+        } else {
+            Err(GateError::Unavailable(format!(
+                "not measured into the TPM, so left out of the catalog until a reload measures them: {}",
+                left_out.join("; ")
+            )))
+        }
+    }
+
+    /// Reloads the trust store and verifies the catalog directory (see
+    /// [`Gate::reload`]); installs nothing.
+    fn load_catalog(&self) -> Result<catalog::Loaded, GateError> {
         let fresh = match TrustStore::load(&self.settings.trust) {
             Ok(t) => t,
             Err(e) => {
@@ -377,14 +453,15 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             }
         };
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        let loaded = {
-            let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
-            let mut rb = lock(&self.rollback);
-            catalog::load_dir(&trust, &mut rb, &self.settings.catalog_dir, UnixTime::now())
-                .map_err(|e| {
-                    GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display()))
-                })?
-        };
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let mut rb = lock(&self.rollback);
+        catalog::load_dir(&trust, &mut rb, &self.settings.catalog_dir, UnixTime::now()).map_err(
+            |e| GateError::Unavailable(format!("{}: {e}", self.settings.catalog_dir.display())),
+        )
+    }
+
+    /// Serves `loaded` as the catalog; the number of playbooks.
+    fn apply_catalog(&self, loaded: catalog::Loaded) -> usize {
         let specs: Vec<_> = loaded
             .playbooks
             .values()
@@ -394,7 +471,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let n = loaded.playbooks.len();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = loaded.playbooks;
         *self.refused.write().unwrap_or_else(|p| p.into_inner()) = loaded.refused;
-        Ok(n)
+        n
     }
 
     /// The accepted playbooks.
@@ -455,8 +532,15 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         }
     }
 
-    /// Installs an envelope (admins only), then reloads.
-    pub fn install(&self, name: &str, bytes: &[u8], caller: Caller) -> Result<Summary, GateError> {
+    /// Installs an envelope (admins only), then reloads, measuring it (and
+    /// any other file not measured yet) before it can be used
+    /// ([`Gate::reload_measured`]).
+    pub async fn install(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        caller: Caller,
+    ) -> Result<Summary, GateError> {
         if !caller.is_admin {
             return Err(PolicyError::NotAdmin.into());
         }
@@ -492,7 +576,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             "playbook": {"id": inst.playbook.spec.id, "version": inst.playbook.spec.version, "digest": inst.playbook.digest},
             "signer": inst.signer,
         }))?;
-        self.reload()?;
+        self.reload_measured().await?;
         Ok(inst.summary())
     }
 
