@@ -340,6 +340,11 @@ pub struct Language {
     /// The read playbook that answers `questions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
+    /// The interpreter never proposes this playbook for a protected domain
+    /// (the admin domain cannot be deleted or cut off; hearth-netd refuses
+    /// it too, the interpreter knows it from the context).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refuse_protected: bool,
 }
 
 impl Language {

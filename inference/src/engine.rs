@@ -212,6 +212,8 @@ struct Found {
     start: usize,
     end: usize,
     prob: f32,
+    /// Mean probability of each role over its pieces (begin + inside).
+    roles: Vec<f32>,
 }
 
 /// What the heads say about one request.
@@ -349,6 +351,13 @@ impl Engine {
         stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
         let enc = &encs[0];
         stats.tokens = enc.get_offsets().len();
+        if std::env::var_os("HEARTH_INFER_DEBUG").is_some() {
+            for (i, t) in enc.get_tokens().iter().enumerate() {
+                let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
+                eprintln!("{t:>12} {}", p.join(" "));
+            }
+            eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
+        }
         let (found, outside) = decode_spans(
             text,
             enc.get_offsets(),
@@ -517,7 +526,8 @@ impl Engine {
         let o = &self.options;
         let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut used: Vec<(usize, usize)> = Vec::new();
-        for f in &r.found {
+        let found = assign_roles(spec, roles, &r.found);
+        for f in &found {
             let role = &roles[f.role];
             let span = clean(&text[f.start..f.end]);
             let Some(p) = spec.params.iter().find(|p| &p.name == role) else {
@@ -557,13 +567,13 @@ impl Engine {
                 ));
             }
             for p in &spec.params {
-                if p.kind != ParamKind::ExistingDomain {
+                if p.kind != ParamKind::ExistingDomain || !spec.language.refuse_protected {
                     continue;
                 }
                 if let Some(d) = raw.get(&p.name).and_then(Value::as_str) {
                     if ctx.protected.iter().any(|x| x.as_str() == d) {
                         return Err(format!(
-                            "{d} is the protected admin domain: it cannot be deleted, cut off or opened by a request"
+                            "{d} is the protected admin domain: it cannot be deleted or cut off"
                         ));
                     }
                 }
@@ -689,6 +699,42 @@ impl Engine {
             _ => Ok(Value::String(span.to_string())),
         }
     }
+}
+
+/// The spans with their roles for one playbook. When two spans took the
+/// same role and another parameter of the same type has none ("grant guest
+/// access to work" read with both as `to`), the pair is assigned the way
+/// the model's own role probabilities make likeliest, provided the moved
+/// span gives its new role at least a fifth of its probability; otherwise
+/// the spans stay as they are (and the duplicate refuses).
+fn assign_roles(spec: &PlaybookSpec, roles: &[String], found: &[Found]) -> Vec<Found> {
+    let mut out: Vec<Found> = found.to_vec();
+    let role_of = |name: &str| roles.iter().position(|r| r == name);
+    for p in &spec.params {
+        let Some(a) = role_of(&p.name) else { continue };
+        let with_a: Vec<usize> = (0..out.len()).filter(|&i| out[i].role == a).collect();
+        if with_a.len() != 2 {
+            continue;
+        }
+        let partner = spec.params.iter().find(|q| {
+            q.name != p.name
+                && q.kind == p.kind
+                && role_of(&q.name).is_some_and(|b| out.iter().all(|f| f.role != b))
+        });
+        let Some(b) = partner.and_then(|q| role_of(&q.name)) else {
+            continue;
+        };
+        let (i, j) = (with_a[0], with_a[1]);
+        let pr = |k: usize, role: usize| out[k].roles.get(role).copied().unwrap_or(0.0);
+        // i keeps a and j takes b, or the other way round.
+        let keep = pr(i, a) * pr(j, b);
+        let swap = pr(i, b) * pr(j, a);
+        let (moved, score) = if keep >= swap { (j, pr(j, b)) } else { (i, pr(i, b)) };
+        if score >= 0.2 {
+            out[moved].role = b;
+        }
+    }
+    out
 }
 
 /// One word piece group: tokens glued into one word ("io" + "##t").
@@ -859,6 +905,7 @@ fn decode_spans(
                         start: s,
                         end: e,
                         prob: p,
+                        roles: Vec::new(),
                     },
                     wi,
                 )),
@@ -866,7 +913,24 @@ fn decode_spans(
         }
     }
     let outside = units.iter().map(|(u, _)| (u.start, u.end, u.probs[0])).collect();
-    (found.into_iter().map(|(f, _)| f).collect(), outside)
+    let mut found: Vec<Found> = found.into_iter().map(|(f, _)| f).collect();
+    for f in &mut found {
+        let inside: Vec<&Unit> = units
+            .iter()
+            .map(|(u, _)| u)
+            .filter(|u| u.start >= f.start && u.end <= f.end)
+            .filter(|u| text[u.start..u.end].chars().any(char::is_alphanumeric))
+            .collect();
+        let n = inside.len().max(1) as f32;
+        let mut roles = vec![0f32; tags.first().map_or(1, Vec::len).saturating_sub(1) / 2];
+        for u in inside {
+            for (r, v) in u.roles().into_iter().skip(1).enumerate() {
+                roles[r] += v / n;
+            }
+        }
+        f.roles = roles;
+    }
+    (found, outside)
 }
 
 /// A value written in the request that looks like a parameter (an address,

@@ -147,10 +147,6 @@ fn outcome(o: Value) -> Output {
 
 fn prompt(question: &str) -> bool {
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        eprintln!("{question} [y/N] (no terminal: use --yes to confirm)");
-        return false;
-    }
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
@@ -247,6 +243,15 @@ pub async fn ask(
     } else if json {
         // Scripts decide with --yes; the pending plan is the answer.
         return Ok(outcome(o));
+    } else if !std::io::stdin().is_terminal() {
+        // Nobody to ask: the plan is shown once, with what to do.
+        let answer = parse(&p.cancel(&id).await?)?;
+        let text = format!(
+            "{}
+Not run: no terminal to confirm on. Ask again with --yes to run it.",
+            render_outcome(&answer)
+        );
+        return Ok(Output::failed(answer, text));
     } else {
         eprintln!("{}", render_plan(&o["plan"]));
         prompt("Run this plan?")

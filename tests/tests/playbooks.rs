@@ -790,8 +790,12 @@ fn policy(cx: &mut Ctx) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{out:?}");
-    assert!(stderr.contains("no terminal: use --yes"), "{stderr}");
+    assert!(stdout.contains("no terminal to confirm on"), "{stdout}");
+    assert!(stdout.contains("--yes"), "{stdout}");
     assert!(stdout.contains("Cancelled; nothing ran."), "{stdout}");
+    // The plan is printed once, not before and again after.
+    let shown = format!("{stdout}{stderr}").matches("playbook dns.add_record").count();
+    assert_eq!(shown, 1, "{stdout}{stderr}");
     assert_eq!(cx.dig("pend2.home.arpa", "A"), "");
 
     // A destructive request without --yes waits too (for the requester,
@@ -1082,16 +1086,27 @@ fn event_log(cx: &mut Ctx) {
             )
         })
         .collect();
-    let want: Vec<(String, String)> = cx
+    // Each plan that ran is measured twice, write-ahead: its intent record
+    // before the first step (the record just before the outcome here, one
+    // client asking at a time), then its outcome record.
+    let want: Vec<String> = cx
         .measured
         .iter()
-        .map(|(id, seq, hash)| (format!("{id}@{seq}"), hash.clone()))
+        .flat_map(|(id, seq, _)| [format!("{id}@{}", seq - 1), format!("{id}@{seq}")])
         .collect();
-    assert!(want.len() >= 18, "{want:?}");
+    assert!(want.len() >= 36, "{want:?}");
+    let names: Vec<String> = actions.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(
-        actions, want,
-        "one action entry per executed or failed plan, in order"
+        names, want,
+        "an intent and an outcome entry per executed or failed plan, in order"
     );
+    for (id, seq, hash) in &cx.measured {
+        let name = format!("{id}@{seq}");
+        assert!(
+            actions.iter().any(|(n, h)| *n == name && h == hash),
+            "{name}: the outcome record's hash {hash} is measured"
+        );
+    }
 }
 
 fn audit_tampering(cx: &mut Ctx) {
