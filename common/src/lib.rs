@@ -11,6 +11,8 @@
 //! * [`subnets`]: where a network domain's addresses may lie (private space,
 //!   prefix bounds, no overlap), the rule hearth-netd enforces on every path.
 //! * [`fsutil`]: atomic state writes (write, fsync, rename).
+//! * [`rights`]: who may call which daemon method, the one rule the daemons
+//!   apply to a direct caller and the intent gate to a plan's requester.
 //!
 //! This crate performs no I/O on the bus and holds no secrets.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod error;
 pub mod fsutil;
 pub mod names;
 pub mod proxies;
+pub mod rights;
 pub mod subnets;
 pub mod types;
 

@@ -4,13 +4,15 @@
 //! JSON string. See `docs/dbus/dns.md`.
 //!
 //! Changes need [`Role::Admin`]; previews (`dry_run = true`), `List` and
-//! `Describe` need [`Role::Operator`].
+//! `Describe` need [`Role::Operator`]: the rule of [`hearth_common::rights`],
+//! which hearth-intentd applies to a plan's requester too.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use hearth_common::rights::{self, Need};
 use hearth_common::types::{Address, DnsName};
-use hearth_common::HearthError;
+use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Role};
 use serde::Serialize;
 use zbus::message::Header;
@@ -52,7 +54,11 @@ impl DnsInterface {
         hdr: &Header<'_>,
         dry_run: bool,
     ) -> Result<(), HearthError> {
-        let role = if dry_run { Role::Operator } else { Role::Admin };
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        let role = match rights::need(names::DNS.bus_name, &member, dry_run) {
+            Need::Operator => Role::Operator,
+            Need::Admin => Role::Admin,
+        };
         self.access.require(conn, hdr, role).await.map(|_| ())
     }
 

@@ -398,9 +398,10 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
         DbusMeasurer::new(w.client.clone()),
     )
     .unwrap();
+    // Only admins may change (hearth_common::rights).
     let user = Caller {
         uid: 1000,
-        is_admin: false,
+        is_admin: true,
     };
     let params = |name: &str, domain: &str| -> BTreeMap<String, Value> {
         [("name", name), ("domain", domain)]
@@ -518,9 +519,10 @@ async fn with_attestd_stopped_a_confirmed_change_is_refused_and_nothing_changes(
         DbusMeasurer::new(w.client.clone()),
     )
     .unwrap();
+    // Only admins may change (hearth_common::rights).
     let user = Caller {
         uid: 1000,
-        is_admin: false,
+        is_admin: true,
     };
     let params: BTreeMap<String, Value> = [("name", "free.home.arpa"), ("domain", "cams")]
         .into_iter()

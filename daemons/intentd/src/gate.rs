@@ -795,6 +795,12 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 return Err(self.refuse(caller, &request, &models, e));
             }
         };
+        // The steps run with the gate's identity, which the daemons trust:
+        // each must be one the requester could make directly.
+        if let Err(e) = crate::policy::check_rights(&steps, caller) {
+            tracing::warn!(uid = caller.uid, playbook = id, "refused: {e}");
+            return Err(self.refuse(caller, &request, &models, e.into()));
+        }
         let spec = &inst.playbook.spec;
         let approval = self.settings.policy.approval_for(spec.risk);
         let mut preview = Vec::new();

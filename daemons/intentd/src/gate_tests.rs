@@ -114,6 +114,12 @@ const USER: Caller = Caller {
     uid: 1000,
     is_admin: false,
 };
+/// The same person as an admin: the daemons let only admins change, so the
+/// tests of approvals, measurement and audit of changes ask as one.
+const REQUESTER: Caller = Caller {
+    uid: 1000,
+    is_admin: true,
+};
 const OTHER: Caller = Caller {
     uid: 1002,
     is_admin: false,
@@ -375,7 +381,7 @@ async fn pending_plans_are_bounded_per_requester_and_in_all() {
         let p = params(json!({"name": format!("h{i}.home.arpa"), "address": "192.168.1.20"}));
         let caller = Caller {
             uid,
-            is_admin: false,
+            is_admin: true,
         };
         let gate = &t.gate;
         async move { gate.ask_structured("dns.add_record", &p, caller).await }
@@ -453,7 +459,7 @@ async fn a_change_waits_for_the_requester_only() {
         .ask_structured(
             "net.allow",
             &params(json!({"from": "iot", "to": "LAN", "port": "443"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
@@ -478,11 +484,11 @@ async fn a_change_waits_for_the_requester_only() {
         Err(GateError::NotAuthorized(_))
     ));
     assert!(t.exec.log().is_empty());
-    let done = t.gate.confirm(&id, USER).await.unwrap();
+    let done = t.gate.confirm(&id, REQUESTER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.Allow(iot,lan,443,tcp)"]);
     assert!(matches!(
-        t.gate.confirm(&id, USER).await,
+        t.gate.confirm(&id, REQUESTER).await,
         Err(GateError::NotFound(_))
     ));
 }
@@ -490,26 +496,28 @@ async fn a_change_waits_for_the_requester_only() {
 #[tokio::test]
 async fn destructive_needs_an_admin() {
     let t = setup(PolicyConfig::default(), Recorder::default());
+    // An admin's plan waits for the requester's confirmation; an approval
+    // alone does not run it, and only an admin may approve.
     let out = t
         .gate
         .ask_structured(
             "net.delete_domain",
             &params(json!({"domain": "guest"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
     assert_eq!(out.plan.approval, Approval::Admin);
     let id = out.plan.plan_id;
-    let after = t.gate.confirm(&id, USER).await.unwrap();
-    assert_eq!(after.status, Status::Pending);
-    assert_eq!(after.missing, vec!["approval by a hearth-admins member"]);
     assert!(matches!(
         t.gate.approve(&id, OTHER).await,
         Err(GateError::NotAuthorized(PolicyError::NotAdmin))
     ));
+    let after = t.gate.approve(&id, ADMIN).await.unwrap();
+    assert_eq!(after.status, Status::Pending);
+    assert_eq!(after.missing, vec!["the requester's confirmation"]);
     assert!(t.exec.log().is_empty());
-    let done = t.gate.approve(&id, ADMIN).await.unwrap();
+    let done = t.gate.confirm(&id, REQUESTER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
     assert_eq!(t.exec.log(), vec!["net.DeleteDomain(guest)"]);
     let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
@@ -530,6 +538,78 @@ async fn destructive_needs_an_admin() {
         .unwrap();
     let done = t.gate.confirm(&out.plan.plan_id, ADMIN).await.unwrap();
     assert_eq!(done.status, Status::Executed);
+}
+
+#[tokio::test]
+async fn a_step_the_daemon_would_refuse_the_requester_is_refused_at_planning() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    // hearth-netd refuses a non-admin any change (an allow into the admin
+    // domain among them): so does the gate, whatever the approvals.
+    let cases = [
+        (
+            "net.allow",
+            json!({"from": "lan", "to": "iot"}),
+            "step 1 (net.Allow",
+        ),
+        (
+            "net.delete_domain",
+            json!({"domain": "guest"}),
+            "step 1 (net.DeleteDomain",
+        ),
+        (
+            "dns.add_record",
+            json!({"name": "nas.home.arpa", "address": "192.168.1.20"}),
+            "step 1 (dns.AddRecord",
+        ),
+        (
+            "pki.issue_certificate",
+            json!({"name": "nas.home.arpa"}),
+            "step 1 (pki.IssueCertificate",
+        ),
+    ];
+    for (id, p, needle) in &cases {
+        let e = t
+            .gate
+            .ask_structured(id, &params(p.clone()), USER)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{id}: expected a refusal"));
+        assert!(
+            matches!(e, GateError::NotAuthorized(PolicyError::StepNotAllowed(_))),
+            "{id}: {e:?}"
+        );
+        let m = e.to_string();
+        assert!(m.contains(needle), "{m}");
+        assert!(
+            m.contains("uid 1000") && m.contains("changes need an admin"),
+            "{m}"
+        );
+    }
+    assert!(t.exec.log().is_empty(), "nothing ran: {:?}", t.exec.log());
+    assert!(t.gate.list_pending(ADMIN).is_empty());
+    let recs = t.gate.audit_list(0).unwrap();
+    assert_eq!(recs.len(), cases.len());
+    for r in &recs {
+        assert_eq!(r["event"]["kind"], "refused", "{r}");
+        assert_eq!(r["event"]["caller_uid"], 1000, "{r}");
+    }
+    // Reads stay open to operators; the same change is open to an admin.
+    let out = t
+        .gate
+        .ask_structured("net.show", &params(json!({})), USER)
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Executed);
+    let out = t
+        .gate
+        .ask_structured(
+            "net.allow",
+            &params(json!({"from": "lan", "to": "iot"})),
+            REQUESTER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
 }
 
 #[tokio::test]
@@ -576,12 +656,12 @@ async fn pending_plans_expire() {
         .ask_structured(
             "dns.add_record",
             &params(json!({"name": "nas.home.arpa", "address": "fd00::10"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
     assert!(matches!(
-        t.gate.confirm(&out.plan.plan_id, USER).await,
+        t.gate.confirm(&out.plan.plan_id, REQUESTER).await,
         Err(GateError::Expired(_))
     ));
     assert!(t.exec.log().is_empty());
@@ -597,16 +677,19 @@ async fn cancel_is_for_the_requester_or_an_admin() {
         .ask_structured(
             "net.revoke",
             &params(json!({"from": "iot", "to": "lan"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
     let id = out.plan.plan_id;
-    assert_eq!(t.gate.list_pending(USER).len(), 1);
+    assert_eq!(t.gate.list_pending(REQUESTER).len(), 1);
     assert_eq!(t.gate.list_pending(OTHER).len(), 0);
     assert_eq!(t.gate.list_pending(ADMIN).len(), 1);
     assert!(t.gate.cancel(&id, OTHER).is_err());
-    assert_eq!(t.gate.cancel(&id, USER).unwrap().status, Status::Cancelled);
+    assert_eq!(
+        t.gate.cancel(&id, REQUESTER).unwrap().status,
+        Status::Cancelled
+    );
     assert!(!t.gate.is_pending(&id));
     assert!(t.exec.log().is_empty());
 }
@@ -702,12 +785,12 @@ async fn a_text_request_becomes_the_same_plan_as_a_structured_one() {
     let t = setup(PolicyConfig::default(), Recorder::default());
     let out = t
         .gate
-        .ask("point nas.home.arpa at 192.168.1.20", USER)
+        .ask("point nas.home.arpa at 192.168.1.20", REQUESTER)
         .await
         .unwrap();
     assert_eq!(out.plan.playbook.id, "dns.add_record");
     assert_eq!(out.plan.source["kind"], "text");
-    let done = t.gate.confirm(&out.plan.plan_id, USER).await.unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, REQUESTER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
     assert_eq!(
         t.exec.log(),
@@ -841,7 +924,7 @@ async fn a_change_that_cannot_be_measured_is_refused_with_nothing_run() {
         .ask_structured(
             "dns.add_record",
             &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
@@ -850,7 +933,7 @@ async fn a_change_that_cannot_be_measured_is_refused_with_nothing_run() {
     t.tpm.1.store(true, std::sync::atomic::Ordering::SeqCst);
     let e = t
         .gate
-        .confirm(&out.plan.plan_id, USER)
+        .confirm(&out.plan.plan_id, REQUESTER)
         .await
         .expect_err("refused");
     let msg = e.to_string();
@@ -883,7 +966,7 @@ async fn a_plan_whose_intent_record_cannot_be_written_does_not_run() {
         .ask_structured(
             "dns.add_record",
             &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
@@ -892,7 +975,7 @@ async fn a_plan_whose_intent_record_cannot_be_written_does_not_run() {
     *lock(&t.gate.audit) = AuditLog::failing(&path).unwrap_or_else(|e| panic!("{e}"));
     let e = t
         .gate
-        .confirm(&out.plan.plan_id, USER)
+        .confirm(&out.plan.plan_id, REQUESTER)
         .await
         .expect_err("not run");
     let msg = e.to_string();
@@ -912,11 +995,11 @@ async fn a_run_leaves_its_intent_then_its_outcome_both_measured() {
         .ask_structured(
             "dns.add_record",
             &params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"})),
-            USER,
+            REQUESTER,
         )
         .await
         .unwrap();
-    let done = t.gate.confirm(&out.plan.plan_id, USER).await.unwrap();
+    let done = t.gate.confirm(&out.plan.plan_id, REQUESTER).await.unwrap();
     assert_eq!(done.status, Status::Executed);
     let recs = t.gate.audit_list(0).unwrap();
     assert_eq!(recs.len(), 2);

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use hearth_common::catalog::Risk;
+use hearth_playbook::{ArgValue, RenderedStep};
 
 /// The policy section of the gate's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +148,71 @@ pub enum PolicyError {
     /// This plan needs no approval.
     #[error("this plan needs no approval, only the requester's confirmation")]
     NoApprovalNeeded,
+    /// A step (or its undo) is a call its daemon would refuse the requester
+    /// directly: the gate never makes it on their behalf.
+    #[error("{0}")]
+    StepNotAllowed(String),
+}
+
+/// Checks that the requester could make every call of a plan directly:
+/// each step, and each undo the rollback may make, must meet the rule its
+/// daemon applies to a direct caller ([`hearth_common::rights`]). The gate
+/// calls the daemons with its own service identity, which they trust as an
+/// admin; without this check it would be a confused deputy. A call with
+/// no rule is refused.
+pub fn check_rights(steps: &[RenderedStep], requester: Caller) -> Result<(), PolicyError> {
+    use hearth_common::rights;
+    // The bus adapter lets only operators (and admins) ask.
+    let (is_operator, is_admin) = (true, requester.is_admin);
+    for (i, step) in steps.iter().enumerate() {
+        let calls = std::iter::once((step.call.method, Some(&step.call.args), "step")).chain(
+            step.undo
+                .as_ref()
+                .map(|u| (u.method(), None, "the undo of step")),
+        );
+        for (method, args, what) in calls {
+            let svc = &method.service;
+            let shown = match args {
+                Some(a) => {
+                    let a: Vec<String> = method
+                        .args
+                        .iter()
+                        .zip(a)
+                        .map(|(n, v)| match v {
+                            ArgValue::Str(s) => format!("{}={s:?}", n.name),
+                            ArgValue::Num(x) => format!("{}={x}", n.name),
+                        })
+                        .collect();
+                    format!("{} {}", method.key, a.join(" "))
+                }
+                None => method.key.to_string(),
+            };
+            let refused = match rights::rule(svc.bus_name, method.member, false) {
+                Some(r) if r.need.met_by(is_operator, is_admin) => None,
+                Some(r) => Some(format!(
+                    "{} refuses this call to uid {} directly ({}.{}: {}, and uid {} is not an {})",
+                    svc.unit,
+                    requester.uid,
+                    svc.bus_name,
+                    method.member,
+                    r.why,
+                    requester.uid,
+                    r.need.as_str()
+                )),
+                None => Some(format!(
+                    "{}.{} has no access rule shared with {}",
+                    svc.bus_name, method.member, svc.unit
+                )),
+            };
+            if let Some(why) = refused {
+                return Err(PolicyError::StepNotAllowed(format!(
+                    "{what} {} ({shown}) is not allowed to the requester: {why}; the gate makes no call the requester could not make, nothing ran",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Agreement {

@@ -1,7 +1,8 @@
 //! `org.hearth.Network1`: the thin bus adapter over [`Engine`].
 //!
 //! Each method authorizes the caller (reads: Operator; changes: Admin, dry
-//! runs: Operator), hands plain strings to the engine (which validates them:
+//! runs: Operator: the rule of [`hearth_common::rights`], which hearth-intentd
+//! applies to a plan's requester too), hands plain strings to the engine (which validates them:
 //! nothing is re-validated here), maps [`crate::NetError`] to the named
 //! [`HearthError`], and returns JSON documents (see docs/dbus/network.md).
 //! After every successful change it emits `Changed(what, detail)`.
@@ -14,8 +15,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hearth_common::HearthError;
-use hearth_daemon::{Access, Role};
+use hearth_common::rights::{self, Need};
+use hearth_common::{names, HearthError};
+use hearth_daemon::{Access, Caller, Role};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
@@ -47,6 +49,22 @@ impl NetworkInterface {
         }
     }
 
+    /// The caller, if [`hearth_common::rights`] lets it call the member of
+    /// this message (with `dry_run`).
+    async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        dry_run: bool,
+    ) -> Result<Caller, HearthError> {
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        let role = match rights::need(names::NETWORK.bus_name, &member, dry_run) {
+            Need::Operator => Role::Operator,
+            Need::Admin => Role::Admin,
+        };
+        self.access.require(conn, hdr, role).await
+    }
+
     async fn change(
         &self,
         conn: &zbus::Connection,
@@ -55,8 +73,7 @@ impl NetworkInterface {
         req: Request,
         dry_run: bool,
     ) -> Result<String, HearthError> {
-        let role = if dry_run { Role::Operator } else { Role::Admin };
-        let caller = self.access.require(conn, hdr, role).await?;
+        let caller = self.authorize(conn, hdr, dry_run).await?;
         let result = self.engine().request(&req, dry_run);
         let doc = match result {
             Ok(d) => d,
@@ -85,7 +102,7 @@ impl NetworkInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr, false).await?;
         Ok(self.engine().list().to_string())
     }
 
@@ -95,7 +112,7 @@ impl NetworkInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr, false).await?;
         Ok(self.engine().show().to_string())
     }
 
@@ -105,7 +122,7 @@ impl NetworkInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr, false).await?;
         Ok(self.engine().matrix().to_string())
     }
 
@@ -178,7 +195,7 @@ impl NetworkInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Admin).await?;
+        self.authorize(conn, &hdr, false).await?;
         let rep = self.engine().reconcile()?;
         let mut doc = serde_json::to_value(&rep)
             .map_err(|e| HearthError::Internal(format!("report: {e}")))?;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hearth_common::HearthError;
+use hearth_common::rights::{self, Need};
+use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Caller, Role};
 use serde::Serialize;
 use zbus::message::Header;
@@ -74,6 +75,22 @@ impl PkiInterface {
         }
     }
 
+    /// The caller, if [`hearth_common::rights`] lets it call the member of
+    /// this message (the rule hearth-intentd applies to a plan's requester
+    /// too).
+    async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+    ) -> Result<Caller, HearthError> {
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        let role = match rights::need(names::PKI.bus_name, &member, false) {
+            Need::Operator => Role::Operator,
+            Need::Admin => Role::Admin,
+        };
+        self.access.require(conn, hdr, role).await
+    }
+
     /// An admin, or a service user whose `[services.<user>]` scope grants
     /// `act`. A service user is never an admin here.
     async fn require_admin(
@@ -82,7 +99,7 @@ impl PkiInterface {
         hdr: &Header<'_>,
         act: Act<'_>,
     ) -> Result<Caller, HearthError> {
-        let c = self.access.require(conn, hdr, Role::Admin).await?;
+        let c = self.authorize(conn, hdr).await?;
         if !c.is_service {
             return Ok(c);
         }
@@ -188,7 +205,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.json(|e| e.info()).await
     }
 
@@ -198,7 +215,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.call(|e| e.root_pem()).await
     }
 
@@ -297,7 +314,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.json(|e| Ok(e.list())).await
     }
 
@@ -308,7 +325,7 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
         serial_or_name: String,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.json(move |e| e.show(&serial_or_name)).await
     }
 
@@ -318,7 +335,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.call(|e| e.crl_pem()).await
     }
 
@@ -342,7 +359,7 @@ impl PkiInterface {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         self.call(|e| e.playbook_signer_chain()).await
     }
 }
