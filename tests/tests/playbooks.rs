@@ -677,6 +677,7 @@ fn clarify(cx: &mut Ctx) {
 
     // The owner picks option 1.
     let r = cx.ctl(&["ask", "--choose", "1", "--yes", question]);
+    cx.note(&r);
     assert!(r.ok, "{r:?}");
     assert_eq!(r.json["status"], "executed", "{r:?}");
     assert_eq!(r.json["plan"]["playbook"]["id"], "net.allow", "{r:?}");
@@ -812,19 +813,23 @@ fn policy(cx: &mut Ctx) {
     assert!(!cx.nft().contains("hb-cams"));
 
     operator_policy(cx);
+    operator_rights_through_the_gate(cx);
 }
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-/// An operator (not an admin): a change runs on its own confirmation; a
-/// destructive request waits for an admin's approval even after --yes; the
-/// operator can neither approve it nor confirm someone else's plan.
+/// An operator (not an admin): the other daemons let only admins change, so
+/// the gate refuses the operator every change (see
+/// `operator_rights_through_the_gate`); the operator can neither approve a
+/// plan nor confirm or cancel someone else's.
 fn operator_policy(cx: &mut Ctx) {
     let who = operator(cx, &s(&["playbook", "list"]));
     assert!(who.ok, "the operator reaches the daemons: {who:?}");
 
+    // hearth-dnsd lets only admins change records: the gate refuses the
+    // operator a change, and a destructive request, before anything runs.
     let r = operator(
         cx,
         &Ctx::ask_args(
@@ -833,31 +838,31 @@ fn operator_policy(cx: &mut Ctx) {
             true,
         ),
     );
-    cx.note(&r);
-    assert_eq!(r.json["status"], "executed", "{r:?}");
-    assert_eq!(r.json["plan"]["requester"], 65534, "{r:?}");
-    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
-
-    // Destructive: confirmed by the operator (--yes), still pending.
+    let m = r.refused("NotAuthorized");
+    assert!(m.contains("step 1 (dns.AddRecord"), "{m}");
+    assert_eq!(cx.dig("op.home.arpa", "A"), "");
     let r = operator(
         cx,
-        &Ctx::ask_args("dns.remove_record", &[("name", "op.home.arpa")], true),
+        &Ctx::ask_args("dns.remove_record", &[("name", "nas.home.arpa")], true),
     );
+    r.refused("NotAuthorized");
+    assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20");
+
+    // Root's destructive plan, not yet confirmed: the operator cannot
+    // approve it; root's own confirmation runs it.
+    let r = cx.ask_raw(
+        "dns.add_record",
+        &[("name", "op.home.arpa"), ("address", "10.4.4.4")],
+        true,
+    );
+    assert_eq!(r.json["status"], "executed", "{r:?}");
+    let r = cx.ask_raw("dns.remove_record", &[("name", "op.home.arpa")], false);
     assert_eq!(r.json["status"], "pending", "{r:?}");
-    assert_eq!(r.json["plan"]["approval"], "admin", "{r:?}");
-    let missing = r.json["missing"].to_string();
-    assert!(
-        missing.contains("admin") && !missing.contains("requester"),
-        "{r:?}"
-    );
     let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
-    assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4", "not run yet");
-    // The operator cannot approve it.
     let a = operator(cx, &s(&["playbook", "approve", &plan_id]));
     a.refused("NotAuthorized");
     assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
-    // An admin (root) approves it: it runs.
-    let a = cx.ctl(&["playbook", "approve", &plan_id]);
+    let a = cx.ctl(&["playbook", "confirm", &plan_id]);
     cx.note(&a);
     assert_eq!(a.json["status"], "executed", "{a:?}");
     assert_eq!(cx.dig("op.home.arpa", "A"), "");
@@ -876,6 +881,60 @@ fn operator_policy(cx: &mut Ctx) {
     let c = cx.ctl(&["playbook", "cancel", &plan_id]);
     assert_eq!(c.json["status"], "cancelled", "{c:?}");
     assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
+}
+
+/// The gate is no deputy: a step runs only if its daemon would let the
+/// requester make the call directly. An operator (not an admin) whom
+/// hearth-netd refuses an allow into the admin domain is refused the same
+/// allow through `net.allow` at planning time: nothing runs, the table is
+/// unchanged, the refusal is audited. Root (an admin) still gets it.
+fn operator_rights_through_the_gate(cx: &mut Ctx) {
+    let nft_before = cx.nft();
+    let into_admin = |show: &Value| {
+        show["allows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["from"] == "lan" && a["to"] == "admin")
+    };
+    assert!(!into_admin(&cx.net_show()), "lan -> admin already allowed");
+
+    // Directly: hearth-netd refuses the operator.
+    let r = operator(cx, &s(&["net", "allow", "lan", "admin"]));
+    r.refused("NotAuthorized");
+    assert_eq!(cx.nft(), nft_before, "a refused direct allow changed nft");
+
+    // Through the gate, confirmed with --yes: refused before anything runs,
+    // naming the step and the rule.
+    let r = operator(
+        cx,
+        &Ctx::ask_args("net.allow", &[("from", "lan"), ("to", "admin")], true),
+    );
+    cx.note(&r);
+    let m = r.refused("NotAuthorized");
+    assert!(m.contains("step 1") && m.contains("net.Allow"), "{m}");
+    assert!(m.contains("65534") && m.contains("admin"), "{m}");
+    assert_eq!(cx.nft(), nft_before, "the gate ran the operator's allow");
+    assert!(!into_admin(&cx.net_show()));
+    let text = fs::read_to_string(cx.audit_log()).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"]["kind"], "refused", "{last}");
+    assert_eq!(last["event"]["caller_uid"], 65534, "{last}");
+    assert!(
+        last["event"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("net.Allow"),
+        "{last}"
+    );
+
+    // Root (an admin) may: the same plan runs.
+    cx.run("net.allow", &[("from", "lan"), ("to", "admin")]);
+    assert!(into_admin(&cx.net_show()));
+    assert_ne!(cx.nft(), nft_before);
+    let r = cx.ctl(&["net", "revoke", "lan", "admin"]);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(cx.nft(), nft_before);
 }
 
 /// A custom playbook, signed with the build/test vendor key and installed:
