@@ -216,6 +216,13 @@ struct Found {
     roles: Vec<f32>,
 }
 
+/// A playbook's parameters as read, and the other reading when the
+/// direction of two same-type parameters is not sure.
+struct Filled {
+    params: BTreeMap<String, Value>,
+    swapped: Option<BTreeMap<String, Value>>,
+}
+
 /// What the heads say about one request.
 struct Reading {
     intent: Vec<f32>,
@@ -457,9 +464,12 @@ impl Engine {
         let fill = |s: &PlaybookSpec| self.fill(text, ctx, s, r);
         if r.polarity[ASKS] >= o.max_asks && spec.risk != Risk::Read {
             return match fill(spec) {
-                Ok(params) => Interpretation::Clarify {
+                Ok(f) => Interpretation::Clarify {
                     question: "The request asks about this change; should it be made?".into(),
-                    options: vec![self.proposal(spec, params)],
+                    options: std::iter::once(f.params)
+                        .chain(f.swapped)
+                        .map(|p| self.proposal(spec, p))
+                        .collect(),
                     candidates: shown,
                 },
                 Err(why) => refuse(format!(
@@ -474,7 +484,7 @@ impl Engine {
                 .filter(|c| c.score >= o.min_alternative)
                 .filter_map(|c| {
                     let s = self.catalog.get(&c.id)?;
-                    fill(s).ok().map(|p| self.proposal(s, p))
+                    fill(s).ok().map(|f| self.proposal(s, f.params))
                 })
                 .collect();
             if options.len() >= 2 || (options.len() == 1 && p_none < o.min_alternative) {
@@ -490,10 +500,21 @@ impl Engine {
             ));
         }
         match fill(spec) {
-            Ok(params) => Interpretation::Plan {
+            Ok(Filled {
+                params,
+                swapped: None,
+            }) => Interpretation::Plan {
                 playbook: id.clone(),
                 params,
                 confidence: best.1 * (1.0 - r.polarity[DO_NOT]),
+                candidates: shown,
+            },
+            Ok(Filled {
+                params,
+                swapped: Some(other),
+            }) => Interpretation::Clarify {
+                question: "Which way round did you mean?".into(),
+                options: vec![self.proposal(spec, params), self.proposal(spec, other)],
                 candidates: shown,
             },
             Err(why) => refuse(why),
@@ -521,12 +542,13 @@ impl Engine {
         ctx: &Context,
         spec: &PlaybookSpec,
         r: &Reading,
-    ) -> std::result::Result<BTreeMap<String, Value>, String> {
+    ) -> std::result::Result<Filled, String> {
         let roles = &self.meta.labels.roles;
         let o = &self.options;
         let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut used: Vec<(usize, usize)> = Vec::new();
         let found = assign_roles(spec, roles, &r.found);
+        let unsure = self.unsure_pair(text, spec, &found);
         for f in &found {
             let role = &roles[f.role];
             let span = clean(&text[f.start..f.end]);
@@ -579,7 +601,78 @@ impl Engine {
                 }
             }
         }
-        spec.validate(&raw, ctx).map_err(|e| e.to_string())
+        let params = spec.validate(&raw, ctx).map_err(|e| e.to_string())?;
+        let swapped = match unsure {
+            Some((a, b)) => {
+                let mut alt = raw.clone();
+                let (va, vb) = (alt.remove(&a), alt.remove(&b));
+                if let Some(v) = vb {
+                    alt.insert(a, v);
+                }
+                if let Some(v) = va {
+                    alt.insert(b, v);
+                }
+                Some(spec.validate(&alt, ctx).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        Ok(Filled { params, swapped })
+    }
+
+    /// Two parameters of the same type (from and to, name and target) whose
+    /// roles the model gives by the names rather than by where they stand:
+    /// the request is read again with the two values swapped, and each
+    /// position must keep its role. Returns the pair when it does not.
+    fn unsure_pair(&self, text: &str, spec: &PlaybookSpec, found: &[Found]) -> Option<(String, String)> {
+        let roles = &self.meta.labels.roles;
+        for (i, p) in spec.params.iter().enumerate() {
+            for q in &spec.params[i + 1..] {
+                if p.kind != q.kind {
+                    continue;
+                }
+                let span = |name: &str| {
+                    let r = roles.iter().position(|x| x == name)?;
+                    let mut it = found.iter().filter(|f| f.role == r);
+                    let f = it.next()?;
+                    it.next().is_none().then_some(f)
+                };
+                let (Some(a), Some(b)) = (span(&p.name), span(&q.name)) else {
+                    continue;
+                };
+                if !self.roles_follow_positions(text, spec, a, b) {
+                    return Some((p.name.clone(), q.name.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    fn roles_follow_positions(&self, text: &str, spec: &PlaybookSpec, a: &Found, b: &Found) -> bool {
+        let (first, second) = if a.start <= b.start { (a, b) } else { (b, a) };
+        if first.end > second.start {
+            return false;
+        }
+        let (t1, t2) = (&text[first.start..first.end], &text[second.start..second.end]);
+        let swapped = format!(
+            "{}{t2}{}{t1}{}",
+            &text[..first.start],
+            &text[first.end..second.start],
+            &text[second.end..]
+        );
+        let p1 = (first.start, first.start + t2.len());
+        let shift = t2.len() as isize - t1.len() as isize;
+        let s2 = (second.start as isize + shift) as usize;
+        let p2 = (s2, s2 + t1.len());
+        let Ok(r2) = self.read(&swapped, &mut Stats::default()) else {
+            return false;
+        };
+        let found2 = assign_roles(spec, &self.meta.labels.roles, &r2.found);
+        let role_at = |(s, e): (usize, usize)| {
+            let mut it = found2.iter().filter(|f| f.start < e && f.end > s);
+            let f = it.next()?;
+            it.next().is_none().then_some(f.role)
+        };
+        role_at(p1) == Some(first.role) && role_at(p2) == Some(second.role)
     }
 
     /// A word outside the used spans that the plan's parameters could take:
