@@ -345,6 +345,11 @@ pub struct Language {
     /// it too, the interpreter knows it from the context).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refuse_protected: bool,
+    /// The playbook that does the opposite (allow / revoke): when the
+    /// interpreter finds it at all likely, it asks instead of proposing
+    /// either (the worst failure is doing the opposite of what was asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opposite: Option<String>,
 }
 
 impl Language {

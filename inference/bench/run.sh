@@ -7,6 +7,7 @@
 #
 #   inference/bench/run.sh            # from the repository root, after scripts/setup
 #   PROFILE=release inference/bench/run.sh   # latency figures for perf.md
+#   RULES_TREE=/tmp/oldtree RULES_BIN=/tmp/old-intent-eval inference/bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT_DIR:-/tmp/hearth-inference-bench}
@@ -22,9 +23,13 @@ old_tree=${RULES_TREE:-/tmp/hearth-rules-engine}
 if [ ! -d "$old_tree" ]; then
     git worktree add -f "$old_tree" "$rules_commit" >/dev/null
 fi
-(cd "$old_tree" && CARGO_TARGET_DIR="$PWD/../hearth-rules-target" cargo build "${flag[@]}" -q -p hearth-inference --bin hearth-intent-eval)
-old="$old_tree/../hearth-rules-target/$dir/hearth-intent-eval"
-[ -x "$old" ] || old="$(dirname "$old_tree")/hearth-rules-target/$dir/hearth-intent-eval"
+# RULES_BIN: an already built evaluation binary of that tree (skips the build).
+old=${RULES_BIN:-}
+if [ -z "$old" ]; then
+    target="$(dirname "$old_tree")/hearth-rules-target"
+    (cd "$old_tree" && CARGO_TARGET_DIR="$target" cargo build "${flag[@]}" -q -p hearth-inference --bin hearth-intent-eval)
+    old="$target/$dir/hearth-intent-eval"
+fi
 
 echo "== $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg), profile $profile"
 for set in dev holdout probes challenge; do

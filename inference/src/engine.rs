@@ -120,6 +120,9 @@ pub struct Options {
     /// Below this probability of its tag, a token is not trusted as a
     /// value.
     pub min_tag: f32,
+    /// When the playbook's declared opposite gets at least this
+    /// probability, the request becomes a clarifying question.
+    pub max_opposite: f32,
     /// A number outside every value is context (not a value the plan
     /// would drop) only when the model gives it at least this probability
     /// of being outside every value.
@@ -134,6 +137,7 @@ impl Default for Options {
             min_confidence: 0.75,
             min_alternative: 0.08,
             min_tag: 0.5,
+            max_opposite: 0.03,
             min_context: 0.97,
         }
     }
@@ -462,6 +466,51 @@ impl Engine {
             ));
         }
         let fill = |s: &PlaybookSpec| self.fill(text, ctx, s, r);
+        // The opposite playbook, or another change taking the same
+        // parameters (add or update a record), at all likely: ask, never
+        // guess.
+        let required = |s: &PlaybookSpec| -> Vec<String> {
+            s.params.iter().filter(|p| p.required).map(|p| p.name.clone()).collect()
+        };
+        let twin = ranked.iter().find(|c| {
+            c.id != *id
+                && c.score >= o.max_opposite
+                && self.catalog.get(&c.id).is_some_and(|s| {
+                    s.risk != Risk::Read && spec.risk != Risk::Read && required(s) == required(spec)
+                })
+        });
+        let prob = |want: &str| {
+            labels
+                .intents
+                .iter()
+                .position(|i| i == want)
+                .map_or(0.0, |i| r.intent[i])
+        };
+        let opposite = spec
+            .language
+            .opposite
+            .as_deref()
+            .filter(|opp| prob(opp) >= o.max_opposite)
+            .or(twin.map(|c| c.id.as_str()));
+        if let Some(opp) = opposite {
+            {
+                let options: Vec<Proposal> = [Some(spec), self.catalog.get(opp)]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| fill(s).ok().map(|f| self.proposal(s, f.params)))
+                    .collect();
+                if options.is_empty() {
+                    return refuse(format!(
+                        "the request could mean {id} or its opposite {opp}, and fills neither"
+                    ));
+                }
+                return Interpretation::Clarify {
+                    question: format!("This could mean {id} or {opp}: which one?"),
+                    options,
+                    candidates: shown,
+                };
+            }
+        }
         if r.polarity[ASKS] >= o.max_asks && spec.risk != Risk::Read {
             return match fill(spec) {
                 Ok(f) => Interpretation::Clarify {
@@ -561,6 +610,15 @@ impl Engine {
                     spec.id
                 ));
             };
+            if p.kind == ParamKind::NewDomain {
+                if let Some(q) = quoted_around(text, f.start, f.end) {
+                    if q != span {
+                        return Err(format!(
+                            "a domain's name is one word (letters, digits, '-'): {q:?} is not"
+                        ));
+                    }
+                }
+            }
             let value = self.parse(p, span, ctx)?;
             if let Some(prev) = raw.get(&p.name) {
                 if prev != &value {
@@ -1050,6 +1108,29 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
         let covered = used.iter().any(|&(a, b)| a < end && b > start);
         if !covered {
             return Some(w.to_string());
+        }
+    }
+    None
+}
+
+/// The text between the quotes around byte range `start..end`, when the
+/// range lies inside a quoted part of the request.
+fn quoted_around(text: &str, start: usize, end: usize) -> Option<&str> {
+    let pairs = [('"', '"'), ('\'', '\''), ('“', '”'), ('‘', '’'), ('«', '»'), ('`', '`')];
+    for (open, close) in pairs {
+        let Some(o) = text[..start].rfind(open) else {
+            continue;
+        };
+        // An apostrophe inside a word (the owner's, it's) is no quote.
+        if open == '\'' && text[..o].chars().last().is_some_and(char::is_alphanumeric) {
+            continue;
+        }
+        let Some(c) = text[end..].find(close).map(|i| end + i) else {
+            continue;
+        };
+        let inner = &text[o + open.len_utf8()..c];
+        if !inner.contains(['"', '“', '”']) {
+            return Some(inner.trim());
         }
     }
     None

@@ -540,7 +540,7 @@ impl<'a> Generator<'a> {
                     let f = self.fill(spec, &t, true).wrap(&w);
                     let f = self.chatter(f);
                     self.example(f, me, DO_NOT)
-                } else if r < 0.30 && spec.risk != Risk::Read {
+                } else if r < 0.34 && spec.risk != Risk::Read {
                     let w = self.rng.pick(&a.hypotheticals).clone();
                     let f = self.fill(spec, &t, true).wrap(&w);
                     let f = self.chatter(f);

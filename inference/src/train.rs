@@ -99,7 +99,16 @@ pub fn inputs_digest(
     let mut h = Sha256::new();
     h.update(RECIPE.as_bytes());
     h.update(serde_json::to_vec(recipe).unwrap_or_default());
-    h.update(serde_json::to_vec(specs).unwrap_or_default());
+    // What training reads: the decision-only `opposite` is left out.
+    let view: Vec<PlaybookSpec> = specs
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.language.opposite = None;
+            s
+        })
+        .collect();
+    h.update(serde_json::to_vec(&view).unwrap_or_default());
     h.update(serde_json::to_vec(lex).unwrap_or_default());
     h.update(encoder_sha256.as_bytes());
     hex::encode(h.finalize())
