@@ -470,7 +470,11 @@ impl Engine {
         // parameters (add or update a record), at all likely: ask, never
         // guess.
         let required = |s: &PlaybookSpec| -> Vec<String> {
-            s.params.iter().filter(|p| p.required).map(|p| p.name.clone()).collect()
+            s.params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| p.name.clone())
+                .collect()
         };
         let twin = ranked.iter().find(|c| {
             c.id != *id
@@ -571,7 +575,10 @@ impl Engine {
     }
 
     fn proposal(&self, spec: &PlaybookSpec, params: BTreeMap<String, Value>) -> Proposal {
-        let args: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", plain(v))).collect();
+        let args: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", plain(v)))
+            .collect();
         Proposal {
             playbook: spec.id.clone(),
             summary: if args.is_empty() {
@@ -681,7 +688,12 @@ impl Engine {
     /// roles the model gives by the names rather than by where they stand:
     /// the request is read again with the two values swapped, and each
     /// position must keep its role. Returns the pair when it does not.
-    fn unsure_pair(&self, text: &str, spec: &PlaybookSpec, found: &[Found]) -> Option<(String, String)> {
+    fn unsure_pair(
+        &self,
+        text: &str,
+        spec: &PlaybookSpec,
+        found: &[Found],
+    ) -> Option<(String, String)> {
         let roles = &self.meta.labels.roles;
         for (i, p) in spec.params.iter().enumerate() {
             for q in &spec.params[i + 1..] {
@@ -705,12 +717,21 @@ impl Engine {
         None
     }
 
-    fn roles_follow_positions(&self, text: &str, spec: &PlaybookSpec, a: &Found, b: &Found) -> bool {
+    fn roles_follow_positions(
+        &self,
+        text: &str,
+        spec: &PlaybookSpec,
+        a: &Found,
+        b: &Found,
+    ) -> bool {
         let (first, second) = if a.start <= b.start { (a, b) } else { (b, a) };
         if first.end > second.start {
             return false;
         }
-        let (t1, t2) = (&text[first.start..first.end], &text[second.start..second.end]);
+        let (t1, t2) = (
+            &text[first.start..first.end],
+            &text[second.start..second.end],
+        );
         let swapped = format!(
             "{}{t2}{}{t1}{}",
             &text[..first.start],
@@ -780,10 +801,9 @@ impl Engine {
                 .map(|&(_, e)| squash(&text[a..e]))
                 .unwrap_or_default();
             if domains
-                && ctx
-                    .domains
-                    .iter()
-                    .any(|d| squash(d.as_str()) == squash(w) || (!two.is_empty() && d.as_str() == two))
+                && ctx.domains.iter().any(|d| {
+                    squash(d.as_str()) == squash(w) || (!two.is_empty() && d.as_str() == two)
+                })
             {
                 return Some(w.to_string());
             }
@@ -801,7 +821,12 @@ impl Engine {
         None
     }
 
-    fn parse(&self, p: &ParamSpec, span: &str, ctx: &Context) -> std::result::Result<Value, String> {
+    fn parse(
+        &self,
+        p: &ParamSpec,
+        span: &str,
+        ctx: &Context,
+    ) -> std::result::Result<Value, String> {
         let lex = &self.meta.lexicon;
         match &p.kind {
             ParamKind::ExistingDomain => {
@@ -838,7 +863,9 @@ impl Engine {
                 n.map(Value::from).ok_or_else(|| {
                     format!(
                         "{span:?} is not {} ({})",
-                        p.unit.as_deref().map_or("a number".to_string(), |u| format!("a number of {u}")),
+                        p.unit
+                            .as_deref()
+                            .map_or("a number".to_string(), |u| format!("a number of {u}")),
                         p.name
                     )
                 })
@@ -880,7 +907,11 @@ fn assign_roles(spec: &PlaybookSpec, roles: &[String], found: &[Found]) -> Vec<F
         // i keeps a and j takes b, or the other way round.
         let keep = pr(i, a) * pr(j, b);
         let swap = pr(i, b) * pr(j, a);
-        let (moved, score) = if keep >= swap { (j, pr(j, b)) } else { (i, pr(i, b)) };
+        let (moved, score) = if keep >= swap {
+            (j, pr(j, b))
+        } else {
+            (i, pr(i, b))
+        };
         if score >= 0.2 {
             out[moved].role = b;
         }
@@ -996,7 +1027,11 @@ fn decode_spans(
     }
     let mut found: Vec<(Found, usize)> = Vec::new();
     for (wi, &(ws, we)) in words.iter().enumerate() {
-        let in_word: Vec<&Unit> = units.iter().filter(|(_, w)| *w == wi).map(|(u, _)| u).collect();
+        let in_word: Vec<&Unit> = units
+            .iter()
+            .filter(|(_, w)| *w == wi)
+            .map(|(u, _)| u)
+            .collect();
         if in_word.is_empty() {
             continue;
         }
@@ -1018,10 +1053,11 @@ fn decode_spans(
                     *a += b;
                 }
             }
-            let (best, v) = score
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+            let (best, v) =
+                score
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
             if best > 0 {
                 let n = inside.len().max(1) as f32;
                 let begins = inside.first().is_none_or(|u| u.begins(best - 1));
@@ -1063,7 +1099,10 @@ fn decode_spans(
             }
         }
     }
-    let outside = units.iter().map(|(u, _)| (u.start, u.end, u.probs[0])).collect();
+    let outside = units
+        .iter()
+        .map(|(u, _)| (u.start, u.end, u.probs[0]))
+        .collect();
     let mut found: Vec<Found> = found.into_iter().map(|(f, _)| f).collect();
     for f in &mut found {
         let inside: Vec<&Unit> = units
@@ -1100,7 +1139,9 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
             || Cidr::parse_v4_field("x", w).is_ok()
             || (w.contains('.')
                 && w.chars().any(|c| c.is_ascii_alphabetic())
-                && w.rsplit('.').next().is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()))
+                && w.rsplit('.')
+                    .next()
+                    .is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()))
                 && DnsName::parse(w).is_ok());
         if !looks {
             continue;
@@ -1116,7 +1157,14 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
 /// The text between the quotes around byte range `start..end`, when the
 /// range lies inside a quoted part of the request.
 fn quoted_around(text: &str, start: usize, end: usize) -> Option<&str> {
-    let pairs = [('"', '"'), ('\'', '\''), ('“', '”'), ('‘', '’'), ('«', '»'), ('`', '`')];
+    let pairs = [
+        ('"', '"'),
+        ('\'', '\''),
+        ('“', '”'),
+        ('‘', '’'),
+        ('«', '»'),
+        ('`', '`'),
+    ];
     for (open, close) in pairs {
         let Some(o) = text[..start].rfind(open) else {
             continue;
@@ -1144,7 +1192,22 @@ fn clean(s: &str) -> &str {
             .trim_matches(|c: char| {
                 matches!(
                     c,
-                    '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '<' | '>' | ',' | ';' | '!' | '?' | '“' | '”' | '‘' | '’'
+                    '"' | '\''
+                        | '`'
+                        | '('
+                        | ')'
+                        | '['
+                        | ']'
+                        | '<'
+                        | '>'
+                        | ','
+                        | ';'
+                        | '!'
+                        | '?'
+                        | '“'
+                        | '”'
+                        | '‘'
+                        | '’'
                 )
             })
             .trim_end_matches(['.', ':'])
@@ -1214,7 +1277,9 @@ mod tests {
         let text = "allow living room to reach nas.lan now";
         let (offs, names) = toks(
             text,
-            &["allow", "living", "room", "to", "reach", "na", "##s", ".", "lan", "now"],
+            &[
+                "allow", "living", "room", "to", "reach", "na", "##s", ".", "lan", "now",
+            ],
         );
         let mut tags = vec![one_hot(0)];
         tags.extend([
@@ -1248,7 +1313,10 @@ mod tests {
     #[test]
     fn one_word_may_hold_two_values() {
         let text = "iot->lan tcp/8883";
-        let (offs, names) = toks(text, &["io", "##t", "-", ">", "lan", "tc", "##p", "/", "88", "##83"]);
+        let (offs, names) = toks(
+            text,
+            &["io", "##t", "-", ">", "lan", "tc", "##p", "/", "88", "##83"],
+        );
         let mut tags = vec![one_hot(0)];
         tags.extend([
             one_hot(1),

@@ -290,7 +290,12 @@ pub fn run_eval_with(engine: &Engine, cases: &Path, report: &Path) -> Result<(us
         .with_context(|| format!("writing {}", report.display()))?;
     let (p, f) = (rep.summary.passed, rep.summary.failed);
     for (c, s) in &rep.summary.categories {
-        eprintln!("  {c:<14} {:>3}/{:<3} {:5.1}%", s.passed, s.total, 100.0 * s.passed as f64 / s.total.max(1) as f64);
+        eprintln!(
+            "  {c:<14} {:>3}/{:<3} {:5.1}%",
+            s.passed,
+            s.total,
+            100.0 * s.passed as f64 / s.total.max(1) as f64
+        );
     }
     eprintln!(
         "harmful plans (a change other than the expected outcome): {}; p50 {:.1} ms, p95 {:.1} ms, peak RSS {:.0} MB",

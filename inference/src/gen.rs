@@ -239,7 +239,12 @@ impl<'a> Generator<'a> {
         let r = &mut self.rng;
         match r.below(4) {
             0 => format!("10.{}.{}.{}", r.below(256), r.below(256), 1 + r.below(254)),
-            1 => format!("172.{}.{}.{}", 16 + r.below(16), r.below(256), 1 + r.below(254)),
+            1 => format!(
+                "172.{}.{}.{}",
+                16 + r.below(16),
+                r.below(256),
+                1 + r.below(254)
+            ),
             _ => format!("192.168.{}.{}", r.below(256), 1 + r.below(254)),
         }
     }
@@ -247,7 +252,12 @@ impl<'a> Generator<'a> {
     fn ipv6(&mut self) -> String {
         let r = &mut self.rng;
         match r.below(3) {
-            0 => format!("fd{:02x}:{:x}::{:x}", r.below(256), r.below(0xffff), 1 + r.below(0xfff)),
+            0 => format!(
+                "fd{:02x}:{:x}::{:x}",
+                r.below(256),
+                r.below(0xffff),
+                1 + r.below(0xfff)
+            ),
             1 => format!("2001:db8:{:x}::{:x}", r.below(0xffff), 1 + r.below(0xffff)),
             _ => format!(
                 "fd00:{:x}:{:x}:{:x}::{:x}",
@@ -267,7 +277,11 @@ impl<'a> Generator<'a> {
             1 => (172 << 24) | (((16 + r.below(16)) as u32) << 16) | ((r.below(256) as u32) << 8),
             _ => (192 << 24) | (168 << 16) | ((r.below(256) as u32) << 8),
         };
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
         let net = std::net::Ipv4Addr::from(addr & mask);
         format!("{net}/{prefix}")
     }
@@ -475,7 +489,13 @@ impl<'a> Generator<'a> {
                 0
             }
         };
-        let shift = |x: usize| if x > k { (x as isize + delta) as usize } else { x };
+        let shift = |x: usize| {
+            if x > k {
+                (x as isize + delta) as usize
+            } else {
+                x
+            }
+        };
         Filled {
             text: t,
             slots: f

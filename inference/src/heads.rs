@@ -118,7 +118,10 @@ fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let (rows, k) = (dims[..dims.len() - 1].iter().product::<usize>(), dims[dims.len() - 1]);
+    let (rows, k) = (
+        dims[..dims.len() - 1].iter().product::<usize>(),
+        dims[dims.len() - 1],
+    );
     let y = x.reshape((rows, k))?.matmul(w)?.broadcast_add(b)?;
     let mut out = dims.clone();
     let last = out.len() - 1;

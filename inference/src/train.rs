@@ -129,7 +129,11 @@ struct Encoded {
 
 /// Token tags of an encoding from byte spans: the first token inside a
 /// span begins its role, the following ones are inside it.
-pub fn token_tags(offsets: &[(usize, usize)], special: &[u32], slots: &[(usize, usize, usize)]) -> Vec<u32> {
+pub fn token_tags(
+    offsets: &[(usize, usize)],
+    special: &[u32],
+    slots: &[(usize, usize, usize)],
+) -> Vec<u32> {
     let mut tags = vec![0u32; offsets.len()];
     for &(a, b, role) in slots {
         let mut first = true;
@@ -138,7 +142,11 @@ pub fn token_tags(offsets: &[(usize, usize)], special: &[u32], slots: &[(usize, 
                 continue;
             }
             if s >= a && e <= b {
-                tags[i] = if first { 1 + 2 * role as u32 } else { 2 + 2 * role as u32 };
+                tags[i] = if first {
+                    1 + 2 * role as u32
+                } else {
+                    2 + 2 * role as u32
+                };
                 first = false;
             }
         }
@@ -154,11 +162,7 @@ fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>>
         let dim = hidden.dim(2)?;
         for (i, (ex, enc)) in chunk.iter().zip(&encs).enumerate() {
             let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-            let states: Vec<f32> = hidden
-                .get(i)?
-                .narrow(0, 0, len)?
-                .flatten_all()?
-                .to_vec1()?;
+            let states: Vec<f32> = hidden.get(i)?.narrow(0, 0, len)?.flatten_all()?.to_vec1()?;
             debug_assert_eq!(states.len(), len * dim);
             let tags = token_tags(
                 &enc.get_offsets()[..len],
@@ -239,7 +243,8 @@ pub fn train(
             let lr = if step < warm {
                 recipe.lr * (step + 1) as f64 / warm as f64
             } else {
-                recipe.lr * (1.0 - (step - warm) as f64 / (total_steps - warm).max(1) as f64).max(0.02)
+                recipe.lr
+                    * (1.0 - (step - warm) as f64 / (total_steps - warm).max(1) as f64).max(0.02)
             };
             opt.set_learning_rate(lr);
             let loss = batch_loss(&heads, &data, idx, dims, &device, &mut drop)?;
@@ -356,8 +361,7 @@ pub fn train_into(
     }
     let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;
     let (bytes, meta) = train(&embedder, &encoder_sha, &specs, &lex, recipe, log)?;
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     hearth_common::fsutil::write_atomic(&out_dir.join(HEADS_FILE), &bytes, 0o644)?;
     let text = serde_json::to_string_pretty(&meta)?;
     hearth_common::fsutil::write_atomic(&out_dir.join(META_FILE), text.as_bytes(), 0o644)?;

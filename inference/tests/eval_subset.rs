@@ -17,13 +17,25 @@ fn root() -> PathBuf {
 
 #[test]
 fn dev_set_passes_and_plans_only_use_request_values() {
-    run_set("inference/eval/dev.jsonl", 1, 200, MIN_RATE, MAX_HARMFUL_DEV);
+    run_set(
+        "inference/eval/dev.jsonl",
+        1,
+        200,
+        MIN_RATE,
+        MAX_HARMFUL_DEV,
+    );
 }
 
 /// The hold-out set was written apart from the development set.
 #[test]
 fn holdout_set_passes_and_plans_only_use_request_values() {
-    run_set("inference/eval/holdout.jsonl", 1, 90, MIN_RATE, MAX_HARMFUL_HOLDOUT);
+    run_set(
+        "inference/eval/holdout.jsonl",
+        1,
+        90,
+        MIN_RATE,
+        MAX_HARMFUL_HOLDOUT,
+    );
 }
 
 /// The challenge set was written apart from the interpreter and its
@@ -149,4 +161,3 @@ fn number_in(engine: &Engine, text: &str, n: u64) -> bool {
         })
     })
 }
-

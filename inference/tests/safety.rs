@@ -79,7 +79,10 @@ fn questions_about_a_change_become_a_clarifying_question_offering_it() {
 fn values_come_from_their_spans() {
     let e = engine();
     let c = ctx();
-    let got = e.interpret("issue a certificate for nas.house.example valid for two weeks", &c);
+    let got = e.interpret(
+        "issue a certificate for nas.house.example valid for two weeks",
+        &c,
+    );
     assert_eq!(
         plan(&got),
         Some((

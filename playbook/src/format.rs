@@ -458,8 +458,8 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
         )));
     }
     for t in spec.language.templates() {
-        let slots = hearth_common::catalog::template_slots(t)
-            .map_err(|e| invalid(format!("{id}: {e}")))?;
+        let slots =
+            hearth_common::catalog::template_slots(t).map_err(|e| invalid(format!("{id}: {e}")))?;
         if let Some(s) = slots
             .iter()
             .find(|s| !spec.params.iter().any(|p| &p.name == *s))

@@ -13,7 +13,10 @@ use hearth_inference::eval::default_dir;
 use hearth_inference::train::{train_into, Recipe};
 
 #[derive(Parser, Debug)]
-#[command(name = "hearth-intent-train", about = "Train the intent interpreter's heads")]
+#[command(
+    name = "hearth-intent-train",
+    about = "Train the intent interpreter's heads"
+)]
 struct Args {
     /// Models directory [default: $HEARTH_MODELS_DIR, else ./models].
     #[arg(long)]
