@@ -501,7 +501,12 @@ impl Engine {
                 let options: Vec<Proposal> = [Some(spec), self.catalog.get(opp)]
                     .into_iter()
                     .flatten()
-                    .filter_map(|s| fill(s).ok().map(|f| self.proposal(s, f.params)))
+                    .filter_map(|s| fill(s).ok().map(|f| (s, f)))
+                    .flat_map(|(s, f)| {
+                        std::iter::once(f.params)
+                            .chain(f.swapped)
+                            .map(move |p| self.proposal(s, p))
+                    })
                     .collect();
                 if options.is_empty() {
                     return refuse(format!(

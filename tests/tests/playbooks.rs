@@ -662,21 +662,29 @@ fn refusals(cx: &mut Ctx) {
 /// one option is chosen, and the chosen one then runs as a structured
 /// intent.
 fn clarify(cx: &mut Ctx) {
-    let question = "should I let cams reach lan?";
+    let question = "should I allow traffic from cams to lan?";
     let nft_before = cx.nft();
     let r = cx.ctl(&["ask", question]);
     assert!(!r.ok, "a question is not a plan that ran: {r:?}");
     assert_eq!(r.json["status"], "clarify", "{r:?}");
-    let first = &r.json["options"][0];
-    assert_eq!(first["playbook"], "net.allow", "{r:?}");
-    assert_eq!(first["params"]["from"], "cams", "{r:?}");
-    assert_eq!(first["params"]["to"], "lan", "{r:?}");
+    // The plan asked about is among the options (the others: the other
+    // direction or the opposite playbook, when the model is not sure).
+    let options = r.json["options"].as_array().unwrap();
+    let n = 1 + options
+        .iter()
+        .position(|o| {
+            o["playbook"] == "net.allow"
+                && o["params"]["from"] == "cams"
+                && o["params"]["to"] == "lan"
+        })
+        .unwrap_or_else(|| panic!("net.allow cams -> lan offered: {r:?}"));
+    let n = n.to_string();
     assert_eq!(cx.nft(), nft_before, "nothing changed before a choice");
     let m = cx.ctl(&["net", "matrix"]);
     assert_eq!(m.json["matrix"]["cams"]["lan"], "none", "{m:?}");
 
-    // The owner picks option 1.
-    let r = cx.ctl(&["ask", "--choose", "1", "--yes", question]);
+    // The owner picks that option.
+    let r = cx.ctl(&["ask", "--choose", &n, "--yes", question]);
     cx.note(&r);
     assert!(r.ok, "{r:?}");
     assert_eq!(r.json["status"], "executed", "{r:?}");
