@@ -1,5 +1,5 @@
-//! Sentence embeddings with all-MiniLM-L6-v2 (BERT): mean pooling over the
-//! attention mask, then L2 normalisation, as sentence-transformers does.
+//! all-MiniLM-L6-v2 (BERT) as the interpreter's frozen encoder: its last
+//! hidden state for every token of a request.
 //!
 //! The shipped `tokenizer.json` pads every input to 128 tokens, which makes a
 //! single query four times slower; padding is switched off for single inputs
@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -48,42 +48,6 @@ impl Embedder {
         })
     }
 
-    /// Embeds texts in one batch (padded to the longest); rows are unit length.
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tk = self.tokenizer.clone();
-        if texts.len() > 1 {
-            tk.with_padding(Some(PaddingParams {
-                strategy: PaddingStrategy::BatchLongest,
-                ..Default::default()
-            }));
-        }
-        let enc = tk
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow::anyhow!("embedding tokenizer: {e}"))?;
-        let ids: Vec<Tensor> = enc
-            .iter()
-            .map(|e| Tensor::new(e.get_ids(), &self.device))
-            .collect::<candle_core::Result<_>>()?;
-        let mask: Vec<Tensor> = enc
-            .iter()
-            .map(|e| Tensor::new(e.get_attention_mask(), &self.device))
-            .collect::<candle_core::Result<_>>()?;
-        let ids = Tensor::stack(&ids, 0)?;
-        let mask = Tensor::stack(&mask, 0)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-        let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&m)?.sum(1)?;
-        let counts = m.sum(1)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-        let out = mean.broadcast_div(&norm)?;
-        Ok(out.to_vec2::<f32>()?)
-    }
-
     /// The encoder's last hidden states for a batch, padded to the longest:
     /// `[B, T, 384]`, the attention mask `[B, T]` (f32, 1 for tokens) and
     /// each text's encoding (token ids and byte offsets into the text).
@@ -121,15 +85,4 @@ impl Embedder {
     pub fn device(&self) -> &Device {
         &self.device
     }
-
-    /// Embeds one text.
-    pub fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
-        let mut v = self.embed(&[text])?;
-        v.pop().context("no embedding")
-    }
-}
-
-/// Cosine similarity of two unit vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
