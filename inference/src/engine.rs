@@ -162,6 +162,9 @@ pub struct Engine {
     digests: Vec<ModelDigest>,
     device: Device,
     catalog: BTreeMap<String, PlaybookSpec>,
+    /// HEARTH_INFER_DEBUG set at load: every request's tag, playbook and
+    /// polarity probabilities go to stderr.
+    debug: bool,
     /// Thresholds (public for benchmarks and ablations).
     pub options: Options,
 }
@@ -294,6 +297,7 @@ impl Engine {
             digests,
             device,
             catalog: BTreeMap::new(),
+            debug: std::env::var_os("HEARTH_INFER_DEBUG").is_some(),
             options: Options::default(),
         })
     }
@@ -362,7 +366,7 @@ impl Engine {
         stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
         let enc = &encs[0];
         stats.tokens = enc.get_offsets().len();
-        if std::env::var_os("HEARTH_INFER_DEBUG").is_some() {
+        if self.debug {
             for (i, t) in enc.get_tokens().iter().enumerate() {
                 let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
                 eprintln!("{t:>12} {}", p.join(" "));
