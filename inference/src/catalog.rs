@@ -11,21 +11,16 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use hearth_common::catalog::PlaybookSpec;
 
-const SPEC_KEYS: &[&str] = &[
-    "id",
-    "version",
-    "description",
-    "examples",
-    "risk",
-    "params",
-    "language",
-];
+/// The part of a playbook file that belongs to the gate alone.
+const GATE_SECTION: &str = "steps";
 
 /// Parses one playbook file's text into its spec, ignoring the gate's
 /// sections.
 pub fn parse_spec(text: &str) -> Result<PlaybookSpec> {
     let mut table: toml::Table = toml::from_str(text)?;
-    table.retain(|k, _| SPEC_KEYS.contains(&k));
+    // Everything else is the spec, read by the same strict type the gate
+    // uses (an unknown key is an error, as it is for the gate).
+    table.remove(GATE_SECTION);
     Ok(toml::Value::Table(table).try_into()?)
 }
 
