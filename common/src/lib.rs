@@ -11,6 +11,7 @@
 //! * [`subnets`]: where a network domain's addresses may lie (private space,
 //!   prefix bounds, no overlap), the rule hearth-netd enforces on every path.
 //! * [`fsutil`]: atomic state writes (write, fsync, rename).
+//! * [`mac`]: the validated MAC address of a device (hearth-dhcpd's inventory).
 //! * [`rights`]: who may call which daemon method, the one rule the daemons
 //!   apply to a direct caller and the intent gate to a plan's requester.
 //!
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod mac;
 pub mod names;
 pub mod proxies;
 pub mod rights;

@@ -52,8 +52,16 @@ pub const DNS: Service = Service {
     unit: "hearth-dnsd",
 };
 
+/// hearth-dhcpd, addresses for every domain and the device inventory.
+pub const DHCP: Service = Service {
+    short: "dhcp",
+    bus_name: "org.hearth.Dhcp1",
+    path: "/org/hearth/Dhcp1",
+    unit: "hearth-dhcpd",
+};
+
 /// Every daemon, in start order (dependencies first).
-pub const ALL: [Service; 5] = [PKI, ATTESTATION, NETWORK, DNS, INTENT];
+pub const ALL: [Service; 6] = [PKI, ATTESTATION, NETWORK, DNS, DHCP, INTENT];
 
 /// Looks a service up by its short name, unit name or bus name.
 pub fn service(name: &str) -> Option<Service> {

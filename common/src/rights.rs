@@ -102,6 +102,10 @@ const PKI_READS: &[&str] = &[
     "Crl",
     "PlaybookSignerCertificate",
 ];
+/// Changing members of `org.hearth.Dhcp1` (all take `dry_run`).
+const DHCP_CHANGES: &[&str] = &["Reserve", "ReleaseReservation", "Forget"];
+/// Its reads.
+const DHCP_READS: &[&str] = &["ListDevices", "ShowDevice", "Pools"];
 /// Reads of `org.hearth.Attestation1`.
 const ATTEST_READS: &[&str] = &["Status", "Log", "Pcrs"];
 
@@ -114,6 +118,7 @@ pub fn rule(interface: &str, member: &str, dry_run: bool) -> Option<Rule> {
         i if i == names::DNS.bus_name => (DNS_CHANGES, DNS_READS, true),
         i if i == names::PKI.bus_name => (PKI_CHANGES, PKI_READS, false),
         i if i == names::ATTESTATION.bus_name => (&[], ATTEST_READS, false),
+        i if i == names::DHCP.bus_name => (DHCP_CHANGES, DHCP_READS, true),
         _ => return None,
     };
     if reads.contains(&member) {
@@ -160,6 +165,10 @@ mod tests {
             need(names::ATTESTATION.bus_name, "Status", false),
             Need::Operator
         );
+        let dhcp = names::DHCP.bus_name;
+        assert_eq!(need(dhcp, "Reserve", false), Need::Admin);
+        assert_eq!(need(dhcp, "Reserve", true), Need::Operator);
+        assert_eq!(need(dhcp, "ListDevices", false), Need::Operator);
         assert_eq!(rule("org.example.Other", "Allow", false), None);
     }
 

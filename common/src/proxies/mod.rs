@@ -4,6 +4,7 @@
 
 pub mod attestation;
 pub mod daemon;
+pub mod dhcp;
 pub mod dns;
 pub mod intent;
 pub mod network;

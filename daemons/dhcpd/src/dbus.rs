@@ -1,0 +1,240 @@
+//! `org.hearth.Dhcp1`: the device inventory and reservations, a thin
+//! adapter over the [`Engine`] (docs/dbus/dhcp.md). Reads need an operator;
+//! changes an admin, previews (`dry_run = true`) an operator: the rule of
+//! [`hearth_common::rights`].
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use hearth_common::mac::MacAddr;
+use hearth_common::rights::{self, Need};
+use hearth_common::types::Ipv4;
+use hearth_common::{names, HearthError};
+use hearth_daemon::{Access, Role};
+use serde_json::{json, Value};
+use zbus::message::Header;
+
+use crate::engine::{Engine, LookupError, ReserveError};
+use crate::oui::Oui;
+use crate::server::{now, Shared};
+
+impl From<LookupError> for HearthError {
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Unknown(_) => HearthError::NotFound(e.to_string()),
+            LookupError::Ambiguous(..) => HearthError::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+impl From<ReserveError> for HearthError {
+    fn from(e: ReserveError) -> Self {
+        match e {
+            ReserveError::Outside { .. } => HearthError::InvalidArgument(e.to_string()),
+            ReserveError::Reserved { .. }
+            | ReserveError::Already { .. }
+            | ReserveError::Leased { .. } => HearthError::Conflict(e.to_string()),
+            ReserveError::NoReservation(_) => HearthError::NotFound(e.to_string()),
+            ReserveError::Storage(_) => HearthError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The served object.
+#[derive(Debug, Clone)]
+pub struct DhcpInterface {
+    shared: Arc<Shared>,
+    access: Access,
+    oui: Arc<Oui>,
+}
+
+/// One device as JSON (see docs/dbus/dhcp.md).
+pub fn device_json(engine: &Engine, oui: &Oui, mac: &MacAddr, t: u64) -> Value {
+    let s = engine.state();
+    let dev = s.devices.get(mac);
+    let lease = s
+        .leases
+        .values()
+        .filter(|l| &l.mac == mac && l.expires > t)
+        .max_by_key(|l| (l.bound, l.expires));
+    let res = s.reservations.get(mac);
+    json!({
+        "mac": mac.to_string(),
+        "vendor": oui.vendor(mac),
+        "domain": dev.map(|d| d.domain.to_string()).or_else(|| res.map(|r| r.domain.to_string())),
+        "address": lease.map(|l| l.address).or(dev.and_then(|d| d.address)).map(|a| a.to_string()),
+        "hostname": dev.and_then(|d| d.hostname.clone()),
+        "name": lease.and_then(|l| l.dns_name.clone()),
+        "first_seen": dev.map(|d| d.first_seen),
+        "last_seen": dev.map(|d| d.last_seen),
+        "lease": lease.map(|l| json!({
+            "address": l.address.to_string(),
+            "state": if l.bound { "bound" } else { "offered" },
+            "expires": l.expires,
+        })),
+        "reserved": res.map(|r| r.address.to_string()),
+    })
+}
+
+impl DhcpInterface {
+    /// Serves the shared state.
+    pub fn new(shared: Arc<Shared>, access: Access, oui: Oui) -> Self {
+        DhcpInterface {
+            shared,
+            access,
+            oui: Arc::new(oui),
+        }
+    }
+
+    async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        dry_run: bool,
+    ) -> Result<(), HearthError> {
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        let role = match rights::need(names::DHCP.bus_name, &member, dry_run) {
+            Need::Operator => Role::Operator,
+            Need::Admin => Role::Admin,
+        };
+        self.access.require(conn, hdr, role).await.map(|_| ())
+    }
+}
+
+#[zbus::interface(name = "org.hearth.Dhcp1")]
+impl DhcpInterface {
+    /// Every device seen or reserved, as a JSON array.
+    async fn list_devices(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, false).await?;
+        let e = self.shared.engine();
+        let t = now();
+        let mut macs: Vec<MacAddr> = e.state().devices.keys().copied().collect();
+        macs.extend(e.state().reservations.keys().copied());
+        macs.sort();
+        macs.dedup();
+        let list: Vec<Value> = macs
+            .iter()
+            .map(|m| device_json(&e, &self.oui, m, t))
+            .collect();
+        Ok(Value::Array(list).to_string())
+    }
+
+    /// One device, by MAC or host name.
+    async fn show_device(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        device: String,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, false).await?;
+        let e = self.shared.engine();
+        let mac = e.find_device(&device)?;
+        Ok(device_json(&e, &self.oui, &mac, now()).to_string())
+    }
+
+    /// Each served domain's pool.
+    async fn pools(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, false).await?;
+        serde_json::to_string(&self.shared.pools())
+            .map_err(|e| HearthError::Internal(e.to_string()))
+    }
+
+    /// Reserves `address` for a device the inventory knows; the address
+    /// must be a host address of the device's domain, not the gateway, and
+    /// neither reserved for nor leased to another device.
+    async fn reserve(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        device: String,
+        address: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, dry_run).await?;
+        let ip: Ipv4Addr = Ipv4::parse_field("address", &address)?.addr();
+        let domains = self.shared.domains();
+        let mut e = self.shared.engine();
+        let mac = e.find_device(&device)?;
+        let dom_id = e
+            .state()
+            .devices
+            .get(&mac)
+            .map(|d| d.domain.clone())
+            .ok_or_else(|| HearthError::NotFound(format!("no device {device:?}")))?;
+        let d = domains.get(&dom_id).ok_or_else(|| {
+            HearthError::NotFound(format!(
+                "the device's domain {dom_id} is not served (deleted, or without dhcp)"
+            ))
+        })?;
+        let r = e.reserve(d, mac, ip, now(), dry_run)?;
+        let doc = json!({
+            "action": "reserve",
+            "dry_run": dry_run,
+            "mac": mac.to_string(),
+            "domain": r.domain.to_string(),
+            "address": r.address.to_string(),
+            "device": device_json(&e, &self.oui, &mac, now()),
+        });
+        drop(e);
+        if !dry_run {
+            self.shared.update_status();
+        }
+        Ok(doc.to_string())
+    }
+
+    /// Removes a device's reservation.
+    async fn release_reservation(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        device: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, dry_run).await?;
+        let mut e = self.shared.engine();
+        let mac = match MacAddr::parse_field("device", &device) {
+            Ok(m) if e.state().reservations.contains_key(&m) => m,
+            _ => e.find_device(&device)?,
+        };
+        let r = e.release_reservation(mac, dry_run)?;
+        Ok(json!({
+            "action": "release_reservation",
+            "dry_run": dry_run,
+            "mac": mac.to_string(),
+            "domain": r.domain.to_string(),
+            "address": r.address.to_string(),
+        })
+        .to_string())
+    }
+
+    /// Forgets a device: lease, name, reservation and inventory entry.
+    async fn forget(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        device: String,
+        dry_run: bool,
+    ) -> Result<String, HearthError> {
+        self.authorize(conn, &hdr, dry_run).await?;
+        let (doc, names) = {
+            let mut e = self.shared.engine();
+            let mac = e.find_device(&device)?;
+            let before = device_json(&e, &self.oui, &mac, now());
+            let names = e.forget(mac, dry_run)?;
+            (
+                json!({"action": "forget", "dry_run": dry_run, "device": before}),
+                names,
+            )
+        };
+        self.shared.send_names(names);
+        Ok(doc.to_string())
+    }
+}

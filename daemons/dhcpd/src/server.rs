@@ -1,0 +1,357 @@
+//! The sockets and the tasks: one UDP socket per served domain, bound to
+//! port 67 on that domain's bridge only (SO_BINDTODEVICE), so a request is
+//! answered from the pool of the link it came in on; the follower of
+//! hearth-netd's domains (its `Changed` signal, and a poll as a backstop);
+//! the sweep of ended leases.
+//!
+//! Replies go to the client port by broadcast on the bridge (the client has
+//! no address yet) or, for a renewal, by unicast to the client's address.
+//! No raw socket is used, so no capability beyond binding port 67 is needed.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use futures_util::StreamExt;
+use hearth_common::proxies::network::NetworkProxy;
+use hearth_common::types::DomainId;
+use hearth_daemon::Notifier;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use zbus::proxy::CacheProperties;
+
+use crate::config::DhcpConfig;
+use crate::engine::{Destination, Domain, Engine, NameChange, PoolStatus};
+
+/// The largest request read (a DHCP message fits in 576 octets; options
+/// may make it longer, never past an Ethernet frame).
+const MAX_PACKET: usize = 1500;
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What every task shares.
+pub struct Shared {
+    engine: Mutex<Engine>,
+    domains: Mutex<BTreeMap<DomainId, Domain>>,
+    names: UnboundedSender<NameChange>,
+    notifier: Notifier,
+    cfg: DhcpConfig,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Shares `engine`.
+    pub fn new(
+        engine: Engine,
+        names: UnboundedSender<NameChange>,
+        notifier: Notifier,
+        cfg: DhcpConfig,
+    ) -> Shared {
+        Shared {
+            engine: Mutex::new(engine),
+            domains: Mutex::new(BTreeMap::new()),
+            names,
+            notifier,
+            cfg,
+        }
+    }
+
+    /// The engine (a std mutex, never held across an await).
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        match self.engine.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The domains served now.
+    pub fn domains(&self) -> BTreeMap<DomainId, Domain> {
+        match self.domains.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_domains(&self, d: BTreeMap<DomainId, Domain>) {
+        match self.domains.lock() {
+            Ok(mut g) => *g = d,
+            Err(p) => *p.into_inner() = d,
+        }
+    }
+
+    /// Queues name changes for hearth-dnsd.
+    pub fn send_names(&self, changes: Vec<NameChange>) {
+        for c in changes {
+            let _ = self.names.send(c);
+        }
+    }
+
+    /// The pools of every served domain.
+    pub fn pools(&self) -> Vec<PoolStatus> {
+        let domains = self.domains();
+        let engine = self.engine();
+        let t = now();
+        domains.values().map(|d| engine.pool_status(d, t)).collect()
+    }
+
+    /// Sets the status line from the pools.
+    pub fn update_status(&self) {
+        let pools = self.pools();
+        let names: Vec<&str> = pools.iter().map(|p| p.domain.as_str()).collect();
+        let full: Vec<&str> = pools
+            .iter()
+            .filter(|p| p.full)
+            .map(|p| p.domain.as_str())
+            .collect();
+        let mut line = format!("serving {} domains ({})", pools.len(), names.join(", "));
+        if !full.is_empty() {
+            line.push_str(&format!("; pool full: {}", full.join(", ")));
+        }
+        self.notifier.status(&line);
+    }
+
+    /// The configuration.
+    pub fn cfg(&self) -> &DhcpConfig {
+        &self.cfg
+    }
+}
+
+/// Binds the server port on `bridge` only.
+pub fn bind(bridge: &str, port: u16) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain as SockDomain, Protocol, Socket, Type};
+    let s = Socket::new(SockDomain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(bridge.as_bytes()))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Decodes one datagram; `None` (and a debug line) for a malformed one.
+pub fn decode(bytes: &[u8]) -> Option<dhcproto::v4::Message> {
+    match dhcproto::v4::Message::decode(&mut Decoder::new(bytes)) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::debug!(len = bytes.len(), "malformed DHCP packet dropped: {e}");
+            None
+        }
+    }
+}
+
+/// Serves one domain until the task is aborted.
+async fn serve(shared: Arc<Shared>, d: Domain, sock: UdpSocket) {
+    let client_port = shared.cfg.port.saturating_add(1);
+    let mut buf = vec![0u8; MAX_PACKET];
+    loop {
+        let (n, src) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(domain = %d.name, "receive failed: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Some(msg) = decode(&buf[..n]) else {
+            continue;
+        };
+        let outcome = shared.engine().handle(&d, &msg, now());
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(why) => {
+                tracing::debug!(domain = %d.name, %src, "dropped: {why}");
+                continue;
+            }
+        };
+        if outcome.pool_full {
+            shared.update_status();
+        }
+        shared.send_names(outcome.names);
+        let Some((reply, dest)) = outcome.reply else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(576);
+        if let Err(e) = reply.encode(&mut Encoder::new(&mut out)) {
+            tracing::error!("cannot encode a reply: {e}");
+            continue;
+        }
+        let to = match dest {
+            Destination::Broadcast => Ipv4Addr::BROADCAST,
+            Destination::Unicast(ip) if !ip.is_unspecified() => ip,
+            Destination::Unicast(_) => Ipv4Addr::BROADCAST,
+        };
+        if let Err(e) = sock
+            .send_to(&out, SocketAddr::V4(SocketAddrV4::new(to, client_port)))
+            .await
+        {
+            tracing::warn!(domain = %d.name, %to, "cannot send the reply: {e}");
+        }
+    }
+}
+
+/// Parses netd's `ListDomains` document into the domains to serve (those
+/// whose services name `dhcp`).
+pub fn parse_domains(doc: &str, cfg: &DhcpConfig) -> Result<BTreeMap<DomainId, Domain>, String> {
+    let v: serde_json::Value = serde_json::from_str(doc).map_err(|e| e.to_string())?;
+    let list = v.as_array().ok_or("ListDomains did not return an array")?;
+    let mut out = BTreeMap::new();
+    for d in list {
+        let serves = d["services"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("dhcp")));
+        if !serves {
+            continue;
+        }
+        let name = DomainId::parse(d["name"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
+        let bridge = d["bridge"].as_str().unwrap_or("").to_string();
+        let subnet = d["subnet"].as_str().unwrap_or("");
+        let gateway: Ipv4Addr = d["gateway"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e| format!("domain {name}: gateway: {e}"))?;
+        let (net, prefix) = subnet
+            .split_once('/')
+            .ok_or_else(|| format!("domain {name}: subnet {subnet:?}"))?;
+        let net: Ipv4Addr = net
+            .parse()
+            .map_err(|e| format!("domain {name}: subnet: {e}"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|e| format!("domain {name}: prefix: {e}"))?;
+        let range = cfg.range_of(&name);
+        match Domain::new(name.clone(), bridge, net, prefix, gateway, range) {
+            Some(dom) => {
+                out.insert(name, dom);
+            }
+            None => {
+                tracing::warn!(domain = %name, %subnet, "no address to hand out in this domain; not served")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Follows hearth-netd's domains: serves a new one, stops a deleted one
+/// (ending its leases and names). Runs forever.
+pub async fn follow(shared: Arc<Shared>, conn: zbus::Connection) {
+    let mut running: BTreeMap<DomainId, (Domain, JoinHandle<()>)> = BTreeMap::new();
+    let poll = Duration::from_secs(u64::from(shared.cfg.poll_secs));
+    let net = loop {
+        match NetworkProxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+        {
+            Ok(p) => break p,
+            Err(e) => {
+                tracing::warn!("cannot make the hearth-netd proxy: {e}");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    };
+    let mut changed = match net.receive_changed().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot subscribe to hearth-netd's Changed; polling only: {e}");
+            None
+        }
+    };
+    loop {
+        match net.list_domains().await {
+            Ok(doc) => match parse_domains(&doc, &shared.cfg) {
+                Ok(want) => sync(&shared, &mut running, want),
+                Err(e) => tracing::warn!("unreadable domain list from hearth-netd: {e}"),
+            },
+            Err(e) => tracing::warn!("cannot list hearth-netd's domains: {e}"),
+        }
+        match changed.as_mut() {
+            Some(stream) => {
+                tokio::select! {
+                    _ = stream.next() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+            None => tokio::time::sleep(poll).await,
+        }
+    }
+}
+
+fn sync(
+    shared: &Arc<Shared>,
+    running: &mut BTreeMap<DomainId, (Domain, JoinHandle<()>)>,
+    want: BTreeMap<DomainId, Domain>,
+) {
+    let mut changed = false;
+    let gone: Vec<DomainId> = running
+        .iter()
+        .filter(|(k, (d, _))| want.get(*k) != Some(d))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in gone {
+        if let Some((d, task)) = running.remove(&k) {
+            task.abort();
+            changed = true;
+            if !want.contains_key(&k) {
+                tracing::info!(domain = %k, bridge = %d.bridge, "domain deleted: no longer served");
+                let names = shared.engine().drop_domain(&k);
+                shared.send_names(names);
+            } else {
+                tracing::info!(domain = %k, "domain changed: serving it again");
+            }
+        }
+    }
+    for (k, d) in want {
+        if running.contains_key(&k) {
+            continue;
+        }
+        match bind(&d.bridge, shared.cfg.port) {
+            Ok(sock) => {
+                tracing::info!(domain = %k, bridge = %d.bridge, gateway = %d.gateway,
+                    pool = %format!("{}-{}", d.first, d.last), "serving DHCP");
+                let task = tokio::spawn(serve(shared.clone(), d.clone(), sock));
+                running.insert(k, (d, task));
+                changed = true;
+            }
+            Err(e) => {
+                tracing::warn!(domain = %k, bridge = %d.bridge, "cannot listen on the bridge yet: {e}")
+            }
+        }
+    }
+    if changed {
+        shared.set_domains(
+            running
+                .iter()
+                .map(|(k, (d, _))| (k.clone(), d.clone()))
+                .collect(),
+        );
+        shared.update_status();
+    }
+}
+
+/// Sweeps ended leases every `expire_secs`. Runs forever.
+pub async fn expire(shared: Arc<Shared>) {
+    let every = Duration::from_secs(u64::from(shared.cfg.expire_secs));
+    loop {
+        tokio::time::sleep(every).await;
+        let names = shared.engine().expire(now());
+        if !names.is_empty() {
+            shared.send_names(names);
+            shared.update_status();
+        }
+    }
+}
