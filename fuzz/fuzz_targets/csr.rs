@@ -1,0 +1,3 @@
+#![no_main]
+// The property is hearth_fuzzing::csr (see there); scripts/fuzz runs it.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hearth_fuzzing::csr::run(data));
