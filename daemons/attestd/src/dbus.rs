@@ -1,10 +1,16 @@
 //! `org.hearth.Attestation1`: a thin adapter over the [`Engine`]: it asks the
 //! bus who the caller is, authorizes, runs the engine on the blocking pool,
 //! and maps errors to `org.hearth.Error.*`.
+//!
+//! Reads are authorized by [`hearth_common::rights`], the table
+//! hearth-netd, hearth-dnsd, hearth-pkid and the intent gate use. `Measure`
+//! has no rule there: only the uids in `measurement_uids` may call it (the
+//! engine checks), whatever their groups.
 
 use std::sync::Arc;
 
-use hearth_common::HearthError;
+use hearth_common::rights::{self, Need};
+use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Role};
 
 use crate::engine::{Engine, EngineError};
@@ -19,6 +25,28 @@ impl AttestationInterface {
     /// Serves `engine`, authorizing callers with `access`.
     pub fn new(engine: Arc<Engine>, access: Access) -> Self {
         AttestationInterface { engine, access }
+    }
+}
+
+/// The role a direct caller of `member` needs, from the shared table (a
+/// member without a rule needs an admin: fail closed).
+fn role_for(member: &str) -> Role {
+    match rights::need(names::ATTESTATION.bus_name, member, false) {
+        Need::Operator => Role::Operator,
+        Need::Admin => Role::Admin,
+    }
+}
+
+impl AttestationInterface {
+    /// Checks the caller against [`role_for`] the member of this message.
+    async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &zbus::message::Header<'_>,
+    ) -> Result<(), HearthError> {
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        self.access.require(conn, hdr, role_for(&member)).await?;
+        Ok(())
     }
 }
 
@@ -77,7 +105,7 @@ impl AttestationInterface {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         json(&blocking(&self.engine, |e| e.status()).await?)
     }
 
@@ -87,7 +115,7 @@ impl AttestationInterface {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         json(&blocking(&self.engine, |e| Ok(e.log())).await?)
     }
 
@@ -97,7 +125,27 @@ impl AttestationInterface {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
-        self.access.require(conn, &hdr, Role::Operator).await?;
+        self.authorize(conn, &hdr).await?;
         json(&blocking(&self.engine, |e| e.pcrs()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_follow_the_shared_rights_table() {
+        for m in ["Status", "Log", "Pcrs"] {
+            assert_eq!(role_for(m), Role::Operator, "{m}");
+            assert!(rights::rule(names::ATTESTATION.bus_name, m, false).is_some());
+        }
+        // No rule: an admin only (Measure never goes through this; it is
+        // limited to measurement_uids).
+        assert_eq!(role_for("NoSuchMember"), Role::Admin);
+        assert_eq!(
+            rights::rule(names::ATTESTATION.bus_name, "Measure", false),
+            None
+        );
     }
 }
