@@ -9,6 +9,15 @@
 # whose dependencies are optimized too, when a release build is too costly). Traffic goes to 127.0.0.1 only.
 # Prints a Markdown table and leaves the raw dnsperf outputs in $OUT_DIR
 # (default: a temporary directory, removed unless KEEP=1).
+#
+# After the throughput runs, a latency run per server (same clients and
+# outstanding queries, dnsperf -v, LAT_SECONDS each, default 5) gives the
+# p50/p99 of every answered query; it is separate because printing each
+# answer costs dnsperf CPU that the throughput runs should not pay.
+# LAT_SECONDS=0 skips it.
+#
+# PERF_DATA=/path/perf.data records `perf record -g` (DWARF call graphs) of
+# hearth-dnsd during its throughput run (needs linux-perf).
 set -euo pipefail
 
 SECONDS_EACH=${1:-10}
@@ -101,7 +110,8 @@ name = "home.arpa"
 ns_addresses = ["127.0.0.1"]
 EOF
 "$DNSD" --config "$WORK/dnsd.toml" --state-dir "$STATE" 2>"$OUT_DIR/hearth-dnsd.log" &
-PIDS+=($!)
+DNSD_PID=$!
+PIDS+=($DNSD_PID)
 wait_answer "$DNSD_PORT" host1.home.arpa
 
 DNSMASQ_PORT=$(free_port)
@@ -116,16 +126,38 @@ run_one() { # label port
     dnsperf -s 127.0.0.1 -p "$2" -d "$WORK/queries" -l "$SECONDS_EACH" \
         -c "$CLIENTS" -q 100 -t 2 >"$OUT_DIR/$1.txt" 2>&1
 }
+LAT_SECONDS=${LAT_SECONDS:-5}
+run_latency() { # label port
+    dnsperf -s 127.0.0.1 -p "$2" -d "$WORK/queries" -l "$LAT_SECONDS" \
+        -c "$CLIENTS" -q 100 -t 2 -v 2>&1 |
+        awk '$1 == ">" { print $NF }' | sort -g >"$OUT_DIR/$1.latency"
+}
+percentile() { # file fraction -> milliseconds
+    awk -v p="$2" '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        i = int(NR * p + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
+        printf "%.3f", v[i] * 1000 }' "$1"
+}
 field() { # file label
     grep -m1 "$2" "$1" | sed 's/.*: *//' | awk '{print $1}'
 }
 
 echo "dnsperf ${SECONDS_EACH}s each, ${CLIENTS} clients, 100 outstanding, $(wc -l <"$WORK/queries") query mix" >&2
+if [[ -n ${PERF_DATA:-} ]]; then
+    perf record -g --call-graph dwarf,16384 -F 999 -p "$DNSD_PID" -o "$PERF_DATA" \
+        -- sleep "$SECONDS_EACH" >"$OUT_DIR/perf.log" 2>&1 &
+    PERF_PID=$!
+fi
 run_one hearth-dnsd "$DNSD_PORT"
+if [[ -n ${PERF_DATA:-} ]]; then wait "$PERF_PID" || true; fi
 run_one dnsmasq "$DNSMASQ_PORT"
+if [[ $LAT_SECONDS != 0 ]]; then
+    run_latency hearth-dnsd "$DNSD_PORT"
+    run_latency dnsmasq "$DNSMASQ_PORT"
+fi
 
-echo "| server | queries sent | completed | lost | qps | avg latency (ms) | min (ms) | max (ms) | rcodes |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| server | queries sent | completed | lost | qps | avg latency (ms) | min (ms) | max (ms) | rcodes | latency run: answers, p50 (ms), p99 (ms) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in hearth-dnsd dnsmasq; do
     f=$OUT_DIR/$s.txt
     sent=$(field "$f" "Queries sent:")
@@ -137,5 +169,9 @@ for s in hearth-dnsd dnsmasq; do
     lat_max=$(grep -m1 "Average Latency (s):" "$f" | sed -n 's/.*max \([0-9.]*\).*/\1/p')
     rc=$(grep -m1 "Response codes:" "$f" | sed 's/.*: *//')
     ms() { awk -v s="$1" 'BEGIN { printf "%.3f", s * 1000 }'; }
-    echo "| $s | $sent | $done_ | $lost | $qps | $(ms "$avg") | $(ms "$lat_min") | $(ms "$lat_max") | $rc |"
+    lat="-"
+    if [[ -s $OUT_DIR/$s.latency ]]; then
+        lat="$(wc -l <"$OUT_DIR/$s.latency"), $(percentile "$OUT_DIR/$s.latency" 0.5), $(percentile "$OUT_DIR/$s.latency" 0.99)"
+    fi
+    echo "| $s | $sent | $done_ | $lost | $qps | $(ms "$avg") | $(ms "$lat_min") | $(ms "$lat_max") | $rc | $lat |"
 done

@@ -13,6 +13,7 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::config::ZoneConfig;
 use crate::engine::{zone_index, Node, StoredState, MAX_CHAIN};
+use crate::fast::FastTable;
 
 /// SOA timers (seconds): refresh, retry, expire.
 const SOA_REFRESH: i32 = 3600;
@@ -42,6 +43,8 @@ pub struct Snapshot {
     /// Every owner name and each of its ancestors up to its zone's apex
     /// (so that an empty non-terminal answers NODATA, not NXDOMAIN).
     existing: HashSet<LowerName>,
+    /// The common UDP answers, encoded (see [`crate::fast`]).
+    fast: FastTable,
 }
 
 /// The outcome of a query against the snapshot.
@@ -148,7 +151,29 @@ impl Snapshot {
             }
             snap.mark_existing(zones, zi, name);
         }
+        snap.fast = FastTable::build(&snap);
         snap
+    }
+
+    /// The fast path's answers for this snapshot.
+    pub fn fast(&self) -> &FastTable {
+        &self.fast
+    }
+
+    /// Every name that exists: owners, their ancestors up to the apex, and
+    /// the apexes.
+    pub(crate) fn existing_names(&self) -> impl Iterator<Item = &LowerName> {
+        let mut seen: HashSet<&LowerName> = HashSet::new();
+        self.zones
+            .keys()
+            .chain(self.nodes.keys())
+            .chain(self.existing.iter())
+            .filter(move |n| seen.insert(*n))
+    }
+
+    /// The apex of every served zone.
+    pub(crate) fn apexes(&self) -> impl Iterator<Item = &LowerName> {
+        self.zones.keys()
     }
 
     fn mark_existing(&mut self, zones: &[ZoneConfig], zi: usize, name: &DnsName) {

@@ -8,8 +8,10 @@
 //! * [`answer`]: authoritative answers from an immutable snapshot of the
 //!   zone data (NXDOMAIN, NODATA, CNAME chasing inside the zones, REFUSED
 //!   outside them).
-//! * [`server`]: the UDP/TCP DNS server (hickory-server) over the live
-//!   snapshot.
+//! * [`server`]: the UDP/TCP DNS server over the live snapshot: TCP through
+//!   hickory-server, UDP through our own sockets (one per core) with
+//!   hickory's decoder and encoder behind the fast path.
+//! * [`fast`]: the UDP fast path: the common answers encoded per snapshot.
 //! * [`dbus`]: `org.hearth.Dns1`, a thin adapter over the engine (parse
 //!   and authorize, then call the engine; errors mapped to HearthError),
 //!   and the daemon's start-up.
@@ -26,6 +28,7 @@ pub mod answer;
 pub mod config;
 pub mod dbus;
 pub mod engine;
+pub mod fast;
 pub mod server;
 
 pub use config::{DaemonSettings, DnsSettings, ZoneConfig};
