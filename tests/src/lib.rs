@@ -42,11 +42,12 @@ pub const UPLINK: &str = "hup0";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The start order: what later daemons call must already be up.
-pub const START_ORDER: [Service; 5] = [
+pub const START_ORDER: [Service; 6] = [
     names::PKI,
     names::ATTESTATION,
     names::NETWORK,
     names::DNS,
+    names::DHCP,
     names::INTENT,
 ];
 
@@ -486,7 +487,9 @@ impl Sandbox {
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;
         let log_path = self.dir.join(format!("log/{}.log", service.unit));
         let logf = fs::File::create(&log_path)?;
-        let mut cmd = if service.unit == names::NETWORK.unit {
+        // hearth-netd makes the bridges in the namespace; hearth-dhcpd serves
+        // on them.
+        let mut cmd = if service.unit == names::NETWORK.unit || service.unit == names::DHCP.unit {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", &self.netns]).arg(bin);
             c
@@ -564,6 +567,27 @@ impl Sandbox {
         self.daemons
             .iter_mut()
             .find(|d| d.service.unit == name || daemon_dir(d.service) == name)
+    }
+
+    /// Stops a running daemon (SIGTERM) and starts it again from its
+    /// template with the same state directory, awaiting READY=1. The
+    /// previous log is kept as `<unit>.log.1`.
+    pub fn restart(&mut self, name: &str) -> Result<()> {
+        let idx = self
+            .daemons
+            .iter()
+            .position(|d| d.service.unit == name || daemon_dir(d.service) == name)
+            .with_context(|| format!("{name}: not running in this sandbox"))?;
+        let mut old = self.daemons.remove(idx);
+        old.terminate(Duration::from_secs(10))?;
+        let service = old.service;
+        let _ = fs::rename(&old.log, old.log.with_extension("log.1"));
+        drop(old);
+        let bin = self.bin_dir.join(service.unit);
+        let template = self
+            .repo
+            .join(format!("daemons/{}/sandbox.toml", daemon_dir(service)));
+        self.start_daemon(service, &bin, &template, "info")
     }
 
     fn write_env(&self) -> Result<()> {

@@ -17,12 +17,13 @@ fn repo() -> PathBuf {
 /// 0 = fully locked down, 10 = unprotected). hearth-pkid holds the CA's
 /// token session and hearth-intentd runs the inference on untrusted text:
 /// they get the tightest sandboxes.
-const THRESHOLDS: [(&str, f64); 5] = [
+const THRESHOLDS: [(&str, f64); 6] = [
     ("hearth-intentd.service", 0.5),
     ("hearth-pkid.service", 1.0),
     ("hearth-netd.service", 1.5),
     ("hearth-attestd.service", 1.5),
     ("hearth-dnsd.service", 1.5),
+    ("hearth-dhcpd.service", 1.5),
 ];
 
 fn exposure(unit: &Path) -> f64 {
@@ -100,7 +101,7 @@ fn systemd_analyze_verify_accepts_every_unit() {
         .unwrap();
         units.push(copy);
     }
-    assert_eq!(units.len(), 5, "five daemons, five units");
+    assert_eq!(units.len(), 6, "six daemons, six units");
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .args(&units)

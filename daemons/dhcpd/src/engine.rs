@@ -64,6 +64,10 @@ impl Domain {
         if let Some((a, b)) = range {
             lo = lo.max(u32::from(a));
             hi = hi.min(u32::from(b));
+        } else if u32::from(gateway) == lo {
+            lo += 1;
+        } else if u32::from(gateway) == hi {
+            hi -= 1;
         }
         if lo > hi {
             return None;
@@ -504,9 +508,10 @@ impl Engine {
         };
         let hold = now + u64::from(self.offer_secs);
         let committed = self.commit(|s| {
-            // One offer or lease per client and domain.
+            // One offer per client and domain; a bound lease elsewhere ends
+            // (and its name goes) only when the client takes the new one.
             s.leases
-                .retain(|a, l| !(l.mac == mac && l.domain == d.name && *a != ip));
+                .retain(|a, l| l.bound || !(l.mac == mac && l.domain == d.name && *a != ip));
             match s.leases.get_mut(&ip) {
                 Some(l) if l.mac == mac && l.bound && l.expires > now => {}
                 _ => {
