@@ -66,6 +66,7 @@ async fn run(command: Command, json: bool) -> ExitCode {
         Command::Pki(c) => cmd::pki::run(c, &conn).await,
         Command::Attest(c) => cmd::attest::run(c, &conn).await,
         Command::Dns(c) => cmd::dns::run(c, &conn).await,
+        Command::Devices(c) => cmd::devices::run(c, &conn).await,
         Command::Playbook(c) => cmd::intent::playbook(c, &conn).await,
         Command::Audit(c) => cmd::intent::audit(c, &conn).await,
         Command::Man | Command::Completions { .. } => unreachable_local(),

@@ -4,6 +4,7 @@
 //! generate the man page and the shell completions at build time.
 
 pub mod attest;
+pub mod devices;
 pub mod dns;
 pub mod intent;
 pub mod net;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Records of the home zone (hearth-dnsd).
     #[command(subcommand)]
     Dns(dns::Command),
+    /// Devices on the domains, their addresses and reservations (hearth-dhcpd).
+    #[command(subcommand)]
+    Devices(devices::Command),
     /// The signed playbook catalog (hearth-intentd).
     #[command(subcommand)]
     Playbook(intent::PlaybookCommand),

@@ -1,6 +1,7 @@
 //! What each command does over the bus, and how its result is shown.
 
 pub mod attest;
+pub mod devices;
 pub mod dns;
 pub mod intent;
 pub mod net;

@@ -388,6 +388,37 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         dig(&sb, "cam1.lan.home.arpa") == "10.77.1.200"
     });
 
+    // hearthctl devices: a table, --json, and a clear refusal.
+    let ctl = |args: &[&str]| {
+        sh(Command::new(sb.bin_dir.join("hearthctl")).args(args).env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
+        ))
+    };
+    let out = ctl(&["devices", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("MAC")
+            && text.contains("cam1.lan.home.arpa")
+            && text.contains("10.77.1.200"),
+        "{text}"
+    );
+    let out = ctl(&["--json", "devices", "show", "00:00:0c:00:00:01"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["reserved"], "10.77.1.200");
+    let out = ctl(&["devices", "reserve", "cam1", "192.168.9.9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("not a host address of the device's domain lan"),
+        "{said}"
+    );
+
     // Malformed packets are dropped; the daemon keeps serving.
     ok(Command::new("ip").args(["netns", "exec", &other.ns, "python3", "-c",
         "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'eth0')\nfor junk in [b'', b'\\x01', b'\\x01\\x01\\x06\\x00'+b'\\xff'*300, bytes(range(256))*2]:\n    s.sendto(junk,('255.255.255.255',67))\n"]));
