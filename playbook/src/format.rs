@@ -892,7 +892,8 @@ undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.seri
             );
             n += 1;
         }
-        // The default catalog: dns (5), net (5), pki (3), attest (1).
-        assert_eq!(n, 14);
+        // The default catalog: dns (5), net (5), pki (3), attest (1),
+        // device/dhcp (3).
+        assert_eq!(n, 17);
     }
 }

@@ -131,7 +131,8 @@ const fn d(
 ///
 /// Aligned with the daemons' documented signatures: docs/dbus/dns.md
 /// (hearth-dnsd), docs/dbus/network.md (hearth-netd), docs/dbus/pki.md
-/// (hearth-pkid) and docs/dbus/attestation.md (hearth-attestd). Argument
+/// (hearth-pkid), docs/dbus/attestation.md (hearth-attestd) and
+/// docs/dbus/dhcp.md (hearth-dhcpd). Argument
 /// names are the daemons' own.
 pub const METHODS: &[Method] = &[
     d(
@@ -229,6 +230,27 @@ pub const METHODS: &[Method] = &[
         Risk::Read,
     ),
     m(
+        "dhcp.ListDevices",
+        names::DHCP,
+        "ListDevices",
+        &[],
+        Risk::Read,
+    ),
+    d(
+        "dhcp.Reserve",
+        names::DHCP,
+        "Reserve",
+        &[s("device"), s("address")],
+        Risk::Change,
+    ),
+    d(
+        "dhcp.ReleaseReservation",
+        names::DHCP,
+        "ReleaseReservation",
+        &[s("device")],
+        Risk::Change,
+    ),
+    m(
         "attest.Status",
         names::ATTESTATION,
         "Status",
@@ -285,6 +307,7 @@ mod tests {
                 "net" => "network",
                 "pki" => "pki",
                 "attest" => "attestation",
+                "dhcp" => "dhcp",
                 other => panic!("unknown prefix {other}"),
             };
             assert_eq!(m.service.short, short, "{}", m.key);
