@@ -65,6 +65,11 @@ pub struct Options {
     pub only: Option<Vec<String>>,
     /// RUST_LOG for the daemons.
     pub log: String,
+    /// Daemons (unit names) to run inside the network namespace besides
+    /// hearth-netd and hearth-dhcpd, which always run there. hearth-dnsd run
+    /// there answers on every domain's gateway too; the host then cannot
+    /// reach its 127.0.0.1 listener (use `ip netns exec`).
+    pub in_netns: Vec<String>,
 }
 
 impl Options {
@@ -82,6 +87,7 @@ impl Options {
             bin_dir,
             only: None,
             log: "info".into(),
+            in_netns: Vec::new(),
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Sandbox {
     /// What DIR/env exports.
     pub env: BTreeMap<String, String>,
     pub daemons: Vec<Daemon>,
+    /// Units run inside the namespace (see [`Options::in_netns`]).
+    pub in_netns: Vec<String>,
     helpers: Vec<(String, Child)>,
     detached: bool,
 }
@@ -210,6 +218,11 @@ impl Sandbox {
             bin_dir: fs::canonicalize(&opts.bin_dir).unwrap_or_else(|_| opts.bin_dir.clone()),
             env: BTreeMap::new(),
             daemons: Vec::new(),
+            in_netns: [names::NETWORK.unit, names::DHCP.unit]
+                .iter()
+                .map(|u| u.to_string())
+                .chain(opts.in_netns.iter().cloned())
+                .collect(),
             helpers: Vec::new(),
             detached: false,
         };
@@ -288,6 +301,14 @@ impl Sandbox {
             ("@ATTEST_PORT@", e("HEARTH_ATTEST_PORT")),
             ("@NETNS@", self.netns.clone()),
             ("@UPLINK@", UPLINK.to_string()),
+            (
+                "@DNS_GATEWAYS@",
+                if self.in_netns.iter().any(|u| u == names::DNS.unit) {
+                    "gateway_port = 53\ngateway_poll_secs = 1".to_string()
+                } else {
+                    "# (outside the namespace: no gateway listeners)".to_string()
+                },
+            ),
         ]
     }
 
@@ -487,9 +508,9 @@ impl Sandbox {
         notify.set_read_timeout(Some(Duration::from_millis(100)))?;
         let log_path = self.dir.join(format!("log/{}.log", service.unit));
         let logf = fs::File::create(&log_path)?;
-        // hearth-netd makes the bridges in the namespace; hearth-dhcpd serves
-        // on them.
-        let mut cmd = if service.unit == names::NETWORK.unit || service.unit == names::DHCP.unit {
+        // hearth-netd makes the bridges in the namespace; hearth-dhcpd (and
+        // hearth-dnsd when asked) serve on them.
+        let mut cmd = if self.in_netns.iter().any(|u| u == service.unit) {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", &self.netns]).arg(bin);
             c

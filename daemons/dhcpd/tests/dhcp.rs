@@ -172,18 +172,28 @@ fn read_env(path: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn dig(sb: &Sandbox, name: &str) -> String {
-    let out = sh(Command::new("dig").args([
+/// `dig` run inside namespace `ns` against `server`:`port`.
+fn dig_in(ns: &str, server: &str, port: &str, name: &str) -> String {
+    let out = sh(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "dig",
         "+short",
         "+time=2",
         "+tries=1",
         "-p",
-        &sb.env["HEARTH_DNS_PORT"],
-        "@127.0.0.1",
+        port,
+        &format!("@{server}"),
         name,
         "A",
     ]));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `dig` from the sandbox's namespace at hearth-dnsd's loopback listener.
+fn dig(sb: &Sandbox, name: &str) -> String {
+    dig_in(&sb.netns, "127.0.0.1", &sb.env["HEARTH_DNS_PORT"], name)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -272,6 +282,8 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         "hearth-dnsd".into(),
         "hearth-dhcpd".into(),
     ]);
+    // hearth-dnsd in the namespace answers on every domain's gateway.
+    opts.in_netns = vec!["hearth-dnsd".into()];
     let mut sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
     let _keep = KeepLog(sb.dir.clone());
     let bus = Bus::new(&sb);
@@ -301,13 +313,15 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
     assert_eq!(v["new_routers"], "10.77.2.1");
     assert_eq!(v["new_domain_name_servers"], "10.77.2.1");
 
-    // Their names resolve through hearth-dnsd.
+    // Their names resolve through hearth-dnsd, asked where the lease says:
+    // the domain's gateway, port 53.
     wait_until("cam1's name", Duration::from_secs(10), || {
-        dig(&sb, "cam1.lan.home.arpa") == cam_ip
+        dig_in(&cam.ns, "10.77.1.1", "53", "cam1.lan.home.arpa") == cam_ip
     });
     wait_until("printer's name", Duration::from_secs(10), || {
-        dig(&sb, "printer.iot.home.arpa") == printer_ip
+        dig_in(&printer.ns, "10.77.2.1", "53", "printer.iot.home.arpa") == printer_ip
     });
+    assert_eq!(dig(&sb, "cam1.lan.home.arpa"), cam_ip);
 
     // Isolation still holds: lan may reach iot, iot may not reach lan.
     assert!(cam.ping(&printer_ip), "lan reaches iot (allowed)");

@@ -109,6 +109,13 @@ pub struct DaemonSettings {
     /// The zones served.
     #[serde(rename = "zone")]
     pub zones: Vec<ZoneConfig>,
+    /// When set, also answer on this port of every domain's gateway
+    /// address, following hearth-netd's domains (see [`crate::gateways`]).
+    #[serde(default)]
+    pub gateway_port: Option<u16>,
+    /// How often hearth-netd's domains are read for `gateway_port` (seconds).
+    #[serde(default = "default_gateway_poll")]
+    pub gateway_poll_secs: u32,
     /// Who may read and who may change records over the bus.
     #[serde(default)]
     pub access: hearth_daemon::AccessConfig,
@@ -122,6 +129,10 @@ impl DaemonSettings {
             zones: self.zones.clone(),
         }
     }
+}
+
+fn default_gateway_poll() -> u32 {
+    5
 }
 
 impl hearth_daemon::DaemonConfig for DaemonSettings {

@@ -229,6 +229,15 @@ pub async fn start(
         addrs.join(", ")
     ));
     tokio::spawn(server.run());
+    if let Some(port) = cfg.gateway_port {
+        let poll = std::time::Duration::from_secs(u64::from(cfg.gateway_poll_secs.max(1)));
+        tokio::spawn(crate::gateways::follow(
+            ctx.connection.clone(),
+            engine.view(),
+            port,
+            poll,
+        ));
+    }
     Ok(DnsInterface::new(engine, ctx.access))
 }
 

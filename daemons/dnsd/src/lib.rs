@@ -12,6 +12,8 @@
 //!   hickory-server, UDP through our own sockets (one per core) with
 //!   hickory's decoder and encoder behind the fast path.
 //! * [`fast`]: the UDP fast path: the common answers encoded per snapshot.
+//! * [`gateways`]: answering on every domain's gateway address, as
+//!   hearth-netd lists them over the bus (`gateway_port`).
 //! * [`dbus`]: `org.hearth.Dns1`, a thin adapter over the engine (parse
 //!   and authorize, then call the engine; errors mapped to HearthError),
 //!   and the daemon's start-up.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod dbus;
 pub mod engine;
 pub mod fast;
+pub mod gateways;
 pub mod server;
 
 pub use config::{DaemonSettings, DnsSettings, ZoneConfig};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use hearth_testbed::{Options, Sandbox};
 
-const USAGE: &str = "usage: hearth-sandbox up DIR [--bin-dir DIR] [--repo DIR] [--only a,b] [--log FILTER]\n       hearth-sandbox down DIR";
+const USAGE: &str = "usage: hearth-sandbox up DIR [--bin-dir DIR] [--repo DIR] [--only a,b] [--log FILTER] [--in-netns hearth-dnsd]\n       hearth-sandbox down DIR";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +40,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 bin_dir,
                 only: None,
                 log: "info".into(),
+                in_netns: Vec::new(),
             };
             let mut rest = args[2..].iter();
             while let Some(flag) = rest.next() {
@@ -53,6 +54,9 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                     "--repo" => opts.repo = value()?.into(),
                     "--only" => opts.only = Some(value()?.split(',').map(str::to_string).collect()),
                     "--log" => opts.log = value()?,
+                    "--in-netns" => {
+                        opts.in_netns = value()?.split(',').map(str::to_string).collect()
+                    }
                     _ => anyhow::bail!("unknown option {flag}\n{USAGE}"),
                 }
             }
