@@ -152,6 +152,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_files_parse() {
+        for f in ["hearth-dhcpd.example.toml", "sandbox.toml"] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let c: DhcpConfig = hearth_common::config::load(&p).unwrap();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
     fn defaults_and_checks() {
         let p = std::path::Path::new("dhcpd.toml");
         let c: DhcpConfig = hearth_common::config::parse(p, "").unwrap();

@@ -245,9 +245,18 @@ mod tests {
 
     #[test]
     fn the_shipped_sandbox_and_example_configs_are_valid() {
-        let sandbox = include_str!("../sandbox.toml").replace("@DNS_PORT@", "5353");
+        let template = include_str!("../sandbox.toml").replace("@DNS_PORT@", "5353");
+        // The testbed's two forms of @DNS_GATEWAYS@ (outside or inside its
+        // namespace).
+        let sandbox = template.replace("@DNS_GATEWAYS@", "# (outside)");
+        let in_netns =
+            template.replace("@DNS_GATEWAYS@", "gateway_port = 53\ngateway_poll_secs = 1");
         let example = include_str!("../hearth-dnsd.example.toml");
-        for (file, text) in [("sandbox.toml", sandbox.as_str()), ("example", example)] {
+        for (file, text) in [
+            ("sandbox.toml", sandbox.as_str()),
+            ("sandbox.toml in the namespace", in_netns.as_str()),
+            ("example", example),
+        ] {
             let s: DaemonSettings = hearth_common::config::parse(std::path::Path::new(file), text)
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
             validate(&s.dns()).unwrap_or_else(|e| panic!("{file}: {e}"));
