@@ -16,6 +16,10 @@
 # answer costs dnsperf CPU that the throughput runs should not pay.
 # LAT_SECONDS=0 skips it.
 #
+# "server CPU" is the user+system time the server process used during its
+# throughput run (/proc/PID/stat), "CPU per query" that over the queries
+# sent: on a shared machine it moves less with the load than qps does.
+#
 # PERF_DATA=/path/perf.data records `perf record -g` (DWARF call graphs) of
 # hearth-dnsd during its throughput run (needs linux-perf).
 set -euo pipefail
@@ -119,12 +123,20 @@ dnsmasq --no-daemon --conf-file=/dev/null --port="$DNSMASQ_PORT" \
     --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
     --addn-hosts="$HOSTS" --local=/home.arpa/ --cache-size=1000 \
     --log-facility=- 2>"$OUT_DIR/dnsmasq.log" &
-PIDS+=($!)
+DNSMASQ_PID=$!
+PIDS+=($DNSMASQ_PID)
 wait_answer "$DNSMASQ_PORT" host1.home.arpa
 
-run_one() { # label port
+cpu_ticks() { # pid -> user+system clock ticks so far (all threads)
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+run_one() { # label port pid
+    local before after
+    before=$(cpu_ticks "$3")
     dnsperf -s 127.0.0.1 -p "$2" -d "$WORK/queries" -l "$SECONDS_EACH" \
         -c "$CLIENTS" -q 100 -t 2 >"$OUT_DIR/$1.txt" 2>&1
+    after=$(cpu_ticks "$3")
+    echo $((after - before)) >"$OUT_DIR/$1.cpu"
 }
 LAT_SECONDS=${LAT_SECONDS:-5}
 run_latency() { # label port
@@ -148,16 +160,16 @@ if [[ -n ${PERF_DATA:-} ]]; then
         -- sleep "$SECONDS_EACH" >"$OUT_DIR/perf.log" 2>&1 &
     PERF_PID=$!
 fi
-run_one hearth-dnsd "$DNSD_PORT"
+run_one hearth-dnsd "$DNSD_PORT" "$DNSD_PID"
 if [[ -n ${PERF_DATA:-} ]]; then wait "$PERF_PID" || true; fi
-run_one dnsmasq "$DNSMASQ_PORT"
+run_one dnsmasq "$DNSMASQ_PORT" "$DNSMASQ_PID"
 if [[ $LAT_SECONDS != 0 ]]; then
     run_latency hearth-dnsd "$DNSD_PORT"
     run_latency dnsmasq "$DNSMASQ_PORT"
 fi
 
-echo "| server | queries sent | completed | lost | qps | avg latency (ms) | min (ms) | max (ms) | rcodes | latency run: answers, p50 (ms), p99 (ms) |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| server | queries sent | completed | lost | qps | avg latency (ms) | min (ms) | max (ms) | rcodes | server CPU (s) | CPU per query (µs) | latency run: answers, p50 (ms), p99 (ms) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for s in hearth-dnsd dnsmasq; do
     f=$OUT_DIR/$s.txt
     sent=$(field "$f" "Queries sent:")
@@ -173,5 +185,9 @@ for s in hearth-dnsd dnsmasq; do
     if [[ -s $OUT_DIR/$s.latency ]]; then
         lat="$(wc -l <"$OUT_DIR/$s.latency"), $(percentile "$OUT_DIR/$s.latency" 0.5), $(percentile "$OUT_DIR/$s.latency" 0.99)"
     fi
-    echo "| $s | $sent | $done_ | $lost | $qps | $(ms "$avg") | $(ms "$lat_min") | $(ms "$lat_max") | $rc | $lat |"
+    hz=$(getconf CLK_TCK)
+    ticks=$(cat "$OUT_DIR/$s.cpu")
+    cpu=$(awk -v t="$ticks" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')
+    per=$(awk -v t="$ticks" -v hz="$hz" -v n="$sent" 'BEGIN { printf "%.2f", n ? t / hz / n * 1e6 : 0 }')
+    echo "| $s | $sent | $done_ | $lost | $qps | $(ms "$avg") | $(ms "$lat_min") | $(ms "$lat_max") | $rc | $cpu | $per | $lat |"
 done

@@ -12,6 +12,7 @@
 //! ([`answer_udp`]) otherwise. Each datagram is answered from the snapshot
 //! current when it is read, so a change is visible to the next query.
 
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,10 @@ use hickory_server::zone_handler::{
     MessageRequest, MessageResponse, MessageResponseBuilder, Queries,
 };
 use hickory_server::Server;
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+};
 use tokio::net::TcpListener;
 
 use crate::answer::{Outcome, Snapshot};
@@ -286,6 +291,8 @@ impl RequestHandler for ZoneHandler {
 const UDP_POLL: Duration = Duration::from_millis(100);
 /// hickory's receive buffer: larger datagrams are cut there, as before.
 const UDP_RECEIVE: usize = 4096;
+/// Datagrams read (and answers sent) per system call at most.
+const UDP_BATCH: usize = 32;
 
 /// The UDP threads of one server.
 #[derive(Debug, Default)]
@@ -412,43 +419,120 @@ fn answerable(src: SocketAddr) -> bool {
         }
 }
 
-/// One UDP socket's loop: read a datagram, answer it, until told to stop.
+/// The std address of a received datagram's source.
+fn source(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(SocketAddr::V4((*v4).into()))
+    } else {
+        addr.as_sockaddr_in6()
+            .map(|v6| SocketAddr::V6((*v6).into()))
+    }
+}
+
+/// Where one answer of a batch lies.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// None: the datagram is dropped.
+    Nothing,
+    /// In the fast path's buffer of the same index, this long.
+    Fast(usize),
+    /// In the general path's answers, at this index.
+    General(usize),
+}
+
+/// One UDP socket's loop until told to stop: read what is queued (up to
+/// [`UDP_BATCH`] datagrams, one `recvmmsg`), answer each from the snapshot
+/// current after they were read, send the answers (one `sendmmsg`).
 fn serve_udp(socket: std::net::UdpSocket, view: ZoneView, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; UDP_RECEIVE];
-    let mut out = [0u8; MAX_ANSWER];
+    let fd = socket.as_raw_fd();
+    let Ok(mut bufs) = <Box<[[u8; UDP_RECEIVE]; UDP_BATCH]>>::try_from(
+        vec![[0u8; UDP_RECEIVE]; UDP_BATCH].into_boxed_slice(),
+    ) else {
+        return;
+    };
+    let mut outs = vec![[0u8; MAX_ANSWER]; UDP_BATCH];
+    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(UDP_BATCH, None);
+    let mut received: [(usize, Option<SockaddrStorage>); UDP_BATCH] = [(0, None); UDP_BATCH];
+    let mut answers = [Answer::Nothing; UDP_BATCH];
+    let mut general: Vec<Vec<u8>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let (len, src) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
+        let count = {
+            let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+            match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+                Ok(results) => {
+                    let mut count = 0;
+                    for (slot, r) in received.iter_mut().zip(results) {
+                        *slot = (r.bytes, r.address);
+                        count += 1;
+                    }
+                    count
+                }
+                // The read timeout (time to look at `stop`) or a signal.
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "error receiving on a UDP socket");
+                    continue;
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "error receiving on a UDP socket");
+        };
+        let snapshot = view.current();
+        general.clear();
+        for i in 0..count {
+            let (len, addr) = received[i];
+            answers[i] = Answer::Nothing;
+            let Some(src) = addr.as_ref().and_then(source) else {
+                continue;
+            };
+            if !answerable(src) {
+                tracing::debug!(%src, "not answering a datagram from this address");
                 continue;
             }
-        };
-        if !answerable(src) {
-            tracing::debug!(%src, "not answering a datagram from this address");
-            continue;
+            let query = &bufs[i][..len.min(UDP_RECEIVE)];
+            answers[i] = match snapshot.fast().answer(query, &mut outs[i]) {
+                Some(n) => Answer::Fast(n),
+                None => match answer_udp(&snapshot, query) {
+                    Some(response) => {
+                        general.push(response);
+                        Answer::General(general.len() - 1)
+                    }
+                    None => Answer::Nothing,
+                },
+            };
         }
-        let query = &buf[..len];
-        let snapshot = view.current();
-        let sent = match snapshot.fast().answer(query, &mut out) {
-            Some(n) => socket.send_to(&out[..n], src),
-            None => match answer_udp(&snapshot, query) {
-                Some(response) => socket.send_to(&response, src),
-                None => continue,
-            },
-        };
-        if let Err(error) = sent {
-            tracing::debug!(%error, %src, "failed to send a response");
+        // The answers in order, each with its client.
+        let mut slices = [[IoSlice::new(&[])]; UDP_BATCH];
+        let mut to: [Option<SockaddrStorage>; UDP_BATCH] = [None; UDP_BATCH];
+        let mut n = 0;
+        for i in 0..count {
+            let bytes: &[u8] = match answers[i] {
+                Answer::Nothing => continue,
+                Answer::Fast(len) => &outs[i][..len],
+                Answer::General(j) => &general[j],
+            };
+            slices[n] = [IoSlice::new(bytes)];
+            to[n] = received[i].1;
+            n += 1;
+        }
+        let mut done = 0;
+        while done < n {
+            let no_cmsgs: [ControlMessage<'_>; 0] = [];
+            match sendmmsg(
+                fd,
+                &mut tx,
+                slices[done..n].iter(),
+                &to[done..n],
+                no_cmsgs,
+                MsgFlags::empty(),
+            ) {
+                Ok(sent) => done += sent.count().max(1),
+                Err(Errno::EINTR) => {}
+                Err(error) => {
+                    // The first of the rest failed: skip it.
+                    tracing::debug!(%error, "failed to send a response");
+                    done += 1;
+                }
+            }
         }
     }
 }
