@@ -79,6 +79,22 @@ pub fn record_hash(record: &Value) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The lines of a log file, split as `BufRead::lines` splits them: each as
+/// text, or as its raw bytes when it is not UTF-8 (a damaged or edited
+/// record, which [`verify`] reports by its line and [`AuditLog::open`]
+/// chains past, like a line that is not JSON; never a reason to stop
+/// reading the rest).
+fn raw_lines(file: File) -> impl Iterator<Item = std::io::Result<Result<String, Vec<u8>>>> {
+    BufReader::new(file).split(b'\n').map(|line| {
+        line.map(|mut b| {
+            if b.last() == Some(&b'\r') {
+                b.pop();
+            }
+            String::from_utf8(b).map_err(|e| e.into_bytes())
+        })
+    })
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -101,9 +117,15 @@ impl AuditLog {
             .map_err(err)?;
         let mut next_seq = 0;
         let mut last_hash = GENESIS.to_string();
-        let reader = BufReader::new(File::open(path).map_err(err)?);
-        for line in reader.lines() {
-            let line = line.map_err(err)?;
+        for line in raw_lines(File::open(path).map_err(err)?) {
+            let line = match line.map_err(err)? {
+                Ok(text) => text,
+                Err(bytes) => {
+                    next_seq += 1;
+                    last_hash = hex::encode(Sha256::digest(&bytes));
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
@@ -201,14 +223,22 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
         path: path.into(),
         source,
     };
-    let reader = BufReader::new(File::open(path).map_err(err)?);
     let mut problems = Vec::new();
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 0u64;
     let mut records = 0u64;
-    for (i, line) in reader.lines().enumerate() {
+    for (i, line) in raw_lines(File::open(path).map_err(err)?).enumerate() {
         let n = i + 1;
-        let line = line.map_err(err)?;
+        let line = match line.map_err(err)? {
+            Ok(text) => text,
+            Err(bytes) => {
+                records += 1;
+                problems.push(format!("line {n}: not UTF-8 text (damaged or edited)"));
+                prev = hex::encode(Sha256::digest(&bytes));
+                expected_seq += 1;
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             problems.push(format!("line {n}: empty line"));
             continue;
@@ -345,10 +375,11 @@ pub fn list(path: &Path, limit: usize) -> Result<Vec<Value>, AuditError> {
         path: path.into(),
         source,
     };
-    let reader = BufReader::new(File::open(path).map_err(err)?);
     let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line.map_err(err)?;
+    for line in raw_lines(File::open(path).map_err(err)?) {
+        let Ok(line) = line.map_err(err)? else {
+            continue;
+        };
         if let Ok(v) = serde_json::from_str::<Value>(&line) {
             out.push(v);
         }
@@ -412,6 +443,36 @@ mod tests {
         let v = verify(&p).unwrap();
         assert!(v.ok, "{:?}", v.problems);
         assert_eq!(v.records, 5);
+    }
+
+    #[test]
+    fn a_record_damaged_into_bytes_that_are_not_utf8_is_reported_by_line_and_the_log_goes_on() {
+        // Found by the audit_log fuzz target: verify, list and open failed
+        // with "stream did not contain valid UTF-8" (so intentd would not
+        // start and `audit verify` named no line) instead of reporting the
+        // damaged record like any other edit.
+        let (_d, p) = log_with(3);
+        let mut bytes = std::fs::read(&p).unwrap();
+        let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 3;
+        bytes[second] = 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        let v = verify(&p).unwrap();
+        assert!(!v.ok);
+        assert_eq!(v.records, 3);
+        assert!(
+            v.problems[0].starts_with("line 2: not UTF-8"),
+            "{:?}",
+            v.problems
+        );
+        assert_eq!(list(&p, 0).unwrap().len(), 2);
+        let mut log = AuditLog::open(&p).unwrap();
+        assert_eq!(log.append(&json!({"kind": "refused"})).unwrap().seq, 3);
+        let after = verify(&p).unwrap();
+        assert_eq!(after.records, 4);
+        assert_eq!(
+            after.problems, v.problems,
+            "only the damaged line is reported"
+        );
     }
 
     #[test]
