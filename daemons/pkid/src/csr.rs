@@ -32,7 +32,17 @@ impl SanName {
                 "invalid {field} {s:?}: '_' is not allowed in certificate names"
             )));
         }
-        Ok(SanName::Dns(DnsName::parse_field(field, s)?))
+        let dns = DnsName::parse_field(field, s)?;
+        // "192.0.2.1." is no address, but as a DNS name (trailing dot
+        // dropped) it would print as one, and read back as an IP address
+        // when the certificate is later named for ShowCertificate or
+        // RevokeCertificate.
+        if dns.as_str().parse::<IpAddr>().is_ok() {
+            return Err(PkiError::Invalid(format!(
+                "invalid {field} {s:?}: a DNS name cannot read as an IP address"
+            )));
+        }
+        Ok(SanName::Dns(dns))
     }
 
     /// The rcgen SAN.
@@ -268,4 +278,40 @@ fn rsa_bits(der: &[u8]) -> Option<usize> {
     let first = m.iter().position(|&b| b != 0)?;
     let m = &m[first..];
     Some(m.len() * 8 - m[0].leading_zeros() as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn csr_for(names: &[&str]) -> String {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    }
+
+    #[test]
+    fn a_dns_name_that_reads_as_an_ip_address_is_refused() {
+        // Found by the csr fuzz target: a CSR's DNS SAN "192.168.18.102."
+        // became the DNS name "192.168.18.102", which prints as, and reads
+        // back as, an IP address.
+        for s in ["192.168.18.102.", "::1."] {
+            assert!(SanName::parse("name", s).is_err(), "{s}");
+        }
+        let err = parse(&csr_for(&["nas.home.arpa", "192.168.18.102."]), 16384).unwrap_err();
+        assert!(err.to_string().contains("IP address"), "{err}");
+        // Addresses as such, and ordinary names with a trailing dot, stay.
+        let ok = parse(&csr_for(&["nas.home.arpa.", "192.168.18.102"]), 16384).unwrap();
+        assert_eq!(
+            ok.names,
+            vec![
+                SanName::parse("name", "nas.home.arpa").unwrap(),
+                SanName::Ip("192.168.18.102".parse().unwrap()),
+            ]
+        );
+    }
 }
