@@ -433,3 +433,23 @@ async fn our_udp_server_answers_as_hickorys_udp_server() -> Result<()> {
     reference.shutdown_gracefully().await?;
     Ok(())
 }
+
+/// The UDP sockets share their port (SO_REUSEPORT) only among themselves:
+/// a second server on an address in use still fails to start.
+#[tokio::test]
+async fn a_second_server_on_the_same_address_fails_to_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::open(&zones(), dir.path())?;
+    let first = DnsServer::start(&["127.0.0.1:0".parse()?], engine.view()).await?;
+    let addr = first.local_addrs()[0];
+    let second = DnsServer::start(&[addr], engine.view()).await;
+    let err = second.expect_err("the address is in use");
+    assert!(err.to_string().contains("in use"), "{err}");
+    // A plain UDP socket cannot take the port either.
+    assert!(std::net::UdpSocket::bind(addr).is_err());
+    first.shutdown().await;
+    // After the shutdown the address is free again, for UDP too.
+    let udp = std::net::UdpSocket::bind(addr)?;
+    drop(udp);
+    Ok(())
+}
