@@ -20,7 +20,7 @@
 //! before: errors, SOA, NS, ANY, AXFR, other classes, EDNS options,
 //! truncation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use hickory_server::proto::rr::LowerName;
 
@@ -162,10 +162,24 @@ fn canned(snapshot: &Snapshot, qname: &[u8], qtype: u16) -> Option<Canned> {
     })
 }
 
-/// A name of `len` wire bytes below `apex` (a wire name) that the table
-/// does not hold, or `None`.
+/// Whether a wire name lies in a zone below `apex` (one of `apexes`) rather
+/// than in `apex` itself.
+fn in_sub_zone(name: &[u8], apex: &[u8], apexes: &HashSet<Vec<u8>>) -> bool {
+    let mut at = 0;
+    while name.len() - at > apex.len() {
+        if apexes.contains(&name[at..]) {
+            return true;
+        }
+        at += 1 + name[at] as usize;
+    }
+    false
+}
+
+/// A name of `len` wire bytes below `apex` (a wire name), in no zone below
+/// it, that the table does not hold; or `None`.
 fn missing_name(
     names: &HashMap<Box<[u8]>, [Option<Canned>; 4]>,
+    apexes: &HashSet<Vec<u8>>,
     apex: &[u8],
     len: usize,
 ) -> Option<Vec<u8>> {
@@ -190,7 +204,7 @@ fn missing_name(
             left -= take;
         }
         name.extend_from_slice(apex);
-        if !names.contains_key(name.as_slice()) {
+        if !names.contains_key(name.as_slice()) && !in_sub_zone(&name, apex, apexes) {
             return Some(name);
         }
     }
@@ -206,17 +220,17 @@ impl FastTable {
             let entry = KINDS.map(|(_, t)| canned(snapshot, &w, t));
             table.names.insert(w.into(), entry);
         }
-        for apex in snapshot.apexes() {
-            let w = wire(apex);
+        let apexes: HashSet<Vec<u8>> = snapshot.apexes().map(wire).collect();
+        for w in &apexes {
             let by_len: Box<[Option<Canned>]> = (0..=MAX_NAME)
                 .map(|len| {
-                    let name = missing_name(&table.names, &w, len)?;
+                    let name = missing_name(&table.names, &apexes, w, len)?;
                     let c = canned(snapshot, &name, TYPE_A)?;
                     // NXDOMAIN, or it is not the case we mean.
                     (c.flags[1] & 0x0f == 3).then_some(c)
                 })
                 .collect();
-            table.zones.insert(w.into(), by_len);
+            table.zones.insert(w.as_slice().into(), by_len);
         }
         // The root lies outside every zone we can serve.
         table.refused = canned(snapshot, &[0], TYPE_A).filter(|c| c.flags[1] & 0x0f == 5);

@@ -23,6 +23,9 @@ fn zones() -> Vec<ZoneConfig> {
         ZoneConfig::new(n("home.arpa"), vec![a("192.168.1.1")]),
         ZoneConfig::new(n("test.local"), vec![a("192.168.1.1")]),
         ZoneConfig::new(n("iot.home.arpa"), vec![a("192.168.5.1")]),
+        // A zone whose label looks like the made-up names the table uses
+        // for NXDOMAIN answers of its parent.
+        ZoneConfig::new(n("xx.home.arpa"), vec![a("192.168.6.1")]),
     ]
 }
 
@@ -214,6 +217,21 @@ fn fast_answers_equal_the_general_path_byte_for_byte() {
         "g".repeat(53)
     );
     let mut names: Vec<Vec<u8>> = NAMES.iter().map(|s| wire_name(s)).collect();
+    // Missing names of the same lengths, one below the sub-zone xx, one
+    // not, for label lengths around the made-up names' split.
+    for k in 1..=6 {
+        for first in [63, 40, 5] {
+            for below in ["xx", "ab", "XX"] {
+                let label = "m".repeat(first);
+                let extra = "k".repeat(k);
+                names.push(wire_name(&format!("{label}.{extra}.{below}.home.arpa")));
+                names.push(wire_name(&format!("{label}.{below}.home.arpa")));
+                names.push(wire_name(&format!(
+                    "{extra}.{label}.{label}.{below}.home.arpa"
+                )));
+            }
+        }
+    }
     names.push(wire_name(&long));
     names.push(wire_name(&too_long_missing));
     // Bytes outside letters, digits, '-' and '_': the general path's.

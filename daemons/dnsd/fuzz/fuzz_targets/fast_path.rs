@@ -33,6 +33,8 @@ fn snapshot() -> &'static Snapshot {
             ZoneConfig::new(name("home.arpa"), ns("192.168.1.1")),
             ZoneConfig::new(name("iot.home.arpa"), ns("192.168.5.1")),
             ZoneConfig::new(name("test.local"), ns("192.168.1.1")),
+            // Shaped like the made-up names of the parent's NXDOMAIN answers.
+            ZoneConfig::new(name("xx.home.arpa"), ns("192.168.6.1")),
         ];
         zones.sort_by(|a, b| a.name.cmp(&b.name));
         let mut state = StoredState {
