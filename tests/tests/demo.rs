@@ -13,7 +13,7 @@ fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = Options::for_tests(&tmp.path().join("sb"));
     let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
-    assert_eq!(sb.daemons.len(), 5, "every daemon is part of the demo");
+    assert_eq!(sb.daemons.len(), 6, "every daemon is part of the demo");
     let out = Command::new(sb.repo.join("scripts/demo-walkthrough"))
         .current_dir(&sb.repo)
         .envs(&sb.env)
@@ -29,12 +29,17 @@ fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
     assert!(said.contains("192.168.1.100"), "{said}");
     assert!(said.contains(": OK"), "openssl verify said OK:\n{said}");
     assert!(said.contains("Demo complete"), "{said}");
+    assert!(
+        said.contains("doorcam.cams.home.arpa"),
+        "a client joined cams and got a name:\n{said}"
+    );
     // hearth-verify's report lists every Hearth binary, measured at start.
     for bin in [
         "hearth-pkid",
         "hearth-attestd",
         "hearth-netd",
         "hearth-dnsd",
+        "hearth-dhcpd",
         "hearth-intentd",
         "hearthctl",
     ] {
