@@ -293,6 +293,8 @@ const UDP_POLL: Duration = Duration::from_millis(100);
 const UDP_RECEIVE: usize = 4096;
 /// Datagrams read (and answers sent) per system call at most.
 const UDP_BATCH: usize = 32;
+/// The pause after an unexpected receive error.
+const UDP_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// The UDP threads of one server.
 #[derive(Debug, Default)]
@@ -472,6 +474,8 @@ fn serve_udp(socket: std::net::UdpSocket, view: ZoneView, stop: Arc<AtomicBool>)
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 Err(error) => {
                     tracing::warn!(%error, "error receiving on a UDP socket");
+                    // Not a hot loop if the error persists.
+                    std::thread::sleep(UDP_ERROR_PAUSE);
                     continue;
                 }
             }
