@@ -13,7 +13,11 @@
 # example (cargo build -p hearth-dhcpd --bins --examples; PROFILE=release for
 # release binaries). hearth-dhcpd runs in the sandbox (its domain's bridge,
 # learned from hearth-netd over D-Bus); dnsmasq on a plain veth pair, its
-# lease file in the run's directory. Prints a Markdown table.
+# lease file in the run's directory, with --no-ping (hearth-dhcpd does not
+# probe before offering either: decision 080; dnsmasq's probe holds each new
+# address for seconds and left most clients of a window unanswered).
+# DHCPD_BIN=path runs that hearth-dhcpd (e.g. target/release/hearth-dhcpd)
+# with the other binaries from BIN. Prints a Markdown table.
 set -euo pipefail
 CLIENTS=${1:-1000}
 WINDOW=${2:-16}
@@ -37,7 +41,13 @@ cleanup() {
 trap cleanup EXIT
 
 # hearth-dhcpd: the sandbox's netd makes the domain, dhcpd serves it.
-(cd "$ROOT" && "$BIN/hearth-sandbox" up "$DIR/sb" --bin-dir "$BIN" \
+SBBIN=$BIN
+if [ -n "${DHCPD_BIN:-}" ]; then
+  SBBIN=$DIR/bin; mkdir -p "$SBBIN"
+  for f in "$BIN"/hearth-*; do ln -s "$f" "$SBBIN/"; done
+  ln -sf "$(realpath "$DHCPD_BIN")" "$SBBIN/hearth-dhcpd"
+fi
+(cd "$ROOT" && "$BIN/hearth-sandbox" up "$DIR/sb" --bin-dir "$SBBIN" \
   --only hearth-netd,hearth-dnsd,hearth-dhcpd --log warn >/dev/null)
 # shellcheck disable=SC1091
 . "$DIR/sb/env"
@@ -64,7 +74,7 @@ ip netns exec "$DMS" dnsmasq --port=0 --interface=s0 --bind-interfaces \
   --dhcp-range=10.79.0.2,10.79.255.254,255.255.0.0,1h --dhcp-authoritative \
   --dhcp-leasefile="$DIR/dnsmasq.leases" --pid-file="$DIR/dnsmasq.pid" \
   --dhcp-option=option:router,10.79.0.1 --dhcp-option=option:dns-server,10.79.0.1 \
-  --log-facility="$DIR/dnsmasq.log" --quiet-dhcp
+  --log-facility="$DIR/dnsmasq.log" --quiet-dhcp --no-ping
 for _ in $(seq 50); do [ -s "$DIR/dnsmasq.pid" ] && break; sleep 0.1; done
 dnsmasq_pid=$(cat "$DIR/dnsmasq.pid")
 
@@ -73,7 +83,7 @@ tck=$(getconf CLK_TCK)
 run() { # name ns pid window
   local before after out
   before=$(cpu "$3")
-  out=$(ip netns exec "$2" "$LOAD" --iface eth0 --clients "$CLIENTS" --window "$4")
+  out=$(ip netns exec "$2" "$LOAD" --iface eth0 --clients "$CLIENTS" --window "$4" --timeout-ms 5000)
   after=$(cpu "$3")
   python3 - "$1" "$out" "$before" "$after" "$tck" <<'PY'
 import json, sys

@@ -1,6 +1,7 @@
 //! The lease engine: which address a client gets, the leases, reservations
 //! and the device inventory, persisted atomically (write, fsync, rename)
-//! after every change and before the answer leaves. No sockets, no bus:
+//! after every lasting change and before the answer leaves (offers are held
+//! in memory only). No sockets, no bus:
 //! [`Engine::handle`] takes a decoded request and returns the reply to
 //! send and the name changes to make in hearth-dnsd.
 //!
@@ -331,6 +332,12 @@ impl Engine {
         })
     }
 
+    /// Applies a change that need not survive a restart (an offer) in
+    /// memory only.
+    fn hold(&mut self, change: impl FnOnce(&mut State)) {
+        change(&mut self.state);
+    }
+
     /// Applies `change` to a copy of the state, writes it, and keeps it
     /// only once it is on disk.
     fn commit(&mut self, change: impl FnOnce(&mut State)) -> Result<(), EngineError> {
@@ -507,7 +514,16 @@ impl Engine {
             };
         };
         let hold = now + u64::from(self.offer_secs);
-        let committed = self.commit(|s| {
+        // An ended lease of another client at this address loses its name.
+        let stale_name = self
+            .state
+            .leases
+            .get(&ip)
+            .filter(|l| l.mac != mac)
+            .and_then(remove_name);
+        // An offer is not a lease: it is held in memory (and written with
+        // the next lasting change), so a DISCOVER costs no disk write.
+        self.hold(|s| {
             // One offer per client and domain; a bound lease elsewhere ends
             // (and its name goes) only when the client takes the new one.
             s.leases
@@ -530,16 +546,13 @@ impl Engine {
                 }
             }
         });
-        if let Err(e) = committed {
-            tracing::error!("cannot record the offer, not offering: {e}");
-            return Outcome::default();
-        }
         tracing::info!(domain = %d.name, %mac, %ip, "offer");
         Outcome {
             reply: Some((
                 self.reply(d, req, MessageType::Offer, ip, true),
                 Destination::Broadcast,
             )),
+            names: stale_name.into_iter().collect(),
             ..Outcome::default()
         }
     }
