@@ -324,12 +324,14 @@ impl Engine {
 
     /// Writes the state (write, fsync, rename).
     pub fn save(&self) -> Result<(), EngineError> {
-        hearth_common::fsutil::write_json_atomic(&self.path, &self.state).map_err(|source| {
-            EngineError::Storage {
-                path: self.path.clone(),
-                source,
-            }
-        })
+        let storage = |source| EngineError::Storage {
+            path: self.path.clone(),
+            source,
+        };
+        // Compact: the file is rewritten on every lasting change.
+        let data =
+            serde_json::to_vec(&self.state).map_err(|e| storage(std::io::Error::other(e)))?;
+        hearth_common::fsutil::write_atomic(&self.path, &data, 0o600).map_err(storage)
     }
 
     /// Applies a change that need not survive a restart (an offer) in
