@@ -127,6 +127,10 @@ pub struct Options {
     /// would drop) only when the model gives it at least this probability
     /// of being outside every value.
     pub min_context: f32,
+    /// Two values of one type (from and to) keep the roles the model gave
+    /// them only when its odds of the other way round are below this;
+    /// otherwise the request becomes "which way round?".
+    pub max_swap_odds: f32,
 }
 
 impl Default for Options {
@@ -139,6 +143,7 @@ impl Default for Options {
             min_tag: 0.5,
             max_opposite: 0.03,
             min_context: 0.97,
+            max_swap_odds: 0.1,
         }
     }
 }
@@ -353,9 +358,19 @@ impl Engine {
         self.interpret_with_stats(text, ctx).0
     }
 
-    fn read(&self, text: &str, stats: &mut Stats) -> Result<Reading> {
+    /// Runs the model on the request with the existing domains it names
+    /// masked (`swap`: two of them trade placeholders), and returns what it
+    /// read with every span in the request's own byte ranges.
+    fn read(
+        &self,
+        text: &str,
+        ctx: &Context,
+        swap: Option<(&str, &str)>,
+        stats: &mut Stats,
+    ) -> Result<Reading> {
+        let masked = mask(text, ctx, &self.meta.lexicon.pools.placeholders, swap);
         let t0 = Instant::now();
-        let (hidden, mask, encs) = self.embedder.token_states(&[text])?;
+        let (hidden, mask, encs) = self.embedder.token_states(&[masked.text.as_str()])?;
         stats.encode_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let out = self.heads.forward(&hidden, &mask, None)?;
@@ -367,6 +382,7 @@ impl Engine {
         let enc = &encs[0];
         stats.tokens = enc.get_offsets().len();
         if self.debug {
+            eprintln!("read as: {}", masked.text);
             for (i, t) in enc.get_tokens().iter().enumerate() {
                 let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
                 eprintln!("{t:>12} {}", p.join(" "));
@@ -374,12 +390,26 @@ impl Engine {
             eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
         }
         let (found, outside) = decode_spans(
-            text,
+            &masked.text,
             enc.get_offsets(),
             enc.get_special_tokens_mask(),
             enc.get_tokens(),
             &tags,
         );
+        let found = found
+            .into_iter()
+            .map(|mut f| {
+                (f.start, f.end) = masked.original(f.start, f.end);
+                f
+            })
+            .collect();
+        let outside = outside
+            .into_iter()
+            .map(|(s, e, p)| {
+                let (s, e) = masked.original(s, e);
+                (s, e, p)
+            })
+            .collect();
         Ok(Reading {
             intent,
             polarity,
@@ -413,7 +443,7 @@ impl Engine {
                 stats,
             );
         }
-        let reading = match self.read(text, &mut stats) {
+        let reading = match self.read(text, ctx, None, &mut stats) {
             Ok(r) => r,
             Err(e) => return (refuse(format!("inference failed: {e:#}"), vec![]), stats),
         };
@@ -613,7 +643,7 @@ impl Engine {
         let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut used: Vec<(usize, usize)> = Vec::new();
         let found = assign_roles(spec, roles, &r.found);
-        let unsure = self.unsure_pair(text, spec, &found);
+        let unsure = self.unsure_pair(text, ctx, spec, &found);
         for f in &found {
             let role = &roles[f.role];
             let span = clean(&text[f.start..f.end]);
@@ -694,12 +724,15 @@ impl Engine {
     }
 
     /// Two parameters of the same type (from and to, name and target) whose
-    /// roles the model gives by the names rather than by where they stand:
-    /// the request is read again with the two values swapped, and each
-    /// position must keep its role. Returns the pair when it does not.
+    /// roles are not sure: the model's own odds of the other way round are
+    /// not small enough, or reading the request again with the two values
+    /// traded (their placeholders, for existing domains; the words
+    /// themselves otherwise) does not keep each position's role. Returns
+    /// the pair when so.
     fn unsure_pair(
         &self,
         text: &str,
+        ctx: &Context,
         spec: &PlaybookSpec,
         found: &[Found],
     ) -> Option<(String, String)> {
@@ -718,7 +751,12 @@ impl Engine {
                 let (Some(a), Some(b)) = (span(&p.name), span(&q.name)) else {
                     continue;
                 };
-                if !self.roles_follow_positions(text, spec, a, b) {
+                let pr = |f: &Found, r: usize| f.roles.get(r).copied().unwrap_or(0.0);
+                let keep = pr(a, a.role) * pr(b, b.role);
+                let other = pr(a, b.role) * pr(b, a.role);
+                if other > self.options.max_swap_odds * keep
+                    || !self.roles_follow_positions(text, ctx, spec, a, b)
+                {
                     return Some((p.name.clone(), q.name.clone()));
                 }
             }
@@ -729,6 +767,7 @@ impl Engine {
     fn roles_follow_positions(
         &self,
         text: &str,
+        ctx: &Context,
         spec: &PlaybookSpec,
         a: &Found,
         b: &Found,
@@ -741,18 +780,37 @@ impl Engine {
             &text[first.start..first.end],
             &text[second.start..second.end],
         );
-        let swapped = format!(
-            "{}{t2}{}{t1}{}",
-            &text[..first.start],
-            &text[first.end..second.start],
-            &text[second.end..]
-        );
-        let p1 = (first.start, first.start + t2.len());
-        let shift = t2.len() as isize - t1.len() as isize;
-        let s2 = (second.start as isize + shift) as usize;
-        let p2 = (s2, s2 + t1.len());
-        let Ok(r2) = self.read(&swapped, &mut Stats::default()) else {
-            return false;
+        let domain = |t: &str| {
+            let key = squash(t);
+            ctx.domains
+                .iter()
+                .map(|d| d.as_str())
+                .find(|d| squash(d) == key)
+        };
+        let (r2, p1, p2) = match (domain(t1), domain(t2)) {
+            // Both are masked: trade their placeholders, same text.
+            (Some(d1), Some(d2)) if d1 != d2 => {
+                let Ok(r2) = self.read(text, ctx, Some((d1, d2)), &mut Stats::default()) else {
+                    return false;
+                };
+                (r2, (first.start, first.end), (second.start, second.end))
+            }
+            _ => {
+                let swapped = format!(
+                    "{}{t2}{}{t1}{}",
+                    &text[..first.start],
+                    &text[first.end..second.start],
+                    &text[second.end..]
+                );
+                let p1 = (first.start, first.start + t2.len());
+                let shift = t2.len() as isize - t1.len() as isize;
+                let s2 = (second.start as isize + shift) as usize;
+                let p2 = (s2, s2 + t1.len());
+                let Ok(r2) = self.read(&swapped, ctx, None, &mut Stats::default()) else {
+                    return false;
+                };
+                (r2, p1, p2)
+            }
         };
         let found2 = assign_roles(spec, &self.meta.labels.roles, &r2.found);
         let role_at = |(s, e): (usize, usize)| {
@@ -1132,6 +1190,138 @@ fn decode_spans(
     (found, outside)
 }
 
+/// A request with the existing domains it names replaced by the lexicon's
+/// placeholders, the first-named domain by the first placeholder, and so on.
+struct Masked {
+    text: String,
+    /// Per placeholder: its byte range in `text`, then the mention's in the
+    /// request.
+    parts: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Masked {
+    /// The request's byte range for a range of the masked text.
+    fn original(&self, s: usize, e: usize) -> (usize, usize) {
+        (self.at(s, false), self.at(e, true))
+    }
+
+    fn at(&self, p: usize, end: bool) -> usize {
+        let mut delta: isize = 0;
+        for &(ms, me, os, oe) in &self.parts {
+            if !end && p >= ms && p < me {
+                return os;
+            }
+            if end && p > ms && p <= me {
+                return oe;
+            }
+            if me > p {
+                break;
+            }
+            delta += (oe - os) as isize - (me - ms) as isize;
+        }
+        (p as isize + delta) as usize
+    }
+}
+
+/// Masks the mentions of `ctx`'s domains: one to three words, joined by a
+/// space or a hyphen, that make a domain's id ("living room" is
+/// livingroom), and not part of a dotted name or an address
+/// ("printer.lan" names no domain lan). With `swap`, those two domains
+/// trade placeholders.
+fn mask(text: &str, ctx: &Context, placeholders: &[String], swap: Option<(&str, &str)>) -> Masked {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (c.is_alphanumeric(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                runs.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        runs.push((s, text.len()));
+    }
+    let joins = |c: Option<char>| matches!(c, Some('.' | ':' | '@' | '_'));
+    let glued = |s: usize, e: usize| {
+        let mut back = text[..s].chars().rev();
+        let mut fwd = text[e..].chars();
+        (joins(back.next()) && back.next().is_some_and(char::is_alphanumeric))
+            || (joins(fwd.next()) && fwd.next().is_some_and(char::is_alphanumeric))
+    };
+    let keys: Vec<(String, &str)> = ctx
+        .domains
+        .iter()
+        .map(|d| (squash(d.as_str()), d.as_str()))
+        .collect();
+    let mut mentions: Vec<(usize, usize, &str)> = Vec::new();
+    let mut i = 0;
+    while i < runs.len() {
+        let mut hit = None;
+        for n in (1..=3).rev() {
+            let Some(window) = runs.get(i..i + n) else {
+                continue;
+            };
+            let joined = window
+                .windows(2)
+                .all(|w| matches!(&text[w[0].1..w[1].0], " " | "-"));
+            let (s, e) = (window[0].0, window[n - 1].1);
+            if !joined || glued(s, e) {
+                continue;
+            }
+            let key = squash(&text[s..e]);
+            if let Some((_, d)) = keys.iter().find(|(k, _)| *k == key) {
+                hit = Some((n, (s, e, *d)));
+                break;
+            }
+        }
+        match hit {
+            Some((n, m)) => {
+                mentions.push(m);
+                i += n;
+            }
+            None => i += 1,
+        }
+    }
+    let mut order: Vec<&str> = Vec::new();
+    for &(_, _, d) in &mentions {
+        if !order.contains(&d) {
+            order.push(d);
+        }
+    }
+    if let Some((x, y)) = swap {
+        if let (Some(a), Some(b)) = (
+            order.iter().position(|d| *d == x),
+            order.iter().position(|d| *d == y),
+        ) {
+            order.swap(a, b);
+        }
+    }
+    let mut out = Masked {
+        text: String::with_capacity(text.len()),
+        parts: Vec::new(),
+    };
+    let mut pos = 0;
+    for (s, e, d) in mentions {
+        let Some(ph) = order
+            .iter()
+            .position(|x| *x == d)
+            .and_then(|k| placeholders.get(k))
+        else {
+            continue;
+        };
+        out.text.push_str(&text[pos..s]);
+        let ms = out.text.len();
+        out.text.push_str(ph);
+        out.parts.push((ms, out.text.len(), s, e));
+        pos = e;
+    }
+    out.text.push_str(&text[pos..]);
+    out
+}
+
 /// A value written in the request that looks like a parameter (an address,
 /// a network, a DNS name) outside every span the plan uses.
 fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
@@ -1362,6 +1552,56 @@ mod tests {
         assert_eq!(clean("\"nas.lan\"."), "nas.lan");
         assert_eq!(clean("(tv),"), "tv");
         assert_eq!(clean("fd00::1"), "fd00::1");
+    }
+
+    fn ctx_of(names: &[&str]) -> Context {
+        Context {
+            domains: names
+                .iter()
+                .map(|n| hearth_common::types::DomainId::parse_field("d", n).expect("domain id"))
+                .collect(),
+            protected: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn existing_domains_are_masked_in_order_and_mapped_back() {
+        let ph: Vec<String> = ["bravo", "charlie", "foxtrot"].map(String::from).to_vec();
+        let ctx = ctx_of(&["lan", "livingroom", "iot"]);
+        let text = "Let the Living Room reach lan.home and lan, not iot->lan.";
+        let m = mask(text, &ctx, &ph, None);
+        assert_eq!(
+            m.text,
+            "Let the bravo reach lan.home and charlie, not foxtrot->charlie."
+        );
+        // Every placeholder maps back to its mention, and the text between
+        // them keeps its place.
+        for &(ms, me, os, oe) in &m.parts {
+            assert_eq!(m.original(ms, me), (os, oe));
+        }
+        let w = m.text.find("reach").expect("word");
+        assert_eq!(
+            m.original(w, w + 5),
+            (
+                text.find("reach").expect("word"),
+                text.find("reach").expect("word") + 5
+            )
+        );
+        let (s, e) = m.original(
+            m.text.find("charlie").expect("ph"),
+            m.text.find("charlie").expect("ph") + 7,
+        );
+        assert_eq!(&text[s..e], "lan");
+        // Trading two domains' placeholders changes nothing else.
+        let t = mask(text, &ctx, &ph, Some(("livingroom", "lan")));
+        assert_eq!(
+            t.text,
+            "Let the charlie reach lan.home and bravo, not foxtrot->bravo."
+        );
+        // No domain named: nothing masked.
+        let n = mask("add kodi.lan at 10.0.0.1", &ctx, &ph, None);
+        assert_eq!(n.text, "add kodi.lan at 10.0.0.1");
+        assert!(n.parts.is_empty());
     }
 
     #[test]

@@ -212,6 +212,37 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// A name for an existing domain as the model sees it: mostly one of
+    /// the placeholders the engine puts where a request names an existing
+    /// domain (one not yet used in this example); sometimes a name, as a
+    /// domain the context does not hold is left as written.
+    fn existing_domain(&mut self, taken: &[String]) -> String {
+        if self.rng.chance(0.85) {
+            let free: Vec<String> = self
+                .lex
+                .pools
+                .placeholders
+                .iter()
+                .filter(|p| !taken.contains(p))
+                .cloned()
+                .collect();
+            if !free.is_empty() {
+                return self.rng.pick(&free).clone();
+            }
+        }
+        self.domain_surface()
+    }
+
+    /// A new domain's name: as written, or (rarely) a placeholder, as a
+    /// request that names an existing domain for a new one is masked.
+    fn new_domain(&mut self, taken: &[String]) -> String {
+        if self.rng.chance(0.08) {
+            self.existing_domain(taken)
+        } else {
+            self.domain_surface()
+        }
+    }
+
     fn host(&mut self) -> String {
         if self.rng.chance(0.3) {
             let w = self.made_up_word();
@@ -312,8 +343,12 @@ impl<'a> Generator<'a> {
         } else {
             unit.trim_end_matches('s').to_string()
         };
-        if unit.len() <= 3 && number.chars().all(|c| c.is_ascii_digit()) && self.rng.chance(0.6) {
+        let digits = number.chars().all(|c| c.is_ascii_digit());
+        if unit.len() <= 3 && digits && self.rng.chance(0.6) {
             format!("{number}{unit_name}")
+        } else if unit.len() > 3 && digits && self.rng.chance(0.15) {
+            // "a 2-month certificate"
+            format!("{number}-{}", unit.trim_end_matches('s'))
         } else if *per == 1 && self.rng.chance(0.3) {
             number
         } else {
@@ -324,7 +359,8 @@ impl<'a> Generator<'a> {
     fn value(&mut self, p: &ParamSpec, taken: &[String]) -> String {
         for _ in 0..8 {
             let v = match &p.kind {
-                ParamKind::ExistingDomain | ParamKind::NewDomain => self.domain_surface(),
+                ParamKind::ExistingDomain => self.existing_domain(taken),
+                ParamKind::NewDomain => self.new_domain(taken),
                 ParamKind::DnsName => self.dns_name(),
                 ParamKind::IpAddress => {
                     if self.rng.chance(0.25) {
@@ -382,7 +418,7 @@ impl<'a> Generator<'a> {
             let param = spec.params.iter().find(|p| p.name == name);
             let v = match param {
                 Some(p) => self.value(p, &taken),
-                None => self.filler(name),
+                None => self.filler(name, &taken),
             };
             taken.push(v.clone());
             let start = text.len();
@@ -399,9 +435,9 @@ impl<'a> Generator<'a> {
     }
 
     /// Slots of the lexicon's out-of-scope templates.
-    fn filler(&mut self, name: &str) -> String {
+    fn filler(&mut self, name: &str, taken: &[String]) -> String {
         match name {
-            "domain" => self.domain_surface(),
+            "domain" => self.existing_domain(taken),
             "host" => {
                 if self.rng.chance(0.5) {
                     self.dns_name()

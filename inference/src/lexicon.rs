@@ -90,6 +90,11 @@ pub struct Pools {
     /// Syllables of made-up names (domains and hosts the pools do not
     /// hold, so that no name is learned as a word of the request).
     pub syllables: Vec<String>,
+    /// Neutral words that stand in for the existing domains a request
+    /// names, in training and at run time alike: the model reads where a
+    /// domain stands in the sentence, never which name the owner chose
+    /// ("lan" is not more often the destination than "kids").
+    pub placeholders: Vec<String>,
 }
 
 impl Lexicon {
@@ -124,6 +129,22 @@ impl Lexicon {
         anyhow::ensure!(!lex.pools.zones.is_empty(), "pools.zones is empty");
         anyhow::ensure!(!lex.pools.protocols.is_empty(), "pools.protocols is empty");
         anyhow::ensure!(!lex.pools.syllables.is_empty(), "pools.syllables is empty");
+        let ph = &lex.pools.placeholders;
+        anyhow::ensure!(ph.len() >= 2, "pools.placeholders needs at least two words");
+        for w in ph {
+            anyhow::ensure!(
+                !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase()),
+                "pools.placeholders: {w:?} must be one lower-case word"
+            );
+            anyhow::ensure!(
+                !lex.pools.domains.contains(w) && !lex.pools.hosts.contains(w),
+                "pools.placeholders: {w:?} is also a name of the pools"
+            );
+            anyhow::ensure!(
+                ph.iter().filter(|x| *x == w).count() == 1,
+                "pools.placeholders: {w:?} is listed twice"
+            );
+        }
         Ok(lex)
     }
 

@@ -29,7 +29,7 @@ pub const HEADS_FILE: &str = "heads.safetensors";
 pub const META_FILE: &str = "meta.json";
 /// Version of the format and of the training recipe: changing either
 /// changes this, and so the inputs digest.
-pub const RECIPE: &str = "hearth-intent-heads/2";
+pub const RECIPE: &str = "hearth-intent-heads/3";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -155,21 +155,30 @@ pub fn token_tags(
 }
 
 fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>> {
-    let mut out = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(64) {
-        let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
+    // Encoded in chunks of similar length (each chunk pads to its longest),
+    // returned in the examples' order.
+    let mut by_len: Vec<usize> = (0..examples.len()).collect();
+    by_len.sort_by_key(|&i| examples[i].text.len());
+    let mut out: Vec<Option<Encoded>> = (0..examples.len()).map(|_| None).collect();
+    for chunk in by_len.chunks(64) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| examples[i].text.as_str()).collect();
         let (hidden, _mask, encs) = embedder.token_states(&texts)?;
         let dim = hidden.dim(2)?;
-        for (i, (ex, enc)) in chunk.iter().zip(&encs).enumerate() {
+        for (row, (&i, enc)) in chunk.iter().zip(&encs).enumerate() {
+            let ex = &examples[i];
             let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-            let states: Vec<f32> = hidden.get(i)?.narrow(0, 0, len)?.flatten_all()?.to_vec1()?;
+            let states: Vec<f32> = hidden
+                .get(row)?
+                .narrow(0, 0, len)?
+                .flatten_all()?
+                .to_vec1()?;
             debug_assert_eq!(states.len(), len * dim);
             let tags = token_tags(
                 &enc.get_offsets()[..len],
                 &enc.get_special_tokens_mask()[..len],
                 &ex.slots,
             );
-            out.push(Encoded {
+            out[i] = Some(Encoded {
                 states,
                 len,
                 tags,
@@ -178,7 +187,9 @@ fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>>
             });
         }
     }
-    Ok(out)
+    out.into_iter()
+        .map(|e| e.ok_or_else(|| anyhow::anyhow!("an example was not encoded")))
+        .collect()
 }
 
 /// Trains and returns the weights and their description. `log` gets one
@@ -213,7 +224,15 @@ pub fn train(
     let dims = Dims::for_labels(&labels);
     let mut rng = Rng::new(recipe.seed ^ 0x5eed);
     let heads = Heads::init(dims, &mut rng, &device)?;
-    let steps_per_epoch = data.len().div_ceil(recipe.batch);
+    // As many batches as length_batches makes: windows of 16 batches.
+    let steps_per_epoch: usize = (0..data.len())
+        .step_by(recipe.batch * 16)
+        .map(|w| {
+            (data.len() - w)
+                .min(recipe.batch * 16)
+                .div_ceil(recipe.batch)
+        })
+        .sum();
     let total_steps = steps_per_epoch * recipe.epochs;
     let mut opt = AdamW::new(
         heads.vars(),
@@ -238,7 +257,8 @@ pub fn train(
             order.swap(i, j);
         }
         let mut sum = 0.0f32;
-        for idx in order.chunks(recipe.batch) {
+        let batches = length_batches(&order, &data, recipe.batch, &mut rng);
+        for idx in &batches {
             let warm = (total_steps / 20).max(1);
             let lr = if step < warm {
                 recipe.lr * (step + 1) as f64 / warm as f64
@@ -247,12 +267,12 @@ pub fn train(
                     * (1.0 - (step - warm) as f64 / (total_steps - warm).max(1) as f64).max(0.02)
             };
             opt.set_learning_rate(lr);
-            let loss = batch_loss(&heads, &data, idx, dims, &device, &mut drop)?;
-            opt.backward_step(&loss)?;
-            sum += loss.to_scalar::<f32>()?;
+            let (grads, loss) = parallel_grads(&heads, &data, idx, dims, &device, &mut drop)?;
+            opt.step(&grads)?;
+            sum += loss;
             step += 1;
         }
-        final_loss = sum / steps_per_epoch as f32;
+        final_loss = sum / batches.len().max(1) as f32;
         log(&format!(
             "epoch {}/{}: loss {:.4} ({:.1} s)",
             epoch + 1,
@@ -274,6 +294,102 @@ pub fn train(
         final_loss,
     };
     Ok((bytes, meta))
+}
+
+/// The epoch's batches: the shuffled order cut into windows of 16
+/// batches, each window sorted by length (so a batch pads little), the
+/// batches then shuffled with the seeded generator.
+fn length_batches(
+    order: &[usize],
+    data: &[Encoded],
+    batch: usize,
+    rng: &mut Rng,
+) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for window in order.chunks(batch * 16) {
+        let mut w = window.to_vec();
+        w.sort_by_key(|&i| data[i].len);
+        out.extend(w.chunks(batch).map(<[usize]>::to_vec));
+    }
+    for i in (1..out.len()).rev() {
+        let j = rng.below(i + 1);
+        out.swap(i, j);
+    }
+    out
+}
+
+/// The batch's gradients and loss, its two halves computed on two threads
+/// (candle's CPU operations on these small tensors use about one core
+/// each) and combined in a fixed order, each half with its own dropout
+/// generator seeded from `drop`'s: the same seed gives the same weights.
+fn parallel_grads(
+    heads: &Heads,
+    data: &[Encoded],
+    idx: &[usize],
+    dims: Dims,
+    device: &Device,
+    drop: &mut Dropout,
+) -> Result<(candle_core::backprop::GradStore, f32)> {
+    let mid = idx.len() / 2;
+    let halves: Vec<&[usize]> = if mid == 0 {
+        vec![idx]
+    } else {
+        vec![&idx[..mid], &idx[mid..]]
+    };
+    let seeds: Vec<u64> = halves.iter().map(|_| drop.rng.next_u64()).collect();
+    let p = drop.p;
+    let results: Vec<Result<(candle_core::backprop::GradStore, f32)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = halves
+            .iter()
+            .zip(&seeds)
+            .map(|(half, &seed)| {
+                s.spawn(move || -> Result<(candle_core::backprop::GradStore, f32)> {
+                    let mut d = Dropout {
+                        p,
+                        rng: Rng::new(seed),
+                    };
+                    let loss = batch_loss(heads, data, half, dims, device, &mut d)?;
+                    let value = loss.to_scalar::<f32>()?;
+                    Ok((loss.backward()?, value))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+            })
+            .collect()
+    });
+    let mut parts = Vec::with_capacity(results.len());
+    for r in results {
+        parts.push(r?);
+    }
+    let n = idx.len() as f64;
+    let shares: Vec<f64> = halves.iter().map(|h| h.len() as f64 / n).collect();
+    let mut it = parts.into_iter().zip(shares);
+    let Some(((mut grads, first_loss), first_share)) = it.next() else {
+        anyhow::bail!("empty batch");
+    };
+    let mut loss = first_loss * first_share as f32;
+    let rest: Vec<_> = it.collect();
+    for var in heads.vars() {
+        let Some(g) = grads.remove(&var) else {
+            continue;
+        };
+        let mut g = (g * first_share)?;
+        for ((other, _), share) in &rest {
+            if let Some(o) = other.get(&var) {
+                g = (g + (o * *share)?)?;
+            }
+        }
+        grads.insert(&var, g);
+    }
+    for ((_, l), share) in &rest {
+        loss += l * *share as f32;
+    }
+    Ok((grads, loss))
 }
 
 fn batch_loss(
