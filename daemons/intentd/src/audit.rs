@@ -133,7 +133,11 @@ impl AuditLog {
             // was altered: verify() reports the break, appends go on.
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) => {
-                    next_seq = v.get("seq").and_then(Value::as_u64).unwrap_or(next_seq) + 1;
+                    next_seq = v
+                        .get("seq")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(next_seq)
+                        .saturating_add(1);
                     last_hash = v
                         .get("hash")
                         .and_then(Value::as_str)
@@ -195,7 +199,7 @@ impl AuditLog {
             seq: self.next_seq,
             hash: hash.clone(),
         };
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         self.last_hash = hash.clone();
         let head = Head {
             seq: appended.seq,
@@ -273,14 +277,15 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
                 seq.map_or("missing".to_string(), |s| s.to_string())
             ));
         }
-        expected_seq = seq.unwrap_or(expected_seq) + 1;
+        // An edited seq can be any number: no overflow on u64::MAX.
+        expected_seq = seq.unwrap_or(expected_seq).saturating_add(1);
         prev = stated.to_string();
     }
     let hp = head_path(path);
     if let Ok(bytes) = std::fs::read(&hp) {
         match serde_json::from_slice::<Head>(&bytes) {
             Ok(h) => {
-                if records == 0 || h.seq + 1 != expected_seq || h.hash != prev {
+                if records == 0 || h.seq.checked_add(1) != Some(expected_seq) || h.hash != prev {
                     problems.push(format!(
                         "the log ends before its last record (seq {}): records were removed at the end",
                         h.seq
@@ -473,6 +478,35 @@ mod tests {
             after.problems, v.problems,
             "only the damaged line is reported"
         );
+    }
+
+    #[test]
+    fn an_edited_sequence_number_of_u64_max_is_reported_not_a_panic() {
+        // verify, open and the head check added 1 to a seq read from the
+        // file: u64::MAX overflowed (a panic in debug builds, a silent wrap
+        // in release).
+        let (_d, p) = log_with(2);
+        let l = lines(&p);
+        let mut v: Value = serde_json::from_str(&l[1]).unwrap();
+        v["seq"] = json!(u64::MAX);
+        write_lines(&p, &[l[0].clone(), v.to_string()]);
+        let mut head_path = p.clone().into_os_string();
+        head_path.push(".head");
+        std::fs::write(
+            &head_path,
+            format!(r#"{{"seq": {}, "hash": "00"}}"#, u64::MAX),
+        )
+        .unwrap();
+        let r = verify(&p).unwrap();
+        assert!(!r.ok);
+        assert!(
+            r.problems.iter().any(|m| m.starts_with("line 2: sequence")),
+            "{:?}",
+            r.problems
+        );
+        let mut log = AuditLog::open(&p).unwrap();
+        log.append(&json!({"kind": "refused"})).unwrap();
+        assert!(!verify(&p).unwrap().ok);
     }
 
     #[test]
