@@ -13,7 +13,8 @@
 # example (cargo build -p hearth-dhcpd --bins --examples; PROFILE=release for
 # release binaries). hearth-dhcpd runs in the sandbox (its domain's bridge,
 # learned from hearth-netd over D-Bus); dnsmasq on a plain veth pair, its
-# lease file in the run's directory, with --no-ping (hearth-dhcpd does not
+# lease file in the run's directory, its lease limit raised (default 1000)
+# and with --no-ping (hearth-dhcpd does not
 # probe before offering either: decision 080; dnsmasq's probe holds each new
 # address for seconds and left most clients of a window unanswered).
 # DHCPD_BIN=path runs that hearth-dhcpd (e.g. target/release/hearth-dhcpd)
@@ -74,7 +75,7 @@ ip netns exec "$DMS" dnsmasq --port=0 --interface=s0 --bind-interfaces \
   --dhcp-range=10.79.0.2,10.79.255.254,255.255.0.0,1h --dhcp-authoritative \
   --dhcp-leasefile="$DIR/dnsmasq.leases" --pid-file="$DIR/dnsmasq.pid" \
   --dhcp-option=option:router,10.79.0.1 --dhcp-option=option:dns-server,10.79.0.1 \
-  --log-facility="$DIR/dnsmasq.log" --quiet-dhcp --no-ping
+  --log-facility="$DIR/dnsmasq.log" --quiet-dhcp --no-ping --dhcp-lease-max=100000
 for _ in $(seq 50); do [ -s "$DIR/dnsmasq.pid" ] && break; sleep 0.1; done
 dnsmasq_pid=$(cat "$DIR/dnsmasq.pid")
 
