@@ -252,6 +252,23 @@ impl Bus {
             .any(|p| p["domain"] == domain)
     }
 
+    fn status_dhcpd(&self) -> String {
+        self.rt.block_on(async {
+            DaemonProxy::builder(&self.conn)
+                .destination("org.hearth.Dhcp1")
+                .unwrap()
+                .path("/org/hearth/Dhcp1")
+                .unwrap()
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .unwrap()
+                .status()
+                .await
+                .unwrap()
+        })
+    }
+
     fn ping_dhcpd(&self) -> String {
         self.rt.block_on(async {
             DaemonProxy::builder(&self.conn)
@@ -484,6 +501,8 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         .clone();
     assert_eq!(t["full"], true, "{t}");
     assert_eq!(bus.ping_dhcpd(), "pong");
+    let status = bus.status_dhcpd();
+    assert!(status.contains("pool full: tiny"), "status: {status}");
     wait_until("tiny1's name", Duration::from_secs(10), || {
         dig(&sb, "tiny1.tiny.home.arpa").starts_with("10.77.40.")
     });
