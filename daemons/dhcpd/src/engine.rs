@@ -166,6 +166,37 @@ pub struct Device {
     pub last_seen: u64,
 }
 
+/// The most devices the inventory keeps: a client inventing MACs (one
+/// lease each as the pool turns over) cannot grow the state file without
+/// bound.
+pub const MAX_DEVICES: usize = 4096;
+
+/// Before a new device is recorded: when the inventory is full, forgets
+/// the device seen longest ago that holds neither a reservation nor a
+/// lease (a full inventory of such devices keeps growing past the bound
+/// rather than forget one the owner pinned).
+fn make_room(s: &mut State) {
+    if s.devices.len() < MAX_DEVICES {
+        return;
+    }
+    let held: std::collections::BTreeSet<MacAddr> = s
+        .leases
+        .values()
+        .map(|l| l.mac)
+        .chain(s.reservations.keys().copied())
+        .collect();
+    let oldest = s
+        .devices
+        .values()
+        .filter(|d| !held.contains(&d.mac))
+        .min_by_key(|d| (d.last_seen, d.mac))
+        .map(|d| d.mac);
+    if let Some(mac) = oldest {
+        tracing::info!(%mac, "inventory full: forgetting the device seen longest ago");
+        s.devices.remove(&mac);
+    }
+}
+
 /// What is persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -621,6 +652,9 @@ impl Engine {
                     dns_name: keep_name,
                 },
             );
+            if !s.devices.contains_key(&mac) {
+                make_room(s);
+            }
             let dev = s.devices.entry(mac).or_insert_with(|| Device {
                 mac,
                 domain: d.name.clone(),
@@ -1124,6 +1158,64 @@ mod tests {
 
     fn cfg() -> DhcpConfig {
         hearth_common::config::parse(Path::new("t.toml"), "").unwrap()
+    }
+
+    #[test]
+    fn a_full_inventory_forgets_the_device_seen_longest_ago_but_never_a_held_one() {
+        let cams = DomainId::parse("cams").unwrap();
+        let mac_of = |i: usize| {
+            let b = (i as u32).to_be_bytes();
+            MacAddr::parse(&format!(
+                "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+                b[0], b[1], b[2], b[3]
+            ))
+            .unwrap()
+        };
+        let mut s = State::default();
+        for i in 0..MAX_DEVICES {
+            s.devices.insert(
+                mac_of(i),
+                Device {
+                    mac: mac_of(i),
+                    domain: cams.clone(),
+                    address: None,
+                    hostname: None,
+                    first_seen: 100 + i as u64,
+                    last_seen: 100 + i as u64,
+                },
+            );
+        }
+        // The two oldest are held: one by a lease, one by a reservation.
+        s.leases.insert(
+            "10.9.0.5".parse().unwrap(),
+            Lease {
+                domain: cams.clone(),
+                mac: mac_of(0),
+                address: "10.9.0.5".parse().unwrap(),
+                expires: 10_000,
+                bound: true,
+                hostname: None,
+                dns_name: None,
+            },
+        );
+        s.reservations.insert(
+            mac_of(1),
+            Reservation {
+                domain: cams.clone(),
+                address: "10.9.0.6".parse().unwrap(),
+            },
+        );
+        make_room(&mut s);
+        assert_eq!(s.devices.len(), MAX_DEVICES - 1);
+        assert!(s.devices.contains_key(&mac_of(0)));
+        assert!(s.devices.contains_key(&mac_of(1)));
+        assert!(
+            !s.devices.contains_key(&mac_of(2)),
+            "the oldest free one goes"
+        );
+        // Below the bound nothing is forgotten.
+        make_room(&mut s);
+        assert_eq!(s.devices.len(), MAX_DEVICES - 1);
     }
 
     fn dom(first: &str, last: &str) -> Domain {
