@@ -47,7 +47,7 @@ done
 python3 - "$out" <<'PY'
 import json, sys, collections
 out = sys.argv[1]
-read = {"net.show", "dns.list_records", "pki.list_certificates", "attest.status"}
+read = {"net.show", "dns.list_records", "pki.list_certificates", "attest.status", "device.list"}
 cats = {}
 for line in open("inference/eval/challenge.jsonl"):
     line = line.strip()

@@ -646,8 +646,17 @@ impl Engine {
         let unsure = self.unsure_pair(text, ctx, spec, &found);
         for f in &found {
             let role = &roles[f.role];
-            let span = clean(&text[f.start..f.end]);
-            let Some(p) = spec.params.iter().find(|p| &p.name == role) else {
+            let param = spec.params.iter().find(|p| &p.name == role);
+            // A new name or a duration is the whole word it stands in:
+            // "Bad_Name" is not the name "Bad", "two-year" not 2 days.
+            let (start, end) = match param {
+                Some(p) if p.kind == ParamKind::NewDomain || p.unit.is_some() => {
+                    whole_word(text, f.start, f.end)
+                }
+                _ => (f.start, f.end),
+            };
+            let span = clean(&text[start..end]);
+            let Some(p) = param else {
                 if spec.risk == Risk::Read || f.prob < o.min_tag {
                     continue;
                 }
@@ -677,7 +686,7 @@ impl Engine {
                 }
             }
             raw.insert(p.name.clone(), value);
-            used.push((f.start, f.end));
+            used.push((start, end));
         }
         if spec.risk != Risk::Read {
             if let Some(v) = unused_value(text, &used) {
@@ -1383,6 +1392,24 @@ fn quoted_around(text: &str, start: usize, end: usize) -> Option<&str> {
     None
 }
 
+/// The byte range `start..end` widened over the letters, digits, '-' and
+/// '_' joined to it.
+fn whole_word(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let joined = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+    let s = text[..start]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| joined(c))
+        .last()
+        .map_or(start, |(i, _)| i);
+    let e = text[end..]
+        .char_indices()
+        .take_while(|&(_, c)| joined(c))
+        .last()
+        .map_or(end, |(i, c)| end + i + c.len_utf8());
+    (s, e)
+}
+
 /// A span without the quotes and punctuation around it.
 fn clean(s: &str) -> &str {
     let mut s = s.trim();
@@ -1562,6 +1589,26 @@ mod tests {
                 .collect(),
             protected: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_name_or_duration_is_its_whole_word() {
+        let t = "create a domain called Bad_Name now";
+        let s = t.find("Bad").expect("word");
+        assert_eq!(
+            &t[{
+                let (a, b) = whole_word(t, s, s + 3);
+                a..b
+            }],
+            "Bad_Name"
+        );
+        let t = "a two-year cert";
+        let s = t.find("two").expect("word");
+        let (a, b) = whole_word(t, s, s + 3);
+        assert_eq!(&t[a..b], "two-year");
+        let t = "iot->lan";
+        let (a, b) = whole_word(t, 0, 3);
+        assert_eq!(&t[a..b], "iot-");
     }
 
     #[test]

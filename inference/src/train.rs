@@ -56,7 +56,7 @@ impl Default for Recipe {
             seed: 20261203,
             per_playbook: 460,
             none: 1300,
-            epochs: 10,
+            epochs: 14,
             batch: 32,
             lr: 2e-3,
             dropout: 0.1,
@@ -155,30 +155,21 @@ pub fn token_tags(
 }
 
 fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>> {
-    // Encoded in chunks of similar length (each chunk pads to its longest),
-    // returned in the examples' order.
-    let mut by_len: Vec<usize> = (0..examples.len()).collect();
-    by_len.sort_by_key(|&i| examples[i].text.len());
-    let mut out: Vec<Option<Encoded>> = (0..examples.len()).map(|_| None).collect();
-    for chunk in by_len.chunks(64) {
-        let texts: Vec<&str> = chunk.iter().map(|&i| examples[i].text.as_str()).collect();
+    let mut out = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(64) {
+        let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
         let (hidden, _mask, encs) = embedder.token_states(&texts)?;
         let dim = hidden.dim(2)?;
-        for (row, (&i, enc)) in chunk.iter().zip(&encs).enumerate() {
-            let ex = &examples[i];
+        for (i, (ex, enc)) in chunk.iter().zip(&encs).enumerate() {
             let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-            let states: Vec<f32> = hidden
-                .get(row)?
-                .narrow(0, 0, len)?
-                .flatten_all()?
-                .to_vec1()?;
+            let states: Vec<f32> = hidden.get(i)?.narrow(0, 0, len)?.flatten_all()?.to_vec1()?;
             debug_assert_eq!(states.len(), len * dim);
             let tags = token_tags(
                 &enc.get_offsets()[..len],
                 &enc.get_special_tokens_mask()[..len],
                 &ex.slots,
             );
-            out[i] = Some(Encoded {
+            out.push(Encoded {
                 states,
                 len,
                 tags,
@@ -187,9 +178,7 @@ fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>>
             });
         }
     }
-    out.into_iter()
-        .map(|e| e.ok_or_else(|| anyhow::anyhow!("an example was not encoded")))
-        .collect()
+    Ok(out)
 }
 
 /// Trains and returns the weights and their description. `log` gets one

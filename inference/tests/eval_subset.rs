@@ -57,11 +57,11 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// figures measured for docs/perf.md, so that a regression fails. The
 /// target is zero harmful plans; these bounds are where the interpreter
 /// stands, not where it should be.
-const MIN_RATE: f64 = 0.80;
-const MIN_RATE_CHALLENGE: f64 = 0.70;
+const MIN_RATE: f64 = 0.85;
+const MIN_RATE_CHALLENGE: f64 = 0.75;
 const MAX_HARMFUL_DEV: usize = 3;
-const MAX_HARMFUL_HOLDOUT: usize = 2;
-const MAX_HARMFUL_CHALLENGE: usize = 8;
+const MAX_HARMFUL_HOLDOUT: usize = 0;
+const MAX_HARMFUL_CHALLENGE: usize = 6;
 
 /// Evaluates every `step`-th case of `file` (at least `min_cases` long):
 /// pass rate at least `min_rate`, no state-changing plan other than the
@@ -69,7 +69,7 @@ const MAX_HARMFUL_CHALLENGE: usize = 8;
 /// existing domain.
 fn run_set(file: &str, step: usize, min_cases: usize, min_rate: f64, max_harmful: usize) {
     let specs = hearth_inference::catalog::load_dir(&root().join("playbooks")).expect("catalog");
-    assert_eq!(specs.len(), 14);
+    assert_eq!(specs.len(), 17);
     let mut engine =
         Engine::load(&root().join("models"), DevicePreference::Cpu).expect("models load");
     // Encoder weights, tokenizer, config, the heads' description and weights.
