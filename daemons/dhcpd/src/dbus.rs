@@ -7,10 +7,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use hearth_common::mac::MacAddr;
-use hearth_common::rights::{self, Need};
 use hearth_common::types::Ipv4;
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Role};
+use hearth_daemon::Access;
 use serde_json::{json, Value};
 use zbus::message::Header;
 
@@ -92,12 +91,10 @@ impl DhcpInterface {
         hdr: &Header<'_>,
         dry_run: bool,
     ) -> Result<(), HearthError> {
-        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
-        let role = match rights::need(names::DHCP.bus_name, &member, dry_run) {
-            Need::Operator => Role::Operator,
-            Need::Admin => Role::Admin,
-        };
-        self.access.require(conn, hdr, role).await.map(|_| ())
+        self.access
+            .authorize(conn, hdr, names::DHCP.bus_name, dry_run)
+            .await
+            .map(|_| ())
     }
 }
 

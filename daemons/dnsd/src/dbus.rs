@@ -10,10 +10,9 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use hearth_common::rights::{self, Need};
 use hearth_common::types::{Address, DnsName};
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Role};
+use hearth_daemon::Access;
 use serde::Serialize;
 use zbus::message::Header;
 
@@ -54,12 +53,10 @@ impl DnsInterface {
         hdr: &Header<'_>,
         dry_run: bool,
     ) -> Result<(), HearthError> {
-        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
-        let role = match rights::need(names::DNS.bus_name, &member, dry_run) {
-            Need::Operator => Role::Operator,
-            Need::Admin => Role::Admin,
-        };
-        self.access.require(conn, hdr, role).await.map(|_| ())
+        self.access
+            .authorize(conn, hdr, names::DNS.bus_name, dry_run)
+            .await
+            .map(|_| ())
     }
 
     fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {

@@ -15,9 +15,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hearth_common::rights::{self, Need};
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Caller, Role};
+use hearth_daemon::{Access, Caller};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 
@@ -57,12 +56,9 @@ impl NetworkInterface {
         hdr: &Header<'_>,
         dry_run: bool,
     ) -> Result<Caller, HearthError> {
-        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
-        let role = match rights::need(names::NETWORK.bus_name, &member, dry_run) {
-            Need::Operator => Role::Operator,
-            Need::Admin => Role::Admin,
-        };
-        self.access.require(conn, hdr, role).await
+        self.access
+            .authorize(conn, hdr, names::NETWORK.bus_name, dry_run)
+            .await
     }
 
     async fn change(

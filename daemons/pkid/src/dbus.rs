@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hearth_common::rights::{self, Need};
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Caller, Role};
+use hearth_daemon::{Access, Caller};
 use serde::Serialize;
 use zbus::message::Header;
 
@@ -83,12 +82,9 @@ impl PkiInterface {
         conn: &zbus::Connection,
         hdr: &Header<'_>,
     ) -> Result<Caller, HearthError> {
-        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
-        let role = match rights::need(names::PKI.bus_name, &member, false) {
-            Need::Operator => Role::Operator,
-            Need::Admin => Role::Admin,
-        };
-        self.access.require(conn, hdr, role).await
+        self.access
+            .authorize(conn, hdr, names::PKI.bus_name, false)
+            .await
     }
 
     /// An admin, or a service user whose `[services.<user>]` scope grants

@@ -169,6 +169,24 @@ impl Access {
         Ok(self.classify(sender.to_string(), uid, gids))
     }
 
+    /// The caller, if [`hearth_common::rights`] lets it call this
+    /// message's member of `interface` (with `dry_run`): the one rule every
+    /// daemon and hearth-intentd's gate apply.
+    pub async fn authorize(
+        &self,
+        conn: &zbus::Connection,
+        hdr: &Header<'_>,
+        interface: &str,
+        dry_run: bool,
+    ) -> Result<Caller, HearthError> {
+        let member = hdr.member().map(|m| m.to_string()).unwrap_or_default();
+        let role = match hearth_common::rights::need(interface, &member, dry_run) {
+            hearth_common::rights::Need::Operator => Role::Operator,
+            hearth_common::rights::Need::Admin => Role::Admin,
+        };
+        self.require(conn, hdr, role).await
+    }
+
     /// The caller, if it has `role`; `NotAuthorized` naming what is needed
     /// otherwise.
     pub async fn require(
