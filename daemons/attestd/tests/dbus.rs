@@ -81,6 +81,7 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
         "hearth-attestd",
         "hearth-netd",
         "hearth-dnsd",
+        "hearth-dhcpd",
         "hearth-intentd",
         "hearthctl",
     ]
