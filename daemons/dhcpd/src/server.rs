@@ -409,24 +409,31 @@ mod tests {
     use crate::engine::Domain;
     use hearth_common::types::DomainId;
 
+    /// A fresh engine (state in a temporary directory, kept alive by the
+    /// returned guard) and the domain lan on 10.9.0.0/`prefix`.
+    fn lan_engine(prefix: u8) -> (tempfile::TempDir, Engine, Domain) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: DhcpConfig =
+            hearth_common::config::parse(std::path::Path::new("t.toml"), "").unwrap();
+        let e = Engine::open(&cfg, dir.path()).unwrap();
+        let d = Domain::new(
+            DomainId::parse("lan").unwrap(),
+            "hb-lan".into(),
+            Ipv4Addr::new(10, 9, 0, 0),
+            prefix,
+            Ipv4Addr::new(10, 9, 0, 1),
+            None,
+        )
+        .unwrap();
+        (dir, e, d)
+    }
+
     /// The packet path (decode, then the engine) over many random and
     /// mutated datagrams: nothing panics, and nothing but a well-formed
     /// request from a unicast MAC is answered.
     #[test]
     fn random_and_mutated_datagrams_never_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg: DhcpConfig =
-            hearth_common::config::parse(std::path::Path::new("t.toml"), "").unwrap();
-        let mut e = Engine::open(&cfg, dir.path()).unwrap();
-        let d = Domain::new(
-            DomainId::parse("lan").unwrap(),
-            "hb-lan".into(),
-            Ipv4Addr::new(10, 9, 0, 0),
-            24,
-            Ipv4Addr::new(10, 9, 0, 1),
-            None,
-        )
-        .unwrap();
+        let (_dir, mut e, d) = lan_engine(24);
         // A valid DISCOVER to mutate.
         let mut m = dhcproto::v4::Message::new_with_id(
             1,
@@ -482,19 +489,7 @@ mod tests {
     /// an address of the pool.
     #[test]
     fn the_fuzz_seeds_are_answered() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg: DhcpConfig =
-            hearth_common::config::parse(std::path::Path::new("t.toml"), "").unwrap();
-        let mut e = Engine::open(&cfg, dir.path()).unwrap();
-        let d = Domain::new(
-            DomainId::parse("lan").unwrap(),
-            "hb-lan".into(),
-            Ipv4Addr::new(10, 9, 0, 0),
-            28,
-            Ipv4Addr::new(10, 9, 0, 1),
-            None,
-        )
-        .unwrap();
+        let (_dir, mut e, d) = lan_engine(28);
         let seeds =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dhcp_packet");
         let discover = std::fs::read(seeds.join("discover")).unwrap();
