@@ -41,12 +41,15 @@ pub enum ClientError {
     #[error("{0}")]
     Http(#[from] http::HttpError),
     /// The appliance answered with an error.
-    #[error("the appliance answered {status}: {message}")]
+    #[error("the appliance answered {status}: {message}{}", retry_hint(*retry_after))]
     Status {
         /// HTTP status.
         status: u16,
         /// Its error message.
         message: String,
+        /// When it is busy or rate-limits this client (429, 503): seconds
+        /// after which to try again (its `Retry-After`).
+        retry_after: Option<u64>,
     },
     /// The answer is not the expected JSON.
     #[error("bad answer: {0}")]
@@ -134,14 +137,18 @@ impl Client {
             .map_err(connect_err)?;
         http::write_request(&mut tls, method, &self.host, path, body.as_deref()).await?;
         let mut r = BufReader::new(tls);
-        let (status, body) = http::read_response(&mut r, MAX_RESPONSE).await?;
-        if status != 200 {
-            let message = serde_json::from_slice::<ErrorBody>(&body)
+        let resp = http::read_response_full(&mut r, MAX_RESPONSE).await?;
+        if resp.status != 200 {
+            let message = serde_json::from_slice::<ErrorBody>(&resp.body)
                 .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Status { status, message });
+                .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
+            return Err(ClientError::Status {
+                status: resp.status,
+                message,
+                retry_after: resp.retry_after,
+            });
         }
-        Ok(serde_json::from_slice(&body)?)
+        Ok(serde_json::from_slice(&resp.body)?)
     }
 
     /// GET a JSON document.
@@ -158,6 +165,10 @@ impl Client {
         self.request("POST", path, Some(serde_json::to_vec(body)?))
             .await
     }
+}
+
+fn retry_hint(after: Option<u64>) -> String {
+    after.map_or(String::new(), |s| format!(" (Retry-After: {s} s)"))
 }
 
 #[derive(Debug)]

@@ -128,20 +128,24 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Status",
     }
 }
 
-/// Writes a JSON response and flushes.
+/// Writes a JSON response and flushes; `retry_after` (seconds) goes in a
+/// `Retry-After` header (RFC 9110 10.2.3) of a 429 or 503.
 pub async fn write_response<W: AsyncWrite + Unpin>(
     w: &mut W,
     status: u16,
     body: &[u8],
+    retry_after: Option<u64>,
 ) -> Result<(), HttpError> {
+    let retry = retry_after.map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n",
         reason(status),
         body.len()
     );
@@ -180,6 +184,28 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(
     r: &mut R,
     max_body: usize,
 ) -> Result<(u16, Vec<u8>), HttpError> {
+    read_response_full(r, max_body)
+        .await
+        .map(|resp| (resp.status, resp.body))
+}
+
+/// A response as the client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Seconds from a `Retry-After` header given as a number (a date form
+    /// is not used by the appliance and reads as none).
+    pub retry_after: Option<u64>,
+}
+
+/// Reads a response with the headers the client uses.
+pub async fn read_response_full<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max_body: usize,
+) -> Result<Response, HttpError> {
     let head = read_head(r).await?;
     let first = head
         .first()
@@ -190,7 +216,17 @@ pub async fn read_response<R: AsyncBufRead + Unpin>(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| HttpError::Malformed(format!("bad status line {first:?}")))?;
     let len = content_length(&head[1..])?;
-    Ok((status, read_body(r, len, max_body, "response body").await?))
+    let retry_after = head[1..].iter().find_map(|h| {
+        let (k, v) = h.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("retry-after")
+            .then(|| v.trim().parse().ok())?
+    });
+    Ok(Response {
+        status,
+        body: read_body(r, len, max_body, "response body").await?,
+        retry_after,
+    })
 }
 
 #[cfg(test)]
@@ -221,5 +257,29 @@ mod tests {
             read_request(&mut r, 100).await,
             Err(HttpError::TooLarge(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn retry_after_reaches_the_client() {
+        let mut buf = Vec::new();
+        write_response(&mut buf, 429, b"{}", Some(7)).await.unwrap();
+        let text = String::from_utf8_lossy(&buf).to_string();
+        assert!(
+            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{text}"
+        );
+        let mut r = tokio::io::BufReader::new(&buf[..]);
+        let resp = read_response_full(&mut r, 100).await.unwrap();
+        assert_eq!((resp.status, resp.retry_after), (429, Some(7)));
+        assert_eq!(resp.body, b"{}");
+
+        let mut buf = Vec::new();
+        write_response(&mut buf, 200, b"{}", None).await.unwrap();
+        assert!(!String::from_utf8_lossy(&buf).contains("Retry-After"));
+        let mut r = tokio::io::BufReader::new(&buf[..]);
+        assert_eq!(
+            read_response_full(&mut r, 100).await.unwrap().retry_after,
+            None
+        );
     }
 }

@@ -164,6 +164,10 @@ impl RateLimiter {
     }
 }
 
+/// What a 503 tells a client to wait: a quote holds the TPM for well under
+/// a second, so the queue ahead of it is gone by then.
+const BUSY_RETRY_S: u64 = 2;
+
 struct Shared {
     engine: Arc<Engine>,
     limits: Limits,
@@ -218,8 +222,8 @@ pub async fn serve_with(
                 let tls = acceptor.accept(tcp).await?;
                 let mut stream = BufReader::new(tls);
                 let req = http::read_request(&mut stream, MAX_BODY).await?;
-                let (status, body) = limited(&shared, peer.ip(), req).await;
-                http::write_response(stream.get_mut(), status, &body).await?;
+                let (status, body, retry_after) = limited(&shared, peer.ip(), req).await;
+                http::write_response(stream.get_mut(), status, &body, retry_after).await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
             })
             .await;
@@ -275,25 +279,29 @@ async fn blocking<T: Send + 'static>(
 
 /// Applies the per-address rate (quotes, enrollments) and the TPM slots
 /// (every endpoint that uses the TPM), then routes.
-async fn limited(shared: &Shared, ip: IpAddr, req: http::Request) -> (u16, Vec<u8>) {
+/// The answer, with the seconds of a `Retry-After` header when the client
+/// is told to come back later (429, 503).
+async fn limited(shared: &Shared, ip: IpAddr, req: http::Request) -> (u16, Vec<u8>, Option<u64>) {
     let path = req.path.as_str();
     let uses_tpm = matches!(
         path,
         "/v1/identity" | "/v1/status" | "/v1/enroll" | "/v1/quote"
     );
     if !uses_tpm {
-        return route(&shared.engine, req, None).await;
+        let (status, body) = route(&shared.engine, req, None).await;
+        return (status, body, None);
     }
     if req.method == "POST" && matches!(path, "/v1/quote" | "/v1/enroll") {
         if let Err(wait) = shared.rate.take(ip) {
             tracing::debug!(%ip, path, "rate limited");
-            return error(
+            let (status, body) = error(
                 429,
                 &format!(
                     "too many requests from {ip}: at most {} at once and {} per minute; retry in {wait} s",
                     shared.limits.burst, shared.limits.per_minute
                 ),
             );
+            return (status, body, Some(wait.max(1)));
         }
     }
     let permit = tokio::time::timeout(
@@ -302,15 +310,17 @@ async fn limited(shared: &Shared, ip: IpAddr, req: http::Request) -> (u16, Vec<u
     )
     .await;
     let Ok(Ok(permit)) = permit else {
-        return error(
+        let (status, body) = error(
             503,
             &format!(
-                "busy: {} requests are using the TPM; retry in a few seconds",
+                "busy: {} requests are using the TPM; retry in {BUSY_RETRY_S} s",
                 shared.limits.concurrent
             ),
         );
+        return (status, body, Some(BUSY_RETRY_S));
     };
-    route(&shared.engine, req, Some(Arc::new(permit))).await
+    let (status, body) = route(&shared.engine, req, Some(Arc::new(permit))).await;
+    (status, body, None)
 }
 
 /// The TPM slot a request holds (none for requests that do not use it).

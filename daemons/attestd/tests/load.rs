@@ -100,8 +100,17 @@ async fn a_quote_burst_from_one_client_is_limited_and_measure_still_completes() 
     for b in burst {
         match b.await.unwrap() {
             Ok(_) => ok += 1,
-            Err(ClientError::Status { status, message }) => {
+            Err(ClientError::Status {
+                status,
+                message,
+                retry_after,
+            }) => {
                 assert!(status == 429 || status == 503, "{status}: {message}");
+                // The client is told when to come back (RFC 9110 Retry-After).
+                assert!(
+                    retry_after.is_some_and(|s| (1..=60).contains(&s)),
+                    "{status} without a usable Retry-After: {retry_after:?}"
+                );
                 limited.push((status, message));
             }
             Err(e) => panic!("unexpected failure: {e}"),
