@@ -121,7 +121,7 @@ impl AuditLog {
             let line = match line.map_err(err)? {
                 Ok(text) => text,
                 Err(bytes) => {
-                    next_seq += 1;
+                    next_seq = next_seq.saturating_add(1);
                     last_hash = hex::encode(Sha256::digest(&bytes));
                     continue;
                 }
@@ -145,7 +145,7 @@ impl AuditLog {
                         .unwrap_or_else(|| record_hash(&v));
                 }
                 Err(_) => {
-                    next_seq += 1;
+                    next_seq = next_seq.saturating_add(1);
                     last_hash = hex::encode(Sha256::digest(line.as_bytes()));
                 }
             }
@@ -239,7 +239,7 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
                 records += 1;
                 problems.push(format!("line {n}: not UTF-8 text (damaged or edited)"));
                 prev = hex::encode(Sha256::digest(&bytes));
-                expected_seq += 1;
+                expected_seq = expected_seq.saturating_add(1);
                 continue;
             }
         };
@@ -253,7 +253,7 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
             Err(e) => {
                 problems.push(format!("line {n}: not JSON ({e})"));
                 prev = hex::encode(Sha256::digest(line.as_bytes()));
-                expected_seq += 1;
+                expected_seq = expected_seq.saturating_add(1);
                 continue;
             }
         };
