@@ -115,7 +115,7 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .map_err(err)?;
-        let mut next_seq = 0;
+        let mut next_seq: u64 = 0;
         let mut last_hash = GENESIS.to_string();
         for line in raw_lines(File::open(path).map_err(err)?) {
             let line = match line.map_err(err)? {
