@@ -1,7 +1,8 @@
 //! hearth-netd: network domains.
 //!
 //! A domain is a Linux bridge `hb-<name>` with an IPv4 gateway (and optional
-//! ULA and VLAN), created and reconciled over rtnetlink ([`links`]). Isolation
+//! ULA and VLAN), created and reconciled over rtnetlink ([`links`]:
+//! netlink-packet-route messages on a netlink-sys socket). Isolation
 //! between domains lives in one nftables table, `inet hearth`, replaced as a
 //! whole in one netlink transaction ([`nft`]) and guarded against other
 //! programs by a watcher on nftables notifications ([`watch`]). The

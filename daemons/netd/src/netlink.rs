@@ -1,36 +1,30 @@
-//! Raw netlink: a socket, a message builder and an attribute parser.
+//! Raw netlink for nf_tables: a socket, a message builder and an attribute
+//! parser.
 //!
-//! This is the only module with `unsafe` code: the socket system calls and
-//! `setns`. Everything above it (links, nftables, the watcher) builds and
-//! parses byte buffers through the safe API here.
+//! This is the only module with `unsafe` code: the socket system calls,
+//! `setns` and a receive timeout. The nftables side ([`crate::nft`], whose
+//! batch messages nftnl builds, and the watcher) builds and parses byte
+//! buffers through the safe API here; the rtnetlink side
+//! ([`crate::links`]) uses netlink-packet-route and netlink-sys instead,
+//! and only [`kernel_error`], [`align`] and [`set_recv_timeout`] from here.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-/// `NETLINK_ROUTE`.
-pub const NETLINK_ROUTE: i32 = 0;
 /// `NETLINK_NETFILTER`.
 pub const NETLINK_NETFILTER: i32 = 12;
 
 /// `NLM_F_REQUEST`.
 pub const F_REQUEST: u16 = 0x1;
-/// `NLM_F_MULTI`.
-pub const F_MULTI: u16 = 0x2;
 /// `NLM_F_ACK`.
 pub const F_ACK: u16 = 0x4;
 /// `NLM_F_DUMP`.
 pub const F_DUMP: u16 = 0x300;
-/// `NLM_F_REPLACE`.
-pub const F_REPLACE: u16 = 0x100;
-/// `NLM_F_EXCL`.
-pub const F_EXCL: u16 = 0x200;
 /// `NLM_F_CREATE`.
 pub const F_CREATE: u16 = 0x400;
-/// `NLM_F_APPEND`.
-pub const F_APPEND: u16 = 0x800;
 /// `NLM_F_ACK_TLVS` (set by the kernel on an error carrying extended ack).
 const F_ACK_TLVS: u16 = 0x200;
 
@@ -39,8 +33,6 @@ pub const MSG_ERROR: u16 = 2;
 /// `NLMSG_DONE`.
 pub const MSG_DONE: u16 = 3;
 
-/// `NLA_F_NESTED`.
-const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -313,20 +305,28 @@ pub fn parse_error(m: &Message<'_>) -> Option<NlError> {
     if code == 0 {
         return None;
     }
+    Some(kernel_error(code, m.flags, &p[4..]))
+}
+
+/// The refusal in an `NLMSG_ERROR` (or a failed `NLMSG_DONE`) of flags
+/// `flags` whose negative errno is `code`; `rest` is what follows the code.
+/// With `NLM_F_ACK_TLVS` set, the kernel's extended-ack text is taken from
+/// the TLVs after the original header (the request itself is not echoed
+/// back thanks to `NETLINK_CAP_ACK`). netlink-packet-core hands these bytes
+/// over unparsed, so the rtnetlink side of [`crate::links`] uses this too.
+pub fn kernel_error(code: i32, flags: u16, rest: &[u8]) -> NlError {
     let mut message = None;
-    if m.flags & F_ACK_TLVS != 0 && p.len() >= 20 {
-        // error code, then the original header (the request is not echoed
-        // back thanks to NETLINK_CAP_ACK), then the TLVs.
-        for (ty, v) in Attrs::new(&p[20..]) {
+    if flags & F_ACK_TLVS != 0 && rest.len() >= 16 {
+        for (ty, v) in Attrs::new(&rest[16..]) {
             if ty == NLMSGERR_ATTR_MSG {
                 message = Some(attr_str(v));
             }
         }
     }
-    Some(NlError::Kernel {
+    NlError::Kernel {
         errno: -code,
         message,
-    })
+    }
 }
 
 /// One netlink message as received.
@@ -421,11 +421,6 @@ pub fn attr_str(v: &[u8]) -> String {
     String::from_utf8_lossy(&v[..end]).into_owned()
 }
 
-/// A native-endian u32 attribute.
-pub fn attr_u32(v: &[u8]) -> Option<u32> {
-    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
-}
-
 /// A big-endian u32 attribute.
 pub fn attr_be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
@@ -488,31 +483,6 @@ impl MsgBuf {
         self.attr(ty, &v);
     }
 
-    /// Appends a big-endian u32 attribute.
-    pub fn attr_be32(&mut self, ty: u16, v: u32) {
-        self.attr(ty, &v.to_be_bytes());
-    }
-
-    /// Appends a native-endian u32 attribute.
-    pub fn attr_u32(&mut self, ty: u16, v: u32) {
-        self.attr(ty, &v.to_ne_bytes());
-    }
-
-    /// Starts a nested attribute; returns its offset for [`MsgBuf::nest_end`].
-    pub fn nest(&mut self, ty: u16) -> usize {
-        let off = self.buf.len();
-        self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
-        off
-    }
-
-    /// Ends the nested attribute started at `off`.
-    pub fn nest_end(&mut self, off: usize) {
-        let len = (self.buf.len() - off) as u16;
-        self.buf[off..off + 2].copy_from_slice(&len.to_ne_bytes());
-    }
-
     /// The bytes built so far.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
@@ -527,6 +497,29 @@ impl MsgBuf {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
+}
+
+/// Makes reads on the socket `fd` fail with `WouldBlock` after `timeout`
+/// without data (`SO_RCVTIMEO`).
+pub fn set_recv_timeout(fd: &impl AsFd, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` outlives the call and the length is that of a timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The calling thread's kernel thread id.
@@ -557,9 +550,9 @@ mod tests {
         let m = b.begin(16, F_REQUEST, 7);
         b.raw(&[1, 2, 3]);
         b.attr_str(3, "hb-lan");
-        let n = b.nest(18);
-        b.attr_str(1, "bridge");
-        b.nest_end(n);
+        let mut inner = MsgBuf::new();
+        inner.attr_str(1, "bridge");
+        b.attr(18 | 0x8000, inner.bytes());
         b.end(m);
         let msgs: Vec<_> = Messages::new(b.bytes()).collect();
         assert_eq!(msgs.len(), 1);
