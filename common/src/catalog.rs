@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::mac::MacAddr;
 use crate::types::{Address, Cidr, DnsName, DomainId, Ipv4, Ipv6, ParseError, Port, Protocol};
 
 /// How much a playbook may change, which decides the approval it needs.
@@ -42,6 +43,9 @@ impl Risk {
 pub enum ParamKind {
     /// A DNS name ([`DnsName`]).
     DnsName,
+    /// A device the inventory may know: its MAC address ([`MacAddr`]) or
+    /// its host name ([`DnsName`]).
+    Device,
     /// An IPv4 or IPv6 address ([`Address`]).
     IpAddress,
     /// An IPv4 address.
@@ -77,6 +81,7 @@ impl ParamKind {
     pub fn describe(&self) -> String {
         match self {
             ParamKind::DnsName => "DNS name".into(),
+            ParamKind::Device => "device (host name or MAC address)".into(),
             ParamKind::IpAddress => "IP address".into(),
             ParamKind::Ipv4Address => "IPv4 address".into(),
             ParamKind::Ipv6Address => "IPv6 address".into(),
@@ -189,6 +194,7 @@ impl TryFrom<RawParamSpec> for ParamSpec {
                 ))
             }
             ("dns-name", ..) => ParamKind::DnsName,
+            ("device", ..) => ParamKind::Device,
             ("ip-address", ..) => ParamKind::IpAddress,
             ("ipv4-address", ..) => ParamKind::Ipv4Address,
             ("ipv6-address", ..) => ParamKind::Ipv6Address,
@@ -245,6 +251,12 @@ impl ParamSpec {
         };
         Ok(match &self.kind {
             ParamKind::DnsName => Value::String(DnsName::parse_field(field, &text)?.to_string()),
+            ParamKind::Device => match MacAddr::parse_field(field, &text) {
+                Ok(mac) => Value::String(mac.to_string()),
+                // Six colon-separated parts is a MAC written wrong, not a name.
+                Err(e) if text.contains(':') => return Err(e),
+                Err(_) => Value::String(DnsName::parse_field(field, &text)?.to_string()),
+            },
             ParamKind::IpAddress => Value::String(Address::parse_field(field, &text)?.to_string()),
             ParamKind::Ipv4Address => Value::String(Ipv4::parse_field(field, &text)?.to_string()),
             ParamKind::Ipv6Address => Value::String(Ipv6::parse_field(field, &text)?.to_string()),
@@ -365,6 +377,17 @@ impl Language {
             .chain(&self.statements)
             .chain(&self.questions)
     }
+}
+
+/// Slots a template may hold that are not parameters: words of context the
+/// trainer fills from the language file's pools (`{purpose}`: what a
+/// network is for, from `pools.purposes`), never values of the plan.
+pub const CONTEXT_SLOTS: &[&str] = &["purpose"];
+
+/// True when a template of `spec` may name `{slot}`: one of its
+/// parameters, or a context slot it has no parameter for.
+pub fn slot_allowed(spec: &PlaybookSpec, slot: &str) -> bool {
+    spec.params.iter().any(|p| p.name == slot) || CONTEXT_SLOTS.contains(&slot)
 }
 
 /// The parameter names a template's `{slots}` name, in order.
@@ -580,5 +603,27 @@ mod tests {
             json!("cams")
         );
         assert!(newd.validate(&json!("lan"), &ctx()).is_err());
+    }
+
+    #[test]
+    fn a_device_is_a_mac_or_a_host_name() {
+        let dev = ParamSpec {
+            name: "device".into(),
+            kind: ParamKind::Device,
+            description: String::new(),
+            required: true,
+            default: None,
+            default_if: None,
+            unit: None,
+        };
+        let ok = |v: &str| dev.validate(&json!(v), &ctx()).unwrap();
+        assert_eq!(ok("AA-BB-CC-00-11-22"), json!("aa:bb:cc:00:11:22"));
+        assert_eq!(ok("aa:bb:cc:00:11:22"), json!("aa:bb:cc:00:11:22"));
+        assert_eq!(ok("Printer"), json!("printer"));
+        assert_eq!(ok("nas.lan.home.arpa."), json!("nas.lan.home.arpa"));
+        for bad in ["aa:bb:cc:00:11", "aa:bb:cc:00:11:zz", "rm -rf", "a;b", ""] {
+            let e = dev.validate(&json!(bad), &ctx()).unwrap_err();
+            assert_eq!(e.field, "device", "{bad}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, D};
 use hearth_common::catalog::{Context, ParamKind, ParamSpec, PlaybookSpec, Risk};
+use hearth_common::mac::MacAddr;
 use hearth_common::types::{Address, Cidr, DnsName};
 use serde::Serialize;
 use serde_json::Value;
@@ -653,6 +654,7 @@ impl Engine {
                 Some(p) if p.kind == ParamKind::NewDomain || p.unit.is_some() => {
                     whole_word(text, f.start, f.end)
                 }
+                Some(p) if p.kind == ParamKind::Device => whole_token(text, f.start, f.end),
                 _ => (f.start, f.end),
             };
             let span = clean(&text[start..end]);
@@ -833,7 +835,8 @@ impl Engine {
     /// A word outside the used spans that the plan's parameters could take:
     /// an existing domain (for a playbook with domain parameters), a
     /// duration (for one counted in days), or a number the model is not
-    /// sure is only context (for one with numeric parameters).
+    /// sure is only context (for any change: "configure port forwarding
+    /// for 443 to 192.168.1.20" is not a reservation that drops the 443).
     fn unused_mention(
         &self,
         text: &str,
@@ -845,7 +848,6 @@ impl Engine {
         let lex = &self.meta.lexicon;
         let takes = |f: &dyn Fn(&ParamKind) -> bool| spec.params.iter().any(|p| f(&p.kind));
         let domains = takes(&|k| matches!(k, ParamKind::ExistingDomain | ParamKind::NewDomain));
-        let numbers = takes(&|k| k.is_numeric());
         let days = spec.params.iter().any(|p| p.unit.is_some());
         let covered = |a: usize, b: usize| used.iter().any(|&(s, e)| s < b && e > a);
         let context = |a: usize, b: usize| {
@@ -890,7 +892,7 @@ impl Engine {
             if days && (unit || glued) {
                 return Some(w.to_string());
             }
-            if numbers && w.chars().all(|c| c.is_ascii_digit()) && !context(a, b) {
+            if w.chars().all(|c| c.is_ascii_digit()) && !context(a, b) {
                 return Some(w.to_string());
             }
         }
@@ -1344,6 +1346,7 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
             continue;
         }
         let looks = Address::parse(w).is_ok()
+            || MacAddr::parse(w).is_ok()
             || Cidr::parse_v4_field("x", w).is_ok()
             || (w.contains('.')
                 && w.chars().any(|c| c.is_ascii_alphabetic())
@@ -1395,7 +1398,21 @@ fn quoted_around(text: &str, start: usize, end: usize) -> Option<&str> {
 /// The byte range `start..end` widened over the letters, digits, '-' and
 /// '_' joined to it.
 fn whole_word(text: &str, start: usize, end: usize) -> (usize, usize) {
-    let joined = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+    extend(text, start, end, |c| {
+        c.is_alphanumeric() || c == '-' || c == '_'
+    })
+}
+
+/// The whole whitespace-free token around byte range `start..end` that a
+/// device name or MAC address is written as (`aa:bb:cc:00:11:22`,
+/// `nas.lan.home.arpa`): a device is that token, not a piece of it.
+fn whole_token(text: &str, start: usize, end: usize) -> (usize, usize) {
+    extend(text, start, end, |c| {
+        c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')
+    })
+}
+
+fn extend(text: &str, start: usize, end: usize, joined: impl Fn(char) -> bool) -> (usize, usize) {
     let s = text[..start]
         .char_indices()
         .rev()

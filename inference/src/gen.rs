@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use hearth_common::catalog::{template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk};
+use hearth_common::catalog::{
+    slot_allowed, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk,
+};
 use serde::Serialize;
 
 use crate::lexicon::Lexicon;
@@ -266,6 +268,26 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// A device as an owner names it: the host name it sent (most often),
+    /// its name in the home zone, or its MAC address as a label or a tool
+    /// prints it.
+    fn device(&mut self) -> String {
+        match self.rng.below(10) {
+            0..=5 => self.host(),
+            6 => self.dns_name(),
+            _ => {
+                let o: Vec<String> = (0..6)
+                    .map(|_| format!("{:02x}", self.rng.below(256)))
+                    .collect();
+                match self.rng.below(3) {
+                    0 => o.join("-").to_uppercase(),
+                    1 => o.join(":").to_uppercase(),
+                    _ => o.join(":"),
+                }
+            }
+        }
+    }
+
     fn ipv4(&mut self) -> String {
         let r = &mut self.rng;
         match r.below(4) {
@@ -362,6 +384,7 @@ impl<'a> Generator<'a> {
                 ParamKind::ExistingDomain => self.existing_domain(taken),
                 ParamKind::NewDomain => self.new_domain(taken),
                 ParamKind::DnsName => self.dns_name(),
+                ParamKind::Device => self.device(),
                 ParamKind::IpAddress => {
                     if self.rng.chance(0.25) {
                         self.ipv6()
@@ -446,6 +469,14 @@ impl<'a> Generator<'a> {
                 }
             }
             "number" => (1 + self.rng.below(500)).to_string(),
+            // What a network is for; a quarter of the time as masked (the
+            // word is an existing domain's name, "a network for the kids"
+            // when kids exists), as the run-time reads it.
+            "purpose" => match self.rng.below(8) {
+                0 | 1 => self.existing_domain(taken),
+                2 => self.made_up_word(),
+                _ => self.rng.pick(&self.lex.pools.purposes).clone(),
+            },
             _ => self.made_up_word(),
         }
     }
@@ -718,7 +749,7 @@ pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
     for s in specs {
         for t in s.language.templates() {
             for slot in template_slots(t)? {
-                if !s.params.iter().any(|p| p.name == slot) {
+                if !slot_allowed(s, &slot) {
                     return Err(format!("{}: template {t:?} names {{{slot}}}", s.id));
                 }
             }

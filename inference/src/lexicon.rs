@@ -90,6 +90,9 @@ pub struct Pools {
     /// Syllables of made-up names (domains and hosts the pools do not
     /// hold, so that no name is learned as a word of the request).
     pub syllables: Vec<String>,
+    /// What people set a network up for ("the cameras", "my work
+    /// laptop"): the `{purpose}` slot, context that is never the name.
+    pub purposes: Vec<String>,
     /// Neutral words that stand in for the existing domains a request
     /// names, in training and at run time alike: the model reads where a
     /// domain stands in the sentence, never which name the owner chose
@@ -129,6 +132,7 @@ impl Lexicon {
         anyhow::ensure!(!lex.pools.zones.is_empty(), "pools.zones is empty");
         anyhow::ensure!(!lex.pools.protocols.is_empty(), "pools.protocols is empty");
         anyhow::ensure!(!lex.pools.syllables.is_empty(), "pools.syllables is empty");
+        anyhow::ensure!(!lex.pools.purposes.is_empty(), "pools.purposes is empty");
         let ph = &lex.pools.placeholders;
         anyhow::ensure!(ph.len() >= 2, "pools.placeholders needs at least two words");
         for w in ph {

@@ -462,7 +462,7 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
             hearth_common::catalog::template_slots(t).map_err(|e| invalid(format!("{id}: {e}")))?;
         if let Some(s) = slots
             .iter()
-            .find(|s| !spec.params.iter().any(|p| &p.name == *s))
+            .find(|s| !hearth_common::catalog::slot_allowed(spec, s))
         {
             return Err(invalid(format!(
                 "{id}: template {t:?} names {{{s}}}, which is not a parameter"
