@@ -1,6 +1,8 @@
 //! The README's demo runs in the tests: the walkthrough (a sentence to a DNS
 //! answer, a new domain and an opened port, a certificate checked by
-//! openssl, hearth-verify trusting the appliance) against a fresh sandbox.
+//! openssl, a camera getting an address and a name, then a reserved one
+//! asked for in words, hearth-verify trusting the appliance) against a
+//! fresh sandbox.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,6 +34,15 @@ fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
     assert!(
         said.contains("doorcam.cams.home.arpa"),
         "a client joined cams and got a name:\n{said}"
+    );
+    // Reserved and released through the gate, in words, by host name and
+    // by MAC; an address outside the domain refused by hearth-dhcpd.
+    assert!(
+        said.contains("ran dhcp.Reserve ok")
+            && said.contains("is not a host address of the device's domain cams")
+            && said.contains("ran dhcp.ReleaseReservation ok")
+            && said.contains("ran dhcp.ListDevices ok"),
+        "the dhcp playbooks ran through the gate:\n{said}"
     );
     // hearth-verify's report lists every Hearth binary, measured at start.
     for bin in [
