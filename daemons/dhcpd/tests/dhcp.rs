@@ -144,6 +144,25 @@ impl Client {
         Some(read_env(&self.dir.join("BOUND")))
     }
 
+    /// `dhclient -r`: releases the lease the earlier [`Client::dhclient`]
+    /// run holds (a DHCPRELEASE to the server) and stops that client.
+    /// (busybox udhcpc -q -R quits before it counts as bound and sends none.)
+    fn dhclient_release(&self) {
+        ok(Command::new("timeout")
+            .args([
+                "30", "ip", "netns", "exec", &self.ns, "dhclient", "-r", "-v", "-sf",
+            ])
+            .arg(self.dir.join("dhclient.sh"))
+            .arg("-lf")
+            .arg(self.dir.join("dhclient.leases"))
+            .arg("-pf")
+            .arg(self.dir.join("dhclient.pid"))
+            .arg("-cf")
+            .arg(self.dir.join("dhclient.conf"))
+            .arg("eth0")
+            .env("OUT_DIR", &self.dir));
+    }
+
     fn ping(&self, ip: &str) -> bool {
         sh(Command::new("ip").args(["netns", "exec", &self.ns, "ping", "-c", "1", "-W", "1", ip]))
             .status
@@ -517,6 +536,23 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         dig(&sb, "tiny1.tiny.home.arpa").is_empty()
     });
     drop(tiny);
+
+    // A lease that ends takes its name with it: a client on iot binds
+    // (name made), then releases its lease (DHCPRELEASE).
+    let sensor = Client::new(&sb, "s1", "hb-iot", "00:00:0c:00:00:07");
+    let v = sensor.dhclient("sensor7").expect("sensor bound on iot");
+    let sensor_ip = v["new_ip_address"].clone();
+    wait_until("sensor7's name", Duration::from_secs(10), || {
+        dig(&sb, "sensor7.iot.home.arpa") == sensor_ip
+    });
+    sensor.dhclient_release();
+    wait_until(
+        "sensor7's name removed at release",
+        Duration::from_secs(10),
+        || dig(&sb, "sensor7.iot.home.arpa").is_empty(),
+    );
+    assert!(log(&sb).contains("released"), "the release is logged");
+    drop(sensor);
 
     // Forget a device: its name goes too.
     bus.dhcp(async |p| p.forget("printer", false).await)
