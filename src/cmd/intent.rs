@@ -496,17 +496,7 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
                     return Ok(Output::failed(st, text));
                 }
                 let log = a.log().await?;
-                let svc = hearth_common::names::INTENT;
-                let reply = conn
-                    .call_method(
-                        Some(svc.bus_name),
-                        svc.path,
-                        Some(svc.bus_name),
-                        "AuditVerifyAgainst",
-                        &(log,),
-                    )
-                    .await?;
-                parse(&reply.body().deserialize::<String>()?)?
+                parse(&p.audit_verify_against(&log).await?)?
             } else {
                 parse(&p.audit_verify().await?)?
             };

@@ -36,6 +36,10 @@ pub trait Intent {
     fn reload_catalog(&self) -> Result<String, HearthError>;
     /// `{"ok", "records", "problems"}`.
     fn audit_verify(&self) -> Result<String, HearthError>;
+    /// The audit chain, and every action record against `event_log`
+    /// (hearth-attestd's event log, which replays to its TPM register):
+    /// `{"ok", "records", "problems"}` (admins).
+    fn audit_verify_against(&self, event_log: &str) -> Result<String, HearthError>;
     /// The last `limit` audit records (0: all), oldest first (admins).
     fn audit_list(&self, limit: u32) -> Result<String, HearthError>;
 }
