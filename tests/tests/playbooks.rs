@@ -631,6 +631,18 @@ fn refusals(cx: &mut Ctx) {
     let m = r.refused("InvalidArgument");
     assert!(m.contains("lan"), "{m}");
 
+    // A plan whose dry run the daemon refuses is not offered: deleting the
+    // protected admin domain, asked as a structured intent (the interpreter
+    // would refuse the text itself), is refused with hearth-netd's reason
+    // instead of waiting for a confirmation that could only fail.
+    let r = cx.ask_raw("net.delete_domain", &[("domain", "admin")], false);
+    let m = r.refused("InvalidArgument");
+    assert!(
+        m.contains("net.DeleteDomain would fail") && m.contains("admin"),
+        "{m}"
+    );
+    assert!(cx.bridge_exists("hb-admin"));
+
     // A text request with several actions: the gate (with the real models
     // loaded) refuses it as a whole and nothing runs.
     let r = cx.ctl(&[

@@ -287,6 +287,7 @@ async fn previews_send_only_the_named_arguments_and_context_reads_the_domains() 
             vec![s("nas.home.arpa"), s("10.0.0.1")],
         ))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(serde_json::from_str::<Value>(&p).unwrap()["dry_run"], true);
     assert_eq!(
@@ -300,8 +301,9 @@ async fn previews_send_only_the_named_arguments_and_context_reads_the_domains() 
             vec![s("taken.home.arpa"), s("10.0.0.1")],
         ))
         .await
-        .unwrap();
-    assert!(p.contains("org.hearth.Error.Conflict"), "{p}");
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(p.name, "org.hearth.Error.Conflict", "{p}");
     // Methods without a dry run have no preview; nothing is called.
     taken(&w.log);
     assert!(x

@@ -12,7 +12,7 @@ use hearth_common::catalog::Context;
 use hearth_common::names;
 use hearth_common::types::DomainId;
 use hearth_playbook::{ArgValue, Call};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,8 +29,13 @@ pub trait Executor: Send + Sync + 'static {
     /// Makes the call; returns the method's string result.
     fn call(&self, call: &Call) -> impl Future<Output = Result<String, ExecError>> + Send;
 
-    /// The change a call would make, when its daemon offers a preview.
-    fn preview(&self, call: &Call) -> impl Future<Output = Option<String>> + Send;
+    /// The change a call would make, when its daemon offers a preview
+    /// (`None` when it offers none); `Err` is the daemon's refusal of the
+    /// dry run, which the real call would meet too.
+    fn preview(
+        &self,
+        call: &Call,
+    ) -> impl Future<Output = Option<Result<String, ExecError>>> + Send;
 
     /// What validation needs: the existing domains (from hearth-netd).
     fn context(&self) -> impl Future<Output = Result<Context, ExecError>> + Send;
@@ -228,18 +233,11 @@ impl Executor for DbusExecutor {
         self.raw(call.method, &call.args, false).await
     }
 
-    async fn preview(&self, call: &Call) -> Option<String> {
+    async fn preview(&self, call: &Call) -> Option<Result<String, ExecError>> {
         if !call.method.dry_run {
             return None;
         }
-        match self.raw(call.method, &call.args, true).await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                // The real call would fail the same way; the plan still shows
-                // why, and approval then fails at that step.
-                Some(json!({ "error": e.to_string() }).to_string())
-            }
-        }
+        Some(self.raw(call.method, &call.args, true).await)
     }
 
     async fn context(&self) -> Result<Context, ExecError> {

@@ -805,10 +805,34 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let approval = self.settings.policy.approval_for(spec.risk);
         let mut preview = Vec::new();
         if approval != Approval::None {
-            for s in &steps {
-                if let Some(p) = self.executor.preview(&s.call).await {
-                    let v = serde_json::from_str(&p).unwrap_or(Value::String(p));
-                    preview.push(json!({ "call": s.call.method.key, "preview": v }));
+            for (i, s) in steps.iter().enumerate() {
+                match self.executor.preview(&s.call).await {
+                    None => {}
+                    Some(Ok(p)) => {
+                        let v = serde_json::from_str(&p).unwrap_or(Value::String(p));
+                        preview.push(json!({ "call": s.call.method.key, "preview": v }));
+                    }
+                    // The first step's dry run is the real call's answer
+                    // now: a plan that cannot run is not offered.
+                    Some(Err(e)) if i == 0 => {
+                        let e = GateError::Refused {
+                            reason: format!(
+                                "{} would fail ({}): {}",
+                                s.call.method.key, e.name, e.message
+                            ),
+                            candidates: vec![],
+                        };
+                        return Err(self.refuse(caller, &request, &models, e));
+                    }
+                    // A later step's dry run sees the state before the
+                    // steps ahead of it run: shown, not decisive.
+                    Some(Err(e)) => preview.push(json!({
+                        "call": s.call.method.key,
+                        "preview": {
+                            "error": e.to_string(),
+                            "note": "previewed before the steps ahead of it ran; checked again when it runs",
+                        },
+                    })),
                 }
             }
         }

@@ -15,6 +15,8 @@ use hearth_playbook::ArgValue;
 struct Recorder {
     calls: Mutex<Vec<String>>,
     fail_on: Option<&'static str>,
+    /// A method whose dry run the daemon refuses.
+    preview_fails: Option<&'static str>,
     results: BTreeMap<&'static str, &'static str>,
 }
 
@@ -52,7 +54,14 @@ impl Executor for Arc<Recorder> {
             .unwrap_or("{}")
             .to_string())
     }
-    async fn preview(&self, _call: &Call) -> Option<String> {
+    async fn preview(&self, call: &Call) -> Option<Result<String, ExecError>> {
+        if self.preview_fails == Some(call.method.key) {
+            lock(&self.calls).push(format!("preview {}", show(call)));
+            return Some(Err(ExecError {
+                name: "org.hearth.Error.Conflict".into(),
+                message: "injected refusal".into(),
+            }));
+        }
         None
     }
     async fn context(&self) -> Result<Context, ExecError> {
@@ -855,6 +864,65 @@ async fn a_failing_step_undoes_the_completed_ones_in_reverse_order() {
     assert_eq!(ev["kind"], "failed");
     assert_eq!(ev["result"]["rollback"][0]["call"], "net.DeleteDomain");
     assert_eq!(done.measured, Some(true), "failed actions are measured too");
+}
+
+#[tokio::test]
+async fn a_plan_whose_first_dry_run_fails_is_refused_and_audited() {
+    let exec = Recorder {
+        preview_fails: Some("pki.IssueCertificate"),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let e = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("pki.IssueCertificate would fail") && m.contains("injected refusal"),
+        "{m}"
+    );
+    assert_eq!(
+        t.exec.log(),
+        vec!["preview pki.IssueCertificate(nas.home.arpa,30)"],
+        "nothing but the dry run was called"
+    );
+    assert!(t.gate.list_pending(ADMIN).is_empty(), "no plan is pending");
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(ev["kind"], "refused");
+}
+
+#[tokio::test]
+async fn a_later_dry_run_that_fails_is_shown_not_decisive() {
+    let exec = Recorder {
+        preview_fails: Some("net.CreateDomain"),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let out = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    let p = &out.plan.preview;
+    assert!(
+        p.iter().any(|v| v["call"] == "net.CreateDomain"
+            && v["preview"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("injected refusal"))
+            && v["preview"]["note"].is_string()),
+        "{p:?}"
+    );
 }
 
 #[tokio::test]
