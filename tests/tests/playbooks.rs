@@ -1,4 +1,4 @@
-//! Issue 6's end-to-end tests: the intent gate (hearth-intentd) driven
+//! End-to-end tests of the intent gate (hearth-intentd) driven
 //! through the real CLI (`hearthctl --json ask --playbook … --yes`) against
 //! the sandbox's real daemons, asserting the real state each playbook changes
 //! or reads: `dig` answers from hearth-dnsd, bridges and nftables rules in the
