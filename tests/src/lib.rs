@@ -189,6 +189,22 @@ fn wait_tcp(port: u16, child: &mut Child, what: &str) -> Result<()> {
 }
 
 impl Sandbox {
+    /// For a test binary: every daemon of [`START_ORDER`] started under
+    /// `dir`, and an error unless each of them is up.
+    pub fn up_every_daemon(dir: &Path) -> Result<Sandbox> {
+        let mut opts = Options::for_tests(dir);
+        opts.only = Some(START_ORDER.iter().map(|s| s.unit.to_string()).collect());
+        let sb = Sandbox::up(&opts)?;
+        if sb.daemons.len() != START_ORDER.len() {
+            bail!(
+                "{} of the {} daemons started",
+                sb.daemons.len(),
+                START_ORDER.len()
+            );
+        }
+        Ok(sb)
+    }
+
     /// Starts everything; on any failure, tears down what it started.
     pub fn up(opts: &Options) -> Result<Sandbox> {
         let dir = &opts.dir;

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 use futures_util::StreamExt as _;
 use hearth_common::names::{Service, ALL, DAEMON_INTERFACE};
-use hearth_testbed::{repo_root, Options, PrivateBus, Sandbox, START_ORDER};
+use hearth_testbed::{repo_root, PrivateBus, Sandbox};
 use zbus::zvariant::{StructureBuilder, Value};
 use zbus_xml::{ArgDirection, Interface, Node};
 
@@ -284,9 +284,8 @@ fn checked_in_files() -> BTreeSet<String> {
 #[test]
 fn each_daemon_serves_exactly_the_interfaces_checked_into_docs_dbus() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut opts = Options::for_tests(&tmp.path().join("sb"));
-    opts.only = Some(START_ORDER.iter().map(|s| s.unit.to_string()).collect());
-    let sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    let sb = Sandbox::up_every_daemon(&tmp.path().join("sb"))
+        .unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
     assert_eq!(sb.daemons.len(), ALL.len(), "every daemon started");
     let address = sb.env["DBUS_SYSTEM_BUS_ADDRESS"].clone();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hearth_common::names::{Service, ALL};
 use hearth_common::proxies::daemon::DaemonProxy;
-use hearth_testbed::{Options, Sandbox, START_ORDER};
+use hearth_testbed::Sandbox;
 
 async fn daemon_proxy<'a>(conn: &'a zbus::Connection, s: Service) -> DaemonProxy<'a> {
     DaemonProxy::builder(conn)
@@ -27,9 +27,8 @@ async fn daemon_proxy<'a>(conn: &'a zbus::Connection, s: Service) -> DaemonProxy
 #[test]
 fn sandbox_starts_every_daemon_which_answers_refuses_outsiders_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut opts = Options::for_tests(&tmp.path().join("sb"));
-    opts.only = Some(START_ORDER.iter().map(|s| s.unit.to_string()).collect());
-    let mut sb = Sandbox::up(&opts).unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
+    let mut sb = Sandbox::up_every_daemon(&tmp.path().join("sb"))
+        .unwrap_or_else(|e| panic!("sandbox up: {e:#}"));
     assert_eq!(sb.daemons.len(), ALL.len(), "every daemon started");
 
     // READY=1 came to our socket (up() waited for it) and a STATUS= line too.
@@ -90,7 +89,7 @@ fn sandbox_starts_every_daemon_which_answers_refuses_outsiders_and_stops_cleanly
     }
 
     // hearthctl status shows every daemon up, as a table and as JSON.
-    let hearthctl = opts.bin_dir.join("hearthctl");
+    let hearthctl = sb.bin_dir.join("hearthctl");
     let out = Command::new(&hearthctl)
         .args(["--json", "status"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
