@@ -24,6 +24,24 @@ pub struct ExecError {
     pub message: String,
 }
 
+impl ExecError {
+    /// True when no daemon answered (not on the bus, no reply, the
+    /// connection failed): the call was never judged, so this says nothing
+    /// about whether it would succeed later.
+    pub fn is_unanswered(&self) -> bool {
+        matches!(
+            self.name.as_str(),
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                | "org.freedesktop.DBus.Error.NoReply"
+                | "org.freedesktop.DBus.Error.Timeout"
+                | "org.freedesktop.DBus.Error.TimedOut"
+                | "org.freedesktop.DBus.Error.Disconnected"
+                | "org.hearth.Error.ZBus"
+        )
+    }
+}
+
 /// Something that runs allow-listed calls.
 pub trait Executor: Send + Sync + 'static {
     /// Makes the call; returns the method's string result.

@@ -813,8 +813,9 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                         preview.push(json!({ "call": s.call.method.key, "preview": v }));
                     }
                     // The first step's dry run is the real call's answer
-                    // now: a plan that cannot run is not offered.
-                    Some(Err(e)) if i == 0 => {
+                    // now: a plan that cannot run is not offered. A daemon
+                    // that did not answer judged nothing: shown, not decisive.
+                    Some(Err(e)) if i == 0 && !e.is_unanswered() => {
                         let e = GateError::Refused {
                             reason: format!(
                                 "{} would fail ({}): {}",
@@ -830,7 +831,11 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                         "call": s.call.method.key,
                         "preview": {
                             "error": e.to_string(),
-                            "note": "previewed before the steps ahead of it ran; checked again when it runs",
+                            "note": if e.is_unanswered() {
+                                "no answer to the dry run; checked again when it runs"
+                            } else {
+                                "previewed before the steps ahead of it ran; checked again when it runs"
+                            },
                         },
                     })),
                 }

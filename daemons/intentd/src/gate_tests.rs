@@ -17,6 +17,9 @@ struct Recorder {
     fail_on: Option<&'static str>,
     /// A method whose dry run the daemon refuses.
     preview_fails: Option<&'static str>,
+    /// With `preview_fails`: the daemon is not on the bus (no answer)
+    /// instead of refusing.
+    preview_unanswered: bool,
     results: BTreeMap<&'static str, &'static str>,
 }
 
@@ -57,9 +60,16 @@ impl Executor for Arc<Recorder> {
     async fn preview(&self, call: &Call) -> Option<Result<String, ExecError>> {
         if self.preview_fails == Some(call.method.key) {
             lock(&self.calls).push(format!("preview {}", show(call)));
-            return Some(Err(ExecError {
-                name: "org.hearth.Error.Conflict".into(),
-                message: "injected refusal".into(),
+            return Some(Err(if self.preview_unanswered {
+                ExecError {
+                    name: "org.freedesktop.DBus.Error.ServiceUnknown".into(),
+                    message: "injected: not on the bus".into(),
+                }
+            } else {
+                ExecError {
+                    name: "org.hearth.Error.Conflict".into(),
+                    message: "injected refusal".into(),
+                }
             }));
         }
         None
@@ -895,6 +905,37 @@ async fn a_plan_whose_first_dry_run_fails_is_refused_and_audited() {
     assert!(t.gate.list_pending(ADMIN).is_empty(), "no plan is pending");
     let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
     assert_eq!(ev["kind"], "refused");
+}
+
+#[tokio::test]
+async fn a_first_dry_run_nobody_answers_is_shown_not_decisive() {
+    let exec = Recorder {
+        preview_fails: Some("pki.IssueCertificate"),
+        preview_unanswered: true,
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let out = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, Status::Pending);
+    let p = &out.plan.preview;
+    assert!(
+        p.iter().any(|v| v["call"] == "pki.IssueCertificate"
+            && v["preview"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not on the bus"))
+            && v["preview"]["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("no answer"))),
+        "{p:?}"
+    );
 }
 
 #[tokio::test]
