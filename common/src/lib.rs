@@ -12,6 +12,7 @@
 //!   prefix bounds, no overlap), the rule hearth-netd enforces on every path.
 //! * [`fsutil`]: atomic state writes (write, fsync, rename).
 //! * [`mac`]: the validated MAC address of a device (hearth-dhcpd's inventory).
+//! * [`contract`]: the typed shapes of every daemon's results (decision 001).
 //! * [`rights`]: who may call which daemon method, the one rule the daemons
 //!   apply to a direct caller and the intent gate to a plan's requester.
 //!
@@ -20,6 +21,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod fsutil;
 pub mod mac;

@@ -1,0 +1,1 @@
+//! `org.hearth.attestation` results (filled in by issue 19).

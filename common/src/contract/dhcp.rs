@@ -1,0 +1,1 @@
+//! `org.hearth.dhcp` results (filled in by issue 19).

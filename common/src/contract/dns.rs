@@ -1,0 +1,1 @@
+//! `org.hearth.dns` results (filled in by issue 19).

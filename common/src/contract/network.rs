@@ -1,0 +1,1 @@
+//! `org.hearth.network` results (filled in by issue 19).

@@ -1,0 +1,1 @@
+//! `org.hearth.pki` results (filled in by issue 19).
