@@ -249,6 +249,12 @@ impl Ipv4 {
 }
 text_type!(Ipv4, "address");
 
+impl From<Ipv4Addr> for Ipv4 {
+    fn from(a: Ipv4Addr) -> Self {
+        Ipv4(a)
+    }
+}
+
 impl fmt::Display for Ipv4 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
