@@ -4,8 +4,10 @@
 //! runs: Operator: the rule of [`hearth_common::rights`], which hearth-intentd
 //! applies to a plan's requester too), hands plain strings to the engine (which validates them:
 //! nothing is re-validated here), maps [`crate::NetError`] to the named
-//! [`HearthError`], and returns JSON documents (see docs/dbus/network.md).
-//! After every successful change it emits `Changed(what, detail)`.
+//! [`HearthError`], and returns the JSON of the result types of
+//! [`hearth_common::contract::network`] (see docs/dbus/network.md). After
+//! every successful change that changes something it emits
+//! `Changed(what, detail)` with the change's diff.
 //!
 //! Kernel work is a few milliseconds of netlink, done under a std mutex that
 //! is never held across an await.
@@ -15,6 +17,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use hearth_common::contract::encode;
 use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Caller};
 use zbus::message::Header;
@@ -78,11 +81,11 @@ impl NetworkInterface {
                 return Err(e.into());
             }
         };
-        let text = doc.to_string();
-        if !dry_run {
-            tracing::info!(uid = caller.uid, ?req, "network changed");
-            let what = doc["action"].as_str().unwrap_or("change").to_string();
-            if let Err(e) = NetworkInterface::changed(emitter, &what, &text).await {
+        let text = encode(&doc)?;
+        if !dry_run && !doc.is_empty() {
+            tracing::info!(uid = caller.uid, ?req, "network changed: {doc}");
+            let what = doc.action.as_str();
+            if let Err(e) = NetworkInterface::changed(emitter, what, &text).await {
                 tracing::warn!("could not emit Changed: {e}");
             }
         }
@@ -99,7 +102,7 @@ impl NetworkInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, false).await?;
-        Ok(self.engine().list().to_string())
+        encode(&self.engine().list())
     }
 
     /// Everything: domains, allows, matrix and the table's state.
@@ -109,7 +112,7 @@ impl NetworkInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, false).await?;
-        Ok(self.engine().show().to_string())
+        encode(&self.engine().show())
     }
 
     /// The reachability matrix.
@@ -119,7 +122,7 @@ impl NetworkInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, false).await?;
-        Ok(self.engine().matrix().to_string())
+        encode(&self.engine().matrix())
     }
 
     /// Creates a domain (`subnet` "": a free /24 of the pool).
@@ -193,10 +196,7 @@ impl NetworkInterface {
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, false).await?;
         let rep = self.engine().reconcile()?;
-        let mut doc = serde_json::to_value(&rep)
-            .map_err(|e| HearthError::Internal(format!("report: {e}")))?;
-        doc["changes"] = rep.changes().into();
-        Ok(doc.to_string())
+        encode(&rep.to_contract())
     }
 
     /// Emitted after every successful change.

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use hearth_common::contract::network as contract;
 use serde::Serialize;
 
 use crate::config::NetworkConfig;
@@ -72,6 +73,39 @@ impl ReconcileReport {
     /// Number of changes made (each firewall replacement counts as one).
     pub fn changes(&self) -> usize {
         self.links.len() + usize::from(self.firewall.is_some())
+    }
+
+    /// `Reconcile`'s result.
+    pub fn to_contract(&self) -> contract::Reconciled {
+        use contract::LinkChange as L;
+        let links = self
+            .links
+            .iter()
+            .map(|c| match c.clone() {
+                Change::CreateBridge { link } => L::CreateBridge { link },
+                Change::CreateVlan { link, parent, id } => L::CreateVlan { link, parent, id },
+                Change::Adopt { link } => L::Adopt { link },
+                Change::SetMaster { link, master } => L::SetMaster { link, master },
+                Change::SetUp { link } => L::SetUp { link },
+                Change::AddAddress { link, address } => L::AddAddress { link, address },
+                Change::RemoveAddress { link, address } => L::RemoveAddress { link, address },
+                Change::DeleteLink { link } => L::DeleteLink { link },
+                Change::Sysctl { key, value } => L::Sysctl { key, value },
+            })
+            .collect();
+        let firewall = self.firewall.as_ref().map(|f| contract::FirewallApply {
+            messages: f.messages,
+            bytes: f.bytes,
+            rules: f.rules,
+            elements: f.elements,
+            generation: f.generation,
+            micros: u64::try_from(f.micros).unwrap_or(u64::MAX),
+        });
+        contract::Reconciled {
+            links,
+            firewall,
+            changes: self.changes(),
+        }
     }
 }
 
@@ -168,34 +202,36 @@ impl Engine {
         }
     }
 
-    /// Domains as JSON.
-    pub fn list(&self) -> serde_json::Value {
-        self.model.domains_json()
+    /// The domains (`ListDomains`).
+    pub fn list(&self) -> Vec<contract::Domain> {
+        self.model.domain_list()
     }
 
-    /// The reachability matrix as JSON.
-    pub fn matrix(&self) -> serde_json::Value {
+    /// The reachability matrix (`Matrix`).
+    pub fn matrix(&self) -> contract::Matrix {
         self.model.matrix()
     }
 
     /// Creates a domain; `subnet` empty: a free /24 of the pool. Returns the
-    /// domain as JSON.
+    /// domain created.
     pub fn create_domain(
         &mut self,
         name: &str,
         subnet: &str,
-    ) -> Result<serde_json::Value, NetError> {
+    ) -> Result<contract::DomainBrief, NetError> {
         let req = Request::Create {
             name: name.into(),
             subnet: subnet.into(),
         };
-        Ok(self.request(&req, false)?["domain"].clone())
+        self.request(&req, false)?
+            .domains_created
+            .pop()
+            .ok_or_else(|| NetError::Conflict(format!("creating {name} created no domain")))
     }
 
     /// Deletes a domain and every allow naming it.
-    pub fn delete_domain(&mut self, name: &str) -> Result<(), NetError> {
+    pub fn delete_domain(&mut self, name: &str) -> Result<contract::NetChange, NetError> {
         self.request(&Request::Delete { name: name.into() }, false)
-            .map(|_| ())
     }
 
     /// Allows `from` to reach `to` (port 0: any; protocol "": any).
@@ -205,39 +241,39 @@ impl Engine {
         to: &str,
         port: u32,
         protocol: &str,
-    ) -> Result<(), NetError> {
+    ) -> Result<contract::NetChange, NetError> {
         let req = Request::Allow {
             from: from.into(),
             to: to.into(),
             port,
             protocol: protocol.into(),
         };
-        self.request(&req, false).map(|_| ())
+        self.request(&req, false)
     }
 
     /// Revokes every allow from `from` to `to`.
-    pub fn revoke(&mut self, from: &str, to: &str) -> Result<(), NetError> {
+    pub fn revoke(&mut self, from: &str, to: &str) -> Result<contract::NetChange, NetError> {
         let req = Request::Revoke {
             from: from.into(),
             to: to.into(),
         };
-        self.request(&req, false).map(|_| ())
+        self.request(&req, false)
     }
 
-    /// Validates `req` into the overlay and model it would produce, and the
-    /// document describing it. Changes neither the kernel nor the disk; a
-    /// create reads the addresses the appliance holds (in the calling
-    /// thread's network namespace), which a new subnet must stay clear of.
-    pub fn plan(&self, req: &Request) -> Result<(Overlay, Model, serde_json::Value), NetError> {
-        let (overlay, mut doc) = match req {
+    /// Validates `req` into the overlay and model it would produce. Changes
+    /// neither the kernel nor the disk; a create reads the addresses the
+    /// appliance holds (in the calling thread's network namespace), which a
+    /// new subnet must stay clear of.
+    pub fn plan(&self, req: &Request) -> Result<(Overlay, Model, contract::NetAction), NetError> {
+        let (overlay, action) = match req {
             Request::Create { name, subnet } => {
                 let host = links::host_networks(&self.model)?;
-                let (o, c) = self.model.plan_create(&self.overlay, name, subnet, &host)?;
-                (o, serde_json::json!({ "action": "create", "name": c.name }))
+                let (o, _) = self.model.plan_create(&self.overlay, name, subnet, &host)?;
+                (o, contract::NetAction::Create)
             }
             Request::Delete { name } => {
                 let o = self.model.plan_delete(&self.base, &self.overlay, name)?;
-                (o, serde_json::json!({ "action": "delete", "name": name }))
+                (o, contract::NetAction::Delete)
             }
             Request::Allow {
                 from,
@@ -245,65 +281,63 @@ impl Engine {
                 port,
                 protocol,
             } => {
-                let (o, a) = self
+                let (o, _) = self
                     .model
                     .plan_allow(&self.overlay, from, to, *port, protocol)?;
-                (o, serde_json::json!({ "action": "allow", "allow": a }))
+                (o, contract::NetAction::Allow)
             }
             Request::Revoke { from, to } => {
                 let o = self.model.plan_revoke(&self.overlay, from, to)?;
-                (
-                    o,
-                    serde_json::json!({ "action": "revoke", "from": from, "to": to }),
-                )
+                (o, contract::NetAction::Revoke)
             }
         };
         let model = Model::compose(&self.base, &overlay)?;
-        if let Request::Create { .. } = req {
-            let name = doc["name"].clone();
-            let dom = model
-                .domains_json()
-                .as_array()
-                .and_then(|l| l.iter().find(|d| d["name"] == name).cloned())
-                .unwrap_or(serde_json::Value::Null);
-            doc["domain"] = dom;
-        }
-        doc["matrix"] = model.matrix()["matrix"].clone();
-        Ok((overlay, model, doc))
+        Ok((overlay, model, action))
     }
 
     /// Carries out `req` (or, with `dry_run`, only validates it) and returns
-    /// the document of docs/dbus/network.md. A refused request changes
-    /// nothing.
-    pub fn request(&mut self, req: &Request, dry_run: bool) -> Result<serde_json::Value, NetError> {
-        let (overlay, _, mut doc) = self.plan(req)?;
-        doc["dry_run"] = serde_json::Value::Bool(dry_run);
-        if !dry_run {
+    /// what it changes: the diff between the network compiled before and the
+    /// one compiled after (docs/dbus/network.md). A refused request changes
+    /// nothing; one that changes nothing (an allow already in force) touches
+    /// neither the kernel nor the disk.
+    pub fn request(
+        &mut self,
+        req: &Request,
+        dry_run: bool,
+    ) -> Result<contract::NetChange, NetError> {
+        let (overlay, model, action) = self.plan(req)?;
+        let diff = contract::NetChange::between(
+            action,
+            dry_run,
+            &self.model.net_state(),
+            &model.net_state(),
+        );
+        if !dry_run && overlay != self.overlay {
             self.commit(overlay)?;
         }
-        Ok(doc)
+        Ok(diff)
     }
 
     /// Everything: the model, the matrix and the kernel table's state.
-    pub fn show(&self) -> serde_json::Value {
+    pub fn show(&self) -> contract::Show {
         let rs = self.ruleset();
         let current = nft::is_current(&rs);
-        serde_json::json!({
-            "admin": self.model.admin,
-            "uplink": self.model.uplink,
-            "pool": self.model.pool,
-            "domains": self.model.domains_json(),
-            "allows": self.model.allows,
-            "matrix": self.model.matrix()["matrix"],
-            "table": {
-                "family": "inet",
-                "name": nft::TABLE,
-                "rules": rs.rule_count(),
-                "elements": rs.element_counts().iter().sum::<usize>(),
-                "current": current.as_ref().ok(),
-                "error": current.err().map(|e| e.to_string()),
+        contract::Show {
+            admin: self.model.admin.clone(),
+            uplink: self.model.uplink.clone(),
+            pool: self.model.pool,
+            domains: self.model.domain_list(),
+            allows: self.model.allow_list(),
+            matrix: self.model.matrix().matrix,
+            table: contract::TableStatus {
+                family: "inet".into(),
+                name: nft::TABLE.into(),
+                rules: rs.rule_count(),
+                elements: rs.element_counts().iter().sum::<usize>(),
+                current: current.as_ref().ok().copied(),
+                error: current.err().map(|e| e.to_string()),
             },
-        })
+        }
     }
 
     fn commit(&mut self, overlay: Overlay) -> Result<ReconcileReport, NetError> {

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use hearth_common::contract::network::{self as contract, Reach};
 use hearth_common::subnets;
 use hearth_common::types::{Cidr, DomainId, Port, Protocol};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,16 @@ pub struct Vlan {
     pub id: u16,
 }
 
+impl Vlan {
+    /// The contract's form.
+    pub fn into_contract(self) -> contract::Vlan {
+        contract::Vlan {
+            parent: self.parent,
+            id: self.id,
+        }
+    }
+}
+
 /// One domain as enforced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Domain {
@@ -100,6 +111,14 @@ impl Domain {
             IpAddr::V4(Ipv4Addr::from(u32::from(base) + 1)),
             net.prefix_len(),
         )
+    }
+
+    /// The IPv4 gateway alone.
+    pub fn gateway_v4_addr(&self) -> Ipv4Addr {
+        match self.gateway_v4().0 {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        }
     }
 
     /// The IPv6 gateway (`prefix::1`) with its prefix length, if a ULA is set.
@@ -517,7 +536,8 @@ impl Model {
     }
 
     /// The overlay after allowing `from` to reach `to` (port 0: any port;
-    /// protocol "": any protocol).
+    /// protocol "": any protocol); an allow already in force leaves it as it
+    /// is.
     pub fn plan_allow(
         &self,
         overlay: &Overlay,
@@ -547,13 +567,9 @@ impl Model {
             port,
             protocol,
         };
+        // Already in force: nothing to add (the diff of the answer is empty).
         if self.allows.contains(&a) {
-            return Err(NetError::Conflict(format!(
-                "{} already reaches {} ({})",
-                a.from,
-                a.to,
-                a.describe()
-            )));
+            return Ok((overlay.clone(), a));
         }
         let mut o = overlay.clone();
         o.allowed.push(a.clone());
@@ -585,64 +601,145 @@ impl Model {
         Ok(o)
     }
 
-    /// What each domain may open towards each other domain: `all`, a list of
-    /// `proto/port`, or `none`; plus whether it reaches the uplink.
-    pub fn matrix(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        for from in self.domains.keys() {
-            let mut row = serde_json::Map::new();
-            for to in self.domains.keys() {
-                if from == to {
-                    continue;
-                }
-                let v = if *from == self.admin {
-                    serde_json::json!("all")
-                } else {
-                    let rules: Vec<&Allow> = self
-                        .allows
-                        .iter()
-                        .filter(|a| &a.from == from && &a.to == to)
-                        .collect();
-                    if rules
-                        .iter()
-                        .any(|a| a.port.is_none() && a.protocol.is_none())
-                    {
-                        serde_json::json!("all")
-                    } else if rules.is_empty() {
-                        serde_json::json!("none")
-                    } else {
-                        serde_json::json!(rules.iter().map(|a| a.describe()).collect::<Vec<_>>())
-                    }
-                };
-                row.insert(to.to_string(), v);
-            }
-            if let Some(u) = &self.uplink {
-                row.insert(format!("uplink:{u}"), serde_json::json!("all"));
-            }
-            m.insert(from.to_string(), serde_json::Value::Object(row));
+    /// What `from` may open towards `to` (both domains of the model).
+    fn reach(&self, from: &DomainId, to: &DomainId) -> Reach {
+        if *from == self.admin {
+            return Reach::All;
         }
-        serde_json::json!({ "admin": self.admin, "matrix": m })
+        let rules: Vec<&Allow> = self
+            .allows
+            .iter()
+            .filter(|a| &a.from == from && &a.to == to)
+            .collect();
+        if rules
+            .iter()
+            .any(|a| a.port.is_none() && a.protocol.is_none())
+        {
+            Reach::All
+        } else if rules.is_empty() {
+            Reach::Nothing
+        } else {
+            Reach::Only(rules.iter().map(|a| a.describe()).collect())
+        }
     }
 
-    /// Domains as a JSON list.
-    pub fn domains_json(&self) -> serde_json::Value {
-        let list: Vec<serde_json::Value> = self
-            .domains
+    /// What each domain may open towards each other domain: `all`, a list of
+    /// `proto/port`, or `none`; plus whether it reaches the uplink.
+    pub fn matrix(&self) -> contract::Matrix {
+        let mut m = contract::MatrixRows::new();
+        for from in self.domains.keys() {
+            let mut row = BTreeMap::new();
+            for to in self.domains.keys() {
+                if from != to {
+                    row.insert(to.to_string(), self.reach(from, to));
+                }
+            }
+            if let Some(u) = &self.uplink {
+                row.insert(format!("uplink:{u}"), Reach::All);
+            }
+            m.insert(from.clone(), row);
+        }
+        contract::Matrix {
+            admin: self.admin.clone(),
+            matrix: m,
+        }
+    }
+
+    /// The domains, as `ListDomains` gives them.
+    pub fn domain_list(&self) -> Vec<contract::Domain> {
+        self.domains
             .values()
-            .map(|d| {
-                serde_json::json!({
-                    "name": d.name,
-                    "bridge": d.bridge(),
-                    "subnet": d.subnet,
-                    "gateway": d.gateway_v4().0.to_string(),
-                    "ula": d.ula,
-                    "vlan": d.vlan,
-                    "services": d.services,
-                    "admin": d.name == self.admin,
-                })
+            .map(|d| contract::Domain {
+                name: d.name.clone(),
+                bridge: d.bridge(),
+                subnet: d.subnet,
+                gateway: d.gateway_v4_addr().into(),
+                ula: d.ula,
+                vlan: d.vlan.clone().map(Vlan::into_contract),
+                services: d.services.clone(),
+                admin: d.name == self.admin,
             })
-            .collect();
-        serde_json::Value::Array(list)
+            .collect()
+    }
+
+    /// The allows, as the contract gives them.
+    pub fn allow_list(&self) -> Vec<contract::Allow> {
+        self.allows
+            .iter()
+            .map(|a| contract::Allow {
+                from: a.from.clone(),
+                to: a.to.clone(),
+                port: a.port,
+                protocol: a.protocol,
+            })
+            .collect()
+    }
+
+    /// What the model lets through and holds, compiled as the firewall
+    /// compiles it: the flows are the elements of the ruleset's allow sets
+    /// (a port without a protocol is one flow for tcp and one for udp); the
+    /// DHCP scopes are the domains whose services include `dhcp`.
+    pub fn net_state(&self) -> contract::NetState {
+        let rs = crate::nft::Ruleset::from_model(self);
+        let by_bridge: BTreeMap<String, &DomainId> =
+            self.domains.keys().map(|d| (d.bridge_name(), d)).collect();
+        let mut flows = BTreeSet::new();
+        let mut add = |f: &str, t: &str, proto: Option<u8>, port: Option<u16>| {
+            let (Some(from), Some(to)) = (by_bridge.get(f), by_bridge.get(t)) else {
+                return;
+            };
+            let protocol = proto.and_then(|n| match n {
+                6 => Some(Protocol::Tcp),
+                17 => Some(Protocol::Udp),
+                _ => None,
+            });
+            let port = port.and_then(|p| Port::from_number("port", u32::from(p)).ok());
+            flows.insert(contract::Flow {
+                from: (*from).clone(),
+                to: (*to).clone(),
+                protocol,
+                port,
+            });
+        };
+        for (f, t) in &rs.allow_any {
+            add(f, t, None, None);
+        }
+        for (f, t, p) in &rs.allow_proto {
+            add(f, t, Some(*p), None);
+        }
+        for (f, t, p, port) in &rs.allow_port {
+            add(f, t, Some(*p), Some(*port));
+        }
+        let mut domains = BTreeMap::new();
+        let mut scopes = BTreeMap::new();
+        for d in self.domains.values() {
+            let gateway: hearth_common::types::Ipv4 = d.gateway_v4_addr().into();
+            domains.insert(
+                d.name.clone(),
+                contract::DomainBrief {
+                    name: d.name.clone(),
+                    bridge: d.bridge(),
+                    subnet: d.subnet,
+                    gateway,
+                    vlan: d.vlan.clone().map(Vlan::into_contract),
+                },
+            );
+            if d.services.iter().any(|s| s == "dhcp") {
+                scopes.insert(
+                    d.name.clone(),
+                    contract::DhcpScope {
+                        domain: d.name.clone(),
+                        subnet: d.subnet,
+                        gateway,
+                    },
+                );
+            }
+        }
+        contract::NetState {
+            flows,
+            domains,
+            scopes,
+        }
     }
 }
 
@@ -889,10 +986,9 @@ protocol = "tcp"
                 .kind(),
             "InvalidArgument"
         );
-        assert_eq!(
-            m.plan_allow(&o, "lan", "iot", 0, "").unwrap_err().kind(),
-            "Conflict"
-        );
+        // An allow already in force is no error and changes nothing.
+        let (o2, _) = m.plan_allow(&o, "lan", "iot", 0, "").unwrap();
+        assert_eq!(o2, o);
     }
 
     #[test]
@@ -904,16 +1000,53 @@ protocol = "tcp"
         assert!(!m2.allows.iter().any(|a| a.from.as_str() == "iot"));
         let (o2, _) = m2.plan_allow(&o, "iot", "lan", 53, "udp").unwrap();
         let m3 = Model::compose(&b, &o2).unwrap();
-        assert_eq!(
-            m3.matrix()["matrix"]["iot"]["lan"],
-            serde_json::json!(["udp/53"])
-        );
-        assert_eq!(m3.matrix()["matrix"]["lan"]["iot"], "all");
-        assert_eq!(m3.matrix()["matrix"]["admin"]["iot"], "all");
-        assert_eq!(m3.matrix()["matrix"]["iot"]["admin"], "none");
+        let mx = m3.matrix().matrix;
+        let id = |s: &str| DomainId::parse(s).unwrap();
+        assert_eq!(mx[&id("iot")]["lan"], Reach::Only(vec!["udp/53".into()]));
+        assert_eq!(mx[&id("lan")]["iot"], Reach::All);
+        assert_eq!(mx[&id("admin")]["iot"], Reach::All);
+        assert_eq!(mx[&id("iot")]["admin"], Reach::Nothing);
         let json = serde_json::to_string(&o2).unwrap();
         let back: Overlay = serde_json::from_str(&json).unwrap();
         assert_eq!(back, o2);
+    }
+
+    #[test]
+    fn net_state_lists_the_rulesets_flows_and_the_dhcp_scopes() {
+        let m = model();
+        let st = m.net_state();
+        let flows: Vec<String> = st.flows.iter().map(|f| f.to_string()).collect();
+        assert_eq!(flows, ["iot → lan tcp/443", "lan → iot everything"]);
+        // iot's services name no dhcp.
+        let scopes: Vec<&str> = st.scopes.keys().map(|d| d.as_str()).collect();
+        assert_eq!(scopes, ["admin", "lan"]);
+        assert_eq!(st.domains.len(), 3);
+        // A port without a protocol is a tcp flow and a udp flow; the diff of
+        // an allow already in force is empty.
+        let b = base();
+        let (o, _) = m
+            .plan_allow(&Overlay::default(), "iot", "lan", 53, "")
+            .unwrap();
+        let after = Model::compose(&b, &o).unwrap().net_state();
+        let d = contract::NetChange::between(contract::NetAction::Allow, true, &st, &after);
+        assert_eq!(
+            d.to_string(),
+            "Opens iot → lan tcp/53 and iot → lan udp/53. Nothing else changes."
+        );
+        let (o2, _) = m
+            .plan_allow(&Overlay::default(), "lan", "iot", 22, "tcp")
+            .unwrap();
+        let covered = Model::compose(&b, &o2).unwrap().net_state();
+        let d = contract::NetChange::between(contract::NetAction::Allow, true, &st, &covered);
+        assert!(d.is_empty(), "{d}");
+        // Deleting iot removes it, its two flows and no scope.
+        let o3 = m.plan_delete(&b, &Overlay::default(), "iot").unwrap();
+        let gone = Model::compose(&b, &o3).unwrap().net_state();
+        let d = contract::NetChange::between(contract::NetAction::Delete, false, &st, &gone);
+        assert_eq!(
+            d.to_string(),
+            "Deletes domain iot (bridge hb-iot, 10.77.2.0/24) and the 2 allows that involve it."
+        );
     }
 
     #[test]

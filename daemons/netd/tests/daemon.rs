@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
+use hearth_common::contract::network::{self as net_c, Flow, NetChange, Reach};
 use hearth_common::proxies::network::NetworkProxy;
+use hearth_common::types::DomainId;
 use hearth_common::HearthError;
 use serde_json::Value;
 
@@ -82,7 +85,41 @@ fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap()
 }
 
-fn kind(r: Result<String, HearthError>) -> (String, String) {
+/// The elements of the allow sets in `nft list table inet hearth`'s
+/// output, each as `set: element`.
+fn allow_elements(table: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for set in ["allow_any", "allow_proto", "allow_port"] {
+        let Some(i) = table.find(&format!("set {set} {{")) else {
+            continue;
+        };
+        let body = &table[i..];
+        let body = &body[..body.find('}').unwrap_or(body.len())];
+        let Some(j) = body.find("elements = {") else {
+            continue;
+        };
+        for e in body[j + "elements = {".len()..].split(',') {
+            let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
+            if !e.is_empty() {
+                out.insert(format!("{set}: {e}"));
+            }
+        }
+    }
+    out
+}
+
+/// The element a flow is in the table.
+fn element_of(f: &Flow) -> String {
+    let pair = format!("\"{}\" . \"{}\"", f.from.bridge_name(), f.to.bridge_name());
+    match (f.protocol, f.port) {
+        (None, None) => format!("allow_any: {pair}"),
+        (Some(p), None) => format!("allow_proto: {pair} . {p}"),
+        (Some(p), Some(port)) => format!("allow_port: {pair} . {p} . {port}"),
+        (None, Some(_)) => panic!("the table has no such flow: {f}"),
+    }
+}
+
+fn kind<T: std::fmt::Debug>(r: Result<T, HearthError>) -> (String, String) {
     let e = r.expect_err("should be refused");
     (e.kind().to_string(), e.message())
 }
@@ -110,20 +147,27 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
     let net = NetworkProxy::new(&conn).await.unwrap();
     let mut changed = net.receive_changed().await.unwrap();
 
-    let domains = json(&net.list_domains().await.unwrap());
-    assert_eq!(domains.as_array().unwrap().len(), 4);
+    let domains = net_c::domains(&net).await.unwrap();
+    assert_eq!(domains.len(), 4);
+    assert_eq!(domains.iter().filter(|d| d.admin).count(), 1, "{domains:?}");
 
-    // Dry run: the document, and nothing in the kernel or the state.
-    let preview = json(&net.create_domain("cams", "", true).await.unwrap());
-    assert_eq!(preview["dry_run"], true);
-    assert_eq!(preview["domain"]["subnet"], "10.62.0.0/24");
-    assert_eq!(preview["matrix"]["admin"]["cams"], "all");
+    // Dry run: the diff, and nothing in the kernel or the state.
+    let preview = net_c::create_domain(&net, "cams", "", true).await.unwrap();
+    assert!(preview.dry_run);
+    assert_eq!(preview.domains_created.len(), 1, "{preview:?}");
+    assert_eq!(
+        preview.domains_created[0].subnet.to_string(),
+        "10.62.0.0/24"
+    );
+    assert_eq!(preview.domains_created[0].bridge, "hb-cams");
+    assert!(preview.opened.is_empty() && preview.closed.is_empty());
     assert!(!ns.ip(&["-o", "link", "show"]).contains("hb-cams"));
     assert!(!state.join(hearth_netd::engine::STATE_FILE).exists());
 
     // The real thing, with its signal.
-    let done = json(&net.create_domain("cams", "", false).await.unwrap());
-    assert_eq!(done["dry_run"], false);
+    let done = net_c::create_domain(&net, "cams", "", false).await.unwrap();
+    assert!(!done.dry_run);
+    assert_eq!(done.domains_created, preview.domains_created);
     assert!(ns
         .ip(&["-o", "addr", "show", "hb-cams"])
         .contains("10.62.0.1/24"));
@@ -133,16 +177,69 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
         .unwrap();
     let args = sig.args().unwrap();
     assert_eq!(args.what, "create");
-    assert_eq!(json(&args.detail)["domain"]["name"], "cams");
+    let detail: NetChange = hearth_common::contract::decode("Changed", &args.detail).unwrap();
+    assert_eq!(detail.domains_created[0].name.as_str(), "cams");
 
-    let a = json(&net.allow("cams", "lan", 554, "tcp", false).await.unwrap());
-    assert_eq!(a["matrix"]["cams"]["lan"], serde_json::json!(["tcp/554"]));
-    let r = json(&net.revoke("lan", "iot", true).await.unwrap());
-    assert_eq!(r["matrix"]["lan"]["iot"], "none");
-    let m = json(&net.matrix().await.unwrap());
+    // The diff of an Allow lists exactly the flow the table gains.
+    let table_before = ns.nft_table().unwrap();
+    let dry = net_c::allow(&net, "cams", "lan", 554, "tcp", true)
+        .await
+        .unwrap();
     assert_eq!(
-        m["matrix"]["lan"]["iot"], "all",
+        ns.nft_table().unwrap(),
+        table_before,
+        "a dry run changes nothing"
+    );
+    let a = net_c::allow(&net, "cams", "lan", 554, "tcp", false)
+        .await
+        .unwrap();
+    assert_eq!(a.opened, dry.opened);
+    assert_eq!(
+        a.to_string(),
+        "Opens cams → lan tcp/554. Nothing else changes."
+    );
+    let added = allow_elements(&ns.nft_table().unwrap())
+        .difference(&allow_elements(&table_before))
+        .cloned()
+        .collect::<BTreeSet<String>>();
+    let want = dry
+        .opened
+        .iter()
+        .map(element_of)
+        .collect::<BTreeSet<String>>();
+    assert_eq!(
+        added, want,
+        "the table gained exactly the flows the dry run listed"
+    );
+    assert_eq!(want.len(), 1);
+    // Repeating it changes nothing, and says so.
+    let table_now = ns.nft_table().unwrap();
+    let again = net_c::allow(&net, "cams", "lan", 554, "tcp", false)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(again.to_string(), "Nothing changes.");
+    let again = net_c::allow(&net, "cams", "lan", 554, "tcp", true)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(ns.nft_table().unwrap(), table_now);
+
+    let r = net_c::revoke(&net, "lan", "iot", true).await.unwrap();
+    assert_eq!(
+        r.to_string(),
+        "Closes lan → iot everything. Nothing else changes."
+    );
+    let m = net_c::matrix(&net).await.unwrap();
+    let id = |s: &str| DomainId::parse(s).unwrap();
+    assert_eq!(
+        m.matrix[&id("lan")]["iot"],
+        Reach::All,
         "a dry-run revoke changed nothing"
+    );
+    assert_eq!(
+        m.matrix[&id("cams")]["lan"],
+        Reach::Only(vec!["tcp/554".into()])
     );
 
     // Named errors that name the problem.
@@ -197,7 +294,7 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
     ns.sh(&["nft", "flush", "ruleset"]);
     let t0 = std::time::Instant::now();
     loop {
-        if json(&net.show().await.unwrap())["table"]["current"] == true {
+        if net_c::show(&net).await.unwrap().table.current == Some(true) {
             break;
         }
         assert!(
@@ -223,8 +320,8 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
         "{restored}"
     );
 
-    let before = json(&net.show().await.unwrap());
-    assert_eq!(before["table"]["current"], true);
+    let before = net_c::show(&net).await.unwrap();
+    assert_eq!(before.table.current, Some(true));
     let table = ns.nft_table().unwrap();
     drop(net);
     drop(changed);
@@ -233,10 +330,10 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
     // Restarted: the same network, and nothing left to reconcile.
     let daemon = Daemon::start(&ns, &bus, &config, &state, dir.path());
     let net = NetworkProxy::new(&conn).await.unwrap();
-    let after = json(&net.show().await.unwrap());
+    let after = net_c::show(&net).await.unwrap();
     assert_eq!(after, before);
     assert_eq!(ns.nft_table().unwrap(), table);
-    let rep = json(&net.reconcile().await.unwrap());
-    assert_eq!(rep["changes"], 0, "{rep}");
+    let rep = net_c::reconcile(&net).await.unwrap();
+    assert_eq!(rep.changes, 0, "{rep:?}");
     daemon.stop();
 }
