@@ -1,7 +1,8 @@
 //! `org.hearth.Dns1`: the only way records change. A thin adapter over the
 //! [`Engine`]: authorize the caller, parse each argument into its validated
-//! type (errors name the argument), run the engine, return its result as a
-//! JSON string. See `docs/dbus/dns.md`.
+//! type (errors name the argument), run the engine, return its result (the
+//! types of [`hearth_common::contract::dns`]) as a JSON string. See
+//! `docs/dbus/dns.md`.
 //!
 //! Changes need [`Role::Admin`]; previews (`dry_run = true`), `List` and
 //! `Describe` need [`Role::Operator`]: the rule of [`hearth_common::rights`],
@@ -10,14 +11,15 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use hearth_common::contract::encode;
 use hearth_common::types::{Address, DnsName};
 use hearth_common::{names, HearthError};
 use hearth_daemon::Access;
-use serde::Serialize;
+use serde::Deserialize;
 use zbus::message::Header;
 
 use crate::config::{validate, DaemonSettings};
-use crate::engine::{Engine, Op, RecordView, ZoneError};
+use crate::engine::{Engine, Op, Record, ZoneError};
 use crate::server::DnsServer;
 
 impl From<ZoneError> for HearthError {
@@ -68,32 +70,34 @@ impl DnsInterface {
     }
 
     fn apply(&self, op: Op, dry_run: bool) -> Result<String, HearthError> {
-        let change = self.with_engine(|e| e.apply(&op, dry_run))?;
-        to_json(&change)
+        let diff = self.with_engine(|e| e.apply(&op, dry_run))?;
+        encode(&diff)
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, HearthError> {
-    serde_json::to_string(value)
-        .map_err(|e| HearthError::Internal(format!("cannot encode the result: {e}")))
+/// A removal's diff as `Restore` reads it: only `removed` is used (other
+/// fields are let through, so the diff of an older daemon in a plan's undo
+/// still restores).
+#[derive(Deserialize)]
+struct Removal {
+    removed: Vec<Record>,
 }
 
-/// Parses `Restore`'s argument: a Change document (its `removed` list) or a
-/// bare array of records.
-pub fn parse_records(text: &str) -> Result<Vec<RecordView>, HearthError> {
+/// Parses `Restore`'s argument: the diff a removal answered (a
+/// [`hearth_common::contract::dns::ZoneDiff`], its `removed` list) or a bare
+/// array of records.
+pub fn parse_records(text: &str) -> Result<Vec<Record>, HearthError> {
     let bad = |why: String| {
         HearthError::InvalidArgument(format!(
-            "invalid records {text:?}: {why}; give the Change document a removal returned or a JSON array of records"
+            "invalid records {text:?}: {why}; give the diff a removal answered or a JSON array of records"
         ))
     };
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let list = match value {
-        serde_json::Value::Object(mut m) => m
-            .remove("removed")
-            .ok_or_else(|| bad("the document has no \"removed\" list".into()))?,
-        other => other,
+    let parsed = if text.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<Record>>(text)
+    } else {
+        serde_json::from_str::<Removal>(text).map(|r| r.removed)
     };
-    serde_json::from_value(list).map_err(|e| bad(e.to_string()))
+    parsed.map_err(|e| bad(e.to_string()))
 }
 
 #[zbus::interface(name = "org.hearth.Dns1")]
@@ -188,7 +192,7 @@ impl DnsInterface {
         self.authorize(conn, &hdr, true).await?;
         let name = DnsName::parse_field("name", &name)?;
         let d = self.with_engine(|e| e.describe(&name))?;
-        to_json(&d)
+        encode(&d)
     }
 
     /// Every zone with its serial, name server and records.
@@ -199,7 +203,7 @@ impl DnsInterface {
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, true).await?;
         let l = self.with_engine(|e| e.list());
-        to_json(&l)
+        encode(&l)
     }
 }
 
@@ -244,14 +248,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restore_takes_a_change_document_or_a_list() {
-        let doc = r#"{"zone":"home.arpa","serial":3,"name":"a.home.arpa","added":[],
-            "removed":[{"name":"a.home.arpa","type":"A","value":"10.0.0.1","ttl":300}]}"#;
+    fn restore_takes_a_removal_diff_or_a_list() {
+        let doc = r#"{"zone":"home.arpa","serial_before":2,"serial_after":3,"added":[],
+            "removed":[{"name":"a.home.arpa","type":"A","value":"10.0.0.1","ttl":300}],
+            "dry_run":false}"#;
         let r = parse_records(doc).unwrap();
         assert_eq!(
             (r[0].name.as_str(), r[0].rtype.as_str()),
             ("a.home.arpa", "A")
         );
+        // The document of a daemon before the typed diff, in an old plan.
+        let old = r#"{"zone":"home.arpa","serial":3,"name":"a.home.arpa","added":[],
+            "removed":[{"name":"a.home.arpa","type":"A","value":"10.0.0.1","ttl":300}]}"#;
+        assert_eq!(parse_records(old).unwrap(), r);
         let r = parse_records(r#"[{"name":"b.home.arpa","type":"CNAME","value":"a.home.arpa"}]"#)
             .unwrap();
         assert_eq!(r[0].ttl, 0);
@@ -259,6 +268,8 @@ mod tests {
         assert!(e.message().contains("removed"), "{}", e.message());
         let e = parse_records(r#"[{"name":"a..b","type":"A","value":"1.2.3.4"}]"#).unwrap_err();
         assert!(e.message().contains("a..b"), "{}", e.message());
+        let e = parse_records(r#"[{"name":"a.home.arpa","type":"MX","value":"x"}]"#).unwrap_err();
+        assert!(e.message().contains("MX"), "{}", e.message());
     }
 
     #[test]

@@ -13,11 +13,15 @@
 //!   and is written to `zones.json` in the state directory (atomically)
 //!   before it is published to the DNS server; a failed write publishes
 //!   nothing and keeps the old state. Every refused change changes nothing.
+//! * Every change answers a [`ZoneDiff`] computed from the records before and
+//!   after it; a change that changes nothing keeps the serial and writes
+//!   nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use hearth_common::contract::dns::{NameRecords, Record, RecordType, Zone, ZoneDiff};
 use hearth_common::types::{Address, DnsName};
 use serde::{Deserialize, Serialize};
 
@@ -79,39 +83,6 @@ pub struct StoredState {
     pub names: BTreeMap<DnsName, Node>,
 }
 
-/// One record as shown over the bus and in `hearthctl dns list`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RecordView {
-    /// Owner name.
-    pub name: DnsName,
-    /// `A`, `AAAA` or `CNAME`.
-    #[serde(rename = "type")]
-    pub rtype: String,
-    /// The address, or the alias target.
-    pub value: String,
-    /// TTL in seconds (ignored when restoring).
-    #[serde(default)]
-    pub ttl: u32,
-}
-
-/// The result of a change: what was added or removed and the zone's new serial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    /// The zone changed.
-    pub zone: DnsName,
-    /// Its SOA serial after the change.
-    pub serial: u32,
-    /// The name changed.
-    pub name: DnsName,
-    /// Records added.
-    pub added: Vec<RecordView>,
-    /// Records removed (re-adding them undoes a removal).
-    pub removed: Vec<RecordView>,
-    /// True when nothing was changed: the result of a preview.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
 /// One change of the zone data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -144,38 +115,8 @@ pub enum Op {
     /// Add back records that a removal returned (all of one name), at once.
     Restore {
         /// The records.
-        records: Vec<RecordView>,
+        records: Vec<Record>,
     },
-}
-
-/// The records of one name, for a preview.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Description {
-    /// The name.
-    pub name: DnsName,
-    /// Its zone.
-    pub zone: DnsName,
-    /// True when the name is the zone's apex or its fixed name server.
-    pub fixed: bool,
-    /// Its records that can be changed (none when the name is unused).
-    pub records: Vec<RecordView>,
-}
-
-/// One zone in a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZoneListing {
-    /// Apex.
-    pub zone: DnsName,
-    /// SOA serial.
-    pub serial: u32,
-    /// Name server host.
-    pub ns: DnsName,
-    /// Name-server addresses (fixed).
-    pub ns_addresses: Vec<Address>,
-    /// TTL of its records.
-    pub ttl: u32,
-    /// Records that can be changed, sorted by name.
-    pub records: Vec<RecordView>,
 }
 
 /// A handle on the live zone data, shared by the engine and the DNS server:
@@ -282,7 +223,7 @@ impl Engine {
     /// Adds an A (IPv4) or AAAA (IPv6) record. Several addresses per name are
     /// allowed; the same address twice is a Conflict, and so is a name that
     /// holds an alias.
-    pub fn add_record(&mut self, name: &DnsName, address: Address) -> Result<Change, ZoneError> {
+    pub fn add_record(&mut self, name: &DnsName, address: Address) -> Result<ZoneDiff, ZoneError> {
         self.apply(
             &Op::AddRecord {
                 name: name.clone(),
@@ -295,7 +236,7 @@ impl Engine {
     /// Adds an alias: `name` becomes a CNAME for `target`. Refused when
     /// `name` holds any record, when `target` is `name`, at a zone apex, and
     /// when the alias would close a loop.
-    pub fn add_alias(&mut self, name: &DnsName, target: &DnsName) -> Result<Change, ZoneError> {
+    pub fn add_alias(&mut self, name: &DnsName, target: &DnsName) -> Result<ZoneDiff, ZoneError> {
         self.apply(
             &Op::AddAlias {
                 name: name.clone(),
@@ -307,12 +248,16 @@ impl Engine {
 
     /// Removes every record of `name`; the result lists them (re-adding them,
     /// or [`Op::Restore`], undoes the removal). NotFound when the name has none.
-    pub fn remove(&mut self, name: &DnsName) -> Result<Change, ZoneError> {
+    pub fn remove(&mut self, name: &DnsName) -> Result<ZoneDiff, ZoneError> {
         self.apply(&Op::Remove { name: name.clone() }, false)
     }
 
     /// Removes exactly one A/AAAA record. NotFound when `name` lacks it.
-    pub fn remove_record(&mut self, name: &DnsName, address: Address) -> Result<Change, ZoneError> {
+    pub fn remove_record(
+        &mut self,
+        name: &DnsName,
+        address: Address,
+    ) -> Result<ZoneDiff, ZoneError> {
         self.apply(
             &Op::RemoveRecord {
                 name: name.clone(),
@@ -323,29 +268,29 @@ impl Engine {
     }
 
     /// Checks and applies one change. With `dry_run` the change is checked
-    /// exactly as for real and its result (with the serial the zone would
-    /// get) returned, but nothing is written or published.
-    pub fn apply(&mut self, op: &Op, dry_run: bool) -> Result<Change, ZoneError> {
+    /// exactly as for real and its diff (with the serial the zone would get)
+    /// returned, but nothing is written or published. The diff is computed
+    /// from the zone's records before and after the change.
+    pub fn apply(&mut self, op: &Op, dry_run: bool) -> Result<ZoneDiff, ZoneError> {
         let mut next = self.state.clone();
-        let (name, added, removed) = match op {
+        let name = match op {
             Op::AddRecord { name, address } => {
-                let v = self.stage_add_record(&mut next, name, *address)?;
-                (name.clone(), vec![v], vec![])
+                self.stage_add_record(&mut next, name, *address)?;
+                name.clone()
             }
             Op::AddAlias { name, target } => {
-                let v = self.stage_add_alias(&mut next, name, target)?;
-                (name.clone(), vec![v], vec![])
+                self.stage_add_alias(&mut next, name, target)?;
+                name.clone()
             }
             Op::Remove { name } => {
-                let zi = self.changeable(name)?;
-                let Some(node) = next.names.remove(name) else {
+                self.changeable(name)?;
+                if next.names.remove(name).is_none() {
                     return Err(ZoneError::NotFound(format!("{name} has no records")));
-                };
-                let removed = self.node_views(zi, name, &node);
-                (name.clone(), vec![], removed)
+                }
+                name.clone()
             }
             Op::RemoveRecord { name, address } => {
-                let zi = self.changeable(name)?;
+                self.changeable(name)?;
                 let missing = || {
                     ZoneError::NotFound(format!(
                         "{name} has no record {} {address}",
@@ -363,11 +308,7 @@ impl Engine {
                     }
                     _ => return Err(missing()),
                 }
-                (
-                    name.clone(),
-                    vec![],
-                    vec![self.address_view(zi, name, address)],
-                )
+                name.clone()
             }
             Op::Restore { records } => {
                 let Some(first) = records.first() else {
@@ -393,10 +334,10 @@ impl Engine {
                     let bad = |e: hearth_common::types::ParseError| {
                         ZoneError::InvalidArgument(e.to_string())
                     };
-                    parsed.push(match r.rtype.to_ascii_uppercase().as_str() {
-                        t @ ("A" | "AAAA") => {
+                    parsed.push(match r.rtype {
+                        t @ (RecordType::A | RecordType::AAAA) => {
                             let address = Address::parse_field(&field, &r.value).map_err(bad)?;
-                            if rtype_of(&address) != t {
+                            if RecordType::of_address(&address) != t {
                                 return Err(ZoneError::InvalidArgument(format!(
                                     "invalid {field} {:?}: not an address of type {t}",
                                     r.value
@@ -404,26 +345,22 @@ impl Engine {
                             }
                             Rec::Addr(address)
                         }
-                        "CNAME" => Rec::Alias(DnsName::parse_field(&field, &r.value).map_err(bad)?),
-                        other => {
-                            return Err(ZoneError::InvalidArgument(format!(
-                                "invalid records[{i}].type {other:?}: use A, AAAA or CNAME"
-                            )))
+                        RecordType::CNAME => {
+                            Rec::Alias(DnsName::parse_field(&field, &r.value).map_err(bad)?)
                         }
                     });
                 }
-                let mut added = Vec::new();
                 for rec in parsed {
-                    added.push(match rec {
+                    match rec {
                         Rec::Addr(address) => self.stage_add_record(&mut next, &name, address)?,
                         Rec::Alias(target) => self.stage_add_alias(&mut next, &name, &target)?,
-                    });
+                    }
                 }
-                (name, added, vec![])
+                name
             }
         };
         let zi = self.zone_of(&name)?;
-        self.commit(next, zi, &name, added, removed, dry_run)
+        self.commit(next, zi, &name, dry_run)
     }
 
     /// Adds `address` to `name` in `next` (checked against `next`).
@@ -432,8 +369,8 @@ impl Engine {
         next: &mut StoredState,
         name: &DnsName,
         address: Address,
-    ) -> Result<RecordView, ZoneError> {
-        let zi = self.changeable(name)?;
+    ) -> Result<(), ZoneError> {
+        self.changeable(name)?;
         match next.names.get_mut(name) {
             Some(Node::Alias(target)) => {
                 return Err(ZoneError::Conflict(format!(
@@ -453,7 +390,7 @@ impl Engine {
                     .insert(name.clone(), Node::Addresses(BTreeSet::from([address])));
             }
         }
-        Ok(self.address_view(zi, name, &address))
+        Ok(())
     }
 
     /// Makes `name` an alias for `target` in `next` (checked against `next`).
@@ -462,7 +399,7 @@ impl Engine {
         next: &mut StoredState,
         name: &DnsName,
         target: &DnsName,
-    ) -> Result<RecordView, ZoneError> {
+    ) -> Result<(), ZoneError> {
         let zi = self.changeable(name)?;
         if self.zones[zi].name == *name {
             return Err(ZoneError::Conflict(format!(
@@ -516,18 +453,18 @@ impl Engine {
             }
         }
         next.names.insert(name.clone(), Node::Alias(target.clone()));
-        Ok(self.alias_view(zi, name, target))
+        Ok(())
     }
 
     /// The changeable records of `name` (empty when unused). InvalidArgument
     /// when the name lies outside every zone.
-    pub fn describe(&self, name: &DnsName) -> Result<Description, ZoneError> {
+    pub fn describe(&self, name: &DnsName) -> Result<NameRecords, ZoneError> {
         let zi = self.zone_of(name)?;
         let records = match self.state.names.get(name) {
             Some(node) => self.node_views(zi, name, node),
             None => vec![],
         };
-        Ok(Description {
+        Ok(NameRecords {
             name: name.clone(),
             zone: self.zones[zi].name.clone(),
             fixed: self.fixed_reason(name).is_some(),
@@ -536,11 +473,11 @@ impl Engine {
     }
 
     /// Every zone with its serial and records.
-    pub fn list(&self) -> Vec<ZoneListing> {
+    pub fn list(&self) -> Vec<Zone> {
         self.zones
             .iter()
             .enumerate()
-            .map(|(zi, z)| ZoneListing {
+            .map(|(zi, z)| Zone {
                 zone: z.name.clone(),
                 serial: self.serial(&z.name).unwrap_or(1),
                 ns: z.ns_name(),
@@ -589,67 +526,79 @@ impl Engine {
         Ok(zi)
     }
 
+    /// The records of zone `zi` whose name holds something else in `a` than
+    /// in `b` (the rest of the zone is the same on both sides of a diff).
+    fn changed_records(&self, zi: usize, a: &StoredState, b: &StoredState) -> Vec<Record> {
+        a.names
+            .iter()
+            .filter(|(n, node)| b.names.get(*n) != Some(*node))
+            .filter(|(n, _)| zone_index(&self.zones, n) == Some(zi))
+            .flat_map(|(n, node)| self.node_views(zi, n, node))
+            .collect()
+    }
+
+    /// Diffs `next` against the current state in zone `zi` and, unless it
+    /// is a dry run or nothing changes, raises the serial, writes and
+    /// publishes it.
     fn commit(
         &mut self,
         mut next: StoredState,
         zi: usize,
         name: &DnsName,
-        added: Vec<RecordView>,
-        removed: Vec<RecordView>,
         dry_run: bool,
-    ) -> Result<Change, ZoneError> {
+    ) -> Result<ZoneDiff, ZoneError> {
         let zone = self.zones[zi].name.clone();
+        let serial_before = self.serial(&zone).unwrap_or(1);
+        let before = self.changed_records(zi, &self.state, &next);
+        let after = self.changed_records(zi, &next, &self.state);
+        let mut diff = ZoneDiff::between(
+            zone.clone(),
+            serial_before,
+            &before,
+            serial_before,
+            &after,
+            dry_run,
+        );
+        if diff.is_empty() {
+            return Ok(diff);
+        }
         let entry = next
             .zones
             .entry(zone.clone())
             .or_insert(ZoneState { serial: 1 });
         entry.serial = next_serial(entry.serial);
-        let serial = entry.serial;
+        diff.serial_after = entry.serial;
         if dry_run {
-            return Ok(Change {
-                zone,
-                serial,
-                name: name.clone(),
-                added,
-                removed,
-                dry_run,
-            });
+            return Ok(diff);
         }
         hearth_common::fsutil::write_json_atomic(&self.path, &next).map_err(|e| {
             ZoneError::Storage(format!("cannot write {}: {e}", self.path.display()))
         })?;
         self.state = next;
         self.view.publish(Snapshot::build(&self.zones, &self.state));
-        tracing::info!(%zone, serial, %name, added = added.len(), removed = removed.len(), "zone changed");
-        Ok(Change {
-            zone,
-            serial,
-            name: name.clone(),
-            added,
-            removed,
-            dry_run,
-        })
+        tracing::info!(%zone, serial = diff.serial_after, %name, added = diff.added.len(), removed = diff.removed.len(), "zone changed");
+        Ok(diff)
     }
 
-    fn address_view(&self, zi: usize, name: &DnsName, a: &Address) -> RecordView {
-        RecordView {
+    fn address_view(&self, zi: usize, name: &DnsName, a: &Address) -> Record {
+        Record {
             name: name.clone(),
-            rtype: rtype_of(a).into(),
+            rtype: RecordType::of_address(a),
             value: a.to_string(),
             ttl: self.zones[zi].ttl,
         }
     }
 
-    fn alias_view(&self, zi: usize, name: &DnsName, target: &DnsName) -> RecordView {
-        RecordView {
+    fn alias_view(&self, zi: usize, name: &DnsName, target: &DnsName) -> Record {
+        Record {
             name: name.clone(),
-            rtype: "CNAME".into(),
+            rtype: RecordType::CNAME,
             value: target.to_string(),
             ttl: self.zones[zi].ttl,
         }
     }
 
-    fn node_views(&self, zi: usize, name: &DnsName, node: &Node) -> Vec<RecordView> {
+    fn node_views(&self, zi: usize, name: &DnsName, node: &Node) -> Vec<Record> {
         match node {
             Node::Addresses(set) => set.iter().map(|a| self.address_view(zi, name, a)).collect(),
             Node::Alias(t) => vec![self.alias_view(zi, name, t)],
@@ -715,13 +664,17 @@ mod tests {
         let c = e
             .add_record(&n("nas.home.arpa"), a("192.168.1.10"))
             .unwrap();
-        assert_eq!((c.serial, c.zone.as_str()), (2, "home.arpa"));
+        assert_eq!(
+            (c.serial_before, c.serial_after, c.zone.as_str()),
+            (1, 2, "home.arpa")
+        );
         e.add_record(&n("nas.home.arpa"), a("fd00::10")).unwrap();
         let c = e
             .add_alias(&n("files.home.arpa"), &n("nas.home.arpa"))
             .unwrap();
-        assert_eq!(c.serial, 4);
-        assert_eq!(c.added[0].rtype, "CNAME");
+        assert_eq!(c.serial_after, 4);
+        assert_eq!(c.added[0].rtype, RecordType::CNAME);
+        assert!(c.removed.is_empty());
         assert_eq!(
             e.serial(&n("lab.example")),
             Some(1),
@@ -753,7 +706,8 @@ mod tests {
         }
         assert_eq!(e.describe(&nas).unwrap(), before);
         let c = e.remove_record(&nas, a("192.168.1.10")).unwrap();
-        assert_eq!(c.removed.len(), 1);
+        assert_eq!(c.removed, before.records[..1]);
+        assert!(c.added.is_empty());
         assert_eq!(e.describe(&nas).unwrap().records.len(), 1);
         e.remove_record(&nas, a("192.168.1.11")).unwrap();
         assert!(matches!(e.remove(&nas), Err(ZoneError::NotFound(_))));
@@ -770,7 +724,7 @@ mod tests {
         let listing = e.list();
         let bytes = file(d.path());
 
-        let cases: Vec<(Result<Change, ZoneError>, &str, &str)> = vec![
+        let cases: Vec<(Result<ZoneDiff, ZoneError>, &str, &str)> = vec![
             (
                 e.add_record(&n("nas.example.com"), a("1.2.3.4")),
                 "invalid",
@@ -862,8 +816,9 @@ mod tests {
         };
         let preview = e.apply(&op, true).unwrap();
         assert!(preview.dry_run);
-        assert_eq!(preview.serial, 3);
+        assert_eq!((preview.serial_before, preview.serial_after), (2, 3));
         assert_eq!(preview.added[0].value, "192.168.1.11");
+        assert!(preview.removed.is_empty());
         let dup = Op::AddRecord {
             name: nas.clone(),
             address: a("192.168.1.10"),
@@ -874,7 +829,7 @@ mod tests {
         assert!(Arc::ptr_eq(&snap, &e.view().current()), "nothing published");
         let real = e.apply(&op, false).unwrap();
         assert_eq!(
-            (real.serial, real.added.clone(), real.dry_run),
+            (real.serial_after, real.added.clone(), real.dry_run),
             (3, preview.added, false)
         );
     }
@@ -898,7 +853,13 @@ mod tests {
                 false,
             )
             .unwrap();
-        assert_eq!(c.serial, gone.serial + 1, "one serial step for the batch");
+        assert_eq!(c.serial_before, gone.serial_after);
+        assert_eq!(
+            c.serial_after,
+            gone.serial_after + 1,
+            "one serial step for the batch"
+        );
+        assert_eq!(c.added, gone.removed, "the diff is the removal reversed");
         let gone_alias = e.remove(&www).unwrap();
         e.apply(
             &Op::Restore {
@@ -923,9 +884,12 @@ mod tests {
         let err = e.apply(&Op::Restore { records: mixed }, false).unwrap_err();
         assert!(err.to_string().contains("records[1].name"), "{err}");
         let mut bad = gone.removed;
-        bad[0].rtype = "MX".into();
+        bad[0].rtype = RecordType::AAAA;
         let err = e.apply(&Op::Restore { records: bad }, false).unwrap_err();
-        assert!(err.to_string().contains("records[0].type"), "{err}");
+        assert!(
+            err.to_string().contains("records[0].value") && err.to_string().contains("AAAA"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -969,5 +933,42 @@ mod tests {
     fn serial_wraps_past_zero() {
         assert_eq!(next_serial(u32::MAX), 1);
         assert_eq!(next_serial(7), 8);
+    }
+
+    #[test]
+    fn the_diff_is_computed_from_the_records_before_and_after() {
+        let d = tempfile::tempdir().unwrap();
+        let mut e = Engine::open(&zones(), d.path()).unwrap();
+        let nas = n("nas.home.arpa");
+        e.add_record(&nas, a("192.168.1.10")).unwrap();
+        e.add_record(&nas, a("fd00::10")).unwrap();
+        e.add_record(&n("other.lab.example"), a("10.9.0.5"))
+            .unwrap();
+        // Remove lists every record the name held, nothing of other names
+        // or zones.
+        let c = e.apply(&Op::Remove { name: nas.clone() }, true).unwrap();
+        let kinds: Vec<_> = c
+            .removed
+            .iter()
+            .map(|r| (r.rtype, r.value.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (RecordType::A, "192.168.1.10"),
+                (RecordType::AAAA, "fd00::10")
+            ]
+        );
+        assert_eq!((c.serial_before, c.serial_after), (3, 4));
+        assert_eq!(
+            c.to_string(),
+            "Removes A nas.home.arpa → 192.168.1.10, AAAA nas.home.arpa → fd00::10 \
+             (zone home.arpa, serial 3 → 4)."
+        );
+        // An empty restore is refused rather than answered with an empty diff.
+        let err = e
+            .apply(&Op::Restore { records: vec![] }, false)
+            .unwrap_err();
+        assert!(matches!(err, ZoneError::InvalidArgument(_)), "{err}");
     }
 }

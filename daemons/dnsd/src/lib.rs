@@ -35,5 +35,7 @@ pub mod gateways;
 pub mod server;
 
 pub use config::{DaemonSettings, DnsSettings, ZoneConfig};
-pub use engine::{Change, Description, Engine, Op, RecordView, ZoneError, ZoneListing, ZoneView};
+pub use engine::{
+    Engine, NameRecords, Op, Record, RecordType, Zone, ZoneDiff, ZoneError, ZoneView,
+};
 pub use server::DnsServer;

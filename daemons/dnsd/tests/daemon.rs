@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use hearth_common::contract::dns::{self as contract, RecordType};
 use hearth_common::proxies::dns::DnsProxy;
 use hearth_common::HearthError;
-use serde_json::Value;
 use support::dig;
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
@@ -104,10 +104,6 @@ fn write_config(dir: &Path, port: u16, access: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).expect("the daemon returns JSON")
-}
-
 async fn proxy(bus: &Bus) -> Result<DnsProxy<'static>> {
     let conn = zbus::connection::Builder::address(bus.address.as_str())?
         .build()
@@ -132,39 +128,84 @@ async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Resu
     let daemon = Daemon::start(&bus, dir.path(), &config).await?;
     let dns = proxy(&bus).await?;
 
-    // A preview changes nothing.
-    let preview = json(&dns.add_record("test.local", "192.168.1.100", true).await?);
-    assert_eq!(preview["dry_run"], true);
-    assert_eq!(preview["added"][0]["type"], "A");
+    // A preview changes nothing; its diff is exactly what the real change
+    // then does: the one record dig answers, and the serial the SOA shows.
+    let soa_before = dig(server, "local", "SOA", &[]).await?.soa_serial();
+    let preview = contract::add_record(&dns, "test.local", "192.168.1.100", true).await?;
+    assert!(preview.dry_run);
+    assert!(preview.removed.is_empty());
+    assert_eq!(Some(preview.serial_before), soa_before);
     assert_eq!(
         dig(server, "test.local", "A", &[]).await?.status,
         "NXDOMAIN"
     );
+    assert_eq!(
+        dig(server, "local", "SOA", &[]).await?.soa_serial(),
+        soa_before
+    );
 
     // The demo's record.
-    let c = json(&dns.add_record("test.local", "192.168.1.100", false).await?);
-    assert_eq!(c["serial"], preview["serial"]);
-    assert_eq!(c["zone"], "local");
+    let c = contract::add_record(&dns, "test.local", "192.168.1.100", false).await?;
+    assert_eq!(
+        (c.added.clone(), c.removed.clone()),
+        (preview.added.clone(), vec![])
+    );
+    assert_eq!(
+        (c.serial_before, c.serial_after),
+        (preview.serial_before, preview.serial_after)
+    );
+    assert_eq!(c.zone.as_str(), "local");
     let r = dig(server, "test.local", "A", &[]).await?;
     assert_eq!(r.status, "NOERROR");
     assert!(r.has_flag("aa"));
     assert_eq!(r.answer_data("A"), ["192.168.1.100"]);
     assert_eq!(r.soa_serial(), None);
+    let answered: Vec<(String, String, String, u32)> = r
+        .answer
+        .iter()
+        .map(|x| {
+            let name = x.name.trim_end_matches('.').to_string();
+            (name, x.rtype.clone(), x.data.clone(), x.ttl)
+        })
+        .collect();
+    let previewed: Vec<(String, String, String, u32)> = preview
+        .added
+        .iter()
+        .map(|x| {
+            (
+                x.name.to_string(),
+                x.rtype.to_string(),
+                x.value.clone(),
+                x.ttl,
+            )
+        })
+        .collect();
+    assert_eq!(
+        previewed, answered,
+        "the preview lists exactly what dig answers"
+    );
     assert_eq!(
         dig(server, "local", "SOA", &[]).await?.soa_serial(),
-        c["serial"].as_u64().map(|s| s as u32)
+        Some(preview.serial_after)
+    );
+    assert_eq!(
+        preview.to_string(),
+        format!(
+            "Adds A test.local → 192.168.1.100 (zone local, serial {} → {}).",
+            preview.serial_before, preview.serial_after
+        )
     );
 
     // An alias, and an AAAA record.
     dns.add_record("nas.home.arpa", "fd00::10", false).await?;
-    dns.add_alias("files.home.arpa", "nas.home.arpa", false)
-        .await?;
+    let alias = contract::add_alias(&dns, "files.home.arpa", "nas.home.arpa", false).await?;
+    assert_eq!(alias.added[0].rtype, RecordType::CNAME);
     let r = dig(server, "files.home.arpa", "AAAA", &[]).await?;
     assert_eq!(r.answer_data("CNAME"), ["nas.home.arpa."]);
     assert_eq!(r.answer_data("AAAA"), ["fd00::10"]);
 
     // Bad input is named and changes nothing.
-    let before = dns.list().await?;
+    let before = contract::zones(&dns).await?;
     let bad = dns
         .add_record("bad..name.home.arpa", "10.0.0.1", false)
         .await;
@@ -185,18 +226,23 @@ async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Resu
     assert_eq!(kind(&dup), "Conflict");
     let missing = dns.remove("ghost.home.arpa", false).await;
     assert_eq!(kind(&missing), "NotFound");
-    assert_eq!(dns.list().await?, before);
+    assert_eq!(contract::zones(&dns).await?, before);
     assert_eq!(
         dig(server, "printer.example.com", "A", &[]).await?.status,
         "REFUSED"
     );
 
-    // Remove, then Restore with Remove's own result: the gate's undo.
+    // Remove, then Restore with Remove's own result: the gate's undo (it
+    // passes the raw document back).
     let removed = dns.remove("nas.home.arpa", false).await?;
+    let diff: contract::ZoneDiff = hearth_common::contract::decode("Dns1.Remove", &removed)?;
+    assert_eq!(diff.removed.len(), 1);
     assert_eq!(
         dig(server, "nas.home.arpa", "AAAA", &[]).await?.status,
         "NXDOMAIN"
     );
+    let back = contract::restore(&dns, &[], true).await;
+    assert_eq!(kind(&back), "InvalidArgument");
     dns.restore(&removed, false).await?;
     assert_eq!(
         dig(server, "nas.home.arpa", "AAAA", &[])
@@ -204,9 +250,10 @@ async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Resu
             .answer_data("AAAA"),
         ["fd00::10"]
     );
-    let desc = json(&dns.describe("nas.home.arpa").await?);
-    assert_eq!(desc["records"][0]["value"], "fd00::10");
-    let listing = dns.list().await?;
+    let desc = contract::name_records(&dns, "nas.home.arpa").await?;
+    assert_eq!(desc.records[0].value, "fd00::10");
+    assert!(!desc.fixed);
+    let listing = contract::zones(&dns).await?;
     let home_serial = dig(server, "home.arpa", "SOA", &[]).await?.soa_serial();
 
     // Restart: the same data and serials are served. This time root is only
@@ -223,7 +270,7 @@ async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Resu
     )?;
     let daemon = Daemon::start(&bus, dir.path(), &config).await?;
     let dns = proxy(&bus).await?;
-    assert_eq!(dns.list().await?, listing);
+    assert_eq!(contract::zones(&dns).await?, listing);
     assert_eq!(
         dig(server, "test.local", "A", &[]).await?.answer_data("A"),
         ["192.168.1.100"]
@@ -234,9 +281,9 @@ async fn records_changed_over_the_bus_are_served_and_survive_a_restart() -> Resu
     );
     let refused = dns.add_record("new.home.arpa", "10.0.0.2", false).await;
     assert_eq!(kind(&refused), "NotAuthorized");
-    let preview = dns.add_record("new.home.arpa", "10.0.0.2", true).await;
+    let preview = contract::add_record(&dns, "new.home.arpa", "10.0.0.2", true).await;
     assert_eq!(kind(&preview), "ok");
-    assert_eq!(dns.list().await?, listing);
+    assert_eq!(contract::zones(&dns).await?, listing);
     daemon.stop().await?;
     Ok(())
 }
