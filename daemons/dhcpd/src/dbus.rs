@@ -1,16 +1,18 @@
 //! `org.hearth.Dhcp1`: the device inventory and reservations, a thin
-//! adapter over the [`Engine`] (docs/dbus/dhcp.md). Reads need an operator;
+//! adapter over the [`Engine`] (docs/dbus/dhcp.md), answering with the
+//! JSON of the types of [`hearth_common::contract::dhcp`]. Reads need an operator;
 //! changes an admin, previews (`dry_run = true`) an operator: the rule of
 //! [`hearth_common::rights`].
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use hearth_common::contract::dhcp as contract;
+use hearth_common::contract::encode;
 use hearth_common::mac::MacAddr;
 use hearth_common::types::Ipv4;
 use hearth_common::{names, HearthError};
 use hearth_daemon::Access;
-use serde_json::{json, Value};
 use zbus::message::Header;
 
 use crate::engine::{Engine, LookupError, ReserveError};
@@ -47,8 +49,8 @@ pub struct DhcpInterface {
     oui: Arc<Oui>,
 }
 
-/// One device as JSON (see docs/dbus/dhcp.md).
-pub fn device_json(engine: &Engine, oui: &Oui, mac: &MacAddr, t: u64) -> Value {
+/// One device, as `ShowDevice` gives it (see docs/dbus/dhcp.md).
+pub fn device_of(engine: &Engine, oui: &Oui, mac: &MacAddr, t: u64) -> contract::Device {
     let s = engine.state();
     let dev = s.devices.get(mac);
     let lease = s
@@ -57,22 +59,31 @@ pub fn device_json(engine: &Engine, oui: &Oui, mac: &MacAddr, t: u64) -> Value {
         .filter(|l| &l.mac == mac && l.expires > t)
         .max_by_key(|l| (l.bound, l.expires));
     let res = s.reservations.get(mac);
-    json!({
-        "mac": mac.to_string(),
-        "vendor": oui.vendor(mac),
-        "domain": dev.map(|d| d.domain.to_string()).or_else(|| res.map(|r| r.domain.to_string())),
-        "address": lease.map(|l| l.address).or(dev.and_then(|d| d.address)).map(|a| a.to_string()),
-        "hostname": dev.and_then(|d| d.hostname.clone()),
-        "name": lease.and_then(|l| l.dns_name.clone()),
-        "first_seen": dev.map(|d| d.first_seen),
-        "last_seen": dev.map(|d| d.last_seen),
-        "lease": lease.map(|l| json!({
-            "address": l.address.to_string(),
-            "state": if l.bound { "bound" } else { "offered" },
-            "expires": l.expires,
-        })),
-        "reserved": res.map(|r| r.address.to_string()),
-    })
+    contract::Device {
+        mac: *mac,
+        vendor: oui.vendor(mac).map(str::to_string),
+        domain: dev
+            .map(|d| d.domain.clone())
+            .or_else(|| res.map(|r| r.domain.clone())),
+        address: lease
+            .map(|l| l.address)
+            .or(dev.and_then(|d| d.address))
+            .map(Ipv4::from),
+        hostname: dev.and_then(|d| d.hostname.clone()),
+        name: lease.and_then(|l| l.dns_name.clone()),
+        first_seen: dev.map(|d| d.first_seen),
+        last_seen: dev.map(|d| d.last_seen),
+        lease: lease.map(|l| contract::Lease {
+            address: l.address.into(),
+            state: if l.bound {
+                contract::LeaseState::Bound
+            } else {
+                contract::LeaseState::Offered
+            },
+            expires: l.expires,
+        }),
+        reserved: res.map(|r| r.address.into()),
+    }
 }
 
 impl DhcpInterface {
@@ -113,11 +124,11 @@ impl DhcpInterface {
         macs.extend(e.state().reservations.keys().copied());
         macs.sort();
         macs.dedup();
-        let list: Vec<Value> = macs
+        let list: Vec<contract::Device> = macs
             .iter()
-            .map(|m| device_json(&e, &self.oui, m, t))
+            .map(|m| device_of(&e, &self.oui, m, t))
             .collect();
-        Ok(Value::Array(list).to_string())
+        encode(&list)
     }
 
     /// One device, by MAC or host name.
@@ -130,7 +141,7 @@ impl DhcpInterface {
         self.authorize(conn, &hdr, false).await?;
         let e = self.shared.engine();
         let mac = e.find_device(&device)?;
-        Ok(device_json(&e, &self.oui, &mac, now()).to_string())
+        encode(&device_of(&e, &self.oui, &mac, now()))
     }
 
     /// Each served domain's pool.
@@ -140,8 +151,7 @@ impl DhcpInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr, false).await?;
-        serde_json::to_string(&self.shared.pools())
-            .map_err(|e| HearthError::Internal(e.to_string()))
+        encode(&self.shared.pools())
     }
 
     /// Reserves `address` for a device the inventory knows; the address
@@ -172,19 +182,19 @@ impl DhcpInterface {
             ))
         })?;
         let r = e.reserve(d, mac, ip, now(), dry_run)?;
-        let doc = json!({
-            "action": "reserve",
-            "dry_run": dry_run,
-            "mac": mac.to_string(),
-            "domain": r.domain.to_string(),
-            "address": r.address.to_string(),
-            "device": device_json(&e, &self.oui, &mac, now()),
-        });
+        let doc = contract::ReservationChange {
+            action: contract::ReservationAction::Reserve,
+            dry_run,
+            mac,
+            domain: r.domain.clone(),
+            address: r.address.into(),
+            device: Some(device_of(&e, &self.oui, &mac, now())),
+        };
         drop(e);
         if !dry_run {
             self.shared.update_status();
         }
-        Ok(doc.to_string())
+        encode(&doc)
     }
 
     /// Removes a device's reservation.
@@ -202,14 +212,14 @@ impl DhcpInterface {
             _ => e.find_device(&device)?,
         };
         let r = e.release_reservation(mac, dry_run)?;
-        Ok(json!({
-            "action": "release_reservation",
-            "dry_run": dry_run,
-            "mac": mac.to_string(),
-            "domain": r.domain.to_string(),
-            "address": r.address.to_string(),
+        encode(&contract::ReservationChange {
+            action: contract::ReservationAction::ReleaseReservation,
+            dry_run,
+            mac,
+            domain: r.domain,
+            address: r.address.into(),
+            device: None,
         })
-        .to_string())
     }
 
     /// Forgets a device: lease, name, reservation and inventory entry.
@@ -224,14 +234,18 @@ impl DhcpInterface {
         let (doc, names) = {
             let mut e = self.shared.engine();
             let mac = e.find_device(&device)?;
-            let before = device_json(&e, &self.oui, &mac, now());
+            let before = device_of(&e, &self.oui, &mac, now());
             let names = e.forget(mac, dry_run)?;
             (
-                json!({"action": "forget", "dry_run": dry_run, "device": before}),
+                contract::Forgotten {
+                    action: contract::ForgetAction::Forget,
+                    dry_run,
+                    device: before,
+                },
                 names,
             )
         };
         self.shared.send_names(names);
-        Ok(doc.to_string())
+        encode(&doc)
     }
 }

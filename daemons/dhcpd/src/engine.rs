@@ -14,12 +14,12 @@
 //!   [`Engine::pools`]; nothing else changes.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use hearth_common::mac::MacAddr;
-use hearth_common::types::{DnsName, DomainId};
+use hearth_common::types::{Cidr, DnsName, DomainId};
 use serde::{Deserialize, Serialize};
 
 use crate::config::DhcpConfig;
@@ -41,6 +41,8 @@ pub struct Domain {
     pub first: Ipv4Addr,
     /// Last address of the pool.
     pub last: Ipv4Addr,
+    /// `network/prefix`.
+    pub subnet: Cidr,
 }
 
 impl Domain {
@@ -73,7 +75,9 @@ impl Domain {
         if lo > hi {
             return None;
         }
+        let subnet = Cidr::network_of(IpAddr::V4(Ipv4Addr::from(net)), prefix).ok()?;
         Some(Domain {
+            subnet,
             name,
             bridge,
             network: Ipv4Addr::from(net),
@@ -1039,12 +1043,12 @@ impl Engine {
             })
             .count() as u32;
         PoolStatus {
-            domain: d.name.to_string(),
+            domain: d.name.clone(),
             bridge: d.bridge.clone(),
-            subnet: format!("{}/{}", d.network, d.prefix),
-            gateway: d.gateway.to_string(),
-            first: d.first.to_string(),
-            last: d.last.to_string(),
+            subnet: d.subnet,
+            gateway: d.gateway.into(),
+            first: d.first.into(),
+            last: d.last.into(),
             size,
             leased,
             offered,
@@ -1064,33 +1068,7 @@ fn remove_name(l: &Lease) -> Option<NameChange> {
 }
 
 /// One domain's pool, for `Pools` and the status line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PoolStatus {
-    /// The domain.
-    pub domain: String,
-    /// Its bridge.
-    pub bridge: String,
-    /// Its subnet.
-    pub subnet: String,
-    /// Its gateway (router and DNS handed out).
-    pub gateway: String,
-    /// First address of the pool.
-    pub first: String,
-    /// Last address of the pool.
-    pub last: String,
-    /// Addresses the pool hands out.
-    pub size: u32,
-    /// Bound leases.
-    pub leased: u32,
-    /// Outstanding offers.
-    pub offered: u32,
-    /// Reservations in the domain.
-    pub reserved: u32,
-    /// Addresses neither leased, offered, reserved nor set aside.
-    pub free: u32,
-    /// No address left.
-    pub full: bool,
-}
+pub type PoolStatus = hearth_common::contract::dhcp::Pool;
 
 /// A device that could not be found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -249,47 +249,40 @@ async fn serve(shared: Arc<Shared>, d: Domain, sock: UdpSocket) {
     }
 }
 
-/// Parses netd's `ListDomains` document into the domains to serve (those
-/// whose services name `dhcp`).
-pub fn parse_domains(doc: &str, cfg: &DhcpConfig) -> Result<BTreeMap<DomainId, Domain>, String> {
-    let v: serde_json::Value = serde_json::from_str(doc).map_err(|e| e.to_string())?;
-    let list = v.as_array().ok_or("ListDomains did not return an array")?;
+/// The domains to serve (those whose services name `dhcp`) out of netd's
+/// `ListDomains` answer.
+pub fn serving(
+    list: &[hearth_common::contract::network::Domain],
+    cfg: &DhcpConfig,
+) -> BTreeMap<DomainId, Domain> {
     let mut out = BTreeMap::new();
-    for d in list {
-        let serves = d["services"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("dhcp")));
-        if !serves {
+    for d in list
+        .iter()
+        .filter(|d| d.services.iter().any(|s| s == "dhcp"))
+    {
+        let std::net::IpAddr::V4(net) = d.subnet.net().network() else {
+            tracing::warn!(domain = %d.name, subnet = %d.subnet, "not an IPv4 subnet; not served");
             continue;
-        }
-        let name = DomainId::parse(d["name"].as_str().unwrap_or("")).map_err(|e| e.to_string())?;
-        let bridge = d["bridge"].as_str().unwrap_or("").to_string();
-        let subnet = d["subnet"].as_str().unwrap_or("");
-        let gateway: Ipv4Addr = d["gateway"]
-            .as_str()
-            .unwrap_or("")
-            .parse()
-            .map_err(|e| format!("domain {name}: gateway: {e}"))?;
-        let (net, prefix) = subnet
-            .split_once('/')
-            .ok_or_else(|| format!("domain {name}: subnet {subnet:?}"))?;
-        let net: Ipv4Addr = net
-            .parse()
-            .map_err(|e| format!("domain {name}: subnet: {e}"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|e| format!("domain {name}: prefix: {e}"))?;
-        let range = cfg.range_of(&name);
-        match Domain::new(name.clone(), bridge, net, prefix, gateway, range) {
+        };
+        let range = cfg.range_of(&d.name);
+        let prefix = d.subnet.prefix_len();
+        match Domain::new(
+            d.name.clone(),
+            d.bridge.clone(),
+            net,
+            prefix,
+            d.gateway.addr(),
+            range,
+        ) {
             Some(dom) => {
-                out.insert(name, dom);
+                out.insert(d.name.clone(), dom);
             }
             None => {
-                tracing::warn!(domain = %name, %subnet, "no address to hand out in this domain; not served")
+                tracing::warn!(domain = %d.name, subnet = %d.subnet, "no address to hand out in this domain; not served")
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Follows hearth-netd's domains: serves a new one, stops a deleted one
@@ -318,11 +311,8 @@ pub async fn follow(shared: Arc<Shared>, conn: zbus::Connection) {
         }
     };
     loop {
-        match net.list_domains().await {
-            Ok(doc) => match parse_domains(&doc, &shared.cfg) {
-                Ok(want) => sync(&shared, &mut running, want),
-                Err(e) => tracing::warn!("unreadable domain list from hearth-netd: {e}"),
-            },
+        match hearth_common::contract::network::domains(&net).await {
+            Ok(list) => sync(&shared, &mut running, serving(&list, &shared.cfg)),
             Err(e) => tracing::warn!("cannot list hearth-netd's domains: {e}"),
         }
         match changed.as_mut() {

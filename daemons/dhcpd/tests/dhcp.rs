@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hearth_common::contract::dhcp as dhcp_c;
 use hearth_common::proxies::daemon::DaemonProxy;
 use hearth_common::proxies::dhcp::DhcpProxy;
 use hearth_common::proxies::network::NetworkProxy;
@@ -259,16 +260,12 @@ impl Bus {
         })
     }
 
-    fn pools(&self) -> serde_json::Value {
-        serde_json::from_str(&self.dhcp(async |p| p.pools().await.unwrap())).unwrap()
+    fn pools(&self) -> Vec<dhcp_c::Pool> {
+        self.dhcp(async |p| dhcp_c::pools(p).await.unwrap())
     }
 
     fn served(&self, domain: &str) -> bool {
-        self.pools()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["domain"] == domain)
+        self.pools().iter().any(|p| p.domain.as_str() == domain)
     }
 
     fn status_dhcpd(&self) -> String {
@@ -367,26 +364,24 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
     assert!(!printer.ping(&cam_ip), "iot does not reach lan");
 
     // The inventory knows both, with the vendor from ieee-data when present.
-    let list: serde_json::Value =
-        serde_json::from_str(&bus.dhcp(async |p| p.list_devices().await.unwrap())).unwrap();
-    let macs: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["mac"].as_str().unwrap())
-        .collect();
-    assert!(macs.contains(&"00:00:0c:00:00:01") && macs.contains(&"00:11:22:33:44:55"));
-    let shown: serde_json::Value =
-        serde_json::from_str(&bus.dhcp(async |p| p.show_device("cam1").await.unwrap())).unwrap();
-    assert_eq!(shown["address"], cam_ip.as_str());
-    assert_eq!(shown["domain"], "lan");
-    assert_eq!(shown["name"], "cam1.lan.home.arpa");
+    let list = bus.dhcp(async |p| dhcp_c::devices(p).await.unwrap());
+    let macs: Vec<String> = list.iter().map(|d| d.mac.to_string()).collect();
+    assert!(
+        macs.contains(&"00:00:0c:00:00:01".to_string())
+            && macs.contains(&"00:11:22:33:44:55".to_string()),
+        "{macs:?}"
+    );
+    let shown = bus.dhcp(async |p| dhcp_c::device(p, "cam1").await.unwrap());
+    assert_eq!(
+        shown.address.map(|a| a.to_string()).as_deref(),
+        Some(cam_ip.as_str())
+    );
+    assert_eq!(shown.domain.as_ref().map(|d| d.as_str()), Some("lan"));
+    assert_eq!(shown.name.as_deref(), Some("cam1.lan.home.arpa"));
     if Path::new("/usr/share/ieee-data/oui.txt").exists() {
         assert!(
-            shown["vendor"]
-                .as_str()
-                .is_some_and(|v| v.contains("Cisco")),
-            "{shown}"
+            shown.vendor.as_deref().is_some_and(|v| v.contains("Cisco")),
+            "{shown:?}"
         );
     }
 
@@ -429,8 +424,11 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         .dhcp(async |p| p.reserve("00:00:0c:00:00:02", &cam_ip, false).await)
         .unwrap_err();
     assert_eq!(e.kind(), "Conflict", "{e:?}");
-    bus.dhcp(async |p| p.reserve("cam1", "10.77.1.200", false).await)
+    let r = bus
+        .dhcp(async |p| dhcp_c::reserve(p, "cam1", "10.77.1.200", false).await)
         .unwrap();
+    assert_eq!(r.address.to_string(), "10.77.1.200");
+    assert_eq!(r.device.and_then(|d| d.reserved), Some(r.address));
     let e = bus
         .dhcp(async |p| p.reserve("00:00:0c:00:00:02", "10.77.1.200", false).await)
         .unwrap_err();
@@ -486,8 +484,12 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
 
     // A pool of four and five clients: four served, the fifth refused and
     // logged, nothing crashes.
-    bus.net(async |p| p.create_domain("tiny", "10.77.40.0/24", false).await)
+    let made = bus
+        .net(async |p| {
+            hearth_common::contract::network::create_domain(p, "tiny", "10.77.40.0/24", false).await
+        })
         .unwrap();
+    assert_eq!(made.dhcp_scopes_added.len(), 1, "{made:?}");
     wait_until("tiny served", Duration::from_secs(20), || {
         bus.served("tiny")
     });
@@ -511,14 +513,8 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
     assert_eq!(served, 4, "four of five clients served");
     assert!(log(&sb).contains("pool full"), "the full pool is logged");
     let pools = bus.pools();
-    let t = pools
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["domain"] == "tiny")
-        .unwrap()
-        .clone();
-    assert_eq!(t["full"], true, "{t}");
+    let t = pools.iter().find(|p| p.domain.as_str() == "tiny").unwrap();
+    assert!(t.full, "{t:?}");
     assert_eq!(bus.ping_dhcpd(), "pong");
     let status = bus.status_dhcpd();
     assert!(status.contains("pool full: tiny"), "status: {status}");
@@ -527,8 +523,10 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
     });
 
     // Deleting the domain stops its service and removes its names.
-    bus.net(async |p| p.delete_domain("tiny", false).await)
+    let gone = bus
+        .net(async |p| hearth_common::contract::network::delete_domain(p, "tiny", false).await)
         .unwrap();
+    assert_eq!(gone.dhcp_scopes_removed.len(), 1, "{gone:?}");
     wait_until("tiny no longer served", Duration::from_secs(20), || {
         !bus.served("tiny")
     });
@@ -555,8 +553,10 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
     drop(sensor);
 
     // Forget a device: its name goes too.
-    bus.dhcp(async |p| p.forget("printer", false).await)
+    let f = bus
+        .dhcp(async |p| dhcp_c::forget(p, "printer", false).await)
         .unwrap();
+    assert_eq!(f.device.hostname.as_deref(), Some("printer"));
     wait_until("printer's name removed", Duration::from_secs(10), || {
         dig(&sb, "printer.iot.home.arpa").is_empty()
     });
