@@ -1,33 +1,40 @@
-//! `hearthctl devices`: the device inventory over `org.hearth.Dhcp1`.
+//! `hearthctl devices`: the device inventory over `org.hearth.Dhcp1`, read
+//! through the typed calls of [`hearth_common::contract::dhcp`].
 
+use hearth_common::contract::dhcp::{self as contract, LeaseState};
 use hearth_common::proxies::dhcp::DhcpProxy;
 use hearth_common::HearthError;
-use serde_json::Value;
 
 use super::{table, Output};
 use crate::cli::devices::Command;
+
+/// The `--json` form of a contract value.
+fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, HearthError> {
+    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("encoding: {e}")))
+}
+
+fn s<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
+}
 
 /// Runs one devices command.
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let dhcp = DhcpProxy::new(conn).await?;
     match cmd {
         Command::List => {
-            let json = parse(&dhcp.list_devices().await?)?;
-            let rows: Vec<Vec<String>> = json
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let list = contract::devices(&dhcp).await?;
+            let rows: Vec<Vec<String>> = list
                 .iter()
                 .map(|d| {
                     vec![
-                        s(&d["mac"]),
-                        s(&d["domain"]),
-                        s(&d["address"]),
-                        s(&d["hostname"]),
-                        s(&d["name"]),
-                        s(&d["reserved"]),
-                        when(&d["last_seen"]),
-                        s(&d["vendor"]),
+                        d.mac.to_string(),
+                        s(&d.domain),
+                        s(&d.address),
+                        s(&d.hostname),
+                        s(&d.name),
+                        s(&d.reserved),
+                        when(d.last_seen),
+                        s(&d.vendor),
                     ]
                 })
                 .collect();
@@ -48,86 +55,85 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                     &rows,
                 )
             };
-            Ok(Output::ok(json, text))
+            Ok(Output::ok(json(&list)?, text))
         }
         Command::Show { device } => {
-            let json = parse(&dhcp.show_device(&device).await?)?;
-            let lease = match &json["lease"] {
-                Value::Null => "none".to_string(),
-                l => format!(
+            let d = contract::device(&dhcp, &device).await?;
+            let lease = match &d.lease {
+                None => "none".to_string(),
+                Some(l) => format!(
                     "{} {} until {}",
-                    s(&l["address"]),
-                    s(&l["state"]),
-                    when(&l["expires"])
+                    l.address,
+                    match l.state {
+                        LeaseState::Bound => "bound",
+                        LeaseState::Offered => "offered",
+                    },
+                    when(Some(l.expires))
                 ),
             };
             let rows = [
-                ("mac", s(&json["mac"])),
-                ("vendor", s(&json["vendor"])),
-                ("domain", s(&json["domain"])),
-                ("address", s(&json["address"])),
-                ("hostname", s(&json["hostname"])),
-                ("name", s(&json["name"])),
+                ("mac", d.mac.to_string()),
+                ("vendor", s(&d.vendor)),
+                ("domain", s(&d.domain)),
+                ("address", s(&d.address)),
+                ("hostname", s(&d.hostname)),
+                ("name", s(&d.name)),
                 ("lease", lease),
-                ("reserved", s(&json["reserved"])),
-                ("first seen", when(&json["first_seen"])),
-                ("last seen", when(&json["last_seen"])),
+                ("reserved", s(&d.reserved)),
+                ("first seen", when(d.first_seen)),
+                ("last seen", when(d.last_seen)),
             ];
             let text = rows
                 .iter()
                 .map(|(k, v)| format!("{k:<11} {v}"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok(Output::ok(json, text))
+            Ok(Output::ok(json(&d)?, text))
         }
         Command::Reserve {
             device,
             address,
             dry_run,
         } => {
-            let json = parse(&dhcp.reserve(&device, &address, dry_run).await?)?;
-            let verb = if dry_run { "would reserve" } else { "reserved" };
-            let text = format!(
-                "{verb} {} for {} in {}",
-                s(&json["address"]),
-                s(&json["mac"]),
-                s(&json["domain"])
-            );
-            Ok(Output::ok(json, text))
+            let r = contract::reserve(&dhcp, &device, &address, dry_run).await?;
+            let verb = if r.dry_run {
+                "would reserve"
+            } else {
+                "reserved"
+            };
+            let text = format!("{verb} {} for {} in {}", r.address, r.mac, r.domain);
+            Ok(Output::ok(json(&r)?, text))
         }
         Command::Unreserve { device, dry_run } => {
-            let json = parse(&dhcp.release_reservation(&device, dry_run).await?)?;
-            let verb = if dry_run { "would release" } else { "released" };
-            let text = format!(
-                "{verb} the reservation of {} for {}",
-                s(&json["address"]),
-                s(&json["mac"])
-            );
-            Ok(Output::ok(json, text))
+            let r = contract::release_reservation(&dhcp, &device, dry_run).await?;
+            let verb = if r.dry_run {
+                "would release"
+            } else {
+                "released"
+            };
+            let text = format!("{verb} the reservation of {} for {}", r.address, r.mac);
+            Ok(Output::ok(json(&r)?, text))
         }
         Command::Forget { device, dry_run } => {
-            let json = parse(&dhcp.forget(&device, dry_run).await?)?;
-            let verb = if dry_run { "would forget" } else { "forgot" };
-            let text = format!("{verb} {}", s(&json["device"]["mac"]));
-            Ok(Output::ok(json, text))
+            let f = contract::forget(&dhcp, &device, dry_run).await?;
+            let verb = if f.dry_run { "would forget" } else { "forgot" };
+            let text = format!("{verb} {}", f.device.mac);
+            Ok(Output::ok(json(&f)?, text))
         }
         Command::Pools => {
-            let json = parse(&dhcp.pools().await?)?;
-            let rows: Vec<Vec<String>> = json
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let pools = contract::pools(&dhcp).await?;
+            let rows: Vec<Vec<String>> = pools
                 .iter()
                 .map(|p| {
                     vec![
-                        s(&p["domain"]),
-                        s(&p["subnet"]),
-                        format!("{}-{}", s(&p["first"]), s(&p["last"])),
-                        s(&p["size"]),
-                        s(&p["leased"]),
-                        s(&p["reserved"]),
-                        s(&p["free"]),
-                        if p["full"] == true { "FULL" } else { "" }.to_string(),
+                        p.domain.to_string(),
+                        p.subnet.to_string(),
+                        format!("{}-{}", p.first, p.last),
+                        p.size.to_string(),
+                        p.leased.to_string(),
+                        p.reserved.to_string(),
+                        p.free.to_string(),
+                        if p.full { "FULL" } else { "" }.to_string(),
                     ]
                 })
                 .collect();
@@ -137,27 +143,14 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                 ],
                 &rows,
             );
-            Ok(Output::ok(json, text))
+            Ok(Output::ok(json(&pools)?, text))
         }
     }
 }
 
-fn parse(text: &str) -> Result<Value, HearthError> {
-    serde_json::from_str(text)
-        .map_err(|e| HearthError::Internal(format!("hearth-dhcpd sent invalid JSON: {e}")))
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(x) => x.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC.
-fn when(v: &Value) -> String {
-    let Some(secs) = v.as_u64() else {
+fn when(v: Option<u64>) -> String {
+    let Some(secs) = v else {
         return "-".into();
     };
     let days = (secs / 86_400) as i64;
@@ -186,8 +179,8 @@ mod tests {
 
     #[test]
     fn times_are_utc_dates() {
-        assert_eq!(when(&Value::from(0u64)), "1970-01-01 00:00:00");
-        assert_eq!(when(&Value::from(1_796_256_000u64)), "2026-12-03 00:00:00");
-        assert_eq!(when(&Value::Null), "-");
+        assert_eq!(when(Some(0)), "1970-01-01 00:00:00");
+        assert_eq!(when(Some(1_796_256_000)), "2026-12-03 00:00:00");
+        assert_eq!(when(None), "-");
     }
 }

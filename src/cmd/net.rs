@@ -1,60 +1,49 @@
-//! `hearthctl net`: network domains over `org.hearth.Network1`.
+//! `hearthctl net`: network domains over `org.hearth.Network1`, read
+//! through the typed calls of [`hearth_common::contract::network`].
 
+use hearth_common::contract::network::{self as contract, Domain, MatrixRows, NetChange};
 use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::HearthError;
-use serde_json::Value;
 
 use super::{table, Output};
 use crate::cli::net::Command;
 
-fn parse(s: &str) -> Result<Value, HearthError> {
-    serde_json::from_str(s)
-        .map_err(|e| HearthError::Internal(format!("hearth-netd answered malformed JSON: {e}")))
+/// The `--json` form of a contract value.
+fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, HearthError> {
+    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("encoding: {e}")))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
 }
 
-fn domains_table(list: &Value) -> String {
+fn domains_table(list: &[Domain]) -> String {
     let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .map(|d| {
-                    let mut name = text(&d["name"]);
-                    if d["admin"] == true {
-                        name.push_str(" (admin)");
-                    }
-                    vec![
-                        name,
-                        text(&d["bridge"]),
-                        text(&d["subnet"]),
-                        text(&d["gateway"]),
-                        text(&d["ula"]),
-                        text(&d["services"]),
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|d| {
+            let mut name = d.name.to_string();
+            if d.admin {
+                name.push_str(" (admin)");
+            }
+            vec![
+                name,
+                d.bridge.clone(),
+                d.subnet.to_string(),
+                d.gateway.to_string(),
+                opt(&d.ula),
+                d.services.join(","),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &["DOMAIN", "BRIDGE", "SUBNET", "GATEWAY", "ULA", "SERVICES"],
         &rows,
     )
 }
 
-fn matrix_table(matrix: &Value) -> String {
-    let Some(m) = matrix.as_object() else {
-        return String::new();
-    };
+fn matrix_table(m: &MatrixRows) -> String {
     let mut cols: Vec<String> = Vec::new();
-    for row in m.values().filter_map(Value::as_object) {
+    for row in m.values() {
         for k in row.keys() {
             if !cols.contains(k) {
                 cols.push(k.clone());
@@ -67,12 +56,12 @@ fn matrix_table(matrix: &Value) -> String {
     let rows: Vec<Vec<String>> = m
         .iter()
         .map(|(from, row)| {
-            let mut r = vec![from.clone()];
+            let mut r = vec![from.to_string()];
             for c in &cols {
-                r.push(if c == from {
+                r.push(if c == from.as_str() {
                     "self".into()
                 } else {
-                    text(&row[c])
+                    row.get(c).map_or_else(|| "-".into(), ToString::to_string)
                 });
             }
             r
@@ -81,42 +70,15 @@ fn matrix_table(matrix: &Value) -> String {
     table(&headers, &rows)
 }
 
-fn change_text(doc: &Value) -> String {
-    let verb = if doc["dry_run"] == true {
-        "would"
+/// A change's answer: its one-line rendering, said as a preview on a dry
+/// run; `--json` prints the diff.
+fn change(diff: &NetChange) -> Result<Output, HearthError> {
+    let text = if diff.dry_run {
+        format!("Dry run: {diff}")
     } else {
-        "did"
+        diff.to_string()
     };
-    let what = match doc["action"].as_str().unwrap_or("") {
-        "create" => format!(
-            "create domain {} ({} on {}, gateway {})",
-            text(&doc["domain"]["name"]),
-            text(&doc["domain"]["subnet"]),
-            text(&doc["domain"]["bridge"]),
-            text(&doc["domain"]["gateway"])
-        ),
-        "delete" => format!("delete domain {}", text(&doc["name"])),
-        "allow" => {
-            let a = &doc["allow"];
-            let scope = match (a["protocol"].as_str(), &a["port"]) {
-                (None, Value::Null) => "everything".to_string(),
-                (Some(p), Value::Null) => p.to_string(),
-                (p, port) => format!("{}/{}", p.unwrap_or("tcp+udp"), text(port)),
-            };
-            format!(
-                "allow {} to reach {} ({scope})",
-                text(&a["from"]),
-                text(&a["to"])
-            )
-        }
-        "revoke" => format!(
-            "revoke every allow from {} to {}",
-            text(&doc["from"]),
-            text(&doc["to"])
-        ),
-        other => other.to_string(),
-    };
-    format!("{verb}: {what}\n\n{}", matrix_table(&doc["matrix"]))
+    Ok(Output::ok(json(diff)?, text))
 }
 
 /// Runs one net command.
@@ -124,62 +86,51 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
     let net = NetworkProxy::new(conn).await?;
     match cmd {
         Command::List => {
-            let v = parse(&net.list_domains().await?)?;
-            let t = domains_table(&v);
-            Ok(Output::ok(v, t))
+            let list = contract::domains(&net).await?;
+            Ok(Output::ok(json(&list)?, domains_table(&list)))
         }
         Command::Show => {
-            let v = parse(&net.show().await?)?;
-            let allows: Vec<Vec<String>> = v["allows"]
-                .as_array()
-                .map(|l| {
-                    l.iter()
-                        .map(|a| {
-                            vec![
-                                text(&a["from"]),
-                                text(&a["to"]),
-                                text(&a["protocol"]),
-                                text(&a["port"]),
-                            ]
-                        })
-                        .collect()
+            let v = contract::show(&net).await?;
+            let allows: Vec<Vec<String>> = v
+                .allows
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.from.to_string(),
+                        a.to.to_string(),
+                        opt(&a.protocol),
+                        opt(&a.port),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let t = format!(
                 "admin domain: {}   uplink: {}   pool: {}\n\n{}\n\nallows:\n{}\n\n{}\n\ntable inet hearth: {} rules, {} set elements, in force: {}",
-                text(&v["admin"]),
-                text(&v["uplink"]),
-                text(&v["pool"]),
-                domains_table(&v["domains"]),
+                v.admin,
+                opt(&v.uplink),
+                opt(&v.pool),
+                domains_table(&v.domains),
                 table(&["FROM", "TO", "PROTOCOL", "PORT"], &allows),
-                matrix_table(&v["matrix"]),
-                text(&v["table"]["rules"]),
-                text(&v["table"]["elements"]),
-                text(&v["table"]["current"]),
+                matrix_table(&v.matrix),
+                v.table.rules,
+                v.table.elements,
+                opt(&v.table.current),
             );
-            Ok(Output::ok(v, t))
+            Ok(Output::ok(json(&v)?, t))
         }
         Command::Matrix => {
-            let v = parse(&net.matrix().await?)?;
-            let t = matrix_table(&v["matrix"]);
-            Ok(Output::ok(v, t))
+            let m = contract::matrix(&net).await?;
+            let t = matrix_table(&m.matrix);
+            Ok(Output::ok(json(&m)?, t))
         }
         Command::Create {
             name,
             subnet,
             dry_run,
-        } => {
-            let s = net
-                .create_domain(&name, subnet.as_deref().unwrap_or(""), dry_run)
-                .await?;
-            let v = parse(&s)?;
-            let t = change_text(&v);
-            Ok(Output::ok(v, t))
-        }
+        } => change(
+            &contract::create_domain(&net, &name, subnet.as_deref().unwrap_or(""), dry_run).await?,
+        ),
         Command::Delete { name, dry_run } => {
-            let v = parse(&net.delete_domain(&name, dry_run).await?)?;
-            let t = change_text(&v);
-            Ok(Output::ok(v, t))
+            change(&contract::delete_domain(&net, &name, dry_run).await?)
         }
         Command::Allow {
             from,
@@ -193,28 +144,25 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                     "invalid port \"0\": a port is a whole number from 1 to 65535".into(),
                 ));
             }
-            let s = net
-                .allow(
+            change(
+                &contract::allow(
+                    &net,
                     &from,
                     &to,
                     port.unwrap_or(0),
                     protocol.as_deref().unwrap_or(""),
                     dry_run,
                 )
-                .await?;
-            let v = parse(&s)?;
-            let t = change_text(&v);
-            Ok(Output::ok(v, t))
+                .await?,
+            )
         }
         Command::Revoke { from, to, dry_run } => {
-            let v = parse(&net.revoke(&from, &to, dry_run).await?)?;
-            let t = change_text(&v);
-            Ok(Output::ok(v, t))
+            change(&contract::revoke(&net, &from, &to, dry_run).await?)
         }
         Command::Reconcile => {
-            let v = parse(&net.reconcile().await?)?;
-            let t = format!("{} change(s)", text(&v["changes"]));
-            Ok(Output::ok(v, t))
+            let r = contract::reconcile(&net).await?;
+            let t = format!("{} change(s)", r.changes);
+            Ok(Output::ok(json(&r)?, t))
         }
     }
 }
@@ -222,13 +170,16 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_common::contract::decode;
 
     #[test]
     fn matrix_renders_one_row_per_domain_with_the_uplink_last() {
-        let m = serde_json::json!({
-            "admin": {"lan": "all", "uplink:eth0": "all"},
-            "lan": {"admin": "none", "uplink:eth0": "all"},
-        });
+        let m: MatrixRows = decode(
+            "Matrix",
+            r#"{"admin": {"lan": "all", "uplink:eth0": "all"},
+                "lan": {"admin": "none", "uplink:eth0": "all"}}"#,
+        )
+        .unwrap();
         let t = matrix_table(&m);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
@@ -240,9 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn a_dry_run_says_would() {
-        let doc =
-            serde_json::json!({"dry_run": true, "action": "delete", "name": "iot", "matrix": {}});
-        assert!(change_text(&doc).starts_with("would: delete domain iot"));
+    fn a_change_prints_its_diff_in_one_line_and_a_dry_run_says_so() {
+        let diff: NetChange = decode(
+            "Allow",
+            r#"{"action":"allow","dry_run":true,"opened":[{"from":"lan","to":"cams","protocol":"tcp","port":554}],
+                "closed":[],"domains_created":[],"domains_removed":[],"dhcp_scopes_added":[],"dhcp_scopes_removed":[]}"#,
+        )
+        .unwrap();
+        let o = change(&diff).unwrap();
+        assert_eq!(
+            o.text,
+            "Dry run: Opens lan → cams tcp/554. Nothing else changes."
+        );
+        assert_eq!(o.json["opened"][0]["port"], 554);
     }
 }
