@@ -20,6 +20,11 @@ pub struct AskArgs {
     /// being asked (for scripts; 1 is the first option).
     #[arg(long, value_name = "N", conflicts_with = "playbook")]
     pub choose: Option<usize>,
+    /// Run the change on trial for SECONDS (10 to 3600): it is applied,
+    /// then reverted automatically unless kept with `hearthctl playbook
+    /// keep PLAN` in time (only plans whose every step can be undone).
+    #[arg(long, value_name = "SECONDS")]
+    pub trial: Option<u32>,
     /// A parameter of the structured intent, NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", requires = "playbook")]
     pub params: Vec<String>,
@@ -77,12 +82,22 @@ pub enum PlaybookCommand {
     Confirm {
         /// The plan id.
         plan_id: String,
+        /// Run it on trial for SECONDS: reverted unless kept in time.
+        #[arg(long, value_name = "SECONDS")]
+        trial: Option<u32>,
     },
-    /// Cancel a pending plan.
+    /// Cancel a pending plan, or end a change on trial by reverting it now.
     Cancel {
         /// The plan id.
         plan_id: String,
     },
+    /// Keep a change on trial (it is no longer reverted).
+    Keep {
+        /// The plan id.
+        plan_id: String,
+    },
+    /// List the changes on trial and when each is reverted.
+    Trials,
 }
 
 /// The audit commands.

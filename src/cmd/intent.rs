@@ -132,12 +132,64 @@ fn render_outcome(o: &Value) -> String {
             out.push(format!("Failed: {}; {tail}.", str_of(&o["error"])))
         }
         "cancelled" => out.push("Cancelled; nothing ran.".into()),
+        "trial" => out.push(format!(
+            "On trial: reverted automatically {} unless you run `hearthctl playbook keep {}`.",
+            until(&o["trial_until_ms"]),
+            str_of(&o["plan"]["plan_id"])
+        )),
         other => out.push(other.to_string()),
     }
     out.join("\n")
 }
 
+/// "in 58 s" for a Unix-milliseconds deadline.
+fn until(ms: &Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    match ms.as_u64() {
+        Some(t) if t > now => format!("in {} s", (t - now).div_ceil(1000)),
+        Some(_) => "now".into(),
+        None => "at the end of its window".into(),
+    }
+}
+
+/// How a trial ended (`Keep`, or `Cancel` of a change on trial).
+fn trial_end(v: Value) -> Output {
+    let id = str_of(&v["plan_id"]);
+    let text = match v["status"].as_str() {
+        Some("kept") => format!("Kept: plan {id} is no longer on trial."),
+        _ => {
+            let undo = v["undo"].as_array().cloned().unwrap_or_default();
+            let ok = undo.iter().all(|u| u["ok"] == json!(true));
+            let mut lines = vec![format!(
+                "Reverted plan {id} ({}): {} undo call(s){}.",
+                str_of(&v["reason"]),
+                undo.len(),
+                if ok { "" } else { ", NOT ALL SUCCEEDED" }
+            )];
+            for u in &undo {
+                lines.push(format!(
+                    "  undid {} {}",
+                    str_of(&u["call"]),
+                    if u["ok"] == json!(true) {
+                        "ok".to_string()
+                    } else {
+                        format!("FAILED: {}", str_of(&u["error"]))
+                    }
+                ));
+            }
+            lines.join("\n")
+        }
+    };
+    Output::ok(v, text)
+}
+
 fn outcome(o: Value) -> Output {
+    if o.get("plan").is_none() && o.get("audit").is_some() {
+        return trial_end(o);
+    }
     let text = render_outcome(&o);
     match o["status"].as_str() {
         Some("failed") | Some("cancelled") => Output::failed(o, text),
@@ -257,7 +309,10 @@ Not run: no terminal to confirm on. Ask again with --yes to run it.",
         prompt("Run this plan?")
     };
     let answer = if go {
-        p.confirm(&id).await?
+        match args.trial {
+            Some(secs) => p.confirm_trial(&id, secs).await?,
+            None => p.confirm(&id).await?,
+        }
     } else {
         p.cancel(&id).await?
     };
@@ -445,8 +500,32 @@ async fn playbook_bus(cmd: PlaybookCommand, p: &IntentProxy<'_>) -> Result<Outpu
             Ok(Output::ok(v, text))
         }
         PlaybookCommand::Approve { plan_id } => Ok(outcome(parse(&p.approve(&plan_id).await?)?)),
-        PlaybookCommand::Confirm { plan_id } => Ok(outcome(parse(&p.confirm(&plan_id).await?)?)),
+        PlaybookCommand::Confirm { plan_id, trial } => Ok(outcome(parse(&match trial {
+            Some(secs) => p.confirm_trial(&plan_id, secs).await?,
+            None => p.confirm(&plan_id).await?,
+        })?)),
         PlaybookCommand::Cancel { plan_id } => Ok(outcome(parse(&p.cancel(&plan_id).await?)?)),
+        PlaybookCommand::Keep { plan_id } => Ok(trial_end(parse(&p.keep(&plan_id).await?)?)),
+        PlaybookCommand::Trials => {
+            let v = parse(&p.list_trials().await?)?;
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            vec![
+                                str_of(&x["plan_id"]),
+                                str_of(&x["requester"]),
+                                str_of(&x["playbook"]["id"]),
+                                until(&x["until_ms"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let text = table(&["PLAN", "UID", "PLAYBOOK", "REVERTED"], &rows);
+            Ok(Output::ok(v, text))
+        }
         PlaybookCommand::Sign { .. } => Err(HearthError::Internal("signing is local".into())),
     }
 }

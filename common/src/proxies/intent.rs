@@ -17,9 +17,18 @@ pub trait Intent {
     fn ask_structured(&self, playbook: &str, params_json: &str) -> Result<String, HearthError>;
     /// The requester confirms a pending plan -> Outcome.
     fn confirm(&self, plan_id: &str) -> Result<String, HearthError>;
+    /// The requester confirms a pending plan to run on trial for `seconds`
+    /// (10 to 3600): applied, then reverted unless kept -> Outcome
+    /// (status `trial`, `trial_until_ms`).
+    fn confirm_trial(&self, plan_id: &str, seconds: u32) -> Result<String, HearthError>;
+    /// Keeps a change on trial -> `{"plan_id", "status": "kept", "audit", "measured"}`.
+    fn keep(&self, plan_id: &str) -> Result<String, HearthError>;
+    /// The changes on trial -> `[Trial]`.
+    fn list_trials(&self) -> Result<String, HearthError>;
     /// A hearth-admins member approves a pending plan -> Outcome.
     fn approve(&self, plan_id: &str) -> Result<String, HearthError>;
-    /// Cancels a pending plan -> Outcome.
+    /// Cancels a pending plan -> Outcome; ends a change on trial by
+    /// reverting it now -> `{"plan_id", "status": "reverted", "undo", …}`.
     fn cancel(&self, plan_id: &str) -> Result<String, HearthError>;
     /// Pending plans -> `[Plan]`.
     fn list_pending(&self) -> Result<String, HearthError>;

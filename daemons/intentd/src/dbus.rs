@@ -137,6 +137,46 @@ impl IntentInterface {
         to_json(&out)
     }
 
+    /// The requester confirms a pending plan to run on trial: applied,
+    /// then reverted after `seconds` unless kept with `Keep`.
+    async fn confirm_trial(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        plan_id: String,
+        seconds: u32,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self
+            .gate
+            .confirm_trial(&plan_id, seconds, c)
+            .await
+            .map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// Keeps a change on trial (its requester or an admin).
+    async fn keep(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        plan_id: String,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        let out = self.gate.keep(&plan_id, c).await.map_err(to_hearth)?;
+        to_json(&out)
+    }
+
+    /// The changes on trial (all for admins, one's own otherwise).
+    async fn list_trials(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+    ) -> Result<String, HearthError> {
+        let c = self.caller(conn, &hdr, Role::Operator).await?;
+        to_json(&self.gate.list_trials(c))
+    }
+
     /// A hearth-admins member approves a pending plan.
     async fn approve(
         &self,
@@ -149,7 +189,8 @@ impl IntentInterface {
         to_json(&out)
     }
 
-    /// Cancels a pending plan (requester or admin).
+    /// Cancels a pending plan, or ends a change on trial by reverting it
+    /// now (requester or admin).
     async fn cancel(
         &self,
         #[zbus(header)] hdr: Header<'_>,
@@ -157,6 +198,10 @@ impl IntentInterface {
         plan_id: String,
     ) -> Result<String, HearthError> {
         let c = self.caller(conn, &hdr, Role::Operator).await?;
+        if self.gate.is_trial(&plan_id) {
+            let end = self.gate.end_trial(&plan_id, c).await.map_err(to_hearth)?;
+            return to_json(&end);
+        }
         let out = self.gate.cancel(&plan_id, c).map_err(to_hearth)?;
         to_json(&out)
     }

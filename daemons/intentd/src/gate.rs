@@ -20,6 +20,9 @@ use crate::exec::{ExecError, Executor, Measurer};
 use crate::interpret::{Interpretation, Interpreter, ModelDigest};
 use crate::policy::{Agreement, Approval, Caller, PolicyConfig, PolicyError};
 
+mod trial;
+pub use trial::{check_window, Trial, TrialEnd, MAX_TRIAL_SECS, MIN_TRIAL_SECS};
+
 /// Longest text request, in characters.
 pub const MAX_TEXT: usize = 512;
 /// Longest playbook id a structured intent may name, in bytes.
@@ -192,6 +195,8 @@ pub enum Status {
     Failed,
     /// Cancelled before running.
     Cancelled,
+    /// Every step ran on trial: reverted at `trial_until_ms` unless kept.
+    Trial,
 }
 
 /// One call made.
@@ -235,6 +240,10 @@ pub struct Outcome {
     /// Whether the record's digest was measured into the TPM.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measured: Option<bool>,
+    /// For a change on trial: when it is reverted unless kept (Unix
+    /// milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_until_ms: Option<u64>,
 }
 
 struct Pending {
@@ -244,6 +253,8 @@ struct Pending {
     expires: SystemTime,
     request: Value,
     models: Vec<ModelDigest>,
+    /// Run on trial for this many seconds.
+    trial: Option<u32>,
 }
 
 /// The gate.
@@ -262,6 +273,9 @@ pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
     /// Catalog files (name, SHA-256 of the envelope) measured by
     /// [`Gate::reload_measured`].
     measured_playbooks: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Changes on trial, by plan id, as stored in `trials_path`.
+    trials: Mutex<BTreeMap<String, Trial>>,
+    trials_path: PathBuf,
 }
 
 fn now_ms(t: SystemTime) -> u64 {
@@ -342,6 +356,12 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .clone()
             .unwrap_or_else(|| state_dir.join("audit.jsonl"));
         let audit = AuditLog::open(&audit_path)?;
+        for (id, secs) in &settings.policy.trial {
+            check_window(*secs)
+                .map_err(|e| GateError::Unavailable(format!("policy.trial.\"{id}\": {e}")))?;
+        }
+        let trials_path = state_dir.join("trials.json");
+        let trials = trial::load(&trials_path)?;
         let gate = Gate {
             settings,
             trust: RwLock::new(trust),
@@ -355,6 +375,8 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             interpreter,
             measurer,
             measured_playbooks: Mutex::new(std::collections::BTreeSet::new()),
+            trials: Mutex::new(trials),
+            trials_path,
         };
         gate.reload()?;
         Ok(gate)
@@ -871,7 +893,10 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             expires,
             request,
             models,
+            trial: None,
         };
+        let mut pending = pending;
+        pending.trial = self.policy_trial(&pending.plan);
         if approval == Approval::None {
             return self.execute(pending).await;
         }
@@ -884,6 +909,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             error: None,
             audit: None,
             measured: None,
+            trial_until_ms: None,
         };
         let full = {
             let mut pend = lock(&self.pending);
@@ -942,6 +968,51 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         .await
     }
 
+    /// The requester confirms their plan to run on trial for `secs`
+    /// seconds: once every approval is there, it runs and is reverted
+    /// automatically unless kept ([`Gate::keep`]) in time. Only a plan
+    /// whose every step has an undo can be tried.
+    pub async fn confirm_trial(
+        &self,
+        plan_id: &str,
+        secs: u32,
+        caller: Caller,
+    ) -> Result<Outcome, GateError> {
+        check_window(secs)?;
+        {
+            let mut pend = lock(&self.pending);
+            if let Some(p) = pend.get_mut(plan_id) {
+                if let Some(i) = p.plan.steps.iter().position(|s| s.undo.is_none()) {
+                    return Err(GateError::Refused {
+                        reason: format!(
+                            "{} cannot be tried: step {} ({}) has no undo",
+                            p.plan.playbook.id,
+                            i + 1,
+                            p.plan.steps[i].call.method.key
+                        ),
+                        candidates: vec![],
+                    });
+                }
+                p.trial = Some(secs);
+            }
+        }
+        self.confirm(plan_id, caller).await
+    }
+
+    /// The trial window the policy sets for a plan's playbook, when every
+    /// step of the plan has an undo.
+    fn policy_trial(&self, plan: &Plan) -> Option<u32> {
+        let secs = *self.settings.policy.trial.get(&plan.playbook.id)?;
+        if plan.steps.iter().any(|s| s.undo.is_none()) {
+            tracing::warn!(
+                playbook = plan.playbook.id,
+                "policy asks for a trial but a step has no undo: runs without one"
+            );
+            return None;
+        }
+        Some(secs)
+    }
+
     /// An admin approves a plan; it runs when nothing else is missing.
     pub async fn approve(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
         let policy = &self.settings.policy;
@@ -986,6 +1057,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                     error: None,
                     audit: None,
                     measured: None,
+                    trial_until_ms: None,
                 });
             }
         };
@@ -1033,6 +1105,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             error: None,
             audit: Some(rec),
             measured: None,
+            trial_until_ms: None,
         })
     }
 
@@ -1077,6 +1150,43 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     async fn anchor(&self, playbook: &str, rec: &Appended) -> Result<(), ExecError> {
         let name = format!("{playbook}@{}", rec.seq);
         self.measurer.measure("action", &name, &rec.hash).await
+    }
+
+    /// Runs the undo of each step done, last first (a failing undo does
+    /// not stop the others).
+    async fn undo_done(&self, plan: &Plan, done: &[(usize, String)]) -> Vec<StepReport> {
+        let mut rollback = Vec::new();
+        for (i, result) in done.iter().rev() {
+            let step = &plan.steps[*i];
+            let Some(undo) = &step.undo else { continue };
+            match undo.finish(result) {
+                Ok(call) => {
+                    let r = self.executor.call(&call).await;
+                    if let Err(e) = &r {
+                        tracing::error!(call = call.method.key, "undo failed: {e}");
+                    }
+                    rollback.push(StepReport {
+                        ok: r.is_ok(),
+                        result: r.as_ref().ok().cloned(),
+                        error: r.err().map(|e| e.to_string()),
+                        call,
+                    });
+                }
+                Err(e) => {
+                    tracing::error!("undo of step {} cannot be rendered: {e}", i + 1);
+                    rollback.push(StepReport {
+                        call: Call {
+                            method: undo.method(),
+                            args: vec![],
+                        },
+                        ok: false,
+                        result: None,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        rollback
     }
 
     /// Runs an agreed plan, write-ahead: the intent record (plan id,
@@ -1155,43 +1265,31 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         }
         let mut rollback = Vec::new();
         if failure.is_some() {
-            for (i, result) in done.iter().rev() {
-                let step = &plan.steps[*i];
-                let Some(undo) = &step.undo else { continue };
-                match undo.finish(result) {
-                    Ok(call) => {
-                        let r = self.executor.call(&call).await;
-                        if let Err(e) = &r {
-                            tracing::error!(call = call.method.key, "undo failed: {e}");
-                        }
-                        rollback.push(StepReport {
-                            ok: r.is_ok(),
-                            result: r.as_ref().ok().cloned(),
-                            error: r.err().map(|e| e.to_string()),
-                            call,
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!("undo of step {} cannot be rendered: {e}", i + 1);
-                        rollback.push(StepReport {
-                            call: Call {
-                                method: undo.method(),
-                                args: vec![],
-                            },
-                            ok: false,
-                            result: None,
-                            error: Some(e.to_string()),
-                        });
-                    }
+            rollback = self.undo_done(&plan, &done).await;
+        }
+        // On trial: the undo calls are stored before the outcome is
+        // recorded; a trial that cannot be stored is reverted at once (it
+        // would not survive a restart).
+        let mut trial_until_ms = None;
+        if let (None, Some(secs)) = (&failure, p.trial) {
+            match self.start_trial(&plan, p.requester.uid, secs, &done) {
+                Ok(until) => trial_until_ms = Some(until),
+                Err(e) => {
+                    tracing::error!(plan = %plan.plan_id, "trial not stored: {e}");
+                    failure = Some(ExecError {
+                        name: "org.hearth.Intent.trial".into(),
+                        message: format!("the trial could not be stored ({e}); reverted"),
+                    });
+                    rollback = self.undo_done(&plan, &done).await;
                 }
             }
         }
-        let status = if failure.is_some() {
-            Status::Failed
-        } else {
-            Status::Executed
+        let status = match (&failure, trial_until_ms) {
+            (Some(_), _) => Status::Failed,
+            (None, Some(_)) => Status::Trial,
+            (None, None) => Status::Executed,
         };
-        let rec = self.record(json!({
+        let mut event = json!({
             "kind": if failure.is_some() { "failed" } else { "executed" },
             "plan_id": plan.plan_id,
             "intent_seq": intent.seq,
@@ -1203,7 +1301,11 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             "approval": p.agreement,
             "result": { "steps": reports, "rollback": rollback,
                         "error": failure.as_ref().map(|e| e.to_string()) },
-        }))?;
+        });
+        if let Some(until) = trial_until_ms {
+            event["trial_until_ms"] = json!(until);
+        }
+        let rec = self.record(event)?;
         // The steps ran: an outcome that cannot be measured now is reported
         // (and found missing by the verification against the TPM log).
         let measured = match self.anchor(&plan.playbook.id, &rec).await {
@@ -1222,6 +1324,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             error: failure.map(|e| e.to_string()),
             audit: Some(rec),
             measured: Some(measured),
+            trial_until_ms,
         })
     }
 }

@@ -1141,3 +1141,143 @@ async fn a_run_leaves_its_intent_then_its_outcome_both_measured() {
 fn done_agreement(outcome: &Value) -> Value {
     outcome["event"]["approval"].clone()
 }
+
+async fn allow_plan(t: &T) -> String {
+    let out = t
+        .gate
+        .ask_structured(
+            "net.allow",
+            &params(json!({"from": "iot", "to": "lan", "port": 443})),
+            ADMIN,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, Status::Pending);
+    out.plan.plan_id
+}
+
+#[tokio::test]
+async fn a_trial_runs_and_is_reverted_when_its_window_ends() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let id = allow_plan(&t).await;
+    let out = t.gate.confirm_trial(&id, 60, ADMIN).await.unwrap();
+    assert_eq!(out.status, Status::Trial);
+    let until = out.trial_until_ms.expect("trial_until_ms");
+    assert!(until > now_ms(SystemTime::now()) + 50_000, "{until}");
+    assert!(t.gate.is_trial(&id));
+    assert_eq!(t.gate.list_trials(ADMIN).len(), 1);
+    assert!(t.gate.list_trials(OTHER).is_empty(), "not the requester");
+    // The window is still open: nothing is reverted.
+    assert!(t.gate.revert_due().await.is_empty());
+    assert_eq!(t.exec.log(), vec!["net.Allow(iot,lan,443,tcp)"]);
+    // The window ends.
+    lock(&t.gate.trials).get_mut(&id).expect("trial").until_ms = 1;
+    let ends = t.gate.revert_due().await;
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].status, "reverted");
+    assert_eq!(
+        t.exec.log(),
+        vec!["net.Allow(iot,lan,443,tcp)", "net.Revoke(iot,lan)"]
+    );
+    assert!(!t.gate.is_trial(&id));
+    let ev = &t.gate.audit_list(1).unwrap()[0]["event"];
+    assert_eq!(ev["kind"], "reverted");
+    assert_eq!(ev["result"]["undo"][0]["call"], "net.Revoke");
+    // Every record is measured: intent, executed (on trial), reverted.
+    assert_eq!(lock(&t.tpm.0).len(), 3);
+    assert!(t.gate.revert_due().await.is_empty(), "reverted once");
+}
+
+#[tokio::test]
+async fn a_trial_kept_in_time_stays() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let id = allow_plan(&t).await;
+    t.gate.confirm_trial(&id, 60, ADMIN).await.unwrap();
+    let e = t.gate.keep(&id, OTHER).await.unwrap_err();
+    assert!(matches!(e, GateError::NotAuthorized(_)), "{e}");
+    let end = t.gate.keep(&id, ADMIN).await.unwrap();
+    assert_eq!(end.status, "kept");
+    lock(&t.gate.trials).clear();
+    assert!(t.gate.revert_due().await.is_empty());
+    assert_eq!(t.exec.log(), vec!["net.Allow(iot,lan,443,tcp)"]);
+    assert_eq!(t.gate.audit_list(1).unwrap()[0]["event"]["kind"], "kept");
+    assert!(matches!(
+        t.gate.keep(&id, ADMIN).await.unwrap_err(),
+        GateError::NotFound(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_trial_left_by_a_stopped_gate_is_reverted_at_start() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let id = allow_plan(&t).await;
+    t.gate.confirm_trial(&id, 3600, ADMIN).await.unwrap();
+    let stored = t.gate.trials_path.clone();
+    assert!(stored.exists(), "the trial is stored");
+    // A second gate over the same state directory (the daemon restarted).
+    let exec = Arc::new(Recorder::default());
+    let again = Gate::open(
+        t.gate.settings.clone(),
+        stored.parent().expect("state dir"),
+        exec.clone(),
+        Arc::new(Table(vec![])),
+        t.tpm.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.is_trial(&id));
+    let ends = again.revert_left_trials().await;
+    assert_eq!(ends.len(), 1);
+    assert_eq!(
+        ends[0].reason.as_deref(),
+        Some("hearth-intentd restarted during the trial")
+    );
+    assert_eq!(exec.log(), vec!["net.Revoke(iot,lan)"]);
+    assert!(!again.is_trial(&id));
+    let v: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&stored).unwrap_or_default()).unwrap_or_default();
+    assert!(v.is_empty(), "the stored trial is gone: {v:?}");
+}
+
+#[tokio::test]
+async fn only_plans_that_can_be_undone_are_tried_and_windows_are_bounded() {
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let out = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let e = t
+        .gate
+        .confirm_trial(&out.plan.plan_id, 60, ADMIN)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot be tried") && e.contains("dns.Remove"),
+        "{e}"
+    );
+    let id = allow_plan(&t).await;
+    let e = t
+        .gate
+        .confirm_trial(&id, 5, ADMIN)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10 to 3600 seconds"), "{e}");
+    assert!(t.exec.log().is_empty(), "nothing ran");
+}
+
+#[tokio::test]
+async fn the_policy_can_put_a_playbook_on_trial() {
+    let mut policy = PolicyConfig::default();
+    policy.trial.insert("net.allow".into(), 120);
+    let t = setup(policy, Recorder::default());
+    let id = allow_plan(&t).await;
+    let out = t.gate.confirm(&id, ADMIN).await.unwrap();
+    assert_eq!(out.status, Status::Trial);
+    assert!(t.gate.is_trial(&id));
+}

@@ -55,12 +55,26 @@ fn main() -> ExitCode {
                 interpreter,
                 DbusMeasurer::new(ctx.connection.clone()),
             )?;
+            // A trial left by a daemon that stopped during its window is
+            // reverted now; the others when their window ends.
+            let gate = Arc::new(gate);
+            for end in gate.revert_left_trials().await {
+                tracing::warn!(plan = end.plan_id, "trial reverted at start");
+            }
+            let ticker = gate.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    ticker.revert_due().await;
+                }
+            });
             ctx.notifier.status(if text_path {
                 "gate open: text requests through the models, structured intents"
             } else {
                 "gate open: structured intents only (no models_dir)"
             });
-            Ok(IntentInterface::new(Arc::new(gate), ctx.access.clone()))
+            Ok(IntentInterface::new(gate, ctx.access.clone()))
         },
     )
 }

@@ -41,6 +41,11 @@ pub struct PolicyConfig {
     /// Most plans waiting for agreement from one requester.
     #[serde(default = "default_max_pending_per_requester")]
     pub max_pending_per_requester: usize,
+    /// Playbooks whose plans always run on trial, with the window in
+    /// seconds (`trial = { "net.allow" = 120 }`): applied, then reverted
+    /// unless kept in time.
+    #[serde(default)]
+    pub trial: std::collections::BTreeMap<String, u32>,
 }
 
 fn default_max_pending() -> usize {
@@ -64,6 +69,7 @@ impl Default for PolicyConfig {
             root_is_second_person: false,
             max_pending: default_max_pending(),
             max_pending_per_requester: default_max_pending_per_requester(),
+            trial: Default::default(),
         }
     }
 }
