@@ -86,13 +86,29 @@ impl Dns {
 
 /// hearth-netd's documented signatures (docs/dbus/network.md), except that
 /// DeleteDomain answers nothing and Allow a boolean here: the executor reads
-/// replies of any simple shape.
+/// replies of any simple shape. ListDomains answers the contract's type,
+/// which the domain context decodes.
 struct Net(Log);
 
 #[zbus::interface(name = "org.hearth.Network1")]
 impl Net {
     async fn list_domains(&self) -> String {
-        json!([{"name": "lan", "subnet": "192.168.1.0/24"}, {"name": "iot"}]).to_string()
+        use hearth_common::contract::network::Domain;
+        let dom = |name: &str, subnet: &str, gateway: &str| Domain {
+            name: hearth_common::types::DomainId::parse(name).unwrap(),
+            bridge: format!("hb-{name}"),
+            subnet: subnet.parse().unwrap(),
+            gateway: gateway.parse().unwrap(),
+            ula: None,
+            vlan: None,
+            services: vec!["dns".into(), "dhcp".into()],
+            admin: false,
+        };
+        hearth_common::contract::encode(&vec![
+            dom("lan", "192.168.1.0/24", "192.168.1.1"),
+            dom("iot", "10.9.1.0/24", "10.9.1.1"),
+        ])
+        .unwrap()
     }
     async fn create_domain(&self, name: String, subnet: String, dry_run: bool) -> String {
         push(

@@ -9,8 +9,8 @@
 use std::future::Future;
 
 use hearth_common::catalog::Context;
+use hearth_common::contract::{self, network::Domain as NetDomain};
 use hearth_common::names;
-use hearth_common::types::DomainId;
 use hearth_playbook::{ArgValue, Call};
 use serde_json::Value;
 
@@ -70,58 +70,24 @@ pub trait Measurer: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ExecError>> + Send;
 }
 
-/// Reads the domain identifiers out of hearth-netd's ListDomains JSON:
-/// a list of strings, or of objects with a `name`, `id` or `domain` field,
-/// or an object with a `domains` list of either.
-pub fn domains_from_json(text: &str) -> Result<Vec<DomainId>, ExecError> {
-    let bad = |m: String| ExecError {
-        name: "org.hearth.Error.Internal".into(),
-        message: format!("net.ListDomains: {m}"),
-    };
-    let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let list = match &v {
-        Value::Array(a) => a,
-        Value::Object(o) => match o.get("domains") {
-            Some(Value::Array(a)) => a,
-            _ => return Err(bad("no domains list".into())),
-        },
-        _ => return Err(bad("no domains list".into())),
-    };
-    list.iter()
-        .map(|d| {
-            let s = match d {
-                Value::String(s) => Some(s.as_str()),
-                Value::Object(o) => ["name", "id", "domain"]
-                    .iter()
-                    .find_map(|k| o.get(*k).and_then(Value::as_str)),
-                _ => None,
-            }
-            .ok_or_else(|| bad(format!("unexpected entry {d}")))?;
-            DomainId::parse_field("domain", s).map_err(|e| bad(e.to_string()))
-        })
-        .collect()
-}
-
-/// The domains hearth-netd's ListDomains marks as the admin domain
-/// (`"admin": true`): the interpreter never proposes to delete them or cut
-/// them off.
-pub fn protected_from_json(text: &str) -> Vec<DomainId> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return Vec::new();
-    };
-    let list = match &v {
-        Value::Array(a) => a.clone(),
-        Value::Object(o) => match o.get("domains") {
-            Some(Value::Array(a)) => a.clone(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
-    list.iter()
-        .filter(|d| d.get("admin").and_then(Value::as_bool) == Some(true))
-        .filter_map(|d| d.get("name").and_then(Value::as_str))
-        .filter_map(|s| DomainId::parse(s).ok())
-        .collect()
+/// What validation needs out of hearth-netd's `ListDomains` answer
+/// ([`hearth_common::contract::network::Domain`]): every domain, and those
+/// marked as the admin domain, which the interpreter never proposes to
+/// delete or cut off.
+pub fn context_from_domains(text: &str) -> Result<Context, ExecError> {
+    let list: Vec<NetDomain> =
+        contract::decode("org.hearth.Network1.ListDomains", text).map_err(|e| ExecError {
+            name: "org.hearth.Error.Internal".into(),
+            message: e.message(),
+        })?;
+    Ok(Context {
+        domains: list.iter().map(|d| d.name.clone()).collect(),
+        protected: list
+            .iter()
+            .filter(|d| d.admin)
+            .map(|d| d.name.clone())
+            .collect(),
+    })
 }
 
 /// Calls the daemons over D-Bus.
@@ -262,10 +228,7 @@ impl Executor for DbusExecutor {
         let m = hearth_playbook::methods::lookup("net.ListDomains")
             .ok_or_else(|| local("config", "net.ListDomains is not allow-listed".into()))?;
         let text = self.raw(m, &[], false).await?;
-        Ok(Context {
-            domains: domains_from_json(&text)?,
-            protected: protected_from_json(&text),
-        })
+        context_from_domains(&text)
     }
 }
 
@@ -364,21 +327,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn domain_lists_in_several_shapes_are_read() {
-        let want: Vec<DomainId> = ["lan", "iot"]
-            .iter()
-            .map(|d| DomainId::parse(d).unwrap())
-            .collect();
-        assert_eq!(domains_from_json(r#"["lan","iot"]"#).unwrap(), want);
-        assert_eq!(
-            domains_from_json(r#"[{"name":"lan","subnet":"10.0.0.0/24"},{"name":"iot"}]"#).unwrap(),
-            want
-        );
-        assert_eq!(
-            domains_from_json(r#"{"domains":[{"id":"lan"},{"domain":"iot"}]}"#).unwrap(),
-            want
-        );
-        assert!(domains_from_json(r#"[{"x":1}]"#).is_err());
-        assert!(domains_from_json(r#"["Bad Name"]"#).is_err());
+    fn the_context_is_read_from_the_typed_domain_list() {
+        use hearth_common::types::DomainId;
+        let id = |d: &str| DomainId::parse(d).unwrap();
+        let text = r#"[{"name":"admin","bridge":"hb-admin","subnet":"10.77.0.0/24","gateway":"10.77.0.1","ula":null,"vlan":null,"services":["dns"],"admin":true},
+                       {"name":"lan","bridge":"hb-lan","subnet":"10.77.1.0/24","gateway":"10.77.1.1","ula":null,"vlan":null,"services":[],"admin":false}]"#;
+        let c = context_from_domains(text).unwrap();
+        assert_eq!(c.domains, vec![id("admin"), id("lan")]);
+        assert_eq!(c.protected, vec![id("admin")]);
+        // The old guessed shapes are refused, naming the method.
+        for bad in [
+            r#"["lan","iot"]"#,
+            r#"{"domains":[{"id":"lan"}]}"#,
+            "not json",
+        ] {
+            let e = context_from_domains(bad).unwrap_err();
+            assert!(e.message.contains("ListDomains"), "{e}");
+        }
     }
 }
