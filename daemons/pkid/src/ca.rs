@@ -883,6 +883,12 @@ impl Engine {
         Ok(revoked)
     }
 
+    /// The inventory's records, oldest first: the state a change's diff is
+    /// computed from.
+    pub fn certificates(&self) -> &[Record] {
+        &self.inventory.records
+    }
+
     /// All issued certificates, oldest first.
     pub fn list(&self) -> Vec<Summary> {
         let t = now();

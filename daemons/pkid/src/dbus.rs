@@ -1,18 +1,24 @@
 //! `org.hearth.Pki1`: a thin adapter over the [`Engine`]. It authorizes the
 //! caller, runs the (blocking, token-bound) engine call on the blocking
-//! pool, and returns JSON documents (see `docs/dbus/pki.md`). It never logs
-//! keys or PINs.
+//! pool, and returns the types of [`hearth_common::contract::pki`] as JSON
+//! (see `docs/dbus/pki.md`): an issuance or revocation answers the diff of
+//! the inventory before and after it. It never logs keys or PINs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hearth_common::contract::encode;
+use hearth_common::contract::pki as wire;
+use hearth_common::types::{Address, DnsName};
 use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Caller};
-use serde::Serialize;
+use time::OffsetDateTime;
 use zbus::message::Header;
 
+use crate::ca::{CaInfo, Issued, PlaybookSignature, Summary};
 use crate::config::ServiceScope;
+use crate::inventory::{KeySource, Record};
 use crate::{Engine, PkiError, Profile};
 
 /// How often the CRL's freshness is checked.
@@ -164,13 +170,169 @@ impl PkiInterface {
             })
     }
 
-    async fn json<T, F>(&self, f: F) -> Result<String, HearthError>
+    /// Runs a change `f` and returns its result with the inventory before
+    /// and after it.
+    async fn change<T, F>(&self, f: F) -> Result<(T, Vec<Record>, Vec<Record>), HearthError>
     where
-        T: Serialize + Send + 'static,
+        T: Send + 'static,
         F: FnOnce(&mut Engine) -> Result<T, PkiError> + Send + 'static,
     {
-        let v = self.call(f).await?;
-        serde_json::to_string(&v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
+        self.call(move |e| {
+            let before = e.certificates().to_vec();
+            let out = f(e)?;
+            Ok((out, before, e.certificates().to_vec()))
+        })
+        .await
+    }
+
+    /// Runs an issuance and answers the certificate the inventory gained.
+    async fn issue<F>(&self, f: F) -> Result<String, HearthError>
+    where
+        F: FnOnce(&mut Engine) -> Result<Issued, PkiError> + Send + 'static,
+    {
+        let (issued, before, after) = self.change(f).await?;
+        let new = gained(&before, &after, &issued.record.serial)?;
+        encode(&wire::Issued {
+            serial: new.serial,
+            names: new.names,
+            profile: new.profile,
+            key_type: new.key_type,
+            key_source: new.key_source,
+            not_before: new.not_before,
+            not_after: new.not_after,
+            certificate: new.certificate,
+            chain_pem: issued.chain_pem,
+            key_path: issued.key_path.map(|p| p.display().to_string()),
+            chain_path: issued.chain_path.map(|p| p.display().to_string()),
+        })
+    }
+}
+
+/// The one certificate `after` holds that `before` does not, which must be
+/// `serial` (anything else is a broken invariant, not a result).
+fn gained(
+    before: &[Record],
+    after: &[Record],
+    serial: &str,
+) -> Result<wire::Certificate, HearthError> {
+    let diff = wire::CertificateDiff::between(&certificates(before)?, &certificates(after)?);
+    match diff.issued.as_slice() {
+        [one] if one.serial == serial && diff.revoked.is_empty() => after
+            .iter()
+            .find(|r| r.serial == serial)
+            .map(certificate)
+            .transpose()?
+            .ok_or_else(|| {
+                HearthError::Internal(format!("certificate {serial} is not in the inventory"))
+            }),
+        _ => Err(HearthError::Internal(format!(
+            "the inventory changed unexpectedly while issuing {serial}: {diff}"
+        ))),
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String, HearthError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| HearthError::Internal(format!("time: {e}")))
+}
+
+fn cert_name(s: &str) -> Result<wire::CertName, HearthError> {
+    if let Ok(a) = Address::parse(s) {
+        return Ok(wire::CertName::Address(a));
+    }
+    DnsName::parse(s)
+        .map(wire::CertName::Dns)
+        .map_err(|e| HearthError::Internal(format!("inventory: {e}")))
+}
+
+fn cert_names(names: &[String]) -> Result<Vec<wire::CertName>, HearthError> {
+    names.iter().map(|n| cert_name(n)).collect()
+}
+
+fn profile_of(p: Profile) -> wire::Profile {
+    match p {
+        Profile::Server => wire::Profile::Server,
+        Profile::Client => wire::Profile::Client,
+        Profile::Daemon => wire::Profile::Daemon,
+        Profile::PlaybookSigner => wire::Profile::PlaybookSigner,
+    }
+}
+
+fn key_source_of(k: KeySource) -> wire::KeySource {
+    match k {
+        KeySource::Csr => wire::KeySource::Csr,
+        KeySource::Export => wire::KeySource::Export,
+        KeySource::Daemon => wire::KeySource::Daemon,
+        KeySource::Token => wire::KeySource::Token,
+    }
+}
+
+/// An inventory record as the contract writes it.
+fn certificate(r: &Record) -> Result<wire::Certificate, HearthError> {
+    Ok(wire::Certificate {
+        serial: r.serial.clone(),
+        names: cert_names(&r.names)?,
+        profile: profile_of(r.profile),
+        key_type: r.key_type.clone(),
+        key_source: key_source_of(r.key_source),
+        not_before: rfc3339(r.not_before)?,
+        not_after: rfc3339(r.not_after)?,
+        revoked: match &r.revoked {
+            Some(rev) => Some(wire::Revocation {
+                at: rfc3339(rev.at)?,
+            }),
+            None => None,
+        },
+        certificate: r.certificate.clone(),
+    })
+}
+
+fn certificates(rs: &[Record]) -> Result<Vec<wire::Certificate>, HearthError> {
+    rs.iter().map(certificate).collect()
+}
+
+fn ca_info(i: CaInfo) -> Result<wire::CaInfo, HearthError> {
+    let bad = |e: hearth_common::types::ParseError| HearthError::Internal(e.to_string());
+    Ok(wire::CaInfo {
+        created: i.created,
+        root_sha256: i.root_sha256,
+        root_pem: i.root_pem,
+        issuing_pem: i.issuing_pem,
+        zones: i
+            .zones
+            .iter()
+            .map(|z| DnsName::parse(z))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
+        subnets: i
+            .subnets
+            .iter()
+            .map(|c| hearth_common::types::Cidr::parse(c))
+            .collect::<Result<_, _>>()
+            .map_err(bad)?,
+    })
+}
+
+fn summary(s: &Summary) -> Result<wire::CertificateSummary, HearthError> {
+    Ok(wire::CertificateSummary {
+        serial: s.serial.clone(),
+        names: cert_names(&s.names)?,
+        profile: profile_of(s.profile),
+        status: match s.status {
+            "revoked" => wire::CertificateStatus::Revoked,
+            "expired" => wire::CertificateStatus::Expired,
+            _ => wire::CertificateStatus::Valid,
+        },
+        not_after: rfc3339(s.not_after)?,
+    })
+}
+
+fn signature(s: PlaybookSignature) -> wire::PlaybookSignature {
+    wire::PlaybookSignature {
+        algorithm: s.algorithm.to_string(),
+        signature: s.signature,
+        serial: s.serial,
+        chain_pem: s.chain_pem,
     }
 }
 
@@ -192,7 +354,7 @@ impl PkiInterface {
     ) -> Result<String, HearthError> {
         let c = self.require_admin(conn, &hdr, Act::Ceremony).await?;
         tracing::info!(uid = c.uid, "Init");
-        self.json(|e| e.init()).await
+        encode(&ca_info(self.call(|e| e.init()).await?)?)
     }
 
     /// The CA's certificates and constraints; JSON `CaInfo`.
@@ -202,7 +364,7 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        self.json(|e| e.info()).await
+        encode(&ca_info(self.call(|e| e.info()).await?)?)
     }
 
     /// The root certificate, PEM.
@@ -226,7 +388,7 @@ impl PkiInterface {
     ) -> Result<String, HearthError> {
         let c = self.require_admin(conn, &hdr, Act::IssueServer).await?;
         tracing::info!(uid = c.uid, name, days, "IssueCertificate");
-        self.json(move |e| e.issue_for_name(&name, days, Profile::Server))
+        self.issue(move |e| e.issue_for_name(&name, days, Profile::Server))
             .await
     }
 
@@ -243,7 +405,7 @@ impl PkiInterface {
         let c = self.require_admin(conn, &hdr, Act::IssueAny).await?;
         let p = profile(&profile_name)?;
         tracing::info!(uid = c.uid, name, profile = %p, days, "IssueForName");
-        self.json(move |e| e.issue_for_name(&name, days, p)).await
+        self.issue(move |e| e.issue_for_name(&name, days, p)).await
     }
 
     /// Issues a certificate for a PEM CSR; JSON `Issued`.
@@ -258,7 +420,7 @@ impl PkiInterface {
         let c = self.require_admin(conn, &hdr, Act::IssueAny).await?;
         let p = profile(&profile_name)?;
         tracing::info!(uid = c.uid, profile = %p, days, "IssueFromCsr");
-        self.json(move |e| e.issue_from_csr(&csr_pem, days, p))
+        self.issue(move |e| e.issue_from_csr(&csr_pem, days, p))
             .await
     }
 
@@ -274,24 +436,23 @@ impl PkiInterface {
             .require_admin(conn, &hdr, Act::DaemonCertificate(&name))
             .await?;
         tracing::info!(uid = c.uid, name, "IssueDaemonCertificate");
-        let (cert, root) = self
-            .call(move |e| Ok((e.issue_daemon_certificate(&name)?, e.root_pem()?)))
+        let ((cert, root), before, after) = self
+            .change(move |e| Ok((e.issue_daemon_certificate(&name)?, e.root_pem()?)))
             .await?;
-        let not_after = cert
-            .not_after
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| HearthError::Internal(format!("time: {e}")))?;
-        let doc = serde_json::json!({
-            "serial": cert.serial,
-            "not_after": not_after,
-            "chain_pem": cert.chain_pem,
-            "key_pem": cert.key_pem.as_str(),
-            "root_pem": root,
-        });
-        Ok(doc.to_string())
+        let new = gained(&before, &after, &cert.serial)?;
+        encode(&wire::DaemonCertificate {
+            serial: new.serial,
+            names: new.names,
+            profile: new.profile,
+            not_before: new.not_before,
+            not_after: new.not_after,
+            chain_pem: cert.chain_pem.clone(),
+            key_pem: cert.key_pem.to_string(),
+            root_pem: root,
+        })
     }
 
-    /// Revokes by serial or name; JSON `{"revoked": [...]}`.
+    /// Revokes by serial or name; JSON `CertificateDiff` (what became revoked).
     async fn revoke_certificate(
         &self,
         #[zbus(header)] hdr: Header<'_>,
@@ -300,8 +461,11 @@ impl PkiInterface {
     ) -> Result<String, HearthError> {
         let c = self.require_admin(conn, &hdr, Act::Revoke).await?;
         tracing::info!(uid = c.uid, serial_or_name, "RevokeCertificate");
-        let revoked = self.call(move |e| e.revoke(&serial_or_name)).await?;
-        Ok(serde_json::json!({ "revoked": revoked }).to_string())
+        let (_, before, after) = self.change(move |e| e.revoke(&serial_or_name)).await?;
+        encode(&wire::CertificateDiff::between(
+            &certificates(&before)?,
+            &certificates(&after)?,
+        ))
     }
 
     /// Every issued certificate; JSON array of `Summary`.
@@ -311,7 +475,8 @@ impl PkiInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        self.json(|e| Ok(e.list())).await
+        let list = self.call(|e| Ok(e.list())).await?;
+        encode(&list.iter().map(summary).collect::<Result<Vec<_>, _>>()?)
     }
 
     /// The records for a serial or name; JSON array of `Record`.
@@ -322,7 +487,9 @@ impl PkiInterface {
         serial_or_name: String,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        self.json(move |e| e.show(&serial_or_name)).await
+        encode(&certificates(
+            &self.call(move |e| e.show(&serial_or_name)).await?,
+        )?)
     }
 
     /// The current CRL, PEM (regenerated first if due).
@@ -345,8 +512,10 @@ impl PkiInterface {
     ) -> Result<String, HearthError> {
         let c = self.require_admin(conn, &hdr, Act::SignPlaybook).await?;
         tracing::info!(uid = c.uid, bytes = payload.len(), "SignPlaybook");
-        self.json(move |e| e.sign_playbook(payload.as_bytes()))
-            .await
+        encode(&signature(
+            self.call(move |e| e.sign_playbook(payload.as_bytes()))
+                .await?,
+        ))
     }
 
     /// The playbook signer's certificate then the issuing CA, PEM.

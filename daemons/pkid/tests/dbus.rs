@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hearth_common::contract::pki::{self as contract, CertName, Profile};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
 use hearth_hsm::testing::TestToken;
-use serde_json::Value;
 
 /// Kills what it holds when dropped (also when a test fails).
 struct Proc(Child);
@@ -143,10 +143,6 @@ fn refused_as_nobody(dir: &Path, bus: &Bus, call: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).expect("the daemon returns JSON")
-}
-
 fn openssl(args: &[&str]) -> Result<(bool, String)> {
     let out = Command::new("openssl").args(args).output()?;
     Ok((
@@ -181,19 +177,62 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
     refused_as_nobody(dir.path(), &bus, &["ListCertificates"])?;
 
     // The ceremony ran at start; Init is idempotent.
-    let info = json(&pki.init().await?);
-    assert_eq!(info["created"], false, "init_on_start already made the CA");
+    let info = contract::init(&pki).await?;
+    assert!(!info.created, "init_on_start already made the CA");
     let root_pem = pki.root_certificate().await?;
-    assert_eq!(info["root_pem"].as_str(), Some(root_pem.as_str()));
+    assert_eq!(info.root_pem, root_pem);
+    assert_eq!(contract::info(&pki).await?, info);
     let root = dir.path().join("root.pem");
     std::fs::write(&root, &root_pem)?;
 
     // The gate's pki.issue_certificate(name, days).
-    let issued = json(&pki.issue_certificate("nas.home.arpa", 30).await?);
-    let serial = issued["serial"].as_str().context("serial")?.to_string();
-    assert_eq!(issued["profile"], "server");
-    let chain_path = issued["chain_path"].as_str().context("chain_path")?;
-    assert!(Path::new(issued["key_path"].as_str().context("key_path")?).exists());
+    let issued = contract::issue_certificate(&pki, "nas.home.arpa", 30).await?;
+    let serial = issued.serial.clone();
+    assert_eq!(issued.profile, Profile::Server);
+    assert_eq!(issued.names, [CertName::Dns("nas.home.arpa".parse()?)]);
+    let chain_path = issued.chain_path.as_deref().context("chain_path")?;
+    assert!(Path::new(issued.key_path.as_deref().context("key_path")?).exists());
+    // The diff names the serial and the end of validity the certificate has.
+    let leaf = dir.path().join("nas-leaf.pem");
+    std::fs::write(&leaf, &issued.certificate)?;
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        leaf.to_str().context("path")?,
+        "-noout",
+        "-serial",
+        "-enddate",
+    ])?;
+    assert!(ok, "{text}");
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .map(String::from)
+            .context(k.to_string())
+    };
+    assert_eq!(
+        field("serial=")?
+            .to_ascii_lowercase()
+            .trim_start_matches('0'),
+        issued.serial.trim_start_matches('0')
+    );
+    let not_after = time::OffsetDateTime::parse(
+        &issued.not_after,
+        &time::format_description::well_known::Rfc3339,
+    )?;
+    let openssl_date = time::format_description::parse_borrowed::<2>(
+        "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT",
+    )?;
+    assert_eq!(field("notAfter=")?, not_after.format(&openssl_date)?);
+    let line = issued.to_string();
+    assert!(
+        line.starts_with("Issues certificate ")
+            && line.contains(&contract::short_serial(&serial))
+            && line.contains(" for nas.home.arpa (profile server, valid until ")
+            && line.contains(&issued.not_after[..10]),
+        "{line}"
+    );
     let (ok, text) = openssl(&[
         "verify",
         "-CAfile",
@@ -205,7 +244,7 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
     assert!(ok, "issued chain verifies: {text}");
 
     // Outside the constraints: a named error, nothing recorded.
-    let before = json(&pki.list_certificates().await?);
+    let before = contract::certificates(&pki).await?;
     match pki.issue_certificate("nas.example.com", 30).await {
         Err(HearthError::InvalidArgument(m)) => {
             assert!(m.contains("nas.example.com"), "{m}")
@@ -220,22 +259,26 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
         Err(HearthError::InvalidArgument(m)) => assert!(m.contains("399"), "{m}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
-    assert_eq!(json(&pki.list_certificates().await?), before);
+    assert_eq!(contract::certificates(&pki).await?, before);
 
     // hearth-attestd's certificate: daemon profile, name and loopback address.
-    let dc = json(
-        &pki.issue_daemon_certificate("attest.home.arpa,127.0.0.1")
-            .await?,
-    );
-    assert!(dc["key_pem"]
-        .as_str()
-        .context("key_pem")?
+    let dc = contract::issue_daemon_certificate(&pki, "attest.home.arpa,127.0.0.1").await?;
+    assert!(dc
+        .key_pem
         // (spelled in two pieces so that a scan for committed keys does
         // not take this assertion for one)
         .starts_with(concat!("-----BEGIN PRIVATE", " KEY-----")));
-    assert_eq!(dc["root_pem"].as_str(), Some(root_pem.as_str()));
+    assert_eq!(dc.root_pem, root_pem);
+    assert_eq!(dc.profile, Profile::Daemon);
+    assert_eq!(
+        dc.names,
+        [
+            CertName::Dns("attest.home.arpa".parse()?),
+            CertName::Address("127.0.0.1".parse()?)
+        ]
+    );
     let dchain = dir.path().join("attest.pem");
-    std::fs::write(&dchain, dc["chain_pem"].as_str().context("chain_pem")?)?;
+    std::fs::write(&dchain, &dc.chain_pem)?;
     let (ok, text) = openssl(&[
         "verify",
         "-CAfile",
@@ -251,8 +294,12 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
     assert!(ok, "daemon certificate verifies for 127.0.0.1: {text}");
 
     // Revocation by name reaches the CRL served over the bus.
-    let rev = json(&pki.revoke_certificate("nas.home.arpa").await?);
-    assert_eq!(rev["revoked"][0].as_str(), Some(serial.as_str()));
+    let rev = contract::revoke_certificate(&pki, "nas.home.arpa").await?;
+    assert!(rev.issued.is_empty());
+    let revoked: Vec<&str> = rev.revoked.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(revoked, [serial.as_str()]);
+    assert_eq!(rev.revoked[0].not_after, issued.not_after);
+    assert!(rev.to_string().starts_with("Revokes certificate "), "{rev}");
     let crl = dir.path().join("crl.pem");
     std::fs::write(&crl, pki.crl().await?)?;
     let (ok, text) = openssl(&[
@@ -275,16 +322,15 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
     // A playbook signed by the key in the token verifies with the signer's
     // certificate, which chains to the root with codeSigning.
     let payload = "name: open-port\nsteps: []\n";
-    let sig = json(&pki.sign_playbook(payload).await?);
-    assert_eq!(sig["algorithm"], "ecdsa-p256-sha256");
-    let chain_pem = sig["chain_pem"].as_str().context("chain_pem")?;
+    let sig = contract::sign_playbook(&pki, payload).await?;
+    assert_eq!(sig.algorithm, "ecdsa-p256-sha256");
+    let chain_pem = sig.chain_pem.as_str();
     assert_eq!(chain_pem, pki.playbook_signer_certificate().await?);
     let sdir = dir.path();
     std::fs::write(sdir.join("signer.pem"), chain_pem)?;
     std::fs::write(sdir.join("payload"), payload)?;
     use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(sig["signature"].as_str().context("signature")?)?;
+    let der = base64::engine::general_purpose::STANDARD.decode(&sig.signature)?;
     std::fs::write(sdir.join("sig.der"), der)?;
     let p = |n: &str| sdir.join(n).to_string_lossy().into_owned();
     let (ok, text) = openssl(&[
@@ -332,7 +378,7 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
     assert!(!ok, "a changed playbook fails verification");
 
     // Restart: same root, same inventory.
-    let listed = pki.list_certificates().await?;
+    let listed = contract::certificates(&pki).await?;
     drop(pki);
     drop(conn);
     daemon.stop()?;
@@ -342,9 +388,10 @@ async fn the_daemon_issues_revokes_signs_and_keeps_its_ca_across_a_restart() -> 
         .await?;
     let pki = PkiProxy::new(&conn).await?;
     assert_eq!(pki.root_certificate().await?, root_pem);
-    assert_eq!(json(&pki.list_certificates().await?), json(&listed));
-    let shown = json(&pki.show_certificate(&serial).await?);
-    assert!(shown[0]["revoked"]["at"].is_string(), "{shown}");
+    assert_eq!(contract::certificates(&pki).await?, listed);
+    let shown = contract::certificate(&pki, &serial).await?;
+    assert!(shown[0].revoked.is_some(), "{shown:?}");
+    assert_eq!(shown[0].not_after, issued.not_after);
     daemon.stop()?;
     Ok(())
 }

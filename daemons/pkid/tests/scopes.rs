@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hearth_common::contract::pki as contract;
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
 use hearth_hsm::testing::TestToken;
@@ -191,18 +192,15 @@ async fn service_users_get_only_their_scope_and_the_signer_profile_is_never_issu
         matches!(&e, HearthError::InvalidArgument(m) if m.contains("playbook-signer")),
         "{e:?}"
     );
-    let list: serde_json::Value = serde_json::from_str(&pki.list_certificates().await?)?;
+    let list = contract::certificates(&pki).await?;
     let signers = list
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|c| c["profile"] == "playbook-signer")
+        .filter(|c| c.profile == contract::Profile::PlaybookSigner)
         .count();
-    assert_eq!(signers, 1, "only the ceremony's signer: {list}");
+    assert_eq!(signers, 1, "only the ceremony's signer: {list:?}");
     // Other profiles still issue for an admin.
-    let ok: serde_json::Value =
-        serde_json::from_str(&pki.issue_for_name("nas.home.arpa", "server", 0).await?)?;
-    let nas_serial = ok["serial"].as_str().context("serial")?.to_string();
+    let ok = contract::issue_for_name(&pki, "nas.home.arpa", "server", 0).await?;
+    let nas_serial = ok.serial.clone();
 
     // A service user without a scope may read, and nothing else.
     as_service(&bus, &["ListCertificates"]).expect("reads are allowed");
@@ -235,11 +233,9 @@ async fn service_users_get_only_their_scope_and_the_signer_profile_is_never_issu
         &["IssueDaemonCertificate", "s", "attest.home.arpa,127.0.0.1"],
     )
     .expect("its own endpoint certificate");
-    let own: serde_json::Value = serde_json::from_str(&own)?;
-    assert!(own["key_pem"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("PRIVATE KEY"));
+    let own: contract::DaemonCertificate =
+        hearth_common::contract::decode("Pki1.IssueDaemonCertificate", &own)?;
+    assert!(own.key_pem.contains("PRIVATE KEY"));
     as_service(&bus, &["IssueDaemonCertificate", "s", "attest.home.arpa"])
         .expect("a subset of its names");
     for call in [
@@ -267,7 +263,7 @@ async fn service_users_get_only_their_scope_and_the_signer_profile_is_never_issu
         refused_as_service(&bus, &call);
     }
     // The refusals changed nothing: nas is still valid.
-    let shown: serde_json::Value = serde_json::from_str(&pki.show_certificate(&nas_serial).await?)?;
-    assert!(shown[0]["revoked"].is_null(), "{shown}");
+    let shown = contract::certificate(&pki, &nas_serial).await?;
+    assert!(shown[0].revoked.is_none(), "{shown:?}");
     Ok(())
 }
