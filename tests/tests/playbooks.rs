@@ -22,6 +22,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use hearth_common::contract::network::{self as net_c, NetChange, Reach};
+use hearth_common::types::DomainId;
 use hearth_testbed::{Options, Sandbox};
 use serde_json::Value;
 
@@ -185,18 +187,33 @@ impl Ctx {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn net_show(&self) -> Value {
+    /// `hearthctl --json net show`, read as the contract's type.
+    fn net_show(&self) -> net_c::Show {
         let r = self.ctl(&["net", "show"]);
         assert!(r.ok, "net show: {r:?}");
-        r.json
+        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("net show: {e}: {r:?}"))
+    }
+
+    /// What `from` reaches of `to`, from `hearthctl --json net matrix`.
+    fn reach(&self, from: &str, to: &str) -> Reach {
+        let r = self.ctl(&["net", "matrix"]);
+        assert!(r.ok, "net matrix: {r:?}");
+        let m: net_c::Matrix = serde_json::from_value(r.json.clone())
+            .unwrap_or_else(|e| panic!("net matrix: {e}: {r:?}"));
+        m.matrix[&DomainId::parse(from).unwrap()][to].clone()
+    }
+
+    /// The diff a network playbook's step `i` answered.
+    fn net_change(outcome: &Value, i: usize) -> NetChange {
+        let s = outcome["steps"][i]["result"].as_str().unwrap();
+        hearth_common::contract::decode("net change", s).unwrap()
     }
 
     fn domain_names(&self) -> Vec<String> {
-        self.net_show()["domains"]
-            .as_array()
-            .unwrap()
+        self.net_show()
+            .domains
             .iter()
-            .map(|d| d["name"].as_str().unwrap().to_string())
+            .map(|d| d.name.to_string())
             .collect()
     }
 
@@ -399,76 +416,69 @@ fn net_playbooks(cx: &mut Ctx) {
         "net.create_domain",
         &[("domain", "cams"), ("subnet", "10.77.9.0/24")],
     );
-    assert_eq!(Ctx::result(&o, 0)["domain"]["bridge"], "hb-cams", "{o}");
+    let made = Ctx::net_change(&o, 0);
+    assert_eq!(made.domains_created.len(), 1, "{o}");
+    assert_eq!(made.domains_created[0].bridge, "hb-cams", "{o}");
     assert!(cx.bridge_exists("hb-cams"), "bridge hb-cams in the netns");
     assert!(cx.nft().contains("\"hb-cams\""), "{}", cx.nft());
     let show = cx.net_show();
-    let cams = show["domains"]
-        .as_array()
-        .unwrap()
+    let cams = show
+        .domains
         .iter()
-        .find(|d| d["name"] == "cams")
-        .unwrap_or_else(|| panic!("cams in net show: {show}"));
-    assert_eq!(cams["subnet"], "10.77.9.0/24");
+        .find(|d| d.name.as_str() == "cams")
+        .unwrap_or_else(|| panic!("cams in net show: {show:?}"));
+    assert_eq!(cams.subnet.to_string(), "10.77.9.0/24");
 
     // A domain created without a subnet gets one from the pool.
     let o = cx.run("net.create_domain", &[("domain", "lab")]);
-    let lab = &Ctx::result(&o, 0)["domain"];
-    assert!(
-        lab["subnet"].as_str().unwrap().starts_with("10.77."),
-        "{lab}"
-    );
+    let lab = &Ctx::net_change(&o, 0).domains_created[0];
+    assert!(lab.subnet.to_string().starts_with("10.77."), "{lab:?}");
     assert!(cx.bridge_exists("hb-lab"));
 
     let rule = "\"hb-cams\" . \"hb-lan\" . tcp . 443";
     assert!(!cx.nft().contains(rule));
-    cx.run(
+    let o = cx.run(
         "net.allow",
         &[("from", "cams"), ("to", "lan"), ("port", "443")],
     );
+    assert_eq!(
+        Ctx::net_change(&o, 0).to_string(),
+        "Opens cams → lan tcp/443. Nothing else changes.",
+        "{o}"
+    );
     let show = cx.net_show();
     assert!(
-        show["allows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["from"] == "cams"
-                && a["to"] == "lan"
-                && a["port"] == 443
-                && a["protocol"] == "tcp"),
-        "{show}"
+        show.allows.iter().any(|a| a.from.as_str() == "cams"
+            && a.to.as_str() == "lan"
+            && a.port.map(|p| p.get()) == Some(443)
+            && a.protocol.map(|p| p.as_str()) == Some("tcp")),
+        "{show:?}"
     );
-    let m = cx.ctl(&["net", "matrix"]);
-    assert!(m.ok, "{m:?}");
-    assert_eq!(
-        m.json["matrix"]["cams"]["lan"],
-        serde_json::json!(["tcp/443"]),
-        "{m:?}"
-    );
+    assert_eq!(cx.reach("cams", "lan"), Reach::Only(vec!["tcp/443".into()]));
     assert!(cx.nft().contains(rule), "{}", cx.nft());
 
     let o = cx.run("net.show", &[]);
     assert_eq!(o["steps"].as_array().unwrap().len(), 2);
-    let domains = Ctx::result(&o, 0);
-    assert!(domains.to_string().contains("\"cams\""), "{domains}");
-    let matrix = Ctx::result(&o, 1);
-    assert!(
-        matrix.to_string().contains("tcp/443"),
-        "net.show's matrix: {matrix}"
+    let domains: Vec<net_c::Domain> =
+        hearth_common::contract::decode("ListDomains", o["steps"][0]["result"].as_str().unwrap())
+            .unwrap();
+    assert!(domains.iter().any(|d| d.name.as_str() == "cams"), "{o}");
+    let matrix: net_c::Matrix =
+        hearth_common::contract::decode("Matrix", o["steps"][1]["result"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        matrix.matrix[&DomainId::parse("cams").unwrap()]["lan"],
+        Reach::Only(vec!["tcp/443".into()]),
+        "net.show's matrix: {o}"
     );
 
     cx.run("net.revoke", &[("from", "cams"), ("to", "lan")]);
     let show = cx.net_show();
     assert!(
-        !show["allows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["from"] == "cams"),
-        "{show}"
+        !show.allows.iter().any(|a| a.from.as_str() == "cams"),
+        "{show:?}"
     );
-    let m = cx.ctl(&["net", "matrix"]);
-    assert_eq!(m.json["matrix"]["cams"]["lan"], "none", "{m:?}");
+    assert_eq!(cx.reach("cams", "lan"), Reach::Nothing);
     assert!(!cx.nft().contains(rule), "{}", cx.nft());
 
     let o = cx.run("net.delete_domain", &[("domain", "lab")]);
@@ -692,8 +702,7 @@ fn clarify(cx: &mut Ctx) {
         .unwrap_or_else(|| panic!("net.allow cams -> lan offered: {r:?}"));
     let n = n.to_string();
     assert_eq!(cx.nft(), nft_before, "nothing changed before a choice");
-    let m = cx.ctl(&["net", "matrix"]);
-    assert_eq!(m.json["matrix"]["cams"]["lan"], "none", "{m:?}");
+    assert_eq!(cx.reach("cams", "lan"), Reach::Nothing);
 
     // The owner picks that option.
     let r = cx.ctl(&["ask", "--choose", &n, "--yes", question]);
@@ -701,8 +710,7 @@ fn clarify(cx: &mut Ctx) {
     assert!(r.ok, "{r:?}");
     assert_eq!(r.json["status"], "executed", "{r:?}");
     assert_eq!(r.json["plan"]["playbook"]["id"], "net.allow", "{r:?}");
-    let m = cx.ctl(&["net", "matrix"]);
-    assert_eq!(m.json["matrix"]["cams"]["lan"], "all", "{m:?}");
+    assert_eq!(cx.reach("cams", "lan"), Reach::All);
     assert_ne!(cx.nft(), nft_before);
 
     // A choice that is not offered is a usage error; nothing runs.
@@ -912,12 +920,10 @@ fn operator_policy(cx: &mut Ctx) {
 /// unchanged, the refusal is audited. Root (an admin) still gets it.
 fn operator_rights_through_the_gate(cx: &mut Ctx) {
     let nft_before = cx.nft();
-    let into_admin = |show: &Value| {
-        show["allows"]
-            .as_array()
-            .unwrap()
+    let into_admin = |show: &net_c::Show| {
+        show.allows
             .iter()
-            .any(|a| a["from"] == "lan" && a["to"] == "admin")
+            .any(|a| a.from.as_str() == "lan" && a.to.as_str() == "admin")
     };
     assert!(!into_admin(&cx.net_show()), "lan -> admin already allowed");
 
