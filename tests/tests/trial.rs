@@ -1,4 +1,4 @@
-//! Trial runs against the real daemons (issue 18): a change applied with
+//! Trial runs against the real daemons: a change applied with
 //! `hearthctl ask --trial` is reverted by hearth-intentd's own clock unless
 //! kept, and a trial left by a killed daemon is reverted when it starts
 //! again. The kernel's table (`nft list table inet hearth` in the sandbox's

@@ -1,4 +1,4 @@
-//! Trial runs (issue 18): a plan applied now and reverted automatically
+//! Trial runs: a plan applied now and reverted automatically
 //! unless its requester (or an admin) keeps it within the window.
 //!
 //! The revert is the plan's own undo calls, rendered when the steps ran and
