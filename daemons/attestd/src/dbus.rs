@@ -9,6 +9,9 @@
 
 use std::sync::Arc;
 
+use hearth_attestation::eventlog::{self, Kind};
+use hearth_common::contract::attestation as wire;
+use hearth_common::contract::encode;
 use hearth_common::rights::{self, Need};
 use hearth_common::{names, HearthError};
 use hearth_daemon::{Access, Role};
@@ -69,8 +72,29 @@ async fn blocking<T: Send + 'static>(
         .map_err(to_bus)
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<String, HearthError> {
-    serde_json::to_string(v).map_err(|e| HearthError::Internal(e.to_string()))
+fn kind(k: Kind) -> wire::MeasurementKind {
+    match k {
+        Kind::Binary => wire::MeasurementKind::Binary,
+        Kind::Model => wire::MeasurementKind::Model,
+        Kind::PlaybookCatalog => wire::MeasurementKind::PlaybookCatalog,
+        Kind::Policy => wire::MeasurementKind::Policy,
+        Kind::Action => wire::MeasurementKind::Action,
+    }
+}
+
+/// A log record as the contract writes it (the same fields and order).
+fn event(e: eventlog::Event) -> wire::Event {
+    wire::Event {
+        recnum: e.recnum,
+        register: e.register,
+        digest: e.digest,
+        event_type: e.event_type,
+        content: wire::Measurement {
+            kind: kind(e.content.kind),
+            name: e.content.name,
+            sha256: e.content.sha256,
+        },
+    }
 }
 
 #[zbus::interface(name = "org.hearth.Attestation1")]
@@ -106,7 +130,8 @@ impl AttestationInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        json(&blocking(&self.engine, |e| e.status()).await?)
+        let status: wire::Status = blocking(&self.engine, |e| e.status()).await?;
+        encode(&status)
     }
 
     /// The runtime event log, as a JSON array of records.
@@ -116,7 +141,8 @@ impl AttestationInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        json(&blocking(&self.engine, |e| Ok(e.log())).await?)
+        let log = blocking(&self.engine, |e| Ok(e.log())).await?;
+        encode(&log.into_iter().map(event).collect::<Vec<_>>())
     }
 
     /// The boot PCRs (SHA-256, 0-7 and 11), as a JSON object index -> hex.
@@ -126,7 +152,8 @@ impl AttestationInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.authorize(conn, &hdr).await?;
-        json(&blocking(&self.engine, |e| e.pcrs()).await?)
+        let pcrs: wire::Pcrs = blocking(&self.engine, |e| e.pcrs()).await?;
+        encode(&pcrs)
     }
 }
 

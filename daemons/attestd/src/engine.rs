@@ -25,7 +25,6 @@ use hearth_attestation::api::{
 };
 use hearth_attestation::eventlog::{self, Content, Event, Kind};
 use hearth_attestation::tpm::{Tpm, TpmConfig, TpmError, TpmIdentity};
-use serde::Serialize;
 
 use crate::config::Config;
 use crate::tls::CertInfo;
@@ -69,27 +68,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     }
 }
 
-/// Log and register agreement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Status {
-    /// Whether the log replays to the register value.
-    pub consistent: bool,
-    /// Why not, when not.
-    pub detail: Option<String>,
-    /// Number of events in the log.
-    pub events: usize,
-    /// The register value (hex), or None while unwritten.
-    pub register: Option<String>,
-    /// The register (NV index), e.g. `nv:0x01400a71`.
-    pub register_name: String,
-    /// Whether no TPM command can delete the register (platform-created with
-    /// POLICY_DELETE and an authPolicy no session satisfies: decision 052).
-    pub deletion_protected: bool,
-    /// The endpoint certificate served now (serial, notAfter), once the
-    /// daemon has set it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<CertInfo>,
-}
+/// Log and register agreement (the contract's type).
+pub use hearth_common::contract::attestation::Status;
 
 struct Inner {
     log: Vec<Event>,
@@ -477,7 +457,7 @@ impl Engine {
         Ok(Status {
             consistent,
             detail,
-            events: inner.log.len(),
+            events: inner.log.len() as u64,
             register: register.map(hex::encode),
             register_name: eventlog::register_name(nv_index),
             deletion_protected: self.identity.deletion_protected,

@@ -37,11 +37,11 @@ use openssl::x509::extension::{
 };
 use openssl::x509::{X509NameBuilder, X509};
 
+use hearth_common::proxies::pki::PkiProxy;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -169,48 +169,36 @@ pub fn ensure_throwaway_chain(cfg: &Config) -> Result<bool, TlsError> {
     Ok(true)
 }
 
-/// The part of pkid's `DaemonCertificate` document used here.
-#[derive(serde::Deserialize)]
-struct DaemonCertificate {
-    chain_pem: String,
-    key_pem: String,
-    root_pem: String,
-}
+/// pkid's answer to `IssueDaemonCertificate`, with the files made of it.
+struct DaemonCertificate(hearth_common::contract::pki::DaemonCertificate);
 
 /// Asks hearth-pkid (`IssueDaemonCertificate`) for a certificate for
-/// `names` with a fresh key. The error text never holds key material.
+/// `names` with a fresh key. The error text never holds key material (a
+/// decoding error names a position and the type, never the content).
 async fn issue(conn: &zbus::Connection, names: &str) -> Result<DaemonCertificate, String> {
-    let pki = hearth_common::names::PKI;
-    let reply = conn
-        .call_method(
-            Some(pki.bus_name),
-            pki.path,
-            Some(pki.bus_name),
-            "IssueDaemonCertificate",
-            &(names,),
-        )
+    let pki = PkiProxy::new(conn).await.map_err(|e| e.to_string())?;
+    let cert = hearth_common::contract::pki::issue_daemon_certificate(&pki, names)
         .await
         .map_err(|e| e.to_string())?;
-    let doc: String = reply.body().deserialize().map_err(|e| e.to_string())?;
-    // serde_json's error names a position, never the document's content.
-    serde_json::from_str::<DaemonCertificate>(&doc).map_err(|e| e.to_string())
+    tracing::info!("hearth-pkid: {cert}");
+    Ok(DaemonCertificate(cert))
 }
 
 impl DaemonCertificate {
     /// Leaf, issuing CA, then the root: what `tls_cert` holds.
     fn full_chain(&self) -> String {
-        let mut chain = self.chain_pem.trim_end().to_string();
+        let mut chain = self.0.chain_pem.trim_end().to_string();
         chain.push('\n');
-        chain.push_str(self.root_pem.trim_end());
+        chain.push_str(self.0.root_pem.trim_end());
         chain.push('\n');
         chain
     }
 
     /// Writes key (0600), chain and root, each atomically.
     fn write(&self, cfg: &Config) -> Result<(), TlsError> {
-        write(&cfg.tls_key, self.key_pem.as_bytes(), 0o600)?;
+        write(&cfg.tls_key, self.0.key_pem.as_bytes(), 0o600)?;
         write(&cfg.tls_cert, self.full_chain().as_bytes(), 0o644)?;
-        write(&cfg.root_ca, self.root_pem.as_bytes(), 0o644)
+        write(&cfg.root_ca, self.0.root_pem.as_bytes(), 0o644)
     }
 }
 
@@ -247,16 +235,8 @@ pub async fn fetch_from_pkid(conn: &zbus::Connection, cfg: &Config) -> Result<bo
     }
 }
 
-/// The served certificate, as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CertInfo {
-    /// The leaf's serial number, lowercase hex.
-    pub serial: String,
-    /// The leaf's notAfter, as OpenSSL prints it (`Feb 21 13:22:18 2027 GMT`).
-    pub not_after: String,
-    /// The same instant in seconds since the Unix epoch.
-    pub not_after_unix: i64,
-}
+/// The served certificate, as status shows it (the contract's type).
+pub use hearth_common::contract::attestation::TlsCertificate as CertInfo;
 
 /// A PEM chain and key that rustls can serve, checked to belong together.
 fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<(CertifiedKey, CertInfo), String> {
@@ -365,7 +345,7 @@ pub async fn renew_if_due(
     let issued = issue(conn, &cfg.tls_from_pkid.join(","))
         .await
         .map_err(TlsError::Pkid)?;
-    let (ck, info) = certified_key(issued.full_chain().as_bytes(), issued.key_pem.as_bytes())
+    let (ck, info) = certified_key(issued.full_chain().as_bytes(), issued.0.key_pem.as_bytes())
         .map_err(|e| TlsError::Pkid(format!("unusable certificate: {e}")))?;
     // On disk first: a restart serves what is served now.
     issued.write(cfg)?;

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
+use hearth_common::contract::attestation::{self, MeasurementKind};
 use hearth_common::names;
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::proxies::intent::IntentProxy;
@@ -180,10 +181,17 @@ async fn a_cut_audit_tail_is_found_against_the_attested_event_log() {
     }
 
     let attest = AttestationProxy::new(&conn).await.unwrap();
-    let status: Value = serde_json::from_str(&attest.status().await.unwrap()).unwrap();
-    assert_eq!(status["consistent"], true, "{status}");
-    let events =
-        || async { serde_json::from_str::<Vec<Value>>(&attest.log().await.unwrap()).unwrap() };
+    let status = attestation::status(&attest).await.unwrap();
+    assert!(status.consistent, "{status:?}");
+    // The log as the typed call reads it, handed to the gate as JSON.
+    let events = || async {
+        attestation::log(&attest)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect::<Vec<Value>>()
+    };
     // Intact: two intents and two outcomes, each in the attested log.
     let v = gate.audit_verify_against(&events().await).unwrap();
     assert!(v.ok, "{:?}", v.problems);
@@ -281,12 +289,12 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
         .unwrap();
     let file = std::fs::read(catalog_dir.join("net.show.dsse.json")).unwrap();
     let digest = hex::encode(openssl::sha::sha256(&file));
-    let log: Vec<Value> = serde_json::from_str(&attest.log().await.unwrap()).unwrap();
+    let log = attestation::log(&attest).await.unwrap();
     assert!(
         log.iter()
-            .any(|e| e["content"]["kind"] == "playbook-catalog"
-                && e["content"]["name"] == "net.show.dsse.json"
-                && e["content"]["sha256"] == digest.as_str()),
+            .any(|e| e.content.kind == MeasurementKind::PlaybookCatalog
+                && e.content.name == "net.show.dsse.json"
+                && e.content.sha256 == digest),
         "net.show's digest {digest} is not in the attested log: {log:#?}"
     );
     assert!(in_catalog(&intent.catalog().await.unwrap(), "net.show"));

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use hearth_attestation::flow;
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
+use hearth_common::contract::attestation::{self, MeasurementKind};
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::HearthError;
 
@@ -100,18 +101,17 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
         "{err:?}"
     );
 
-    let status: serde_json::Value = serde_json::from_str(&p.status().await.unwrap()).unwrap();
-    assert_eq!(status["consistent"], true, "{status}");
-    assert_eq!(status["events"], n + 1, "{status}");
-    let log: serde_json::Value = serde_json::from_str(&p.log().await.unwrap()).unwrap();
-    let log = log.as_array().unwrap();
+    let status = attestation::status(&p).await.unwrap();
+    assert!(status.consistent, "{status:?}");
+    assert_eq!(status.events, n + 1, "{status:?}");
+    let log = attestation::log(&p).await.unwrap();
     let measured: Vec<String> = log[..expected.len()]
         .iter()
         .map(|e| {
-            assert_eq!(e["content"]["kind"], "binary", "{e}");
-            let name = e["content"]["name"].as_str().unwrap().to_string();
+            assert_eq!(e.content.kind, MeasurementKind::Binary, "{e:?}");
+            let name = e.content.name.clone();
             let file_sha = hex::encode(openssl::sha::sha256(&std::fs::read(&name).unwrap()));
-            assert_eq!(e["content"]["sha256"], file_sha, "{name}");
+            assert_eq!(e.content.sha256, file_sha, "{name}");
             name
         })
         .collect();
@@ -119,10 +119,14 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     let exe = bin_dir.join("hearth-attestd").display().to_string();
     assert!(measured.contains(&exe), "{measured:?}");
     let last = &log[expected.len()];
-    assert_eq!(last["content"]["name"], "net.open_port #1");
-    assert_eq!(last["content"]["sha256"], sha);
-    let pcrs: serde_json::Value = serde_json::from_str(&p.pcrs().await.unwrap()).unwrap();
-    assert_eq!(pcrs.as_object().unwrap().len(), 9, "{pcrs}");
+    assert_eq!(last.content.name, "net.open_port #1");
+    assert_eq!(last.content.sha256, sha);
+    let pcrs = attestation::pcrs(&p).await.unwrap();
+    assert_eq!(
+        pcrs.keys().copied().collect::<Vec<u8>>(),
+        [0, 1, 2, 3, 4, 5, 6, 7, 11],
+        "{pcrs:?}"
+    );
 
     // The HTTPS endpoint with the throwaway chain: trust on first use, then
     // a trusted check whose report names the action.
