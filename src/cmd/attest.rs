@@ -1,23 +1,18 @@
-//! `hearthctl attest`: status, log and PCRs of hearth-attestd.
+//! `hearthctl attest`: status, log and PCRs of hearth-attestd, read through
+//! the typed calls of [`hearth_common::contract::attestation`].
 
+use hearth_common::contract::attestation as contract;
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::HearthError;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{table, Output};
 use crate::cli::attest::Command;
 
-fn parse(doc: &str) -> Result<Value, HearthError> {
-    serde_json::from_str(doc)
-        .map_err(|e| HearthError::Internal(format!("hearth-attestd sent unreadable JSON: {e}")))
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// The `--json` form of a typed result.
+fn json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
+    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
 }
 
 /// Runs one attest command.
@@ -25,69 +20,55 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
     let p = AttestationProxy::new(conn).await?;
     match cmd {
         Command::Status => {
-            let v = parse(&p.status().await?)?;
-            let consistent = v["consistent"].as_bool().unwrap_or(false);
+            let v = contract::status(&p).await?;
             let mut text = format!(
                 "measurement log: {} events, {}\nregister {}: {}\ndeletion protected: {}",
-                s(&v["events"]),
-                if consistent {
+                v.events,
+                if v.consistent {
                     "consistent with the TPM register"
                 } else {
                     "INCONSISTENT with the TPM register"
                 },
-                s(&v["register_name"]),
-                s(&v["register"]),
-                s(&v["deletion_protected"]),
+                v.register_name,
+                v.register.as_deref().unwrap_or("-"),
+                v.deletion_protected,
             );
-            if let Some(d) = v["detail"].as_str() {
+            if let Some(d) = &v.detail {
                 text.push_str(&format!("\ndetail: {d}"));
             }
-            Ok(if consistent {
-                Output::ok(v, text)
+            Ok(if v.consistent {
+                Output::ok(json(&v)?, text)
             } else {
-                Output::failed(v, text)
+                Output::failed(json(&v)?, text)
             })
         }
         Command::Log { kind } => {
-            let v = parse(&p.log().await?)?;
-            let records: Vec<Value> = v
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            let records: Vec<contract::Event> = contract::log(&p)
+                .await?
                 .into_iter()
-                .filter(|r| kind.as_deref().is_none_or(|k| r["content"]["kind"] == k))
+                .filter(|r| kind.as_deref().is_none_or(|k| r.content.kind.as_str() == k))
                 .collect();
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
-                    let sha = s(&r["content"]["sha256"]);
                     vec![
-                        s(&r["recnum"]),
-                        s(&r["content"]["kind"]),
-                        s(&r["content"]["name"]),
-                        sha.chars().take(16).collect(),
+                        r.recnum.to_string(),
+                        r.content.kind.to_string(),
+                        r.content.name.clone(),
+                        r.content.sha256.chars().take(16).collect(),
                     ]
                 })
                 .collect();
             let text = table(&["#", "KIND", "NAME", "SHA256"], &rows);
-            Ok(Output::ok(Value::Array(records), text))
+            Ok(Output::ok(json(&records)?, text))
         }
         Command::Pcrs => {
-            let v = parse(&p.pcrs().await?)?;
-            let mut rows: Vec<(u32, String)> = v
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, val)| (k.parse().unwrap_or(u32::MAX), s(val)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            rows.sort();
-            let rows: Vec<Vec<String>> = rows
-                .into_iter()
-                .map(|(k, val)| vec![k.to_string(), val])
+            let pcrs = contract::pcrs(&p).await?;
+            let rows: Vec<Vec<String>> = pcrs
+                .iter()
+                .map(|(k, val)| vec![k.to_string(), val.clone()])
                 .collect();
-            Ok(Output::ok(v, table(&["PCR", "SHA256"], &rows)))
+            Ok(Output::ok(json(&pcrs)?, table(&["PCR", "SHA256"], &rows)))
         }
     }
 }

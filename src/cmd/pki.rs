@@ -1,54 +1,32 @@
 //! `hearthctl pki`: the CA over `org.hearth.Pki1`.
 
+use hearth_common::contract::pki::{self as contract, names_text, Issued};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{table, Output};
 use crate::cli::pki::Command;
 
-fn parse(doc: &str) -> Result<Value, HearthError> {
-    serde_json::from_str(doc)
-        .map_err(|e| HearthError::Internal(format!("hearth-pkid sent invalid JSON: {e}")))
+/// The `--json` form of a typed result.
+fn to_json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
+    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
 }
 
-fn s(v: &Value, k: &str) -> String {
-    match &v[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn names(v: &Value) -> String {
-    v["names"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
-fn issued_text(v: &Value) -> String {
-    let mut t = format!(
-        "issued {} for {} (profile {}), valid until {}",
-        s(v, "serial"),
-        names(v),
-        s(v, "profile"),
-        s(v, "not_after")
-    );
-    if let Some(k) = v["key_path"].as_str() {
+/// The diff's line, then where the key and chain went (or the chain, for a
+/// CSR).
+fn issued_text(i: &Issued) -> String {
+    let mut t = i.to_string();
+    if let Some(k) = &i.key_path {
         t.push_str(&format!("\nkey:   {k}"));
     }
-    if let Some(c) = v["chain_path"].as_str() {
+    if let Some(c) = &i.chain_path {
         t.push_str(&format!("\nchain: {c}"));
     }
-    if v["key_path"].is_null() {
+    if i.key_path.is_none() {
         t.push('\n');
-        t.push_str(v["chain_pem"].as_str().unwrap_or_default().trim_end());
+        t.push_str(i.chain_pem.trim_end());
     }
     t
 }
@@ -58,32 +36,24 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
     let pki = PkiProxy::new(conn).await?;
     match cmd {
         Command::Init => {
-            let v = parse(&pki.init().await?)?;
-            let what = if v["created"].as_bool() == Some(true) {
+            let v = contract::init(&pki).await?;
+            let what = if v.created {
                 "created the CA"
             } else {
                 "the CA already exists (nothing changed)"
             };
             let text = format!(
                 "{what}\nroot SHA-256: {}\nzones: {}\nsubnets: {}",
-                s(&v, "root_sha256"),
-                v["zones"].as_array().map(|a| a.len()).unwrap_or(0),
-                v["subnets"].as_array().map(|a| a.len()).unwrap_or(0),
+                v.root_sha256,
+                v.zones.len(),
+                v.subnets.len(),
             );
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(to_json(&v)?, text))
         }
         Command::Root => {
-            let v = parse(&pki.info().await?)?;
-            let text = format!(
-                "{}\n# SHA-256 {}",
-                s(&v, "root_pem").trim_end(),
-                s(&v, "root_sha256")
-            );
-            Ok(Output::ok(
-                json!({"root_pem": v["root_pem"], "root_sha256": v["root_sha256"],
-                       "zones": v["zones"], "subnets": v["subnets"]}),
-                text,
-            ))
+            let v = contract::info(&pki).await?;
+            let text = format!("{}\n# SHA-256 {}", v.root_pem.trim_end(), v.root_sha256);
+            Ok(Output::ok(to_json(&v)?, text))
         }
         Command::Issue {
             name,
@@ -91,7 +61,7 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
             profile,
             days,
         } => {
-            let doc = match (name, csr) {
+            let issued = match (name, csr) {
                 (_, Some(path)) => {
                     let meta = std::fs::metadata(&path).map_err(|e| {
                         HearthError::InvalidArgument(format!("csr {}: {e}", path.display()))
@@ -106,50 +76,36 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                     let pem = std::fs::read_to_string(&path).map_err(|e| {
                         HearthError::InvalidArgument(format!("csr {}: {e}", path.display()))
                     })?;
-                    pki.issue_from_csr(&pem, &profile, days).await?
+                    contract::issue_from_csr(&pki, &pem, &profile, days).await?
                 }
-                (Some(name), None) => pki.issue_for_name(&name, &profile, days).await?,
+                (Some(name), None) => contract::issue_for_name(&pki, &name, &profile, days).await?,
                 (None, None) => {
                     return Err(HearthError::InvalidArgument(
                         "give a name or --csr FILE".into(),
                     ))
                 }
             };
-            let v = parse(&doc)?;
-            let text = issued_text(&v);
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(to_json(&issued)?, issued_text(&issued)))
         }
         Command::Revoke { serial_or_name } => {
-            let v = parse(&pki.revoke_certificate(&serial_or_name).await?)?;
-            let serials: Vec<String> = v["revoked"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let text = format!("revoked {}; the CRL was republished", serials.join(", "));
-            Ok(Output::ok(v, text))
+            let diff = contract::revoke_certificate(&pki, &serial_or_name).await?;
+            let text = format!("{diff} The CRL was republished.");
+            Ok(Output::ok(to_json(&diff)?, text))
         }
         Command::List => {
-            let v = parse(&pki.list_certificates().await?)?;
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|r| {
-                            vec![
-                                s(r, "serial"),
-                                names(r),
-                                s(r, "profile"),
-                                s(r, "status"),
-                                s(r, "not_after"),
-                            ]
-                        })
-                        .collect()
+            let list = contract::certificates(&pki).await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.serial.clone(),
+                        names_text(&r.names),
+                        r.profile.to_string(),
+                        r.status.to_string(),
+                        r.not_after.clone(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let text = if rows.is_empty() {
                 "no certificates issued".to_string()
             } else {
@@ -158,33 +114,29 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                     &rows,
                 )
             };
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(to_json(&list)?, text))
         }
         Command::Show { serial_or_name } => {
-            let v = parse(&pki.show_certificate(&serial_or_name).await?)?;
-            let text = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|r| {
-                            format!(
-                                "serial:     {}\nnames:      {}\nprofile:    {}\nkey:        {} ({})\nnot before: {}\nnot after:  {}\nrevoked:    {}\n{}",
-                                s(r, "serial"),
-                                names(r),
-                                s(r, "profile"),
-                                s(r, "key_type"),
-                                s(r, "key_source"),
-                                s(r, "not_before"),
-                                s(r, "not_after"),
-                                r["revoked"]["at"].as_str().unwrap_or("no"),
-                                s(r, "certificate").trim_end()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n\n")
+            let shown = contract::certificate(&pki, &serial_or_name).await?;
+            let text = shown
+                .iter()
+                .map(|r| {
+                    format!(
+                        "serial:     {}\nnames:      {}\nprofile:    {}\nkey:        {} ({})\nnot before: {}\nnot after:  {}\nrevoked:    {}\n{}",
+                        r.serial,
+                        names_text(&r.names),
+                        r.profile,
+                        r.key_type,
+                        r.key_source,
+                        r.not_before,
+                        r.not_after,
+                        r.revoked.as_ref().map_or("no", |x| x.at.as_str()),
+                        r.certificate.trim_end()
+                    )
                 })
-                .unwrap_or_default();
-            Ok(Output::ok(v, text))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            Ok(Output::ok(to_json(&shown)?, text))
         }
         Command::Crl => {
             let pem = pki.crl().await?;
