@@ -22,7 +22,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use hearth_common::contract::attestation::{self as attest_c, MeasurementKind};
+use hearth_common::contract::dns::{self as dns_c, RecordType};
 use hearth_common::contract::network::{self as net_c, NetChange, Reach};
+use hearth_common::contract::pki as pki_c;
 use hearth_common::types::DomainId;
 use hearth_testbed::{Options, Sandbox};
 use serde_json::Value;
@@ -146,9 +149,10 @@ impl Ctx {
     }
 
     /// The result of step `i` of an outcome, parsed as JSON.
-    fn result(outcome: &Value, i: usize) -> Value {
+    /// Step `i`'s result read as the contract type of `method`.
+    fn typed<T: serde::de::DeserializeOwned>(outcome: &Value, i: usize, method: &str) -> T {
         let s = outcome["steps"][i]["result"].as_str().unwrap();
-        serde_json::from_str(s).unwrap_or_else(|e| panic!("step {i} result {s:?}: {e}"))
+        hearth_common::contract::decode(method, s).unwrap_or_else(|e| panic!("step {i}: {e}"))
     }
 
     fn dig(&self, name: &str, rtype: &str) -> String {
@@ -217,10 +221,10 @@ impl Ctx {
             .collect()
     }
 
-    fn pki_list(&self) -> Vec<Value> {
+    fn pki_list(&self) -> Vec<pki_c::CertificateSummary> {
         let r = self.ctl(&["pki", "list"]);
         assert!(r.ok, "pki list: {r:?}");
-        r.json.as_array().unwrap().clone()
+        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("pki list: {e}: {r:?}"))
     }
 
     fn audit_log(&self) -> PathBuf {
@@ -366,30 +370,39 @@ fn dns_playbooks(cx: &mut Ctx) {
     );
 
     let o = cx.run("dns.list_records", &[]);
-    let zones = Ctx::result(&o, 0);
-    let records: Vec<&Value> = zones
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|z| z["records"].as_array().unwrap())
-        .collect();
-    let has = |name: &str, t: &str, v: &str| {
+    let zones: Vec<dns_c::Zone> = Ctx::typed(&o, 0, "Dns1.List");
+    let records: Vec<&dns_c::Record> = zones.iter().flat_map(|z| &z.records).collect();
+    let has = |name: &str, t: RecordType, v: &str| {
         records
             .iter()
-            .any(|r| r["name"] == name && r["type"] == t && r["value"] == v)
+            .any(|r| r.name.as_str() == name && r.rtype == t && r.value == v)
     };
-    assert!(has("nas.home.arpa", "A", "192.168.1.20"), "{zones}");
-    assert!(has("nas6.home.arpa", "AAAA", "fd00::10"), "{zones}");
+    assert!(
+        has("nas.home.arpa", RecordType::A, "192.168.1.20"),
+        "{zones:?}"
+    );
+    assert!(
+        has("nas6.home.arpa", RecordType::AAAA, "fd00::10"),
+        "{zones:?}"
+    );
     assert!(
         records
             .iter()
-            .any(|r| r["name"] == "files.home.arpa" && r["type"] == "CNAME"),
-        "{zones}"
+            .any(|r| r.name.as_str() == "files.home.arpa" && r.rtype == RecordType::CNAME),
+        "{zones:?}"
     );
 
     // Destructive: root is an admin, so its own --yes is enough.
     let o = cx.run("dns.remove_record", &[("name", "nas6.home.arpa")]);
     assert_eq!(o["plan"]["risk"], "destructive");
+    let removed: dns_c::ZoneDiff = Ctx::typed(&o, 0, "Dns1.Remove");
+    let gone: Vec<(&str, RecordType, &str)> = removed
+        .removed
+        .iter()
+        .map(|r| (r.name.as_str(), r.rtype, r.value.as_str()))
+        .collect();
+    assert_eq!(gone, [("nas6.home.arpa", RecordType::AAAA, "fd00::10")]);
+    assert!(removed.added.is_empty(), "{removed}");
     assert_eq!(o["plan"]["approval"], "admin");
     assert_eq!(cx.dig("nas6.home.arpa", "AAAA"), "");
     assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20", "others stay");
@@ -508,25 +521,26 @@ fn pki_playbooks(cx: &mut Ctx, tmp: &Path) {
     let before = cx.pki_list();
     assert!(!before
         .iter()
-        .any(|c| c["names"].to_string().contains("web.home.arpa")));
+        .any(|c| pki_c::names_text(&c.names).contains("web.home.arpa")));
     let o = cx.run(
         "pki.issue_certificate",
         &[("name", "web.home.arpa"), ("days", "30")],
     );
-    let issued = Ctx::result(&o, 0);
-    let serial = issued["serial"].as_str().unwrap().to_string();
+    let issued: pki_c::Issued = Ctx::typed(&o, 0, "Pki1.IssueCertificate");
+    let serial = issued.serial.clone();
     let list = cx.pki_list();
     let entry = list
         .iter()
-        .find(|c| c["serial"] == serial.as_str())
+        .find(|c| c.serial == serial)
         .unwrap_or_else(|| panic!("{serial} in pki list: {list:?}"));
-    assert_eq!(entry["status"], "valid");
-    assert_eq!(entry["names"], serde_json::json!(["web.home.arpa"]));
+    assert_eq!(entry.status, pki_c::CertificateStatus::Valid);
+    assert_eq!(pki_c::names_text(&entry.names), "web.home.arpa");
+    assert_eq!(entry.not_after, issued.not_after);
 
     // The certificate chains to the appliance's root.
     let pki_state = cx.sb.dir.join("state/hearth-pkid");
     let cert = tmp.join("web.pem");
-    fs::write(&cert, issued["certificate"].as_str().unwrap()).unwrap();
+    fs::write(&cert, &issued.certificate).unwrap();
     let v = openssl_verify(&pki_state, &cert, false);
     assert!(
         v.status.success() && String::from_utf8_lossy(&v.stdout).contains("OK"),
@@ -551,18 +565,17 @@ fn pki_playbooks(cx: &mut Ctx, tmp: &Path) {
     assert!(!end.status.success(), "not valid for 31 days: {end:?}");
 
     let o = cx.run("pki.list_certificates", &[]);
-    let listed = Ctx::result(&o, 0);
-    assert!(listed.to_string().contains(&serial), "{listed}");
+    let listed: Vec<pki_c::CertificateSummary> = Ctx::typed(&o, 0, "Pki1.ListCertificates");
+    assert!(listed.iter().any(|c| c.serial == serial), "{listed:?}");
 
     let o = cx.run("pki.revoke_certificate", &[("name", "web.home.arpa")]);
     assert_eq!(o["plan"]["risk"], "destructive");
-    assert!(Ctx::result(&o, 0).to_string().contains(&serial), "{o}");
+    let revoked: pki_c::CertificateDiff = Ctx::typed(&o, 0, "Pki1.RevokeCertificate");
+    let serials: Vec<&str> = revoked.revoked.iter().map(|c| c.serial.as_str()).collect();
+    assert_eq!(serials, [serial.as_str()], "{o}");
     let list = cx.pki_list();
-    let entry = list
-        .iter()
-        .find(|c| c["serial"] == serial.as_str())
-        .unwrap();
-    assert_eq!(entry["status"], "revoked", "{entry}");
+    let entry = list.iter().find(|c| c.serial == serial).unwrap();
+    assert_eq!(entry.status, pki_c::CertificateStatus::Revoked, "{entry:?}");
     // The republished CRL names it.
     let v = openssl_verify(&pki_state, &cert, true);
     let text = format!(
@@ -578,9 +591,9 @@ fn pki_playbooks(cx: &mut Ctx, tmp: &Path) {
 
 fn attest_status(cx: &mut Ctx) {
     let o = cx.run("attest.status", &[]);
-    let st = Ctx::result(&o, 0);
-    assert_eq!(st["consistent"], true, "{st}");
-    assert!(st["events"].as_u64().unwrap() >= 1, "{st}");
+    let st: attest_c::Status = Ctx::typed(&o, 0, "Attestation1.Status");
+    assert!(st.consistent, "{st:?}");
+    assert!(st.events >= 1, "{st:?}");
 }
 
 fn refusals(cx: &mut Ctx) {
@@ -1160,18 +1173,12 @@ fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
 fn event_log(cx: &mut Ctx) {
     let r = cx.ctl(&["attest", "log"]);
     assert!(r.ok, "attest log: {r:?}");
-    let actions: Vec<(String, String)> = r
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["content"]["kind"] == "action")
-        .map(|e| {
-            (
-                e["content"]["name"].as_str().unwrap().to_string(),
-                e["content"]["sha256"].as_str().unwrap().to_string(),
-            )
-        })
+    let log: Vec<attest_c::Event> =
+        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("attest log: {e}: {r:?}"));
+    let actions: Vec<(String, String)> = log
+        .into_iter()
+        .filter(|e| e.content.kind == MeasurementKind::Action)
+        .map(|e| (e.content.name, e.content.sha256))
         .collect();
     // Each plan that ran is measured twice, write-ahead: its intent record
     // before the first step (the record just before the outcome here, one
