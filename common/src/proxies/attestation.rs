@@ -1,5 +1,6 @@
 //! `org.hearth.Attestation1` (hearth-attestd): runtime measurements into the
-//! TPM register, and their state. See docs/dbus/attestation.md.
+//! TPM register, and their state. See docs/dbus/attestation.md; the JSON
+//! results are types of [`crate::contract::attestation`].
 
 use crate::HearthError;
 

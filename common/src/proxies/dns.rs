@@ -1,5 +1,6 @@
 //! `org.hearth.Dns1` (hearth-dnsd): the home zones' records. Every method
-//! returns a JSON document string; see `docs/dbus/dns.md` for their shapes.
+//! returns a JSON document string whose shape is a type of
+//! [`crate::contract::dns`]; read them with its typed calls.
 //! `dry_run = true` checks a change exactly as for real and changes nothing.
 
 use crate::HearthError;
@@ -12,11 +13,11 @@ use crate::HearthError;
     gen_blocking = false
 )]
 pub trait Dns {
-    /// Adds an A (IPv4) or AAAA (IPv6) record; returns the Change document.
+    /// Adds an A (IPv4) or AAAA (IPv6) record; returns the `ZoneDiff`.
     fn add_record(&self, name: &str, address: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// Makes `name` a CNAME for `target`; returns the Change document.
+    /// Makes `name` a CNAME for `target`; returns the `ZoneDiff`.
     fn add_alias(&self, name: &str, target: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// Removes every record of `name`; the Change's `removed` lists them.
+    /// Removes every record of `name`; the `ZoneDiff`'s `removed` lists them.
     fn remove(&self, name: &str, dry_run: bool) -> Result<String, HearthError>;
     /// Removes one A/AAAA record of `name`.
     fn remove_record(
@@ -25,7 +26,7 @@ pub trait Dns {
         address: &str,
         dry_run: bool,
     ) -> Result<String, HearthError>;
-    /// Adds back what a removal returned (its Change document or a record array).
+    /// Adds back what a removal returned (its `ZoneDiff` or a record array).
     fn restore(&self, records: &str, dry_run: bool) -> Result<String, HearthError>;
     /// The records of one name.
     fn describe(&self, name: &str) -> Result<String, HearthError>;

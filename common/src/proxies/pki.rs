@@ -1,5 +1,6 @@
 //! `org.hearth.Pki1`, served by hearth-pkid: the appliance CA. Structured
-//! results are JSON documents described in `docs/dbus/pki.md`.
+//! results are JSON of the types of [`crate::contract::pki`]; read them with
+//! its typed calls.
 
 use crate::HearthError;
 
@@ -32,11 +33,11 @@ pub trait Pki {
     ) -> Result<String, HearthError>;
     /// Issues a `daemon` certificate with a fresh key; JSON `DaemonCertificate`.
     fn issue_daemon_certificate(&self, name: &str) -> Result<String, HearthError>;
-    /// Revokes by serial or name; JSON `{"revoked": [...]}`.
+    /// Revokes by serial or name; JSON `CertificateDiff`.
     fn revoke_certificate(&self, serial_or_name: &str) -> Result<String, HearthError>;
-    /// Every issued certificate; JSON array of `Summary`.
+    /// Every issued certificate; JSON array of `CertificateSummary`.
     fn list_certificates(&self) -> Result<String, HearthError>;
-    /// The records for a serial or name; JSON array of `Record`.
+    /// The records for a serial or name; JSON array of `Certificate`.
     fn show_certificate(&self, serial_or_name: &str) -> Result<String, HearthError>;
     /// The current CRL, PEM.
     fn crl(&self) -> Result<String, HearthError>;
