@@ -598,6 +598,9 @@ async fn the_common_proxies_call_the_methods_checked_into_docs_dbus() {
     call!("intent.confirm", i.confirm(""));
     call!("intent.approve", i.approve(""));
     call!("intent.cancel", i.cancel(""));
+    call!("intent.confirm_trial", i.confirm_trial("", 60));
+    call!("intent.keep", i.keep(""));
+    call!("intent.list_trials", i.list_trials());
     call!("intent.list_pending", i.list_pending());
     call!("intent.catalog", i.catalog());
     call!("intent.show_playbook", i.show_playbook(""));
