@@ -119,6 +119,23 @@ pub struct ReservationChange {
     pub device: Option<Device>,
 }
 
+impl std::fmt::Display for ReservationChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.action {
+            ReservationAction::Reserve => write!(
+                f,
+                "Reserves {} for {} in domain {}.",
+                self.address, self.mac, self.domain
+            ),
+            ReservationAction::ReleaseReservation => write!(
+                f,
+                "Releases the reservation of {} for {} in domain {}.",
+                self.address, self.mac, self.domain
+            ),
+        }
+    }
+}
+
 /// The only value of [`Forgotten::action`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -257,6 +257,14 @@ struct Pending {
     trial: Option<u32>,
 }
 
+/// True when a step's answer says it changed nothing (an allow already in
+/// force): its undo would take away what was there before, so it is not
+/// run.
+fn changed_nothing(step: &RenderedStep, result: &str) -> bool {
+    hearth_common::contract::describe::change(step.call.method.key, result)
+        .is_some_and(|d| d.nothing)
+}
+
 /// The gate.
 pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
     settings: Settings,
@@ -1159,6 +1167,9 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         for (i, result) in done.iter().rev() {
             let step = &plan.steps[*i];
             let Some(undo) = &step.undo else { continue };
+            if changed_nothing(step, result) {
+                continue;
+            }
             match undo.finish(result) {
                 Ok(call) => {
                     let r = self.executor.call(&call).await;

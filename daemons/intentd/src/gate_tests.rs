@@ -1281,3 +1281,36 @@ async fn the_policy_can_put_a_playbook_on_trial() {
     assert_eq!(out.status, Status::Trial);
     assert!(t.gate.is_trial(&id));
 }
+
+#[tokio::test]
+async fn a_step_that_changed_nothing_is_not_undone() {
+    use hearth_common::contract::network::{NetAction, NetChange, NetState};
+    // The allow was already in force: netd answers an empty diff.
+    let empty = NetChange::between(
+        NetAction::Allow,
+        false,
+        &NetState::default(),
+        &NetState::default(),
+    );
+    let text: &'static str = Box::leak(
+        serde_json::to_string(&empty)
+            .unwrap_or_default()
+            .into_boxed_str(),
+    );
+    let exec = Recorder {
+        results: [("net.Allow", text)].into_iter().collect(),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    let id = allow_plan(&t).await;
+    t.gate.confirm_trial(&id, 60, ADMIN).await.unwrap();
+    lock(&t.gate.trials).get_mut(&id).expect("trial").until_ms = 1;
+    let ends = t.gate.revert_due().await;
+    assert_eq!(ends.len(), 1);
+    assert!(ends[0].undo.is_empty(), "{:?}", ends[0].undo);
+    assert_eq!(
+        t.exec.log(),
+        vec!["net.Allow(iot,lan,443,tcp)"],
+        "the allow that was there before stays"
+    );
+}

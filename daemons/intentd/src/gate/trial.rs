@@ -139,6 +139,9 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             let Some(u) = &plan.steps[*i].undo else {
                 continue;
             };
+            if super::changed_nothing(&plan.steps[*i], result) {
+                continue;
+            }
             let call = u.finish(result).map_err(|e| GateError::Refused {
                 reason: format!("step {}'s undo cannot be rendered: {e}", i + 1),
                 candidates: vec![],
