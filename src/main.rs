@@ -21,6 +21,7 @@ const COMPLETION_FISH: &str = include_str!(concat!(env!("OUT_DIR"), "/hearthctl.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    let verbose = cli.verbose;
     match cli.command {
         Command::Man => {
             emit(MAN_PAGE);
@@ -51,23 +52,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(run(cli.command, json))
+    runtime.block_on(run(cli.command, json, verbose))
 }
 
-async fn run(command: Command, json: bool) -> ExitCode {
+async fn run(command: Command, json: bool, verbose: bool) -> ExitCode {
     let conn = match connect().await {
         Ok(c) => c,
         Err(e) => return report_error(&e, json, true),
     };
     let result = match command {
         Command::Status => cmd::status::run(&conn).await,
-        Command::Ask(a) => cmd::intent::ask(a, json, &conn).await,
+        Command::Ask(a) => cmd::intent::ask(a, json, verbose, &conn).await,
         Command::Net(c) => cmd::net::run(c, &conn).await,
         Command::Pki(c) => cmd::pki::run(c, &conn).await,
         Command::Attest(c) => cmd::attest::run(c, &conn).await,
         Command::Dns(c) => cmd::dns::run(c, &conn).await,
         Command::Devices(c) => cmd::devices::run(c, &conn).await,
-        Command::Playbook(c) => cmd::intent::playbook(c, &conn).await,
+        Command::Playbook(c) => cmd::intent::playbook(c, verbose, &conn).await,
         Command::Audit(c) => cmd::intent::audit(c, &conn).await,
         Command::Man | Command::Completions { .. } => unreachable_local(),
     };

@@ -8,7 +8,8 @@
 //! * Verifier side, pure software ([`wire`], [`crypto`], [`eventlog`],
 //!   [`verify`], [`client`], [`flow`]): MakeCredential against the EK, checks
 //!   of quote and certification signatures, nonces, PCR digests, event log
-//!   replay, golden policies.
+//!   replay, golden policies; [`tcglog`]: the firmware's TCG event log,
+//!   parsed and replayed to PCRs 0-7.
 //! * The endpoint's JSON documents ([`api`]) and its tiny HTTP/1.1 ([`http`]).
 //!
 //! Invariants: the verifier believes nothing it has not checked against a
@@ -25,6 +26,7 @@ pub mod flow;
 pub mod http;
 #[cfg(feature = "swtpm")]
 pub mod swtpm;
+pub mod tcglog;
 pub mod tpm;
 pub mod verify;
 pub mod wire;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{EnrollRequest, EnrollResponse, Identity, QuoteResponse, BOOT_PCRS};
 use crate::crypto::{self, CryptoError};
 use crate::eventlog::{self, Kind};
+use crate::tcglog;
 use crate::wire::{self, nv_attr, Attest, Attested, EcdsaSignature};
 
 /// Why enrollment failed.
@@ -353,9 +354,16 @@ pub struct GoldenActions {
 }
 
 /// The golden policy: what a trustworthy appliance looks like.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Golden {
+    /// Whether the appliance must send the firmware's TCG event log
+    /// (decision 053). Absent: true. With true, a quote without one is NOT
+    /// TRUSTED ("no firmware event log"); with false it is reported, and
+    /// PCRs 0-7 are judged by their quoted values alone. A log that is sent
+    /// must replay to the quoted PCRs 0-7 either way.
+    #[serde(default = "yes")]
+    pub require_firmware_log: bool,
     /// Whether the register must be undeletable
     /// ([`RegisterProtection::Undeletable`]); a deletable one then fails the
     /// check "register protection". Absent in older files: false (the
@@ -371,6 +379,33 @@ pub struct Golden {
     /// Action rules.
     #[serde(default)]
     pub actions: GoldenActions,
+}
+
+impl Default for Golden {
+    fn default() -> Self {
+        Golden {
+            require_firmware_log: true,
+            require_protected_register: false,
+            pcrs: BTreeMap::new(),
+            measurement: Vec::new(),
+            actions: GoldenActions::default(),
+        }
+    }
+}
+
+/// What became of the firmware's TCG event log in a check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirmwareLogStatus {
+    /// Not looked at (the quote itself was not proven).
+    #[default]
+    Unchecked,
+    /// The appliance sent none.
+    NotSent,
+    /// Sent, parsed, and its SHA-256 replay equals the quoted PCRs 0-7.
+    Replayed,
+    /// Sent, but malformed or not replaying to the quoted PCRs.
+    Failed,
 }
 
 /// One check of a report.
@@ -419,6 +454,10 @@ pub struct Report {
     /// could be read).
     #[serde(default)]
     pub register_protection: Option<RegisterProtectionReport>,
+    /// The firmware event log's fate (its per-PCR replay is in `checks`,
+    /// named `firmware log PCR n`).
+    #[serde(default)]
+    pub firmware_log: FirmwareLogStatus,
 }
 
 struct Checks(Vec<Check>);
@@ -464,6 +503,7 @@ pub fn check_quote(
         pcrs: BTreeMap::new(),
         ek_check: record.ek_check,
         register_protection: None,
+        firmware_log: FirmwareLogStatus::Unchecked,
     };
     let finish = |mut report: Report, c: Checks| {
         report.trusted = !c.0.is_empty() && c.0.iter().all(|x| x.ok);
@@ -565,6 +605,13 @@ pub fn check_quote(
                 pcrs_proven = true;
                 report.pcrs = values.iter().map(|(k, v)| (*k, hex::encode(v))).collect();
             }
+            check_firmware_log(
+                &mut c,
+                &mut report,
+                resp,
+                golden,
+                pcrs_proven.then_some(&values),
+            );
         }
         Attested::Nv { .. } => {
             c.push(
@@ -755,6 +802,121 @@ pub fn check_quote(
     finish(report, c)
 }
 
+/// The firmware event log against the quoted PCRs 0-7 (decision 053).
+fn check_firmware_log(
+    c: &mut Checks,
+    report: &mut Report,
+    resp: &QuoteResponse,
+    golden: Option<&Golden>,
+    quoted: Option<&BTreeMap<u8, [u8; 32]>>,
+) {
+    const NAME: &str = "firmware event log";
+    let Some(text) = &resp.firmware_event_log else {
+        report.firmware_log = FirmwareLogStatus::NotSent;
+        if golden.is_some_and(|g| g.require_firmware_log) {
+            c.push(
+                NAME,
+                false,
+                "no firmware event log: the appliance sent none, so PCRs 0-7 are not backed by one (the golden policy requires it; require_firmware_log = false accepts its absence)",
+            );
+        }
+        return;
+    };
+    report.firmware_log = FirmwareLogStatus::Failed;
+    if text.len() > 2 * tcglog::MAX_LOG_BYTES {
+        c.push(
+            NAME,
+            false,
+            format!(
+                "{} hex digits, over the limit of {} bytes",
+                text.len(),
+                tcglog::MAX_LOG_BYTES
+            ),
+        );
+        return;
+    }
+    let log = match hex::decode(text) {
+        Err(e) => {
+            c.push(NAME, false, format!("not hex: {e}"));
+            return;
+        }
+        Ok(b) => match tcglog::parse(&b) {
+            Err(e) => {
+                c.push(NAME, false, format!("malformed: {e}"));
+                return;
+            }
+            Ok(l) => l,
+        },
+    };
+    let replay = match log.replay_sha256() {
+        Err(e) => {
+            c.push(NAME, false, format!("cannot be replayed: {e}"));
+            return;
+        }
+        Ok(r) => r,
+    };
+    let Some(quoted) = quoted else {
+        c.push(
+            NAME,
+            false,
+            "no proven PCR values to replay the log against",
+        );
+        return;
+    };
+    let mut rows = Vec::new();
+    let mut all = true;
+    for p in 0u8..8 {
+        let n = replay.events.get(&p).copied().unwrap_or(0);
+        let (ok, detail) = match (replay.values.get(&p), quoted.get(&p)) {
+            (Some(r), Some(q)) if r == q => (true, format!("{n} events replay to the quoted value")),
+            (Some(r), Some(q)) => (
+                false,
+                format!(
+                    "{n} events replay to {} but the TPM quoted {}: the log was edited or is not this boot's",
+                    hex::encode(r),
+                    hex::encode(q)
+                ),
+            ),
+            _ => (false, "not quoted".to_string()),
+        };
+        all &= ok;
+        rows.push((format!("firmware log PCR {p}"), ok, detail));
+    }
+    let extending: usize = (0u8..8).filter_map(|p| replay.events.get(&p)).sum();
+    let banks: Vec<String> = log
+        .spec
+        .algorithms
+        .iter()
+        .map(|(a, _)| match *a {
+            tcglog::ALG_SHA1 => "sha1".to_string(),
+            tcglog::ALG_SHA256 => "sha256".to_string(),
+            other => format!("{other:#06x}"),
+        })
+        .collect();
+    c.push(
+        NAME,
+        all,
+        if all {
+            format!(
+                "{} events ({extending} in PCRs 0-7; banks {}): the SHA-256 replay equals the quoted PCRs 0-7",
+                log.events.len(),
+                banks.join(", ")
+            )
+        } else {
+            format!(
+                "{} events: the SHA-256 replay differs from the quoted PCRs 0-7",
+                log.events.len()
+            )
+        },
+    );
+    for (name, ok, detail) in rows {
+        c.push(&name, ok, detail);
+    }
+    if all {
+        report.firmware_log = FirmwareLogStatus::Replayed;
+    }
+}
+
 fn apply_golden(
     c: &mut Checks,
     g: &Golden,
@@ -930,6 +1092,9 @@ pub fn golden_from_report(report: &Report) -> Golden {
             .collect(),
         measurement,
         actions: GoldenActions::default(),
+        // Required from now on when the known-good appliance sent one that
+        // replays; a sandbox without firmware (plain swtpm) has none.
+        require_firmware_log: report.firmware_log == FirmwareLogStatus::Replayed,
         // Required from now on when the known-good appliance has it; a
         // deletable register is reported by every check either way.
         require_protected_register: report

@@ -20,6 +20,7 @@ pub mod http;
 pub mod playbook_toml;
 pub mod quote;
 pub mod structured_intent;
+pub mod tcg_log;
 pub mod tpm_wire;
 pub mod types;
 
@@ -80,6 +81,11 @@ pub const TARGETS: &[Target] = &[
         name: "csr",
         what: "hearth-pkid's CSR parser",
         run: csr::run,
+    },
+    Target {
+        name: "tcg_log",
+        what: "the firmware's TCG event log (crypto-agile) hearth-verify parses and replays",
+        run: tcg_log::run,
     },
 ];
 

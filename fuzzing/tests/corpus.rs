@@ -66,7 +66,17 @@ corpus_test!(
     quote,
     http,
     csr,
+    tcg_log,
 );
+
+/// The tcg_log seed is the synthetic log, and it replays.
+#[test]
+fn the_tcg_log_seed_is_the_synthetic_log() {
+    let seed = std::fs::read(corpus_dir("tcg_log").join("synthetic")).unwrap();
+    assert_eq!(seed, hearth_fuzzing::tcg_log::seed());
+    let log = hearth_attestation::tcglog::parse(&seed).unwrap();
+    assert_eq!(log.replay_sha256().unwrap().events[&0], 2);
+}
 
 /// The quote seed is a consistent answer: the harness reaches the checks
 /// behind the signatures (a trusted report) from it.

@@ -24,6 +24,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Show a plan's playbook, every call with its arguments and undo, and
+    /// the daemons' raw previews and results (ask, playbook).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
     /// The command.
     #[command(subcommand)]
     pub command: Command,

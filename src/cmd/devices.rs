@@ -1,7 +1,8 @@
 //! `hearthctl devices`: the device inventory over `org.hearth.Dhcp1`, read
 //! through the typed calls of [`hearth_common::contract::dhcp`].
 
-use hearth_common::contract::dhcp::{self as contract, LeaseState};
+use hearth_common::contract::decode;
+use hearth_common::contract::dhcp::{self as contract, Device, LeaseState};
 use hearth_common::proxies::dhcp::DhcpProxy;
 use hearth_common::HearthError;
 
@@ -17,45 +18,61 @@ fn s<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".into(), T::to_string)
 }
 
+/// The device inventory as `hearthctl devices list` shows it.
+fn devices_table(list: &[Device]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.mac.to_string(),
+                s(&d.domain),
+                s(&d.address),
+                s(&d.hostname),
+                s(&d.name),
+                s(&d.reserved),
+                when(d.last_seen),
+                s(&d.vendor),
+            ]
+        })
+        .collect();
+    let text = if rows.is_empty() {
+        "no devices yet".to_string()
+    } else {
+        table(
+            &[
+                "MAC",
+                "DOMAIN",
+                "ADDRESS",
+                "HOSTNAME",
+                "NAME",
+                "RESERVED",
+                "LAST SEEN",
+                "VENDOR",
+            ],
+            &rows,
+        )
+    };
+    text
+}
+
+/// A read answer of Dhcp1 (a playbook's step), shown as the matching
+/// command shows it.
+pub fn answer(call: &str, text: &str) -> Option<String> {
+    match call {
+        "dhcp.ListDevices" => decode::<Vec<Device>>(call, text)
+            .ok()
+            .map(|l| devices_table(&l)),
+        _ => None,
+    }
+}
+
 /// Runs one devices command.
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let dhcp = DhcpProxy::new(conn).await?;
     match cmd {
         Command::List => {
             let list = contract::devices(&dhcp).await?;
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.mac.to_string(),
-                        s(&d.domain),
-                        s(&d.address),
-                        s(&d.hostname),
-                        s(&d.name),
-                        s(&d.reserved),
-                        when(d.last_seen),
-                        s(&d.vendor),
-                    ]
-                })
-                .collect();
-            let text = if rows.is_empty() {
-                "no devices yet".to_string()
-            } else {
-                table(
-                    &[
-                        "MAC",
-                        "DOMAIN",
-                        "ADDRESS",
-                        "HOSTNAME",
-                        "NAME",
-                        "RESERVED",
-                        "LAST SEEN",
-                        "VENDOR",
-                    ],
-                    &rows,
-                )
-            };
-            Ok(Output::ok(json(&list)?, text))
+            Ok(Output::ok(json(&list)?, devices_table(&list)))
         }
         Command::Show { device } => {
             let d = contract::device(&dhcp, &device).await?;

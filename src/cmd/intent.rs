@@ -44,34 +44,63 @@ fn params_json(pairs: &[String]) -> Result<String, HearthError> {
     Ok(serde_json::to_string(&m).unwrap_or_default())
 }
 
-/// The plan for people: explanation, steps, approval.
-fn render_plan(plan: &Value) -> String {
+/// A change answer's one line (`None` when `call` is not a change).
+fn change_line(call: &str, result: &Value) -> Option<String> {
+    let text = match result {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    hearth_common::contract::describe::change(call, &text).map(|d| d.line)
+}
+
+/// The plan for people: what it does, what will change (the daemons'
+/// previews, one line each), and who must agree. `verbose` adds the
+/// playbook, every call with its arguments and undo, and the raw previews.
+fn render_plan(plan: &Value, verbose: bool) -> String {
+    render_plan_with(plan, verbose, true)
+}
+
+/// [`render_plan`]; `previews` false once the steps ran (their answers say
+/// what changed).
+fn render_plan_with(plan: &Value, verbose: bool, previews: bool) -> String {
     let mut out = vec![format!("Plan {}", str_of(&plan["plan_id"]))];
     out.push(format!("  {}", str_of(&plan["explanation"])));
-    out.push(format!(
-        "  playbook {} v{} (sha256 {})",
-        str_of(&plan["playbook"]["id"]),
-        str_of(&plan["playbook"]["version"]),
-        str_of(&plan["playbook"]["digest"])
-            .chars()
-            .take(16)
-            .collect::<String>()
-    ));
-    if let Some(steps) = plan["steps"].as_array() {
-        for (i, s) in steps.iter().enumerate() {
-            out.push(format!("  {}. {} {}", i + 1, str_of(&s["call"]), s["args"]));
-            if let Some(u) = s.get("undo") {
-                out.push(format!("     undo: {} {}", str_of(&u["call"]), u["args"]));
+    if verbose {
+        out.push(format!(
+            "  playbook {} v{} (sha256 {})",
+            str_of(&plan["playbook"]["id"]),
+            str_of(&plan["playbook"]["version"]),
+            str_of(&plan["playbook"]["digest"])
+                .chars()
+                .take(16)
+                .collect::<String>()
+        ));
+        if let Some(steps) = plan["steps"].as_array() {
+            for (i, s) in steps.iter().enumerate() {
+                out.push(format!("  {}. {} {}", i + 1, str_of(&s["call"]), s["args"]));
+                if let Some(u) = s.get("undo") {
+                    out.push(format!("     undo: {} {}", str_of(&u["call"]), u["args"]));
+                }
             }
         }
     }
-    if let Some(p) = plan["preview"].as_array() {
-        for x in p {
-            out.push(format!(
-                "  preview {}: {}",
-                str_of(&x["call"]),
-                x["preview"]
-            ));
+    let shown = if previews {
+        plan["preview"].as_array()
+    } else {
+        None
+    };
+    for x in shown.into_iter().flatten() {
+        let call = str_of(&x["call"]);
+        let p = &x["preview"];
+        match (change_line(&call, p), p.get("error")) {
+            (Some(line), _) => out.push(format!("  {line}")),
+            (None, Some(e)) => out.push(format!(
+                "  {call} may fail: {} ({})",
+                str_of(e),
+                str_of(&p["note"])
+            )),
+            (None, None) if verbose => out.push(format!("  preview {call}: {p}")),
+            (None, None) => {}
         }
     }
     out.push(format!(
@@ -82,22 +111,30 @@ fn render_plan(plan: &Value) -> String {
     out.join("\n")
 }
 
-fn render_outcome(o: &Value) -> String {
-    let mut out = vec![render_plan(&o["plan"])];
+fn render_outcome(o: &Value, verbose: bool) -> String {
+    let ran = o["steps"].as_array().is_some_and(|s| !s.is_empty());
+    let mut out = vec![render_plan_with(&o["plan"], verbose, !ran)];
     let status = str_of(&o["status"]);
     if let Some(steps) = o["steps"].as_array() {
         for s in steps {
-            let mark = if s["ok"] == json!(true) {
-                "ok"
+            let call = str_of(&s["call"]);
+            if s["ok"] != json!(true) {
+                out.push(format!("  ran {call} FAILED: {}", str_of(&s["error"])));
+                continue;
+            }
+            let result = str_of(&s["result"]);
+            if let Some(line) = change_line(&call, &s["result"]) {
+                out.push(format!("  {line}"));
+                if verbose {
+                    out.push(format!("  ran {call} ok: {result}"));
+                }
+            } else if let Some(t) = super::read_answer(&call, &result) {
+                out.push(String::new());
+                out.push(t);
+                out.push(String::new());
             } else {
-                "FAILED"
-            };
-            let detail = if s["ok"] == json!(true) {
-                str_of(&s["result"])
-            } else {
-                str_of(&s["error"])
-            };
-            out.push(format!("  ran {} {mark}: {detail}", str_of(&s["call"])));
+                out.push(format!("  ran {call} ok: {result}"));
+            }
         }
     }
     if let Some(rb) = o["rollback"].as_array() {
@@ -186,11 +223,11 @@ fn trial_end(v: Value) -> Output {
     Output::ok(v, text)
 }
 
-fn outcome(o: Value) -> Output {
+fn outcome(o: Value, verbose: bool) -> Output {
     if o.get("plan").is_none() && o.get("audit").is_some() {
         return trial_end(o);
     }
-    let text = render_outcome(&o);
+    let text = render_outcome(&o, verbose);
     match o["status"].as_str() {
         Some("failed") | Some("cancelled") => Output::failed(o, text),
         _ => Output::ok(o, text),
@@ -262,6 +299,7 @@ fn choose(o: &Value, given: Option<usize>, json: bool) -> Result<Option<Value>, 
 pub async fn ask(
     args: AskArgs,
     json: bool,
+    verbose: bool,
     conn: &zbus::Connection,
 ) -> Result<Output, HearthError> {
     let p = proxy(conn).await?;
@@ -287,25 +325,25 @@ pub async fn ask(
             .as_array()
             .is_some_and(|m| m.iter().any(|x| str_of(x).contains("requester")));
     if !needs_me {
-        return Ok(outcome(o));
+        return Ok(outcome(o, verbose));
     }
     let id = str_of(&o["plan"]["plan_id"]);
     let go = if args.yes {
         true
     } else if json {
         // Scripts decide with --yes; the pending plan is the answer.
-        return Ok(outcome(o));
+        return Ok(outcome(o, verbose));
     } else if !std::io::stdin().is_terminal() {
         // Nobody to ask: the plan is shown once, with what to do.
         let answer = parse(&p.cancel(&id).await?)?;
         let text = format!(
             "{}
 Not run: no terminal to confirm on. Ask again with --yes to run it.",
-            render_outcome(&answer)
+            render_outcome(&answer, verbose)
         );
         return Ok(Output::failed(answer, text));
     } else {
-        eprintln!("{}", render_plan(&o["plan"]));
+        eprintln!("{}", render_plan(&o["plan"], verbose));
         prompt("Run this plan?")
     };
     let answer = if go {
@@ -316,7 +354,7 @@ Not run: no terminal to confirm on. Ask again with --yes to run it.",
     } else {
         p.cancel(&id).await?
     };
-    Ok(outcome(parse(&answer)?))
+    Ok(outcome(parse(&answer)?, verbose))
 }
 
 fn file_name(path: &Path) -> String {
@@ -344,6 +382,7 @@ fn signing_tool() -> PathBuf {
 /// `hearthctl playbook …`.
 pub async fn playbook(
     cmd: PlaybookCommand,
+    verbose: bool,
     conn: &zbus::Connection,
 ) -> Result<Output, HearthError> {
     match cmd {
@@ -398,12 +437,16 @@ pub async fn playbook(
         }
         other => {
             let p = proxy(conn).await?;
-            playbook_bus(other, &p).await
+            playbook_bus(other, verbose, &p).await
         }
     }
 }
 
-async fn playbook_bus(cmd: PlaybookCommand, p: &IntentProxy<'_>) -> Result<Output, HearthError> {
+async fn playbook_bus(
+    cmd: PlaybookCommand,
+    verbose: bool,
+    p: &IntentProxy<'_>,
+) -> Result<Output, HearthError> {
     match cmd {
         PlaybookCommand::List => {
             let v = parse(&p.catalog().await?)?;
@@ -499,12 +542,19 @@ async fn playbook_bus(cmd: PlaybookCommand, p: &IntentProxy<'_>) -> Result<Outpu
             let text = table(&["PLAN", "UID", "APPROVAL", "EXPLANATION"], &rows);
             Ok(Output::ok(v, text))
         }
-        PlaybookCommand::Approve { plan_id } => Ok(outcome(parse(&p.approve(&plan_id).await?)?)),
-        PlaybookCommand::Confirm { plan_id, trial } => Ok(outcome(parse(&match trial {
-            Some(secs) => p.confirm_trial(&plan_id, secs).await?,
-            None => p.confirm(&plan_id).await?,
-        })?)),
-        PlaybookCommand::Cancel { plan_id } => Ok(outcome(parse(&p.cancel(&plan_id).await?)?)),
+        PlaybookCommand::Approve { plan_id } => {
+            Ok(outcome(parse(&p.approve(&plan_id).await?)?, verbose))
+        }
+        PlaybookCommand::Confirm { plan_id, trial } => Ok(outcome(
+            parse(&match trial {
+                Some(secs) => p.confirm_trial(&plan_id, secs).await?,
+                None => p.confirm(&plan_id).await?,
+            })?,
+            verbose,
+        )),
+        PlaybookCommand::Cancel { plan_id } => {
+            Ok(outcome(parse(&p.cancel(&plan_id).await?)?, verbose))
+        }
         PlaybookCommand::Keep { plan_id } => Ok(trial_end(parse(&p.keep(&plan_id).await?)?)),
         PlaybookCommand::Trials => {
             let v = parse(&p.list_trials().await?)?;

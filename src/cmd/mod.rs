@@ -42,6 +42,12 @@ impl Output {
     }
 }
 
+/// A read step's answer (a playbook that only reads) shown as the
+/// matching command shows it; `None` for other calls.
+pub fn read_answer(call: &str, text: &str) -> Option<String> {
+    net::answer(call, text).or_else(|| devices::answer(call, text))
+}
+
 /// Renders rows as an aligned table with a header line.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

@@ -1,7 +1,10 @@
 //! `hearthctl net`: network domains over `org.hearth.Network1`, read
 //! through the typed calls of [`hearth_common::contract::network`].
 
-use hearth_common::contract::network::{self as contract, Domain, MatrixRows, NetChange};
+use hearth_common::contract::decode;
+use hearth_common::contract::network::{
+    self as contract, Domain, Matrix, MatrixRows, NetChange, Show,
+};
 use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::HearthError;
 
@@ -81,6 +84,50 @@ fn change(diff: &NetChange) -> Result<Output, HearthError> {
     Ok(Output::ok(json(diff)?, text))
 }
 
+/// `hearthctl net show`'s text.
+fn show_text(v: &Show) -> String {
+    let allows: Vec<Vec<String>> = v
+        .allows
+        .iter()
+        .map(|a| {
+            vec![
+                a.from.to_string(),
+                a.to.to_string(),
+                opt(&a.protocol),
+                opt(&a.port),
+            ]
+        })
+        .collect();
+    let t = format!(
+        "admin domain: {}   uplink: {}   pool: {}\n\n{}\n\nallows:\n{}\n\n{}\n\ntable inet hearth: {} rules, {} set elements, in force: {}",
+        v.admin,
+        opt(&v.uplink),
+        opt(&v.pool),
+        domains_table(&v.domains),
+        table(&["FROM", "TO", "PROTOCOL", "PORT"], &allows),
+        matrix_table(&v.matrix),
+        v.table.rules,
+        v.table.elements,
+        opt(&v.table.current),
+    );
+    t
+}
+
+/// A read answer of Network1 (a playbook's step), shown as the matching
+/// command shows it.
+pub fn answer(call: &str, text: &str) -> Option<String> {
+    match call {
+        "net.ListDomains" => decode::<Vec<Domain>>(call, text)
+            .ok()
+            .map(|l| domains_table(&l)),
+        "net.Show" => decode::<Show>(call, text).ok().map(|v| show_text(&v)),
+        "net.Matrix" => decode::<Matrix>(call, text)
+            .ok()
+            .map(|m| matrix_table(&m.matrix)),
+        _ => None,
+    }
+}
+
 /// Runs one net command.
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let net = NetworkProxy::new(conn).await?;
@@ -91,31 +138,7 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
         }
         Command::Show => {
             let v = contract::show(&net).await?;
-            let allows: Vec<Vec<String>> = v
-                .allows
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.from.to_string(),
-                        a.to.to_string(),
-                        opt(&a.protocol),
-                        opt(&a.port),
-                    ]
-                })
-                .collect();
-            let t = format!(
-                "admin domain: {}   uplink: {}   pool: {}\n\n{}\n\nallows:\n{}\n\n{}\n\ntable inet hearth: {} rules, {} set elements, in force: {}",
-                v.admin,
-                opt(&v.uplink),
-                opt(&v.pool),
-                domains_table(&v.domains),
-                table(&["FROM", "TO", "PROTOCOL", "PORT"], &allows),
-                matrix_table(&v.matrix),
-                v.table.rules,
-                v.table.elements,
-                opt(&v.table.current),
-            );
-            Ok(Output::ok(json(&v)?, t))
+            Ok(Output::ok(json(&v)?, show_text(&v)))
         }
         Command::Matrix => {
             let m = contract::matrix(&net).await?;

@@ -38,11 +38,20 @@ fn the_demo_walkthrough_runs_against_a_fresh_sandbox() {
     // Reserved and released through the gate, in words, by host name and
     // by MAC; an address outside the domain refused by hearth-dhcpd.
     assert!(
-        said.contains("ran dhcp.Reserve ok")
+        said.contains("Reserves ")
             && said.contains("is not a host address of the device's domain cams")
-            && said.contains("ran dhcp.ReleaseReservation ok")
-            && said.contains("ran dhcp.ListDevices ok"),
+            && said.contains("Releases the reservation of ")
+            && said.contains("LAST SEEN"),
         "the dhcp playbooks ran through the gate:\n{said}"
+    );
+    // The plans show the daemons' own account of the change, and a trial
+    // lapses and is reverted.
+    assert!(
+        said.contains("Opens lan → cams tcp/554.")
+            && said.contains("Deletes domain cams (bridge hb-cams")
+            && said.contains("On trial: reverted automatically in ")
+            && said.contains("hearth-intentd reverted guest -> cams by itself"),
+        "previews and a trial:\n{said}"
     );
     // hearth-verify's report lists every Hearth binary, measured at start.
     for bin in [

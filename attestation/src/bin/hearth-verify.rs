@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hearth_attestation::flow::{self, FlowError};
 use hearth_attestation::verify::{
-    golden_from_report, register_protection, EkCheck, Enrollment, Golden, RegisterProtection,
-    Report,
+    golden_from_report, register_protection, EkCheck, Enrollment, FirmwareLogStatus, Golden,
+    RegisterProtection, Report,
 };
 use hearth_attestation::wire::NvPublic;
 
@@ -170,6 +170,11 @@ fn print_report(r: &Report) {
             println!("    residual risk: {}", p.residual_risk);
         }
         None => println!("  ! measurement register: its definition could not be read"),
+    }
+    if r.firmware_log == FirmwareLogStatus::NotSent {
+        println!(
+            "  ! firmware event log: no firmware event log was sent; PCRs 0-7 are not backed by one"
+        );
     }
     for c in &r.checks {
         println!(
@@ -417,6 +422,11 @@ async fn run(cli: Cli) -> u8 {
                                 golden.pcrs.len(),
                                 golden.measurement.len()
                             );
+                            if !golden.require_firmware_log {
+                                println!(
+                                    "! require_firmware_log = false: the appliance sent no firmware event log, PCRs 0-7 are compared without one"
+                                );
+                            }
                             if !golden.require_protected_register {
                                 println!(
                                     "! require_protected_register = false: the measurement register is {}",

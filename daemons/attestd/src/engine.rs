@@ -24,6 +24,7 @@ use hearth_attestation::api::{
     EnrollRequest, EnrollResponse, Identity, QuoteResponse, Signed, BOOT_PCRS,
 };
 use hearth_attestation::eventlog::{self, Content, Event, Kind};
+use hearth_attestation::tcglog;
 use hearth_attestation::tpm::{Tpm, TpmConfig, TpmError, TpmIdentity};
 
 use crate::config::Config;
@@ -76,6 +77,32 @@ struct Inner {
     file: File,
     consistent: bool,
     detail: Option<String>,
+}
+
+/// Reads the firmware's TCG event log (the kernel's
+/// `binary_bios_measurements`: its size is not known before reading it),
+/// at most [`tcglog::MAX_LOG_BYTES`]. An unreadable or oversized log is
+/// not sent, with a warning: the verifier then reports "no firmware event
+/// log". The bytes are sent as they are; judging them is the verifier's
+/// job (decision 053).
+fn read_firmware_event_log(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        f.take(tcglog::MAX_LOG_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+    });
+    match read {
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "firmware event log unreadable: quotes go without it");
+            None
+        }
+        Ok(n) if n > tcglog::MAX_LOG_BYTES => {
+            tracing::warn!(path = %path.display(), limit = tcglog::MAX_LOG_BYTES, "firmware event log over the limit: quotes go without it");
+            None
+        }
+        Ok(_) => Some(bytes),
+    }
 }
 
 /// The engine.
@@ -418,8 +445,8 @@ impl Engine {
         drop(inner);
         let firmware_event_log = self
             .firmware_event_log
-            .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
+            .as_deref()
+            .and_then(read_firmware_event_log)
             .map(hex::encode);
         Ok(QuoteResponse {
             quote: Signed {

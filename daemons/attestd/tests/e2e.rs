@@ -694,10 +694,33 @@ async fn the_quote_carries_the_firmware_event_log_when_there_is_one() {
     let (_, resp) = genuine(&app, &record).await;
     assert_eq!(resp.firmware_event_log, None, "none configured: none sent");
 
+    // Without one, a golden policy that requires it (the default) is NOT
+    // TRUSTED, one that says require_firmware_log = false is not.
+    let good = flow::check(&record, None).await.unwrap();
+    assert!(good.trusted, "{:?}", failed(&good));
+    assert_eq!(good.firmware_log, verify::FirmwareLogStatus::NotSent);
+    let strict = verify::Golden {
+        require_firmware_log: true,
+        ..golden_from_report(&good)
+    };
+    let report = flow::check(&record, Some(&strict)).await.unwrap();
+    assert!(!report.trusted);
+    assert!(
+        failed(&report)
+            .iter()
+            .any(|f| f.contains("no firmware event log")),
+        "{:?}",
+        failed(&report)
+    );
+    assert!(!golden_from_report(&good).require_firmware_log);
+
     // swtpm has no firmware: a file standing for the kernel's
-    // binary_bios_measurements, read at every quote.
+    // binary_bios_measurements, read at every quote. A log of the Spec ID
+    // event alone replays to PCRs 0-7 all zero, as swtpm's are.
     let log = app.dir.path().join("binary_bios_measurements");
-    let bytes: Vec<u8> = (0u8..=255).cycle().take(1000).collect();
+    let mut empty = hearth_attestation::tcglog::synthetic(&[]);
+    empty.events.clear();
+    let bytes = hearth_attestation::tcglog::encode(&empty);
     std::fs::write(&log, &bytes).unwrap();
     app.cfg.firmware_event_log = Some(log.clone());
     app.restart().await;
@@ -705,7 +728,42 @@ async fn the_quote_carries_the_firmware_event_log_when_there_is_one() {
     record.host = app.host.clone();
     let (_, resp) = genuine(&app, &record).await;
     assert_eq!(resp.firmware_event_log, Some(hex::encode(&bytes)));
-    // And the quote stays trusted with it.
-    let report = flow::check(&record, None).await.unwrap();
+    // And the quote stays trusted with it, against the strict policy too.
+    let report = flow::check(&record, Some(&strict)).await.unwrap();
     assert!(report.trusted, "{:?}", failed(&report));
+    assert_eq!(report.firmware_log, verify::FirmwareLogStatus::Replayed);
+
+    // A log that does not replay (one event more, in PCR 4), or is not a
+    // TCG log at all: NOT TRUSTED, even with require_firmware_log = false.
+    let lax = verify::Golden {
+        require_firmware_log: false,
+        ..strict.clone()
+    };
+    let edited = hearth_attestation::tcglog::encode(&hearth_attestation::tcglog::synthetic(&[]));
+    for (bytes, expect) in [
+        (edited, "firmware log PCR 4"),
+        (
+            (0u8..=255).cycle().take(1000).collect(),
+            "firmware event log",
+        ),
+    ] {
+        std::fs::write(&log, &bytes).unwrap();
+        let report = flow::check(&record, Some(&lax)).await.unwrap();
+        assert!(!report.trusted);
+        assert_eq!(report.firmware_log, verify::FirmwareLogStatus::Failed);
+        assert!(
+            failed(&report).iter().any(|f| f.starts_with(expect)),
+            "{:?}",
+            failed(&report)
+        );
+    }
+
+    // Over the size limit: not sent, and said so.
+    std::fs::write(
+        &log,
+        vec![0u8; hearth_attestation::tcglog::MAX_LOG_BYTES + 1],
+    )
+    .unwrap();
+    let (_, resp) = genuine(&app, &record).await;
+    assert_eq!(resp.firmware_event_log, None);
 }
