@@ -35,7 +35,7 @@ fn devices_table(list: &[Device]) -> String {
             ]
         })
         .collect();
-    let text = if rows.is_empty() {
+    if rows.is_empty() {
         "no devices yet".to_string()
     } else {
         table(
@@ -51,8 +51,7 @@ fn devices_table(list: &[Device]) -> String {
             ],
             &rows,
         )
-    };
-    text
+    }
 }
 
 /// A read answer of Dhcp1 (a playbook's step), shown as the matching
