@@ -1,6 +1,7 @@
 //! `hearthctl dns`: records of the home zones, over `org.hearth.Dns1`,
 //! read through the typed calls of [`hearth_common::contract::dns`].
 
+use hearth_common::contract::decode;
 use hearth_common::contract::dns::{self as contract, Record, Zone, ZoneDiff};
 use hearth_common::proxies::dns::DnsProxy;
 use hearth_common::HearthError;
@@ -11,6 +12,17 @@ use super::{table, Output};
 use crate::cli::dns::Command;
 
 /// Runs one dns command.
+/// A read answer of Dns1 (a playbook's step), shown as the matching
+/// command shows it.
+pub fn answer(call: &str, text: &str) -> Option<String> {
+    match call {
+        "dns.List" => decode::<Vec<Zone>>(call, text)
+            .ok()
+            .map(|z| render_list(&z)),
+        _ => None,
+    }
+}
+
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let dns = DnsProxy::new(conn).await?;
     match cmd {

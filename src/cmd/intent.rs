@@ -616,13 +616,14 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
                 // hearth-attestd's event log, vouched for by the TPM register
                 // it replays to; hearth-intentd compares its audit log with it.
                 let a = hearth_common::proxies::attestation::AttestationProxy::new(conn).await?;
-                let st = parse(&a.status().await?)?;
-                if st["consistent"] != json!(true) {
+                let st = hearth_common::contract::attestation::status(&a).await?;
+                if !st.consistent {
                     let text = format!(
                         "the attestation event log does not match the TPM register: {}",
-                        str_of(&st["detail"])
+                        st.detail.as_deref().unwrap_or("-")
                     );
-                    return Ok(Output::failed(st, text));
+                    let v = serde_json::to_value(&st).unwrap_or_default();
+                    return Ok(Output::failed(v, text));
                 }
                 let log = a.log().await?;
                 parse(&p.audit_verify_against(&log).await?)?

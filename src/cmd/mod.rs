@@ -45,7 +45,11 @@ impl Output {
 /// A read step's answer (a playbook that only reads) shown as the
 /// matching command shows it; `None` for other calls.
 pub fn read_answer(call: &str, text: &str) -> Option<String> {
-    net::answer(call, text).or_else(|| devices::answer(call, text))
+    net::answer(call, text)
+        .or_else(|| devices::answer(call, text))
+        .or_else(|| dns::answer(call, text))
+        .or_else(|| pki::answer(call, text))
+        .or_else(|| attest::answer(call, text))
 }
 
 /// Renders rows as an aligned table with a header line.

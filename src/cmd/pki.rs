@@ -1,6 +1,7 @@
 //! `hearthctl pki`: the CA over `org.hearth.Pki1`.
 
-use hearth_common::contract::pki::{self as contract, names_text, Issued};
+use hearth_common::contract::decode;
+use hearth_common::contract::pki::{self as contract, names_text, CertificateSummary, Issued};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
 use serde::Serialize;
@@ -32,6 +33,41 @@ fn issued_text(i: &Issued) -> String {
 }
 
 /// Runs one pki command.
+/// The inventory as `hearthctl pki list` shows it.
+fn certificates_table(list: &[CertificateSummary]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|r| {
+            vec![
+                r.serial.clone(),
+                names_text(&r.names),
+                r.profile.to_string(),
+                r.status.to_string(),
+                r.not_after.clone(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        "no certificates issued".to_string()
+    } else {
+        table(
+            &["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"],
+            &rows,
+        )
+    }
+}
+
+/// A read answer of Pki1 (a playbook's step), shown as the matching
+/// command shows it.
+pub fn answer(call: &str, text: &str) -> Option<String> {
+    match call {
+        "pki.ListCertificates" => decode::<Vec<CertificateSummary>>(call, text)
+            .ok()
+            .map(|l| certificates_table(&l)),
+        _ => None,
+    }
+}
+
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let pki = PkiProxy::new(conn).await?;
     match cmd {
@@ -94,27 +130,7 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
         }
         Command::List => {
             let list = contract::certificates(&pki).await?;
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.serial.clone(),
-                        names_text(&r.names),
-                        r.profile.to_string(),
-                        r.status.to_string(),
-                        r.not_after.clone(),
-                    ]
-                })
-                .collect();
-            let text = if rows.is_empty() {
-                "no certificates issued".to_string()
-            } else {
-                table(
-                    &["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"],
-                    &rows,
-                )
-            };
-            Ok(Output::ok(to_json(&list)?, text))
+            Ok(Output::ok(to_json(&list)?, certificates_table(&list)))
         }
         Command::Show { serial_or_name } => {
             let shown = contract::certificate(&pki, &serial_or_name).await?;
