@@ -1,9 +1,14 @@
-//! `hearthctl ask`, `playbook` and `audit` over `org.hearth.Intent1`.
+//! `hearthctl ask`, `playbook` and `audit` over `org.hearth.Intent1`, read
+//! through the typed calls of [`hearth_common::contract::intent`].
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use hearth_common::contract::intent::{
+    self as contract, Answer, Clarify, ClarifyOption, Ended, Outcome, Plan, PreviewAnswer, Status,
+    TrialEnd, TrialStatus,
+};
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use serde_json::{json, Value};
@@ -15,17 +20,9 @@ async fn proxy(conn: &zbus::Connection) -> Result<IntentProxy<'static>, HearthEr
     Ok(IntentProxy::new(conn).await?)
 }
 
-fn parse(s: &str) -> Result<Value, HearthError> {
-    serde_json::from_str(s)
-        .map_err(|e| HearthError::Internal(format!("hearth-intentd sent invalid JSON: {e}")))
-}
-
-fn str_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// The `--json` form of a contract value.
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
 }
 
 /// Parses `NAME=VALUE` pairs; numbers stay numbers.
@@ -45,147 +42,129 @@ fn params_json(pairs: &[String]) -> Result<String, HearthError> {
 }
 
 /// A change answer's one line (`None` when `call` is not a change).
-fn change_line(call: &str, result: &Value) -> Option<String> {
-    let text = match result {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    hearth_common::contract::describe::change(call, &text).map(|d| d.line)
+fn change_line(call: &str, text: &str) -> Option<String> {
+    hearth_common::contract::describe::change(call, text).map(|d| d.line)
+}
+
+/// Arguments by name, as compact JSON.
+fn args_text<T: serde::Serialize>(args: &T) -> String {
+    serde_json::to_string(args).unwrap_or_default()
 }
 
 /// The plan for people: what it does, what will change (the daemons'
 /// previews, one line each), and who must agree. `verbose` adds the
 /// playbook, every call with its arguments and undo, and the raw previews.
-fn render_plan(plan: &Value, verbose: bool) -> String {
+fn render_plan(plan: &Plan, verbose: bool) -> String {
     render_plan_with(plan, verbose, true)
 }
 
 /// [`render_plan`]; `previews` false once the steps ran (their answers say
 /// what changed).
-fn render_plan_with(plan: &Value, verbose: bool, previews: bool) -> String {
-    let mut out = vec![format!("Plan {}", str_of(&plan["plan_id"]))];
-    out.push(format!("  {}", str_of(&plan["explanation"])));
+fn render_plan_with(plan: &Plan, verbose: bool, previews: bool) -> String {
+    let mut out = vec![format!("Plan {}", plan.plan_id)];
+    out.push(format!("  {}", plan.explanation));
     if verbose {
         out.push(format!(
             "  playbook {} v{} (sha256 {})",
-            str_of(&plan["playbook"]["id"]),
-            str_of(&plan["playbook"]["version"]),
-            str_of(&plan["playbook"]["digest"])
-                .chars()
-                .take(16)
-                .collect::<String>()
+            plan.playbook.id,
+            plan.playbook.version,
+            plan.playbook.digest.chars().take(16).collect::<String>()
         ));
-        if let Some(steps) = plan["steps"].as_array() {
-            for (i, s) in steps.iter().enumerate() {
-                out.push(format!("  {}. {} {}", i + 1, str_of(&s["call"]), s["args"]));
-                if let Some(u) = s.get("undo") {
-                    out.push(format!("     undo: {} {}", str_of(&u["call"]), u["args"]));
-                }
+        for (i, s) in plan.steps.iter().enumerate() {
+            out.push(format!("  {}. {} {}", i + 1, s.call, args_text(&s.args)));
+            if let Some(u) = &s.undo {
+                out.push(format!("     undo: {} {}", u.call, args_text(&u.args)));
             }
         }
     }
-    let shown = if previews {
-        plan["preview"].as_array()
-    } else {
-        None
-    };
-    for x in shown.into_iter().flatten() {
-        let call = str_of(&x["call"]);
-        let p = &x["preview"];
-        match (change_line(&call, p), p.get("error")) {
+    let shown = if previews { &plan.preview[..] } else { &[] };
+    for x in shown {
+        let call = &x.call;
+        let p = &x.preview;
+        match (change_line(call, &p.text()), p) {
             (Some(line), _) => out.push(format!("  {line}")),
-            (None, Some(e)) => out.push(format!(
-                "  {call} may fail: {} ({})",
-                str_of(e),
-                str_of(&p["note"])
-            )),
-            (None, None) if verbose => out.push(format!("  preview {call}: {p}")),
-            (None, None) => {}
+            (None, PreviewAnswer::Failed(f)) => {
+                out.push(format!("  {call} may fail: {} ({})", f.error, f.note))
+            }
+            (None, PreviewAnswer::Answer(_)) if verbose => {
+                out.push(format!("  preview {call}: {p}"))
+            }
+            (None, PreviewAnswer::Answer(_)) => {}
         }
     }
     out.push(format!(
         "  risk {}, approval {}",
-        str_of(&plan["risk"]),
-        str_of(&plan["approval"])
+        plan.risk.as_str(),
+        plan.approval.as_str()
     ));
     out.join("\n")
 }
 
-fn render_outcome(o: &Value, verbose: bool) -> String {
-    let ran = o["steps"].as_array().is_some_and(|s| !s.is_empty());
-    let mut out = vec![render_plan_with(&o["plan"], verbose, !ran)];
-    let status = str_of(&o["status"]);
-    if let Some(steps) = o["steps"].as_array() {
-        for s in steps {
-            let call = str_of(&s["call"]);
-            if s["ok"] != json!(true) {
-                out.push(format!("  ran {call} FAILED: {}", str_of(&s["error"])));
-                continue;
-            }
-            let result = str_of(&s["result"]);
-            if let Some(line) = change_line(&call, &s["result"]) {
-                out.push(format!("  {line}"));
-                if verbose {
-                    out.push(format!("  ran {call} ok: {result}"));
-                }
-            } else if let Some(t) = super::read_answer(&call, &result) {
-                out.push(String::new());
-                out.push(t);
-                out.push(String::new());
-            } else {
+fn render_outcome(o: &Outcome, verbose: bool) -> String {
+    let ran = !o.steps.is_empty();
+    let mut out = vec![render_plan_with(&o.plan, verbose, !ran)];
+    for s in &o.steps {
+        let call = &s.call;
+        if !s.ok {
+            out.push(format!(
+                "  ran {call} FAILED: {}",
+                s.error.as_deref().unwrap_or_default()
+            ));
+            continue;
+        }
+        let result = s.result.as_deref().unwrap_or_default();
+        if let Some(line) = change_line(call, s.result.as_deref().unwrap_or("null")) {
+            out.push(format!("  {line}"));
+            if verbose {
                 out.push(format!("  ran {call} ok: {result}"));
             }
+        } else if let Some(t) = super::read_answer(call, result) {
+            out.push(String::new());
+            out.push(t);
+            out.push(String::new());
+        } else {
+            out.push(format!("  ran {call} ok: {result}"));
         }
     }
-    if let Some(rb) = o["rollback"].as_array() {
-        for s in rb {
-            let mark = if s["ok"] == json!(true) {
-                "ok"
-            } else {
-                "FAILED"
-            };
-            out.push(format!("  undid {} {mark}", str_of(&s["call"])));
-        }
+    for s in &o.rollback {
+        let mark = if s.ok { "ok" } else { "FAILED" };
+        out.push(format!("  undid {} {mark}", s.call));
     }
-    match status.as_str() {
-        "pending" => {
-            let missing: Vec<String> = o["missing"]
-                .as_array()
-                .map(|a| a.iter().map(str_of).collect())
-                .unwrap_or_default();
-            out.push(format!("Pending: waiting for {}.", missing.join(" and ")));
+    match o.status {
+        Status::Pending => {
+            out.push(format!("Pending: waiting for {}.", o.missing.join(" and ")));
         }
-        "executed" => out.push("Done.".into()),
-        "failed" => {
-            let undone = o["rollback"].as_array().map(Vec::len).unwrap_or(0);
-            let all_ok = o["rollback"]
-                .as_array()
-                .is_none_or(|a| a.iter().all(|r| r["ok"] == true));
+        Status::Executed => out.push("Done.".into()),
+        Status::Failed => {
+            let undone = o.rollback.len();
+            let all_ok = o.rollback.iter().all(|r| r.ok);
             let tail = match (undone, all_ok) {
                 (0, _) => "no step had completed, nothing to undo".to_string(),
                 (n, true) => format!("{n} completed step(s) undone in reverse order"),
                 (n, false) => format!("{n} undo call(s) made, NOT ALL SUCCEEDED (see above)"),
             };
-            out.push(format!("Failed: {}; {tail}.", str_of(&o["error"])))
+            out.push(format!(
+                "Failed: {}; {tail}.",
+                o.error.as_deref().unwrap_or_default()
+            ))
         }
-        "cancelled" => out.push("Cancelled; nothing ran.".into()),
-        "trial" => out.push(format!(
+        Status::Cancelled => out.push("Cancelled; nothing ran.".into()),
+        Status::Trial => out.push(format!(
             "On trial: reverted automatically {} unless you run `hearthctl playbook keep {}`.",
-            until(&o["trial_until_ms"]),
-            str_of(&o["plan"]["plan_id"])
+            until(o.trial_until_ms),
+            o.plan.plan_id
         )),
-        other => out.push(other.to_string()),
     }
     out.join("\n")
 }
 
 /// "in 58 s" for a Unix-milliseconds deadline.
-fn until(ms: &Value) -> String {
+fn until(ms: Option<u64>) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    match ms.as_u64() {
+    match ms {
         Some(t) if t > now => format!("in {} s", (t - now).div_ceil(1000)),
         Some(_) => "now".into(),
         None => "at the end of its window".into(),
@@ -193,44 +172,48 @@ fn until(ms: &Value) -> String {
 }
 
 /// How a trial ended (`Keep`, or `Cancel` of a change on trial).
-fn trial_end(v: Value) -> Output {
-    let id = str_of(&v["plan_id"]);
-    let text = match v["status"].as_str() {
-        Some("kept") => format!("Kept: plan {id} is no longer on trial."),
-        _ => {
-            let undo = v["undo"].as_array().cloned().unwrap_or_default();
-            let ok = undo.iter().all(|u| u["ok"] == json!(true));
+fn trial_end(v: TrialEnd) -> Output {
+    let id = &v.plan_id;
+    let text = match v.status {
+        TrialStatus::Kept => format!("Kept: plan {id} is no longer on trial."),
+        TrialStatus::Reverted => {
+            let ok = v.undo.iter().all(|u| u.ok);
             let mut lines = vec![format!(
                 "Reverted plan {id} ({}): {} undo call(s){}.",
-                str_of(&v["reason"]),
-                undo.len(),
+                v.reason.as_deref().unwrap_or_default(),
+                v.undo.len(),
                 if ok { "" } else { ", NOT ALL SUCCEEDED" }
             )];
-            for u in &undo {
+            for u in &v.undo {
                 lines.push(format!(
                     "  undid {} {}",
-                    str_of(&u["call"]),
-                    if u["ok"] == json!(true) {
+                    u.call,
+                    if u.ok {
                         "ok".to_string()
                     } else {
-                        format!("FAILED: {}", str_of(&u["error"]))
+                        format!("FAILED: {}", u.error.as_deref().unwrap_or_default())
                     }
                 ));
             }
             lines.join("\n")
         }
     };
-    Output::ok(v, text)
+    Output::ok(json(&v), text)
 }
 
-fn outcome(o: Value, verbose: bool) -> Output {
-    if o.get("plan").is_none() && o.get("audit").is_some() {
-        return trial_end(o);
-    }
+fn outcome(o: Outcome, verbose: bool) -> Output {
     let text = render_outcome(&o, verbose);
-    match o["status"].as_str() {
-        Some("failed") | Some("cancelled") => Output::failed(o, text),
-        _ => Output::ok(o, text),
+    match o.status {
+        Status::Failed | Status::Cancelled => Output::failed(json(&o), text),
+        _ => Output::ok(json(&o), text),
+    }
+}
+
+/// `Cancel`'s answer: a plan's outcome, or how a trial ended.
+fn ended(e: Ended, verbose: bool) -> Output {
+    match e {
+        Ended::Outcome(o) => outcome(*o, verbose),
+        Ended::Trial(t) => trial_end(t),
     }
 }
 
@@ -246,15 +229,10 @@ fn prompt(question: &str) -> bool {
 }
 
 /// A clarifying question and its numbered options.
-fn render_clarify(o: &Value) -> String {
-    let mut out = vec![str_of(&o["question"])];
-    for (i, opt) in o["options"].as_array().into_iter().flatten().enumerate() {
-        out.push(format!(
-            "  {}. {} [{}]",
-            i + 1,
-            str_of(&opt["summary"]),
-            str_of(&opt["playbook"])
-        ));
+fn render_clarify(o: &Clarify) -> String {
+    let mut out = vec![o.question.clone()];
+    for (i, opt) in o.options.iter().enumerate() {
+        out.push(format!("  {}. {} [{}]", i + 1, opt.summary, opt.playbook));
     }
     out.push("Nothing was run.".into());
     out.join("\n")
@@ -262,8 +240,12 @@ fn render_clarify(o: &Value) -> String {
 
 /// The option the owner picks: `--choose N`, or asked on the terminal.
 /// None when nothing was chosen (no terminal, `--json`, or no answer).
-fn choose(o: &Value, given: Option<usize>, json: bool) -> Result<Option<Value>, HearthError> {
-    let options = o["options"].as_array().cloned().unwrap_or_default();
+fn choose(
+    o: &Clarify,
+    given: Option<usize>,
+    json: bool,
+) -> Result<Option<ClarifyOption>, HearthError> {
+    let options = &o.options;
     let pick = |n: usize| {
         options.get(n.wrapping_sub(1)).cloned().ok_or_else(|| {
             HearthError::InvalidArgument(format!(
@@ -304,30 +286,29 @@ pub async fn ask(
 ) -> Result<Output, HearthError> {
     let p = proxy(conn).await?;
     let first = match &args.playbook {
-        Some(id) => p.ask_structured(id, &params_json(&args.params)?).await?,
-        None => p.ask(&args.text.join(" ")).await?,
+        Some(id) => Answer::Outcome(Box::new(
+            contract::ask_structured(&p, id, &params_json(&args.params)?).await?,
+        )),
+        None => contract::ask(&p, &args.text.join(" ")).await?,
     };
-    let mut o = parse(&first)?;
-    if o["status"] == "clarify" {
-        match choose(&o, args.choose, json)? {
+    let o = match first {
+        Answer::Outcome(o) => *o,
+        Answer::Clarify(c) => match choose(&c, args.choose, json)? {
             Some(opt) => {
-                let params = serde_json::to_string(&opt["params"]).unwrap_or_default();
-                o = parse(&p.ask_structured(&str_of(&opt["playbook"]), &params).await?)?;
+                let params = serde_json::to_string(&opt.params).unwrap_or_default();
+                contract::ask_structured(&p, &opt.playbook, &params).await?
             }
             None => {
-                let text = render_clarify(&o);
-                return Ok(Output::failed(o, text));
+                let text = render_clarify(&c);
+                return Ok(Output::failed(self::json(&c), text));
             }
-        }
-    }
-    let needs_me = o["status"] == "pending"
-        && o["missing"]
-            .as_array()
-            .is_some_and(|m| m.iter().any(|x| str_of(x).contains("requester")));
+        },
+    };
+    let needs_me = o.status == Status::Pending && o.missing.iter().any(|x| x.contains("requester"));
     if !needs_me {
         return Ok(outcome(o, verbose));
     }
-    let id = str_of(&o["plan"]["plan_id"]);
+    let id = o.plan.plan_id.clone();
     let go = if args.yes {
         true
     } else if json {
@@ -335,26 +316,30 @@ pub async fn ask(
         return Ok(outcome(o, verbose));
     } else if !std::io::stdin().is_terminal() {
         // Nobody to ask: the plan is shown once, with what to do.
-        let answer = parse(&p.cancel(&id).await?)?;
-        let text = format!(
-            "{}
+        return Ok(match contract::cancel(&p, &id).await? {
+            Ended::Outcome(answer) => {
+                let text = format!(
+                    "{}
 Not run: no terminal to confirm on. Ask again with --yes to run it.",
-            render_outcome(&answer, verbose)
-        );
-        return Ok(Output::failed(answer, text));
+                    render_outcome(&answer, verbose)
+                );
+                Output::failed(self::json(&answer), text)
+            }
+            Ended::Trial(t) => trial_end(t),
+        });
     } else {
-        eprintln!("{}", render_plan(&o["plan"], verbose));
+        eprintln!("{}", render_plan(&o.plan, verbose));
         prompt("Run this plan?")
     };
-    let answer = if go {
-        match args.trial {
-            Some(secs) => p.confirm_trial(&id, secs).await?,
-            None => p.confirm(&id).await?,
-        }
+    Ok(if go {
+        let answer = match args.trial {
+            Some(secs) => contract::confirm_trial(&p, &id, secs).await?,
+            None => contract::confirm(&p, &id).await?,
+        };
+        outcome(answer, verbose)
     } else {
-        p.cancel(&id).await?
-    };
-    Ok(outcome(parse(&answer)?, verbose))
+        ended(contract::cancel(&p, &id).await?, verbose)
+    })
 }
 
 fn file_name(path: &Path) -> String {
@@ -449,38 +434,30 @@ async fn playbook_bus(
 ) -> Result<Output, HearthError> {
     match cmd {
         PlaybookCommand::List => {
-            let v = parse(&p.catalog().await?)?;
-            let rows: Vec<Vec<String>> = v["playbooks"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| {
-                            vec![
-                                str_of(&s["id"]),
-                                str_of(&s["version"]),
-                                str_of(&s["risk"]),
-                                str_of(&s["description"]),
-                            ]
-                        })
-                        .collect()
+            let v = contract::catalog(p).await?;
+            let rows: Vec<Vec<String>> = v
+                .playbooks
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.id.clone(),
+                        s.version.to_string(),
+                        s.risk.as_str().to_string(),
+                        s.description.clone(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let mut text = table(&["ID", "VERSION", "RISK", "DESCRIPTION"], &rows);
-            if let Some(r) = v["refused"].as_array().filter(|r| !r.is_empty()) {
+            if !v.refused.is_empty() {
                 text.push_str("\n\nRefused:");
-                for x in r {
-                    text.push_str(&format!(
-                        "\n  {}: {} ({})",
-                        str_of(&x["file"]),
-                        str_of(&x["reason"]),
-                        str_of(&x["kind"])
-                    ));
+                for x in &v.refused {
+                    text.push_str(&format!("\n  {}: {} ({})", x.file, x.reason, x.kind));
                 }
             }
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Show { id } => {
-            let v = parse(&p.show_playbook(&id).await?)?;
+            let v = json(&contract::show_playbook(p, &id).await?);
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             Ok(Output::ok(v, text))
         }
@@ -490,16 +467,10 @@ async fn playbook_bus(
             let mut all_ok = true;
             for f in files {
                 let content = read(&f)?;
-                match p.verify_playbook(&file_name(&f), &content).await {
-                    Ok(s) => {
-                        let v = parse(&s)?;
-                        lines.push(format!(
-                            "{}: ok ({} v{})",
-                            f.display(),
-                            str_of(&v["id"]),
-                            str_of(&v["version"])
-                        ));
-                        items.push(json!({"file": f, "ok": true, "playbook": v}));
+                match contract::verify_playbook(p, &file_name(&f), &content).await {
+                    Ok(v) => {
+                        lines.push(format!("{}: ok ({} v{})", f.display(), v.id, v.version));
+                        items.push(json!({"file": f, "ok": true, "playbook": json(&v)}));
                     }
                     Err(e) if !e.is_transport() => {
                         all_ok = false;
@@ -518,63 +489,55 @@ async fn playbook_bus(
         }
         PlaybookCommand::Install { file } => {
             let content = read(&file)?;
-            let v = parse(&p.install_playbook(&file_name(&file), &content).await?)?;
-            let text = format!("installed {} v{}", str_of(&v["id"]), str_of(&v["version"]));
-            Ok(Output::ok(v, text))
+            let v = contract::install_playbook(p, &file_name(&file), &content).await?;
+            let text = format!("installed {} v{}", v.id, v.version);
+            Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Pending => {
-            let v = parse(&p.list_pending().await?)?;
+            let v = contract::pending(p).await?;
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|x| {
-                            vec![
-                                str_of(&x["plan_id"]),
-                                str_of(&x["requester"]),
-                                str_of(&x["approval"]),
-                                str_of(&x["explanation"]),
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.plan_id.clone(),
+                        x.requester.to_string(),
+                        x.approval.as_str().to_string(),
+                        x.explanation.clone(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let text = table(&["PLAN", "UID", "APPROVAL", "EXPLANATION"], &rows);
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Approve { plan_id } => {
-            Ok(outcome(parse(&p.approve(&plan_id).await?)?, verbose))
+            Ok(outcome(contract::approve(p, &plan_id).await?, verbose))
         }
         PlaybookCommand::Confirm { plan_id, trial } => Ok(outcome(
-            parse(&match trial {
-                Some(secs) => p.confirm_trial(&plan_id, secs).await?,
-                None => p.confirm(&plan_id).await?,
-            })?,
+            match trial {
+                Some(secs) => contract::confirm_trial(p, &plan_id, secs).await?,
+                None => contract::confirm(p, &plan_id).await?,
+            },
             verbose,
         )),
         PlaybookCommand::Cancel { plan_id } => {
-            Ok(outcome(parse(&p.cancel(&plan_id).await?)?, verbose))
+            Ok(ended(contract::cancel(p, &plan_id).await?, verbose))
         }
-        PlaybookCommand::Keep { plan_id } => Ok(trial_end(parse(&p.keep(&plan_id).await?)?)),
+        PlaybookCommand::Keep { plan_id } => Ok(trial_end(contract::keep(p, &plan_id).await?)),
         PlaybookCommand::Trials => {
-            let v = parse(&p.list_trials().await?)?;
+            let v = contract::trials(p).await?;
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|x| {
-                            vec![
-                                str_of(&x["plan_id"]),
-                                str_of(&x["requester"]),
-                                str_of(&x["playbook"]["id"]),
-                                until(&x["until_ms"]),
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.plan_id.clone(),
+                        x.requester.to_string(),
+                        x.playbook.id.clone(),
+                        until(Some(x.until_ms)),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let text = table(&["PLAN", "UID", "PLAYBOOK", "REVERTED"], &rows);
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Sign { .. } => Err(HearthError::Internal("signing is local".into())),
     }
@@ -585,31 +548,33 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
     let p = proxy(conn).await?;
     match cmd {
         AuditCommand::List { limit } => {
-            let v = parse(&p.audit_list(limit).await?)?;
+            let v = contract::audit_list(&p, limit).await?;
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|r| {
-                            let ev = &r["event"];
-                            let what = if ev["playbook"].is_object() {
-                                str_of(&ev["playbook"]["id"])
-                            } else {
-                                str_of(&ev["request"]["text"]).chars().take(40).collect()
-                            };
-                            vec![
-                                str_of(&r["seq"]),
-                                str_of(&ev["kind"]),
-                                str_of(&ev["caller_uid"]),
-                                what,
-                                str_of(&r["hash"]).chars().take(16).collect(),
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|r| {
+                    let ev = &r.event;
+                    let what = match &ev.playbook {
+                        Some(pb) => pb.id.clone(),
+                        None => ev
+                            .request
+                            .as_ref()
+                            .and_then(|q| q.text.as_deref())
+                            .unwrap_or_default()
+                            .chars()
+                            .take(40)
+                            .collect(),
+                    };
+                    vec![
+                        r.seq.to_string(),
+                        ev.kind.clone(),
+                        ev.caller_uid.map(|u| u.to_string()).unwrap_or_default(),
+                        what,
+                        r.hash.chars().take(16).collect(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             let text = table(&["SEQ", "KIND", "UID", "PLAYBOOK/REQUEST", "HASH"], &rows);
-            Ok(Output::ok(v, text))
+            Ok(Output::ok(json(&v), text))
         }
         AuditCommand::Verify { against_tpm } => {
             let v = if against_tpm {
@@ -626,30 +591,27 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
                     return Ok(Output::failed(v, text));
                 }
                 let log = a.log().await?;
-                parse(&p.audit_verify_against(&log).await?)?
+                contract::audit_verify_against(&p, &log).await?
             } else {
-                parse(&p.audit_verify().await?)?
+                contract::audit_verify(&p).await?
             };
-            let ok = v["ok"] == json!(true);
             let mut text = format!(
                 "{} records: {}",
-                str_of(&v["records"]),
-                match (ok, against_tpm) {
+                v.records,
+                match (v.ok, against_tpm) {
                     (true, true) => "chain intact, every action record in the TPM's event log",
                     (true, false) => "chain intact",
                     (false, true) => "CHAIN BROKEN OR NOT ATTESTED",
                     (false, false) => "CHAIN BROKEN",
                 }
             );
-            if let Some(ps) = v["problems"].as_array() {
-                for x in ps {
-                    text.push_str(&format!("\n  {}", str_of(x)));
-                }
+            for x in &v.problems {
+                text.push_str(&format!("\n  {x}"));
             }
-            Ok(if ok {
-                Output::ok(v, text)
+            Ok(if v.ok {
+                Output::ok(json(&v), text)
             } else {
-                Output::failed(v, text)
+                Output::failed(json(&v), text)
             })
         }
     }

@@ -11,6 +11,7 @@ pub mod attestation;
 pub mod describe;
 pub mod dhcp;
 pub mod dns;
+pub mod intent;
 pub mod network;
 pub mod pki;
 

@@ -64,6 +64,16 @@ pub fn to_hearth(e: GateError) -> HearthError {
     }
 }
 
+/// `Ask`'s answer when the interpreter is not sure what was meant: the
+/// wire form of `hearth_common::contract::intent::Clarify`.
+pub fn clarify_document(question: &str, options: &[Value]) -> Value {
+    json!({
+        "status": "clarify",
+        "question": question,
+        "options": options,
+    })
+}
+
 fn to_json<T: Serialize>(v: &T) -> Result<String, HearthError> {
     serde_json::to_string(v).map_err(|e| HearthError::Internal(format!("cannot encode: {e}")))
 }
@@ -82,11 +92,9 @@ impl IntentInterface {
             Ok(out) => to_json(&out),
             // Not a failure: the answer is a question with the plans it
             // could mean; nothing ran.
-            Err(GateError::Clarify { question, options }) => to_json(&serde_json::json!({
-                "status": "clarify",
-                "question": question,
-                "options": options,
-            })),
+            Err(GateError::Clarify { question, options }) => {
+                to_json(&clarify_document(&question, &options))
+            }
             Err(e) => Err(to_hearth(e)),
         }
     }

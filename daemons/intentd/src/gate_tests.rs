@@ -21,6 +21,8 @@ struct Recorder {
     /// instead of refusing.
     preview_unanswered: bool,
     results: BTreeMap<&'static str, &'static str>,
+    /// Dry-run answers, by method (none: the daemon gives no preview).
+    previews: BTreeMap<&'static str, &'static str>,
 }
 
 impl Recorder {
@@ -72,7 +74,9 @@ impl Executor for Arc<Recorder> {
                 }
             }));
         }
-        None
+        self.previews
+            .get(call.method.key)
+            .map(|p| Ok(p.to_string()))
     }
     async fn context(&self) -> Result<Context, ExecError> {
         Ok(Context {
@@ -259,6 +263,19 @@ fn setup_with_crl(policy: PolicyConfig, exec: Recorder, crl: bool) -> T {
             Interpretation::Refusal {
                 reason: "the request asks for several actions".into(),
                 candidates: vec!["dns.add_record".into(), "net.delete_domain".into()],
+            },
+        ),
+        (
+            "make a record for the nas",
+            Interpretation::Clarify {
+                question: "Which record?".into(),
+                options: vec![crate::interpret::ClarifyOption {
+                    playbook: "dns.add_record".into(),
+                    params: [("name".to_string(), json!("nas.home.arpa"))]
+                        .into_iter()
+                        .collect(),
+                    summary: "Add a record for nas.home.arpa".into(),
+                }],
             },
         ),
         (
@@ -1313,4 +1330,162 @@ async fn a_step_that_changed_nothing_is_not_undone() {
         vec!["net.Allow(iot,lan,443,tcp)"],
         "the allow that was there before stays"
     );
+}
+
+/// Serializes a value of the gate as the bus carries it and decodes it as
+/// the contract type every client reads (`hearth_common::contract::intent`);
+/// writing the decoded value again gives the same JSON, so nothing is lost
+/// or renamed between the two.
+fn wire<C: serde::de::DeserializeOwned + Serialize>(value: &impl Serialize) -> C {
+    let v = serde_json::to_value(value).unwrap_or_else(|e| panic!("{e}"));
+    let c: C = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}\n{v:#}", std::any::type_name::<C>()));
+    assert_eq!(serde_json::to_value(&c).unwrap_or_default(), v);
+    c
+}
+
+#[tokio::test]
+async fn every_answer_of_the_gate_decodes_as_its_contract_type() {
+    use hearth_common::contract::intent as wire_t;
+    let exec = Recorder {
+        fail_on: Some("dns.Remove"),
+        results: [(
+            "pki.IssueCertificate",
+            r#"{"serial":"0a1b","names":["nas.home.arpa"]}"#,
+        )]
+        .into_iter()
+        .collect(),
+        previews: [("net.Allow", r#"{"action":"allow","dry_run":true}"#)]
+            .into_iter()
+            .collect(),
+        preview_fails: Some("net.CreateDomain"),
+        ..Default::default()
+    };
+    let t = setup(PolicyConfig::default(), exec);
+    // An executed read, asked as text and as a structured intent.
+    let read = t
+        .gate
+        .ask_structured("net.show", &params(json!({})), USER)
+        .await
+        .unwrap();
+    let o: wire_t::Outcome = wire(&read);
+    assert_eq!(o.status, wire_t::Status::Executed);
+    assert_eq!(o.steps.len(), 2);
+    assert_eq!(o.plan.source, wire_t::Source::Structured);
+    // A pending change with the daemon's preview, from text.
+    let pending = t
+        .gate
+        .ask("point nas.home.arpa at 192.168.1.20", REQUESTER)
+        .await
+        .unwrap();
+    let o: wire_t::Answer = wire(&pending);
+    assert!(
+        matches!(&o, wire_t::Answer::Outcome(o) if matches!(o.plan.source, wire_t::Source::Text { .. })),
+        "{o:?}"
+    );
+    let allow = t
+        .gate
+        .ask_structured(
+            "net.allow",
+            &params(json!({"from": "iot", "to": "lan", "port": 443})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let o: wire_t::Outcome = wire(&allow);
+    assert_eq!(o.status, wire_t::Status::Pending);
+    assert!(!o.missing.is_empty());
+    assert!(
+        matches!(&o.plan.preview[..], [p] if p.call == "net.Allow"
+            && matches!(p.preview, wire_t::PreviewAnswer::Answer(_))),
+        "{:?}",
+        o.plan.preview
+    );
+    assert_eq!(
+        o.plan.steps[0].undo.as_ref().map(|u| u.call.as_str()),
+        Some("net.Revoke")
+    );
+    let listed: Vec<wire_t::Plan> = wire(&t.gate.list_pending(ADMIN));
+    assert!(!listed.is_empty());
+    // A failed plan with its rollback, whose preview shows a later step's
+    // refused dry run.
+    let multi = t
+        .gate
+        .ask_structured(
+            "test.multi",
+            &params(json!({"name": "nas.home.arpa", "domain": "cams"})),
+            ADMIN,
+        )
+        .await
+        .unwrap();
+    let o: wire_t::Outcome = wire(&multi);
+    assert!(o
+        .plan
+        .preview
+        .iter()
+        .any(|p| matches!(p.preview, wire_t::PreviewAnswer::Failed(_))));
+    assert!(o.plan.steps.iter().any(|s| s.irreversible));
+    let failed = t.gate.confirm(&multi.plan.plan_id, ADMIN).await.unwrap();
+    let o: wire_t::Outcome = wire(&failed);
+    assert_eq!(o.status, wire_t::Status::Failed);
+    assert!(!o.rollback.is_empty() && o.error.is_some() && o.audit.is_some());
+    // A cancelled plan.
+    let cancelled = t.gate.cancel(&pending.plan.plan_id, REQUESTER).unwrap();
+    let o: wire_t::Ended = wire(&cancelled);
+    assert!(matches!(o, wire_t::Ended::Outcome(_)));
+    // A change on trial, the trials listed, kept and reverted.
+    let trial = t
+        .gate
+        .confirm_trial(&allow.plan.plan_id, 60, ADMIN)
+        .await
+        .unwrap();
+    let o: wire_t::Outcome = wire(&trial);
+    assert_eq!(o.status, wire_t::Status::Trial);
+    assert!(o.trial_until_ms.is_some());
+    let trials: Vec<wire_t::Trial> = wire(&t.gate.list_trials(ADMIN));
+    assert_eq!(trials[0].undo[0].call, "net.Revoke");
+    let end = t.gate.end_trial(&allow.plan.plan_id, ADMIN).await.unwrap();
+    let e: wire_t::Ended = wire(&end);
+    assert!(
+        matches!(&e, wire_t::Ended::Trial(e) if e.status == wire_t::TrialStatus::Reverted && !e.undo.is_empty()),
+        "{e:?}"
+    );
+    let id = allow_plan(&t).await;
+    t.gate.confirm_trial(&id, 60, ADMIN).await.unwrap();
+    let kept: wire_t::TrialEnd = wire(&t.gate.keep(&id, ADMIN).await.unwrap());
+    assert_eq!(kept.status, wire_t::TrialStatus::Kept);
+    // A clarifying question, as `Ask` writes it.
+    let Err(GateError::Clarify { question, options }) =
+        t.gate.ask("make a record for the nas", USER).await
+    else {
+        panic!("no question");
+    };
+    let q: wire_t::Answer = wire(&crate::dbus::clarify_document(&question, &options));
+    assert!(matches!(q, wire_t::Answer::Clarify(c) if c.options[0].playbook == "dns.add_record"));
+    // The catalog, one playbook, the audit log and its verification.
+    let cat: wire_t::Catalog = wire(&json!({
+        "playbooks": t.gate.catalog(),
+        "refused": t.gate.refused(),
+    }));
+    assert!(cat.playbooks.iter().any(|s| s.id == "net.allow"));
+    for s in &cat.playbooks {
+        let _: wire_t::PlaybookShown = wire(&t.gate.show(&s.id).unwrap());
+    }
+    let shown: wire_t::PlaybookShown = wire(&t.gate.show("test.multi").unwrap());
+    assert!(shown.steps[2].irreversible && shown.steps[2].undo.is_none());
+    let v: wire_t::Verification = wire(&t.gate.audit_verify().unwrap());
+    assert!(v.ok, "{:?}", v.problems);
+    let records: Vec<wire_t::AuditRecord> = wire(&t.gate.audit_list(0).unwrap());
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind.as_str()).collect();
+    for k in [
+        "intent",
+        "executed",
+        "failed",
+        "cancelled",
+        "reverted",
+        "kept",
+        "clarify",
+    ] {
+        assert!(kinds.contains(&k), "{k} not in {kinds:?}");
+    }
 }
