@@ -45,16 +45,9 @@ async fn apply(shared: &Shared, dns: &DnsProxy<'_>, change: NameChange) {
                 tracing::warn!(%name, %mac, "name already held by another device's lease; not made");
                 return;
             }
-            match dns.describe(name.as_str()).await {
-                Ok(doc) => {
-                    let taken = serde_json::from_str::<serde_json::Value>(&doc)
-                        .ok()
-                        .map(|v| {
-                            v["fixed"].as_bool() == Some(true)
-                                || v["records"].as_array().is_some_and(|r| !r.is_empty())
-                        })
-                        .unwrap_or(true);
-                    if taken {
+            match hearth_common::contract::dns::name_records(dns, name.as_str()).await {
+                Ok(r) => {
+                    if r.fixed || !r.records.is_empty() {
                         tracing::warn!(%name, %mac, %address, "name exists in hearth-dnsd (made by the owner); not overwritten");
                         return;
                     }

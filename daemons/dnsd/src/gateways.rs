@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use hearth_common::contract::network::{self, Domain};
 use hearth_common::proxies::network::NetworkProxy;
 use zbus::proxy::CacheProperties;
 
@@ -21,26 +22,11 @@ use crate::engine::ZoneView;
 use crate::server::DnsServer;
 
 /// The gateways of the domains that offer DNS, from netd's `ListDomains`.
-pub fn gateways(doc: &str) -> Result<Vec<(String, Ipv4Addr)>, String> {
-    let v: serde_json::Value = serde_json::from_str(doc).map_err(|e| e.to_string())?;
-    let list = v.as_array().ok_or("ListDomains did not return an array")?;
-    let mut out = Vec::new();
-    for d in list {
-        let dns = d["services"]
-            .as_array()
-            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("dns")));
-        if !dns {
-            continue;
-        }
-        let name = d["name"].as_str().unwrap_or("").to_string();
-        let gw: Ipv4Addr = d["gateway"]
-            .as_str()
-            .unwrap_or("")
-            .parse()
-            .map_err(|e| format!("domain {name}: gateway: {e}"))?;
-        out.push((name, gw));
-    }
-    Ok(out)
+pub fn gateways(list: &[Domain]) -> Vec<(String, Ipv4Addr)> {
+    list.iter()
+        .filter(|d| d.services.iter().any(|s| s == "dns"))
+        .map(|d| (d.name.to_string(), d.gateway.addr()))
+        .collect()
 }
 
 /// Follows hearth-netd's domains forever, serving `view` on each gateway.
@@ -91,8 +77,8 @@ async fn domains(conn: &zbus::Connection) -> Result<Vec<(String, Ipv4Addr)>, Str
         .build()
         .await
         .map_err(|e| e.to_string())?;
-    let doc = net.list_domains().await.map_err(|e| e.to_string())?;
-    gateways(&doc)
+    let list = network::domains(&net).await.map_err(|e| e.to_string())?;
+    Ok(gateways(&list))
 }
 
 #[cfg(test)]
@@ -102,12 +88,12 @@ mod tests {
 
     #[test]
     fn only_domains_offering_dns() {
-        let doc = r#"[{"name":"lan","gateway":"10.0.1.1","services":["dns","dhcp"]},
-                      {"name":"cams","gateway":"10.0.2.1","services":["dhcp"]}]"#;
+        let doc = r#"[{"name":"lan","bridge":"hb-lan","subnet":"10.0.1.0/24","gateway":"10.0.1.1","ula":null,"vlan":null,"services":["dns","dhcp"],"admin":false},
+                      {"name":"cams","bridge":"hb-cams","subnet":"10.0.2.0/24","gateway":"10.0.2.1","ula":null,"vlan":null,"services":["dhcp"],"admin":false}]"#;
+        let list: Vec<Domain> = hearth_common::contract::decode("ListDomains", doc).unwrap();
         assert_eq!(
-            gateways(doc).unwrap(),
+            gateways(&list),
             vec![("lan".to_string(), Ipv4Addr::new(10, 0, 1, 1))]
         );
-        assert!(gateways("{}").is_err());
     }
 }

@@ -147,6 +147,11 @@ fn sign_pkid(out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
         let conn = zbus::Connection::system()
             .await
             .context("cannot connect to the system bus")?;
+        let pki = hearth_common::proxies::pki::PkiProxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .context("cannot make the hearth-pkid proxy")?;
         std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
         for f in files {
             let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
@@ -155,29 +160,14 @@ fn sign_pkid(out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
             let pae = dsse::pae(PAYLOAD_TYPE, &bytes);
             // A playbook is UTF-8 (Playbook::parse checked), so is its PAE.
             let text = String::from_utf8(pae.clone()).context("PAE is not UTF-8")?;
-            let svc = hearth_common::names::PKI;
-            let reply = conn
-                .call_method(
-                    Some(svc.bus_name),
-                    svc.path,
-                    Some(svc.bus_name),
-                    "SignPlaybook",
-                    &(text,),
-                )
+            let sig = hearth_common::contract::pki::sign_playbook(&pki, &text)
                 .await
                 .with_context(|| format!("{}: hearth-pkid SignPlaybook", f.display()))?;
-            let doc: String = reply.body().deserialize()?;
-            let v: serde_json::Value = serde_json::from_str(&doc)?;
-            let field = |k: &str| {
-                v[k].as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow::anyhow!("SignPlaybook reply lacks {k}: {doc}"))
-            };
-            if field("algorithm")? != "ecdsa-p256-sha256" {
-                anyhow::bail!("SignPlaybook: unexpected algorithm in {doc}");
+            if sig.algorithm != "ecdsa-p256-sha256" {
+                anyhow::bail!("SignPlaybook: unexpected algorithm {:?}", sig.algorithm);
             }
-            let sig = base64::engine::general_purpose::STANDARD.decode(field("signature")?)?;
-            let signer = dsse::Presigned::new(pae, sig, field("chain_pem")?.as_bytes())?;
+            let signature = base64::engine::general_purpose::STANDARD.decode(&sig.signature)?;
+            let signer = dsse::Presigned::new(pae, signature, sig.chain_pem.as_bytes())?;
             let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer)?;
             write_envelope(out, &pb, &env)?;
         }
