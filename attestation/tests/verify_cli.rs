@@ -185,6 +185,36 @@ fn hearth_verify_cli_enrolls_writes_golden_and_checks_with_documented_exit_statu
         "{}",
         said(&out)
     );
+    // The sandbox's swtpm has no firmware: the report says there is no
+    // firmware event log; the captured policy does not require one
+    // (decision 053), and one that does is NOT TRUSTED (1), saying why.
+    assert!(!golden.require_firmware_log, "{golden:?}");
+    assert!(
+        stdout(&out).contains("! firmware event log: no firmware event log was sent"),
+        "{}",
+        said(&out)
+    );
+    let strict = Golden {
+        require_firmware_log: true,
+        ..golden.clone()
+    };
+    let strict_path = work.join("strict.toml");
+    write_policy(&strict_path, &strict);
+    let out = verify(
+        &store,
+        &[
+            "check",
+            &host,
+            "--policy",
+            &strict_path.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(
+        stdout(&out).contains("✗ firmware event log: no firmware event log"),
+        "{}",
+        said(&out)
+    );
 
     // A policy without the attestation daemon's binary: not trusted (1),
     // the binary named.
