@@ -10,13 +10,21 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use hearth_common::contract::decode;
+use hearth_common::contract::dns::{Record, RecordType, ZoneDiff};
+use hearth_common::contract::intent::{AuditRecord, Verification};
+use hearth_common::contract::network::{DomainBrief, Flow, NetAction, NetChange};
+use hearth_common::contract::pki::{
+    CertName, CertificateChange, CertificateDiff, Issued, KeySource, Profile,
+};
 use hearth_common::names;
+use hearth_common::types::{DomainId, Port, Protocol};
 use hearth_common::HearthError;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
 use hearth_playbook::methods;
 use hearth_playbook::{ArgValue, Call, TrustConfig};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::exec::{DbusExecutor, DbusMeasurer, Executor, Measurer};
 use crate::interpret::NoInterpreter;
@@ -47,7 +55,80 @@ fn tag(dry_run: bool) -> &'static str {
     }
 }
 
-/// hearth-dnsd's documented signatures (docs/dbus/dns.md).
+/// A contract value as the daemons write it.
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    hearth_common::contract::encode(v).unwrap()
+}
+
+/// hearth-dnsd's answer to adding (or removing) the A record `name` →
+/// `address` in `home.arpa`.
+fn zone_diff(name: &str, address: &str, dry_run: bool, add: bool) -> ZoneDiff {
+    let rec = Record {
+        name: name.parse().unwrap(),
+        rtype: RecordType::A,
+        value: address.into(),
+        ttl: 300,
+    };
+    let (added, removed) = if add {
+        (vec![rec], vec![])
+    } else {
+        (vec![], vec![rec])
+    };
+    ZoneDiff {
+        zone: "home.arpa".parse().unwrap(),
+        serial_before: 1,
+        serial_after: if dry_run { 1 } else { 2 },
+        added,
+        removed,
+        dry_run,
+    }
+}
+
+/// hearth-netd's answer to a change: `created` or `removed` the domain
+/// `name`, or `opened` a flow.
+fn net_change(
+    action: NetAction,
+    dry_run: bool,
+    domain: Option<&str>,
+    opened: Vec<Flow>,
+) -> NetChange {
+    let brief = domain.map(|name| DomainBrief {
+        name: DomainId::parse(name).unwrap(),
+        bridge: format!("hb-{name}"),
+        subnet: "10.9.0.0/24".parse().unwrap(),
+        gateway: "10.9.0.1".parse().unwrap(),
+        vlan: None,
+    });
+    let mut c = NetChange {
+        action,
+        dry_run,
+        opened,
+        closed: vec![],
+        domains_created: vec![],
+        domains_removed: vec![],
+        dhcp_scopes_added: vec![],
+        dhcp_scopes_removed: vec![],
+    };
+    match action {
+        NetAction::Create => c.domains_created.extend(brief),
+        _ => c.domains_removed.extend(brief),
+    }
+    c
+}
+
+/// hearth-pkid's view of the certificate `serial` for `name`.
+fn cert(serial: &str, name: &str) -> CertificateChange {
+    CertificateChange {
+        serial: serial.into(),
+        names: vec![CertName::Dns(name.parse().unwrap())],
+        profile: Profile::Server,
+        not_before: "2026-01-01T00:00:00Z".into(),
+        not_after: "2026-04-01T00:00:00Z".into(),
+    }
+}
+
+/// hearth-dnsd's documented signatures (docs/dbus/dns.md), answering the
+/// contract's [`ZoneDiff`].
 struct Dns(Log);
 
 #[zbus::interface(name = "org.hearth.Dns1")]
@@ -65,10 +146,7 @@ impl Dns {
         if name.starts_with("taken.") {
             return Err(HearthError::Conflict(format!("{name} is an alias")));
         }
-        Ok(
-            json!({"dry_run": dry_run, "name": name, "added": [{"type": "A", "value": address}]})
-                .to_string(),
-        )
+        Ok(encode(&zone_diff(&name, &address, dry_run, true)))
     }
     async fn remove_record(
         &self,
@@ -80,14 +158,13 @@ impl Dns {
             &self.0,
             format!("{}dns.RemoveRecord({name},{address})", tag(dry_run)),
         );
-        Ok("{}".into())
+        Ok(encode(&zone_diff(&name, &address, dry_run, false)))
     }
 }
 
-/// hearth-netd's documented signatures (docs/dbus/network.md), except that
-/// DeleteDomain answers nothing and Allow a boolean here: the executor reads
-/// replies of any simple shape. ListDomains answers the contract's type,
-/// which the domain context decodes.
+/// hearth-netd's documented signatures (docs/dbus/network.md), answering
+/// the contract's types: ListDomains a list of [`Domain`]s, which the domain
+/// context decodes, the changes a [`NetChange`].
 struct Net(Log);
 
 #[zbus::interface(name = "org.hearth.Network1")]
@@ -115,11 +192,11 @@ impl Net {
             &self.0,
             format!("{}net.CreateDomain({name},{subnet})", tag(dry_run)),
         );
-        json!({"dry_run": dry_run, "action": "create", "domain": {"name": name, "subnet": "10.9.0.0/24"}})
-            .to_string()
+        encode(&net_change(NetAction::Create, dry_run, Some(&name), vec![]))
     }
-    async fn delete_domain(&self, name: String, dry_run: bool) {
+    async fn delete_domain(&self, name: String, dry_run: bool) -> String {
         push(&self.0, format!("{}net.DeleteDomain({name})", tag(dry_run)));
+        encode(&net_change(NetAction::Delete, dry_run, Some(&name), vec![]))
     }
     async fn allow(
         &self,
@@ -128,27 +205,51 @@ impl Net {
         port: u32,
         protocol: String,
         dry_run: bool,
-    ) -> bool {
+    ) -> String {
         push(
             &self.0,
             format!("{}net.Allow({from},{to},{port},{protocol})", tag(dry_run)),
         );
-        true
+        let flow = Flow {
+            from: DomainId::parse(&from).unwrap(),
+            to: DomainId::parse(&to).unwrap(),
+            protocol: (!protocol.is_empty())
+                .then(|| Protocol::parse_field("protocol", &protocol).unwrap()),
+            port: (port != 0).then(|| Port::from_number("port", port).unwrap()),
+        };
+        encode(&net_change(NetAction::Allow, dry_run, None, vec![flow]))
     }
 }
 
-/// hearth-pkid's documented signatures (docs/dbus/pki.md).
+/// hearth-pkid's documented signatures (docs/dbus/pki.md), answering the
+/// contract's [`Issued`] and [`CertificateDiff`].
 struct Pki(Log);
 
 #[zbus::interface(name = "org.hearth.Pki1")]
 impl Pki {
     async fn issue_certificate(&self, name: String, days: u32) -> String {
         push(&self.0, format!("pki.IssueCertificate({name},{days})"));
-        json!({"serial": "0a1b", "names": [name]}).to_string()
+        let c = cert("0a1b", &name);
+        encode(&Issued {
+            serial: c.serial,
+            names: c.names,
+            profile: c.profile,
+            key_type: "ec-p256".into(),
+            key_source: KeySource::Export,
+            not_before: c.not_before,
+            not_after: c.not_after,
+            certificate: "-----BEGIN CERTIFICATE-----".into(),
+            chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_path: None,
+            chain_path: None,
+        })
     }
-    async fn revoke_certificate(&self, serial_or_name: String) -> Vec<String> {
+    async fn revoke_certificate(&self, serial_or_name: String) -> String {
         push(&self.0, format!("pki.RevokeCertificate({serial_or_name})"));
-        vec![serial_or_name]
+        encode(&CertificateDiff {
+            issued: vec![],
+            revoked: vec![cert(&serial_or_name, "nas.home.arpa")],
+        })
     }
 }
 
@@ -227,12 +328,12 @@ fn s(v: &str) -> ArgValue {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_go_out_typed_and_every_reply_shape_is_read() {
+async fn calls_go_out_typed_and_answers_come_back_as_the_contract_types() {
     let dir = tempfile::tempdir().unwrap();
     let w = world(dir.path()).await;
     let x = DbusExecutor::new(w.client.clone());
 
-    // s s u s, answered with a boolean.
+    // s s u s.
     let r = x
         .call(&call(
             "net.Allow",
@@ -240,14 +341,15 @@ async fn calls_go_out_typed_and_every_reply_shape_is_read() {
         ))
         .await
         .unwrap();
-    assert_eq!(r, "true");
-    // No reply value at all reads as "".
+    let c: NetChange = decode("net.Allow", &r).unwrap();
+    assert_eq!(c.opened[0].to_string(), "iot → lan tcp/443");
     let r = x
         .call(&call("net.DeleteDomain", vec![s("iot")]))
         .await
         .unwrap();
-    assert_eq!(r, "");
-    // s u, answered with a JSON string.
+    let c: NetChange = decode("net.DeleteDomain", &r).unwrap();
+    assert_eq!(c.domains_removed[0].name.as_str(), "iot");
+    // s u.
     let r = x
         .call(&call(
             "pki.IssueCertificate",
@@ -255,13 +357,16 @@ async fn calls_go_out_typed_and_every_reply_shape_is_read() {
         ))
         .await
         .unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&r).unwrap()["serial"], "0a1b");
-    // A string list comes back as a JSON list.
+    assert_eq!(
+        decode::<Issued>("pki.IssueCertificate", &r).unwrap().serial,
+        "0a1b"
+    );
     let r = x
         .call(&call("pki.RevokeCertificate", vec![s("0a1b")]))
         .await
         .unwrap();
-    assert_eq!(r, r#"["0a1b"]"#);
+    let d: CertificateDiff = decode("pki.RevokeCertificate", &r).unwrap();
+    assert_eq!(d.revoked[0].serial, "0a1b");
     assert_eq!(
         taken(&w.log),
         vec![
@@ -305,7 +410,7 @@ async fn previews_send_only_the_named_arguments_and_context_reads_the_domains() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&p).unwrap()["dry_run"], true);
+    assert!(decode::<ZoneDiff>("dns.AddRecord", &p).unwrap().dry_run);
     assert_eq!(
         taken(&w.log),
         vec!["dry:dns.AddRecord(nas.home.arpa,10.0.0.1)"]
@@ -503,24 +608,21 @@ async fn a_plan_runs_over_the_bus_and_a_failure_undoes_in_reverse_order() {
     );
     assert_eq!(done.rollback.len(), 2);
     assert!(done.rollback.iter().all(|r| r.ok));
-    let v = gate.audit_verify().unwrap();
-    let v = serde_json::to_value(&v).unwrap();
-    assert_eq!(v["ok"], true, "{v}");
+    let v: Verification = decode("AuditVerify", &encode(&gate.audit_verify().unwrap())).unwrap();
+    assert!(v.ok, "{v:?}");
 }
 
 /// The Measure call that anchored the intent record `seq` (written, and
 /// measured, before the first step).
 fn intent_measure<E: Executor, M: Measurer>(gate: &Gate<E, NoInterpreter, M>, seq: u64) -> String {
-    let recs = gate.audit_list(0).unwrap();
+    let recs: Vec<AuditRecord> =
+        decode("AuditList", &encode(&gate.audit_list(0).unwrap())).unwrap();
     let r = recs
         .iter()
-        .find(|r| r["seq"] == seq)
+        .find(|r| r.seq == seq)
         .unwrap_or_else(|| panic!("no record {seq}"));
-    assert_eq!(r["event"]["kind"], "intent", "{r}");
-    format!(
-        "attest.Measure(action,test.rollback@{seq},{})",
-        r["hash"].as_str().unwrap()
-    )
+    assert_eq!(r.event.kind, "intent", "{r:?}");
+    format!("attest.Measure(action,test.rollback@{seq},{})", r.hash)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
