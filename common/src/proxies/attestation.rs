@@ -16,10 +16,10 @@ pub trait Attestation {
     /// number. `kind`: binary, model, playbook-catalog, policy or action;
     /// `sha256`: 64 hex digits. Only the configured measurement users may.
     fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<u64, HearthError>;
-    /// Log and register agreement, as JSON.
+    /// Log and register agreement -> `Status`.
     fn status(&self) -> Result<String, HearthError>;
-    /// The runtime event log, as a JSON array.
+    /// The runtime event log -> `[Event]`.
     fn log(&self) -> Result<String, HearthError>;
-    /// The boot PCRs (SHA-256 bank), as a JSON object index -> hex.
+    /// The boot PCRs (SHA-256 bank) -> `Pcrs` (index -> hex).
     fn pcrs(&self) -> Result<String, HearthError>;
 }

@@ -19,17 +19,18 @@ pub trait Dns {
     fn add_alias(&self, name: &str, target: &str, dry_run: bool) -> Result<String, HearthError>;
     /// Removes every record of `name`; the `ZoneDiff`'s `removed` lists them.
     fn remove(&self, name: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// Removes one A/AAAA record of `name`.
+    /// Removes one A/AAAA record of `name`; returns the `ZoneDiff`.
     fn remove_record(
         &self,
         name: &str,
         address: &str,
         dry_run: bool,
     ) -> Result<String, HearthError>;
-    /// Adds back what a removal returned (its `ZoneDiff` or a record array).
+    /// Adds back what a removal returned (its `ZoneDiff` or a record array);
+    /// returns the `ZoneDiff`.
     fn restore(&self, records: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// The records of one name.
+    /// The records of one name -> `NameRecords`.
     fn describe(&self, name: &str) -> Result<String, HearthError>;
-    /// Every zone with its serial and records.
+    /// Every zone with its serial -> `[Zone]`.
     fn list(&self) -> Result<String, HearthError>;
 }

@@ -1,5 +1,6 @@
 //! `org.hearth.Network1`, served by hearth-netd (docs/dbus/network.md).
-//! Every method returns a JSON document. Absent optional values: subnet
+//! Every method returns a JSON document whose shape is a type of
+//! [`crate::contract::network`]; read them with its typed calls. Absent optional values: subnet
 //! `""`, port `0`, protocol `""`. `dry_run` validates and previews without
 //! changing anything.
 
@@ -16,18 +17,18 @@ use crate::HearthError;
     gen_blocking = false
 )]
 pub trait Network {
-    /// The domains -> `[Domain]`.
+    /// The domains -> `[Domain]` (`contract::network::Domain`).
     fn list_domains(&self) -> Result<String, HearthError>;
-    /// Domains, allows, matrix and the kernel table's state.
+    /// Domains, allows, matrix and the kernel table's state -> `Show`.
     fn show(&self) -> Result<String, HearthError>;
-    /// `{"admin", "matrix": {from: {to: "all" | "none" | ["tcp/443", ...]}}}`.
+    /// The reachability matrix -> `Matrix`.
     fn matrix(&self) -> Result<String, HearthError>;
-    /// Creates a domain (subnet "": a free /24 of the pool).
+    /// Creates a domain (subnet "": a free /24 of the pool) -> `NetChange`.
     fn create_domain(&self, name: &str, subnet: &str, dry_run: bool)
         -> Result<String, HearthError>;
-    /// Deletes a domain and every allow naming it.
+    /// Deletes a domain and every allow naming it -> `NetChange`.
     fn delete_domain(&self, name: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// Lets `from` reach `to` (port 0: any; protocol "": any).
+    /// Lets `from` reach `to` (port 0: any; protocol "": any) -> `NetChange`.
     fn allow(
         &self,
         from: &str,
@@ -36,11 +37,12 @@ pub trait Network {
         protocol: &str,
         dry_run: bool,
     ) -> Result<String, HearthError>;
-    /// Removes every allow from `from` to `to`.
+    /// Removes every allow from `from` to `to` -> `NetChange`.
     fn revoke(&self, from: &str, to: &str, dry_run: bool) -> Result<String, HearthError>;
-    /// Re-applies configuration and persisted changes to the kernel.
+    /// Re-applies configuration and persisted changes to the kernel ->
+    /// `Reconciled`.
     fn reconcile(&self) -> Result<String, HearthError>;
-    /// Emitted after every change: the action and the method's document.
+    /// Emitted after every change: the action and the method's `NetChange`.
     #[zbus(signal)]
     fn changed(&self, what: String, detail: String) -> zbus::Result<()>;
 }
