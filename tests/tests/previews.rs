@@ -69,9 +69,14 @@ impl Cx {
             "the plan is printed once: {}",
             shown.text
         );
+        // With --json and no --yes the pending plan is the answer: it
+        // waits for a confirmation, so it is cancelled here.
         let j = self.ctl(true, &a);
         let p = j.json["plan"]["preview"][0]["preview"].clone();
         assert!(p.is_object(), "a preview in --json: {}", j.text);
+        let id = j.json["plan"]["plan_id"].as_str().unwrap_or_default();
+        let c = self.ctl(true, &["playbook", "cancel", id]);
+        assert!(c.json["status"] == "cancelled", "{}", c.text);
         (shown.text, p)
     }
 
@@ -247,6 +252,29 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
         text.contains("Removes A preview.home.arpa → 192.168.1.77"),
         "{text}"
     );
+    // An alias, then a new address for the name (two steps: the first
+    // step's preview is the removal of the old record).
+    let params = [("name", "alias.home.arpa"), ("target", "preview.home.arpa")];
+    let (text, _) = cx.preview("dns.add_alias", &params);
+    assert!(
+        text.contains("Adds CNAME alias.home.arpa → preview.home.arpa"),
+        "{text}"
+    );
+    cx.run("dns.add_alias", &params);
+    assert!(
+        cx.dig("alias.home.arpa", "CNAME")
+            .starts_with("preview.home.arpa"),
+        "{}",
+        cx.dig("alias.home.arpa", "CNAME")
+    );
+    let params = [("name", "preview.home.arpa"), ("address", "192.168.1.78")];
+    let (text, _) = cx.preview("dns.update_record", &params);
+    assert!(
+        text.contains("Removes A preview.home.arpa → 192.168.1.77"),
+        "{text}"
+    );
+    cx.run("dns.update_record", &params);
+    assert_eq!(cx.dig("preview.home.arpa", "A"), "192.168.1.78");
 
     // A certificate (no dry run in the CA): the outcome says what was
     // issued, and the CA's inventory holds that serial.
@@ -281,6 +309,37 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
         issued_line.contains(&short),
         "{issued_line} vs {listed_serial}"
     );
+    // Revoked: the outcome names the same certificate, and the CA's
+    // inventory then says revoked.
+    let revoked = cx.ctl(
+        false,
+        &[
+            "ask",
+            "--playbook",
+            "pki.revoke_certificate",
+            "--param",
+            "name=preview.home.arpa",
+            "--yes",
+        ],
+    );
+    assert!(revoked.ok, "{}", revoked.text);
+    assert!(
+        revoked.text.contains(&format!(
+            "Revokes certificate {short} for preview.home.arpa"
+        )),
+        "{}",
+        revoked.text
+    );
+    let certs = cx.ctl(true, &["pki", "list"]);
+    let it = certs
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["serial"] == listed_serial.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(it["status"], "revoked", "{it}");
     let mut sb = cx.sb;
     sb.teardown();
 }
