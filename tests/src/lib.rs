@@ -15,6 +15,12 @@
 //! Invariants: nothing outside the directory and the namespace is created;
 //! [`Sandbox::down`] (or dropping an attached sandbox) removes all of it,
 //! processes first. Never used by the product itself.
+//!
+//! The parts, one module each, re-exported here: `bus` ([`PrivateBus`]),
+//! `token` (SoftHSM2), `tpm` (swtpm and the credentials sealed to it),
+//! `netns` (the namespace and its uplink), `processes` (waiting on and
+//! stopping what the sandbox started, and [`wait_until`], the one polling
+//! helper).
 
 #![allow(missing_docs)]
 
@@ -32,12 +38,20 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use hearth_common::names::{self, Service};
 
-/// The token label the sandbox makes.
-pub const TOKEN_LABEL: &str = "hearth";
-/// The SoftHSM2 module on Debian.
-pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-/// The uplink inside the namespace (one end of a veth pair).
-pub const UPLINK: &str = "hup0";
+mod bus;
+mod netns;
+mod processes;
+mod token;
+mod tpm;
+
+pub use bus::{PrivateBus, POLICY_DIR};
+pub use netns::UPLINK;
+pub use processes::wait_until;
+use processes::{stop_child, stop_pid, tail, wait_tcp};
+pub use token::{SOFTHSM_MODULE, TOKEN_LABEL};
+use tpm::remove_credentials;
+pub use tpm::{creds_decrypt, creds_encrypt, PIN_CREDENTIAL};
+
 /// How long a daemon may take to send READY=1.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -164,28 +178,6 @@ fn run(cmd: &mut Command) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn wait_tcp(port: u16, child: &mut Child, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        if let Some(st) = child.try_wait()? {
-            bail!("{what} exited before listening: {st}");
-        }
-        if Instant::now() > deadline {
-            bail!("{what} did not listen on port {port} within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 impl Sandbox {
@@ -326,181 +318,6 @@ impl Sandbox {
                 },
             ),
         ]
-    }
-
-    fn start_bus(&mut self) -> Result<()> {
-        let bus = PrivateBus::start_with_policy(&self.dir, &self.repo.join(POLICY_DIR))?;
-        self.env
-            .insert("DBUS_SYSTEM_BUS_ADDRESS".into(), bus.address.clone());
-        if let Some(child) = bus.into_child() {
-            self.helpers.push(("dbus-daemon".into(), child));
-        }
-        Ok(())
-    }
-
-    fn make_token(&mut self) -> Result<()> {
-        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-        use cryptoki::session::UserType;
-        use cryptoki::types::AuthPin;
-        let conf = self.dir.join("softhsm2.conf");
-        write_file(
-            &conf,
-            &format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                self.dir.join("tokens").display()
-            ),
-            0o644,
-        )?;
-        // One PKCS#11 initialization per process at a time: SoftHSM2 reads
-        // SOFTHSM2_CONF at C_Initialize, and two sandboxes may start at once
-        // in one test binary.
-        static TOKEN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = TOKEN_LOCK
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // The PINs exist in plain text only in this process and in pipes:
-        // on disk they are credentials sealed to the sandbox's TPM, as on the
-        // appliance (image/README.md, first boot).
-        let so_pin = random_hex(16)?;
-        let user_pin = random_hex(16)?;
-        let tcti = self
-            .env
-            .get("HEARTH_TCTI")
-            .cloned()
-            .context("the TPM starts before the token")?;
-        let pin_cred = self.dir.join("secrets/hsm-pin.cred");
-        creds_encrypt(&tcti, PIN_CREDENTIAL, &user_pin, &pin_cred)?;
-        creds_encrypt(
-            &tcti,
-            "hsm-so-pin",
-            &so_pin,
-            &self.dir.join("secrets/hsm-so-pin.cred"),
-        )?;
-        // SoftHSM2 reads its configuration path from the environment at
-        // C_Initialize; the variable names a file, not a secret.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let ctx = Pkcs11::new(SOFTHSM_MODULE).context("cannot load the SoftHSM2 module")?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-        let slot = ctx
-            .get_slots_with_token()?
-            .into_iter()
-            .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-            .context("SoftHSM2 offers no free slot")?;
-        let so = AuthPin::from(so_pin);
-        ctx.init_token(slot, &so, TOKEN_LABEL)?;
-        {
-            let session = ctx.open_rw_session(slot)?;
-            session.login(UserType::So, Some(&so))?;
-            session.init_pin(&AuthPin::from(user_pin))?;
-            session.logout()?;
-        }
-        ctx.finalize()?;
-        self.env
-            .insert("SOFTHSM2_CONF".into(), conf.display().to_string());
-        self.env
-            .insert("HEARTH_HSM_MODULE".into(), SOFTHSM_MODULE.into());
-        self.env
-            .insert("HEARTH_HSM_TOKEN".into(), TOKEN_LABEL.into());
-        self.env
-            .insert("HEARTH_HSM_PIN_CRED".into(), pin_cred.display().to_string());
-        Ok(())
-    }
-
-    fn start_tpm(&mut self) -> Result<()> {
-        let d = &self.dir;
-        let ca = d.join("localca");
-        write_file(
-            &d.join("swtpm-localca.conf"),
-            &format!(
-                "statedir = {ca}\nsigningkey = {ca}/signkey.pem\nissuercert = {ca}/issuercert.pem\ncertserial = {ca}/certserial\n",
-                ca = ca.display()
-            ),
-            0o644,
-        )?;
-        write_file(
-            &d.join("swtpm-localca.options"),
-            "--platform-manufacturer Hearth\n--platform-version 2.1\n--platform-model Sandbox\n",
-            0o644,
-        )?;
-        write_file(
-            &d.join("swtpm_setup.conf"),
-            &format!(
-                "create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = {}\ncreate_certs_tool_options = {}\nactive_pcr_banks = sha256\n",
-                d.join("swtpm-localca.conf").display(),
-                d.join("swtpm-localca.options").display()
-            ),
-            0o644,
-        )?;
-        run(Command::new("swtpm_setup")
-            .arg("--tpm2")
-            .arg("--tpmstate")
-            .arg(d.join("tpm"))
-            .args([
-                "--create-ek-cert",
-                "--create-platform-cert",
-                "--lock-nvram",
-                "--overwrite",
-            ])
-            .arg("--config")
-            .arg(d.join("swtpm_setup.conf"))
-            .arg("--logfile")
-            .arg(d.join("log/swtpm_setup.log")))
-        .with_context(|| tail(&d.join("log/swtpm_setup.log"), 20))?;
-        let port = free_port()?;
-        let log = fs::File::create(d.join("log/swtpm.log"))?;
-        let mut child = Command::new("swtpm")
-            .args(["socket", "--tpm2", "--tpmstate"])
-            .arg(format!("dir={}", d.join("tpm").display()))
-            .arg("--server")
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-            .args(["--flags", "not-need-init,startup-clear"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start swtpm")?;
-        let ready = wait_tcp(port, &mut child, "swtpm");
-        self.helpers.push(("swtpm".into(), child));
-        ready?;
-        self.env.insert(
-            "HEARTH_TCTI".into(),
-            format!("swtpm:host=127.0.0.1,port={port}"),
-        );
-        for (k, f) in [
-            ("HEARTH_EK_CA", "issuercert.pem"),
-            ("HEARTH_EK_ROOT_CA", "swtpm-localca-rootca-cert.pem"),
-        ] {
-            if ca.join(f).exists() {
-                self.env.insert(k.into(), ca.join(f).display().to_string());
-            }
-        }
-        Ok(())
-    }
-
-    fn make_netns(&mut self) -> Result<()> {
-        run(Command::new("ip").args(["netns", "add", &self.netns]))?;
-        fs::write(self.dir.join("netns"), &self.netns)?;
-        self.env.insert("HEARTH_NETNS".into(), self.netns.clone());
-        run(Command::new("ip").args(["-n", &self.netns, "link", "set", "lo", "up"]))?;
-        // A veth pair stands for the uplink (the dummy driver is not in
-        // every kernel); its peer stays unconfigured in the namespace.
-        run(Command::new("ip").args([
-            "-n",
-            &self.netns,
-            "link",
-            "add",
-            UPLINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "hup0p",
-        ]))?;
-        run(Command::new("ip").args(["-n", &self.netns, "link", "set", UPLINK, "up"]))?;
-        Ok(())
     }
 
     fn start_daemon(
@@ -698,217 +515,12 @@ impl Sandbox {
         fs::remove_dir_all(dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
         Ok(())
     }
-
-    /// A fresh private directory on tmpfs (mode 0700) for a daemon's
-    /// decrypted credentials; recorded in DIR/credentials so that teardown
-    /// and `down` remove it.
-    fn credentials_dir(&self, service: Service) -> Result<PathBuf> {
-        let base = Path::new(CREDENTIALS_BASE);
-        let dir = base.join(format!(
-            "hearth-sandbox-{}-{}",
-            random_hex(8)?,
-            service.unit
-        ));
-        fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-        let list = self.dir.join("credentials");
-        let mut text = fs::read_to_string(&list).unwrap_or_default();
-        text.push_str(&format!("{}\n", dir.display()));
-        write_file(&list, &text, 0o600)?;
-        Ok(dir)
-    }
 }
-
-/// The name of the credential holding the token's user PIN (as hearth-pkid
-/// looks for it in `$CREDENTIALS_DIRECTORY`).
-pub const PIN_CREDENTIAL: &str = "hsm-pin";
-
-/// Where decrypted credentials go: tmpfs, as systemd's /run/credentials.
-const CREDENTIALS_BASE: &str = "/dev/shm";
-
-/// `systemd-creds encrypt --with-key=tpm2` of `secret` (given on stdin, never
-/// in argv or a file) to `out`, sealed to the TPM behind `tcti`. systemd 252
-/// takes a tpm2-tss TCTI as `--tpm2-device=DRIVER:CONF` (here
-/// `swtpm:host=…,port=…`). PCR binding is systemd's default (PCR 7): 252
-/// cannot decrypt a credential sealed with `--tpm2-pcrs=` empty.
-pub fn creds_encrypt(tcti: &str, name: &str, secret: &str, out: &Path) -> Result<()> {
-    use std::io::Write as _;
-    let mut child = Command::new("systemd-creds")
-        .arg("encrypt")
-        .arg(format!("--name={name}"))
-        .arg("--with-key=tpm2")
-        .arg(format!("--tpm2-device={tcti}"))
-        .arg("-")
-        .arg(out)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run systemd-creds")?;
-    child
-        .stdin
-        .take()
-        .context("systemd-creds stdin")?
-        .write_all(secret.as_bytes())?;
-    let done = child.wait_with_output()?;
-    if !done.status.success() {
-        bail!(
-            "systemd-creds encrypt --with-key=tpm2 --tpm2-device={tcti} failed ({}): {}",
-            done.status,
-            String::from_utf8_lossy(&done.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// `systemd-creds decrypt` of the credential `name` in `cred` with the TPM
-/// behind `tcti`, written to `out` with mode 0400 (what systemd puts in a
-/// unit's credentials directory).
-pub fn creds_decrypt(tcti: &str, name: &str, cred: &Path, out: &Path) -> Result<()> {
-    let done = Command::new("systemd-creds")
-        .arg("decrypt")
-        .arg(format!("--name={name}"))
-        .arg(format!("--tpm2-device={tcti}"))
-        .arg(cred)
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .context("cannot run systemd-creds")?;
-    if !done.status.success() {
-        bail!(
-            "systemd-creds decrypt {} failed ({}): {}",
-            cred.display(),
-            done.status,
-            String::from_utf8_lossy(&done.stderr)
-        );
-    }
-    fs::set_permissions(out, fs::Permissions::from_mode(0o400))?;
-    Ok(())
-}
-
-/// Removes the credentials directories a sandbox in `dir` made.
-fn remove_credentials(dir: &Path) {
-    let Ok(text) = fs::read_to_string(dir.join("credentials")) else {
-        return;
-    };
-    for line in text.lines() {
-        let p = Path::new(line.trim());
-        if p.starts_with(CREDENTIALS_BASE) && p.file_name().is_some() {
-            let _ = fs::remove_dir_all(p);
-        }
-    }
-}
-
-/// Where the project's D-Bus policy files live, relative to the repository.
-pub const POLICY_DIR: &str = "systemd/dbus-1/system.d";
 
 /// The repository this crate was built from.
 pub fn repo_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// A private dbus-daemon with a system-bus-like configuration that loads
-/// the project's own policy files (plus: root may own `org.hearth.*`, since
-/// tests run every daemon as root). Its address is ready to use when
-/// [`PrivateBus::start`] returns; dropping it stops the bus. Every test that
-/// needs a bus uses this one, so the policy under test is the shipped one.
-#[derive(Debug)]
-pub struct PrivateBus {
-    child: Option<Child>,
-    /// `unix:path=DIR/bus.sock`.
-    pub address: String,
-}
-
-impl PrivateBus {
-    /// Starts a bus in `dir` (socket `bus.sock`, config `dbus.conf`, log
-    /// `dbus-daemon.log`) with the repository's policy.
-    pub fn start(dir: &Path) -> Result<PrivateBus> {
-        Self::start_with_policy(dir, &repo_root().join(POLICY_DIR))
-    }
-
-    /// [`PrivateBus::start`] with the policy files of `policy_dir`.
-    pub fn start_with_policy(dir: &Path, policy_dir: &Path) -> Result<PrivateBus> {
-        let sock = dir.join("bus.sock");
-        let conf = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={sock}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
-  </policy>
-  <!-- Tests run every daemon as root instead of its own user. -->
-  <policy user="root">
-    <allow own_prefix="org.hearth"/>
-  </policy>
-  <includedir>{policy}</includedir>
-</busconfig>
-"#,
-            sock = sock.display(),
-            policy = policy_dir.display()
-        );
-        let conf_path = dir.join("dbus.conf");
-        write_file(&conf_path, &conf, 0o644)?;
-        let log_path = dir.join("dbus-daemon.log");
-        let log = fs::File::create(&log_path)?;
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf_path.display()))
-            .args(["--nofork", "--nopidfile", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("cannot start dbus-daemon (is the dbus package installed?)")?;
-        // The address line is printed once the socket listens: readiness.
-        let mut out = child.stdout.take().context("dbus-daemon stdout")?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while out.read(&mut byte)? == 1 && byte[0] != b'\n' {
-            line.push(byte[0]);
-        }
-        let bus = PrivateBus {
-            child: Some(child),
-            address: format!("unix:path={}", sock.display()),
-        };
-        if line.is_empty() {
-            bail!("dbus-daemon exited: {}", tail(&log_path, 20));
-        }
-        // Others (an outsider UID in the tests) must reach the socket.
-        fs::set_permissions(&sock, fs::Permissions::from_mode(0o777))?;
-        Ok(bus)
-    }
-
-    /// Hands the process over (the sandbox keeps it with its other parts).
-    fn into_child(mut self) -> Option<Child> {
-        self.child.take()
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            stop_child(child, Duration::from_secs(2));
-        }
-    }
 }
 
 impl Drop for Sandbox {
@@ -917,130 +529,6 @@ impl Drop for Sandbox {
             self.teardown();
         }
     }
-}
-
-impl Daemon {
-    /// Reads notify messages until one line equals `want`, failing if the
-    /// process exits or the time runs out.
-    pub fn wait_for(&mut self, want: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 4096];
-        loop {
-            if self.messages.iter().any(|m| m.lines().any(|l| l == want)) {
-                return Ok(());
-            }
-            match self.notify.recv(&mut buf) {
-                Ok(n) => self
-                    .messages
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(st) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({st}) before sending {want}; its log ends:\n{}",
-                    self.service.unit,
-                    tail(&self.log, 30)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} sent no {want} within {} s; its log ends:\n{}",
-                    self.service.unit,
-                    timeout.as_secs(),
-                    tail(&self.log, 30)
-                );
-            }
-        }
-    }
-
-    /// SIGTERM, then waits for the exit (SIGKILL after `grace`), reading
-    /// the notify messages sent meanwhile. Returns the exit status.
-    pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus> {
-        if let Some(st) = self.child.try_wait()? {
-            return Ok(st);
-        }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                self.messages
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            }
-            if let Some(st) = self.child.try_wait()? {
-                while let Ok(n) = self.notify.recv(&mut buf) {
-                    self.messages
-                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-                return Ok(st);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let st = self.child.wait()?;
-                bail!(
-                    "{} ignored SIGTERM for {} s and was killed ({st})",
-                    self.service.unit,
-                    grace.as_secs()
-                );
-            }
-        }
-    }
-
-    /// True when a notify message had this exact line.
-    pub fn sent(&self, line: &str) -> bool {
-        self.messages.iter().any(|m| m.lines().any(|l| l == line))
-    }
-}
-
-fn stop_child(child: &mut Child, grace: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Stops a process that is not our child (left by a detached `up`).
-fn stop_pid(pid: i32, grace: Duration) {
-    use nix::sys::signal::{kill, Signal};
-    let p = nix::unistd::Pid::from_raw(pid);
-    if kill(p, Signal::SIGTERM).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if kill(p, None).is_err() || is_zombie(pid) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = kill(p, Signal::SIGKILL);
-}
-
-/// A process that exited but that nobody reaped (its parent was us, gone).
-fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// The crate directory of a daemon under `daemons/`: its unit name without

@@ -11,9 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hearth_testbed::{creds_decrypt, Options, Sandbox, PIN_CREDENTIAL};
+use hearth_testbed::{creds_decrypt, wait_until, Options, Sandbox, PIN_CREDENTIAL};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -66,11 +66,12 @@ fn other_tpm() -> OtherTpm {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "swtpm did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("swtpm listening", Duration::from_secs(10), || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(drop))
+    })
+    .unwrap();
     OtherTpm(child, port, dir)
 }
 
