@@ -31,6 +31,14 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [
+        Profile::Server,
+        Profile::Client,
+        Profile::Daemon,
+        Profile::PlaybookSigner,
+    ];
+
     /// The name used on the bus and the command line.
     pub fn as_str(self) -> &'static str {
         match self {

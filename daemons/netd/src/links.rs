@@ -31,7 +31,6 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use serde::Serialize;
 
 use crate::error::NetError;
 use crate::model::{HostNet, Model};
@@ -40,69 +39,9 @@ use crate::netlink::{self as nl, NlError};
 /// The interface alias that marks a link as created by hearth-netd.
 pub const ALIAS: &str = "hearth-netd";
 
-/// One change made to the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum Change {
-    /// A bridge was created.
-    CreateBridge {
-        /// Its name.
-        link: String,
-    },
-    /// A VLAN sub-interface was created.
-    CreateVlan {
-        /// Its name.
-        link: String,
-        /// Parent interface.
-        parent: String,
-        /// VLAN id.
-        id: u16,
-    },
-    /// An existing link was marked as ours (alias set).
-    Adopt {
-        /// The link.
-        link: String,
-    },
-    /// A link was attached to its bridge.
-    SetMaster {
-        /// The link.
-        link: String,
-        /// The bridge.
-        master: String,
-    },
-    /// A link was brought up.
-    SetUp {
-        /// The link.
-        link: String,
-    },
-    /// An address was added.
-    AddAddress {
-        /// The link.
-        link: String,
-        /// `addr/prefix`.
-        address: String,
-    },
-    /// An address was removed.
-    RemoveAddress {
-        /// The link.
-        link: String,
-        /// `addr/prefix`.
-        address: String,
-    },
-    /// An owned link that is no longer configured (or differs beyond repair)
-    /// was deleted.
-    DeleteLink {
-        /// The link.
-        link: String,
-    },
-    /// A sysctl was set.
-    Sysctl {
-        /// The key, as a path under /proc/sys.
-        key: String,
-        /// The value written.
-        value: String,
-    },
-}
+/// One change made to the kernel (the contract's type: reconcile reports it
+/// as it is).
+pub use hearth_common::contract::network::LinkChange as Change;
 
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, Default)]

@@ -341,7 +341,7 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
 }
 
 fn profile(s: &str) -> Result<Profile, HearthError> {
-    Profile::parse_field("profile", s).map_err(HearthError::from)
+    crate::inventory::parse_profile("profile", s).map_err(HearthError::from)
 }
 
 #[zbus::interface(name = "org.hearth.Pki1")]

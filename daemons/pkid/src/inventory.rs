@@ -9,73 +9,23 @@ use time::OffsetDateTime;
 
 use crate::PkiError;
 
-/// What a certificate is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// TLS server (serverAuth).
-    Server,
-    /// TLS client (clientAuth).
-    Client,
-    /// A Hearth daemon's endpoint (serverAuth and clientAuth).
-    Daemon,
-    /// Signs playbooks (codeSigning).
-    PlaybookSigner,
-}
+/// What a certificate is for, and where the subject's key came from: the
+/// contract's types, so that the inventory and the bus say the same.
+pub use hearth_common::contract::pki::{KeySource, Profile};
 
-impl Profile {
-    /// Every profile.
-    pub const ALL: [Profile; 4] = [
-        Profile::Server,
-        Profile::Client,
-        Profile::Daemon,
-        Profile::PlaybookSigner,
-    ];
-
-    /// The name used on the bus and the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Server => "server",
-            Profile::Client => "client",
-            Profile::Daemon => "daemon",
-            Profile::PlaybookSigner => "playbook-signer",
-        }
+/// Parses a profile name given for `field`; the empty string means `server`.
+pub fn parse_profile(field: &str, s: &str) -> Result<Profile, PkiError> {
+    if s.is_empty() {
+        return Ok(Profile::Server);
     }
-
-    /// Parses a profile name given for `field`; the empty string means `server`.
-    pub fn parse_field(field: &str, s: &str) -> Result<Profile, PkiError> {
-        if s.is_empty() {
-            return Ok(Profile::Server);
-        }
-        Profile::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                PkiError::Invalid(format!(
-                    "invalid {field} {s:?}: expected one of server, client, daemon, playbook-signer"
-                ))
-            })
-    }
-}
-
-impl std::fmt::Display for Profile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where the subject's key came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeySource {
-    /// The requester sent a CSR.
-    Csr,
-    /// Generated on the appliance and written to the export directory.
-    Export,
-    /// Generated on the appliance and handed to a daemon over the bus.
-    Daemon,
-    /// A key that lives in the token (the playbook signer).
-    Token,
+    Profile::ALL
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| {
+            PkiError::Invalid(format!(
+                "invalid {field} {s:?}: expected one of server, client, daemon, playbook-signer"
+            ))
+        })
 }
 
 /// A revocation.
