@@ -71,6 +71,16 @@ impl Approval {
             Approval::TwoPerson => "two-person",
         }
     }
+
+    /// Words for a plan's one-line summary.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Approval::None => "runs at once",
+            Approval::Confirm => "needs your confirmation",
+            Approval::Admin => "needs your confirmation and a hearth-admins member",
+            Approval::TwoPerson => "needs your confirmation and a second hearth-admins member",
+        }
+    }
 }
 
 /// An undo call waiting for its step's result: its arguments are the

@@ -83,32 +83,9 @@ pub struct Caller {
     pub is_admin: bool,
 }
 
-/// The approval a plan needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Approval {
-    /// Runs at once.
-    None,
-    /// The requester confirms.
-    Confirm,
-    /// The requester confirms and a hearth-admins member agrees (the
-    /// requester when an admin).
-    Admin,
-    /// The requester confirms and another hearth-admins member approves.
-    TwoPerson,
-}
-
-impl Approval {
-    /// Words for the plan's one-line summary.
-    pub fn describe(&self) -> &'static str {
-        match self {
-            Approval::None => "runs at once",
-            Approval::Confirm => "needs your confirmation",
-            Approval::Admin => "needs your confirmation and a hearth-admins member",
-            Approval::TwoPerson => "needs your confirmation and a second hearth-admins member",
-        }
-    }
-}
+/// The approval a plan needs: the contract's type, so the gate and its
+/// clients say the same.
+pub use hearth_common::contract::intent::Approval;
 
 impl PolicyConfig {
     /// The approval a plan of this risk needs.
