@@ -465,6 +465,46 @@ fn label_attr(label: &str) -> Attribute {
     Attribute::Label(label.as_bytes().to_vec())
 }
 
+/// Initializes the module's first uninitialized token as `label` through
+/// PKCS#11 itself (`C_InitToken` with `so_pin`, then `C_InitPIN` as the SO
+/// with `user_pin`), so that no PIN ever goes on a command line the way
+/// `softhsm2-util --init-token --pin` would put it. Errors when a token with
+/// that label exists already (nothing is changed) or no free slot is left.
+pub fn init_token(
+    module: &Path,
+    label: &str,
+    so_pin: &AuthPin,
+    user_pin: &AuthPin,
+) -> Result<(), HsmError> {
+    use cryptoki::session::UserType;
+    let ctx = context(module)?;
+    if find_slot(&ctx, module, label).is_ok() {
+        return Err(HsmError::BadData(format!(
+            "a token labelled {label:?} exists already; it is not initialized again"
+        )));
+    }
+    let free = ctx
+        .get_slots_with_token()
+        .map_err(ck("C_GetSlotList"))?
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
+        .ok_or_else(|| {
+            HsmError::BadData(format!(
+                "no free slot in PKCS#11 module {}",
+                module.display()
+            ))
+        })?;
+    ctx.init_token(free, so_pin, label)
+        .map_err(ck("C_InitToken"))?;
+    let session = ctx.open_rw_session(free).map_err(ck("C_OpenSession"))?;
+    session
+        .login(UserType::So, Some(so_pin))
+        .map_err(ck("C_Login (SO)"))?;
+    session.init_pin(user_pin).map_err(ck("C_InitPIN"))?;
+    session.logout().map_err(ck("C_Logout"))?;
+    Ok(())
+}
+
 fn find_slot(ctx: &Pkcs11, module: &Path, label: &str) -> Result<Slot, HsmError> {
     for slot in ctx.get_slots_with_token().map_err(ck("C_GetSlotList"))? {
         // A slot whose token cannot be described (removed, or its storage

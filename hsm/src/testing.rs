@@ -96,27 +96,16 @@ impl TestToken {
 }
 
 /// Initializes the module's free slot as a new token through PKCS#11 itself
-/// (`C_InitToken`, then `C_InitPIN` as the SO): SoftHSM2 only discovers
-/// tokens made by other processes at `C_Initialize`, so tokens made by
-/// `softhsm2-util` after this process started would stay invisible to it.
-fn init_token(label: &str) -> Result<(), cryptoki::error::Error> {
-    use cryptoki::session::UserType;
-    let ctx = crate::context(Path::new(SOFTHSM_MODULE)).map_err(|e| match e {
-        crate::HsmError::Module { source, .. } | crate::HsmError::Pkcs11 { source, .. } => source,
-        _ => cryptoki::error::Error::InvalidValue,
-    })?;
-    let free = ctx
-        .get_slots_with_token()?
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-        .ok_or(cryptoki::error::Error::InvalidValue)?;
-    let so_pin = AuthPin::from(SO_PIN);
-    ctx.init_token(free, &so_pin, label)?;
-    let session = ctx.open_rw_session(free)?;
-    session.login(UserType::So, Some(&so_pin))?;
-    session.init_pin(&AuthPin::from(TEST_PIN))?;
-    session.logout()?;
-    Ok(())
+/// ([`crate::init_token`]): SoftHSM2 only discovers tokens made by other
+/// processes at `C_Initialize`, so tokens made by `softhsm2-util` after this
+/// process started would stay invisible to it.
+fn init_token(label: &str) -> Result<(), crate::HsmError> {
+    crate::init_token(
+        Path::new(SOFTHSM_MODULE),
+        label,
+        &AuthPin::from(SO_PIN),
+        &AuthPin::from(TEST_PIN),
+    )
 }
 
 const SO_PIN: &str = "13579135";

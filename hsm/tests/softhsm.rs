@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use hearth_hsm::testing::{TestToken, TEST_PIN};
-use hearth_hsm::{pin, Curve, HsmError, Token, ValueAccess};
+use hearth_hsm::{pin, AuthPin, Curve, HsmError, Token, ValueAccess};
 
 fn verify(curve: Curve, point: &[u8], msg: &[u8], sig: &[u8]) -> bool {
     let alg = match curve {
@@ -153,5 +153,23 @@ fn wrong_pin_missing_token_and_missing_module_are_clear_errors() -> anyhow::Resu
     let err = Token::open("/nonexistent/libpkcs11.so".as_ref(), &t.label, &t.pin()).unwrap_err();
     assert!(matches!(err, HsmError::Module { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/libpkcs11.so"));
+    Ok(())
+}
+
+#[test]
+fn a_token_is_never_initialized_again_over_an_existing_one() -> anyhow::Result<()> {
+    let t = TestToken::new("hsm-reinit")?;
+    let key = t.open()?.generate_ec_key("kept", Curve::P256)?;
+    let err = hearth_hsm::init_token(
+        std::path::Path::new(hearth_hsm::testing::SOFTHSM_MODULE),
+        &t.label,
+        &AuthPin::from("other-so-pin"),
+        &AuthPin::from("other-pin"),
+    )
+    .expect_err("initializing a token over an existing label must fail");
+    assert!(err.to_string().contains("exists already"), "{err}");
+    // Nothing changed: the old PIN still opens it and the key is still there.
+    let found = t.open()?.find_key("kept")?.expect("the key survives");
+    assert_eq!(found.public_point, key.public_point);
     Ok(())
 }
