@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 #[allow(dead_code, missing_docs)]
-#[path = "src/cli/mod.rs"]
+#[path = "hearthctl/cli/mod.rs"]
 mod cli;
 
 fn main() -> std::io::Result<()> {
-    println!("cargo:rerun-if-changed=src/cli");
+    println!("cargo:rerun-if-changed=hearthctl/cli");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or(std::io::ErrorKind::NotFound)?);
     let mut cmd = cli::Cli::command();
 
