@@ -1,5 +1,7 @@
-//! The SoftHSM2 token the sandbox makes (through PKCS#11 itself; its PINs
-//! in mode-0600 files, never in argv or the environment).
+//! The SoftHSM2 token the sandbox makes, the way the appliance's first boot
+//! does: `hearth-pkid init-token` with both PINs on its stdin (never in argv
+//! or the environment); on disk the PINs are credentials sealed to the
+//! sandbox's TPM.
 
 use super::*;
 
@@ -10,9 +12,7 @@ pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 impl Sandbox {
     pub(crate) fn make_token(&mut self) -> Result<()> {
-        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-        use cryptoki::session::UserType;
-        use cryptoki::types::AuthPin;
+        use std::io::Write as _;
         let conf = self.dir.join("softhsm2.conf");
         write_file(
             &conf,
@@ -22,13 +22,6 @@ impl Sandbox {
             ),
             0o644,
         )?;
-        // One PKCS#11 initialization per process at a time: SoftHSM2 reads
-        // SOFTHSM2_CONF at C_Initialize, and two sandboxes may start at once
-        // in one test binary.
-        static TOKEN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = TOKEN_LOCK
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The PINs exist in plain text only in this process and in pipes:
         // on disk they are credentials sealed to the sandbox's TPM, as on the
         // appliance (image/README.md, first boot).
@@ -47,25 +40,35 @@ impl Sandbox {
             &so_pin,
             &self.dir.join("secrets/hsm-so-pin.cred"),
         )?;
-        // SoftHSM2 reads its configuration path from the environment at
-        // C_Initialize; the variable names a file, not a secret.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        let ctx = Pkcs11::new(SOFTHSM_MODULE).context("cannot load the SoftHSM2 module")?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-        let slot = ctx
-            .get_slots_with_token()?
-            .into_iter()
-            .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-            .context("SoftHSM2 offers no free slot")?;
-        let so = AuthPin::from(so_pin);
-        ctx.init_token(slot, &so, TOKEN_LABEL)?;
-        {
-            let session = ctx.open_rw_session(slot)?;
-            session.login(UserType::So, Some(&so))?;
-            session.init_pin(&AuthPin::from(user_pin))?;
-            session.logout()?;
+        let pkid = self.bin_dir.join("hearth-pkid");
+        let mut child = Command::new(&pkid)
+            .args(["init-token", SOFTHSM_MODULE, TOKEN_LABEL])
+            // SoftHSM2 reads its configuration path from the environment;
+            // the variable names a file, not a secret.
+            .env("SOFTHSM2_CONF", &conf)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot run {} (build the binaries first: cargo build --workspace --bins)",
+                    pkid.display()
+                )
+            })?;
+        child
+            .stdin
+            .take()
+            .context("hearth-pkid init-token stdin")?
+            .write_all(format!("{so_pin}\n{user_pin}\n").as_bytes())?;
+        let done = child.wait_with_output()?;
+        if !done.status.success() {
+            bail!(
+                "hearth-pkid init-token failed ({}): {}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr)
+            );
         }
-        ctx.finalize()?;
         self.env
             .insert("SOFTHSM2_CONF".into(), conf.display().to_string());
         self.env
