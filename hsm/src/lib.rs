@@ -98,6 +98,20 @@ pub enum HsmError {
         /// Token label.
         token: String,
     },
+    /// A token with this label exists already; it is never initialized again.
+    #[error("a token labelled {label:?} exists already in PKCS#11 module {module}; it is not initialized again")]
+    TokenExists {
+        /// The label asked for.
+        label: String,
+        /// Path of the module.
+        module: PathBuf,
+    },
+    /// No slot of the module holds an uninitialized token.
+    #[error("no free slot (uninitialized token) in PKCS#11 module {module}")]
+    NoFreeSlot {
+        /// Path of the module.
+        module: PathBuf,
+    },
     /// The token returned a public key or signature this crate cannot use.
     #[error("unexpected data from the token: {0}")]
     BadData(String),
@@ -479,20 +493,18 @@ pub fn init_token(
     use cryptoki::session::UserType;
     let ctx = context(module)?;
     if find_slot(&ctx, module, label).is_ok() {
-        return Err(HsmError::BadData(format!(
-            "a token labelled {label:?} exists already; it is not initialized again"
-        )));
+        return Err(HsmError::TokenExists {
+            label: label.to_owned(),
+            module: module.to_path_buf(),
+        });
     }
     let free = ctx
         .get_slots_with_token()
         .map_err(ck("C_GetSlotList"))?
         .into_iter()
         .find(|s| ctx.get_token_info(*s).is_ok_and(|i| !i.token_initialized()))
-        .ok_or_else(|| {
-            HsmError::BadData(format!(
-                "no free slot in PKCS#11 module {}",
-                module.display()
-            ))
+        .ok_or_else(|| HsmError::NoFreeSlot {
+            module: module.to_path_buf(),
         })?;
     ctx.init_token(free, so_pin, label)
         .map_err(ck("C_InitToken"))?;
