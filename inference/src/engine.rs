@@ -132,6 +132,11 @@ pub struct Options {
     /// them only when its odds of the other way round are below this;
     /// otherwise the request becomes "which way round?".
     pub max_swap_odds: f32,
+    /// A span tagged at least this sure…
+    pub sure_tag: f32,
+    /// …outweighs another of the same role tagged below this one (which
+    /// is then not a value; a value-like word left so still refuses).
+    pub weak_tag: f32,
 }
 
 impl Default for Options {
@@ -145,6 +150,8 @@ impl Default for Options {
             max_opposite: 0.03,
             min_context: 0.97,
             max_swap_odds: 0.1,
+            sure_tag: 0.9,
+            weak_tag: 0.75,
         }
     }
 }
@@ -643,6 +650,8 @@ impl Engine {
         let o = &self.options;
         let mut raw: BTreeMap<String, Value> = BTreeMap::new();
         let mut used: Vec<(usize, usize)> = Vec::new();
+        let mut taken: Vec<(String, usize, usize)> = Vec::new();
+        let mut strength: BTreeMap<String, f32> = BTreeMap::new();
         let found = assign_roles(spec, roles, &r.found);
         let unsure = self.unsure_pair(text, ctx, spec, &found);
         for f in &found {
@@ -657,6 +666,26 @@ impl Engine {
                 Some(p) if p.kind == ParamKind::Device => whole_token(text, f.start, f.end),
                 _ => (f.start, f.end),
             };
+            let (start, end) = match param {
+                // A duration takes in the number words and units next to
+                // it that the language file reads with it ("10" + "weeks").
+                Some(p) if p.unit.is_some() => self.whole_duration(text, start, end),
+                // An address or a DNS name has no space: of a span over
+                // several words, the one word that parses as the type.
+                Some(p) if typed_word(&p.kind) => self
+                    .typed_word_in(p, text, start, end, ctx)
+                    .unwrap_or((start, end)),
+                _ => (start, end),
+            };
+            // A piece of a value already read for this parameter (the
+            // "a month" of "a year and a month") adds nothing.
+            if param.is_some_and(|p| {
+                taken
+                    .iter()
+                    .any(|(n, a, b)| n == &p.name && *a <= start && end <= *b)
+            }) {
+                continue;
+            }
             let span = clean(&text[start..end]);
             let Some(p) = param else {
                 if spec.risk == Risk::Read || f.prob < o.min_tag {
@@ -676,19 +705,69 @@ impl Engine {
                     }
                 }
             }
-            let value = self.parse(p, span, ctx)?;
+            // Another span of this role that the tagger is sure of.
+            let sure_other = found.iter().any(|g| {
+                g.role == f.role && (g.start, g.end) != (f.start, f.end) && g.prob >= o.sure_tag
+            });
+            let weak = f.prob < o.weak_tag;
+            let value = match self.typed(p, span, ctx) {
+                Ok(v) => v,
+                // A weakly tagged word that is not an address or a name,
+                // beside one the tagger is sure of: not a value. (Left out
+                // of `used`, so a value-like word still refuses below.)
+                Err(_) if typed_word(&p.kind) && weak && sure_other => continue,
+                Err(e) => return Err(e),
+            };
             if let Some(prev) = raw.get(&p.name) {
                 if prev != &value {
-                    return Err(format!(
-                        "the request gives two values for {}: {} and {}",
-                        p.name,
-                        plain(prev),
-                        plain(&value)
-                    ));
+                    let prev_sure = strength.get(&p.name).is_some_and(|&x| x >= o.sure_tag);
+                    if weak && prev_sure {
+                        continue;
+                    }
+                    if !(f.prob >= o.sure_tag
+                        && strength.get(&p.name).is_some_and(|&x| x < o.weak_tag))
+                    {
+                        return Err(format!(
+                            "the request gives two values for {}: {} and {}",
+                            p.name,
+                            plain(prev),
+                            plain(&value)
+                        ));
+                    }
+                    // The earlier, weak one gives way.
+                    if let Some(i) = taken.iter().position(|t| t.0 == p.name) {
+                        let (_, a, b) = taken.remove(i);
+                        used.retain(|&u| u != (a, b));
+                    }
                 }
             }
             raw.insert(p.name.clone(), value);
+            strength.insert(p.name.clone(), f.prob);
             used.push((start, end));
+            taken.push((p.name.clone(), start, end));
+        }
+        // A duration the tagger did not mark: the one duration the request
+        // writes, found with the language file's units and number words.
+        if spec.risk != Risk::Read {
+            if let Some(p) = spec
+                .params
+                .iter()
+                .find(|p| p.unit.is_some() && !raw.contains_key(&p.name))
+            {
+                let mut found = self.durations(text, &used);
+                if found.len() > 1 {
+                    return Err(format!(
+                        "the request gives {} durations; {} takes one",
+                        found.len(),
+                        p.name
+                    ));
+                }
+                if let Some((start, end)) = found.pop() {
+                    let value = self.parse(p, clean(&text[start..end]), ctx)?;
+                    raw.insert(p.name.clone(), value);
+                    used.push((start, end));
+                }
+            }
         }
         if spec.risk != Risk::Read {
             if let Some(v) = unused_value(text, &used) {
@@ -732,6 +811,113 @@ impl Engine {
             None => None,
         };
         Ok(Filled { params, swapped })
+    }
+
+    /// The span `start..end` grown over the words before and after it
+    /// while the language file still reads the whole as one duration
+    /// ("10" → "10 weeks", "fortnight" → "a fortnight", "a year" → "a
+    /// year and a month"); never ending on a filler word.
+    fn whole_duration(&self, text: &str, start: usize, end: usize) -> (usize, usize) {
+        let lex = &self.meta.lexicon;
+        let words = word_spans(text);
+        let reads = |a: usize, b: usize| {
+            let t = clean(&text[a..b]);
+            let last = Lexicon::words(t).pop().unwrap_or_default();
+            !lex.numbers.fillers.contains(&last) && lex.parse_days(t).is_some()
+        };
+        let (mut s, mut e) = (start, end);
+        loop {
+            let after: Vec<usize> = words
+                .iter()
+                .filter(|w| w.0 >= e)
+                .map(|w| w.1)
+                .take(3)
+                .collect();
+            match after.iter().rev().find(|&&b| reads(s, b)) {
+                Some(&b) => e = b,
+                None => break,
+            }
+        }
+        loop {
+            let before: Vec<usize> = words
+                .iter()
+                .rev()
+                .filter(|w| w.1 <= s)
+                .map(|w| w.0)
+                .take(2)
+                .collect();
+            match before.iter().rev().find(|&&a| reads(a, e)) {
+                Some(&a) => s = a,
+                None => break,
+            }
+        }
+        (s, e)
+    }
+
+    /// Every duration the request writes outside `used`: a unit word (or
+    /// digits glued to one, "30d") with the number words before it.
+    fn durations(&self, text: &str, used: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        let lex = &self.meta.lexicon;
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for (a, b) in word_spans(text) {
+            if used.iter().any(|&(s, e)| s < b && e > a)
+                || out.iter().any(|&(s, e)| s <= a && b <= e)
+            {
+                continue;
+            }
+            let w = clean(&text[a..b]).to_lowercase();
+            let unit = lex.days.contains_key(&w) && w.len() >= 3;
+            let glued = w.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && w.chars().any(|c| c.is_ascii_alphabetic())
+                && lex.parse_days(&w).is_some();
+            if unit || glued {
+                let (s, e) = self.whole_duration(text, a, b);
+                if !used.iter().any(|&(x, y)| x < e && y > s) {
+                    out.push((s, e));
+                }
+            }
+        }
+        out
+    }
+
+    /// A span read as `p`'s value; an address, a network or a DNS name
+    /// also checked as its type.
+    fn typed(
+        &self,
+        p: &ParamSpec,
+        span: &str,
+        ctx: &Context,
+    ) -> std::result::Result<Value, String> {
+        let v = self.parse(p, span, ctx)?;
+        if typed_word(&p.kind) {
+            p.validate(&v, ctx).map_err(|e| e.to_string())?;
+        }
+        Ok(v)
+    }
+
+    /// Of the words in `start..end`, the only one that parses as `p`'s
+    /// type (an address, a network, a DNS name); None unless exactly one.
+    fn typed_word_in(
+        &self,
+        p: &ParamSpec,
+        text: &str,
+        start: usize,
+        end: usize,
+        ctx: &Context,
+    ) -> Option<(usize, usize)> {
+        let words: Vec<(usize, usize)> = word_spans(&text[start..end])
+            .into_iter()
+            .map(|(a, b)| (start + a, start + b))
+            .collect();
+        if words.len() < 2 {
+            return None;
+        }
+        let mut ok = words.into_iter().filter(|&(a, b)| {
+            let w = clean(&text[a..b]);
+            !w.is_empty() && self.typed(p, w, ctx).is_ok()
+        });
+        let one = ok.next()?;
+        ok.next().is_none().then_some(one)
     }
 
     /// Two parameters of the same type (from and to, name and target) whose
@@ -1425,6 +1611,30 @@ fn extend(text: &str, start: usize, end: usize, joined: impl Fn(char) -> bool) -
         .last()
         .map_or(end, |(i, c)| end + i + c.len_utf8());
     (s, e)
+}
+
+/// The byte ranges of the request's whitespace-separated words.
+fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for w in text.split_whitespace() {
+        let s = text[pos..].find(w).map_or(pos, |i| pos + i);
+        pos = s + w.len();
+        out.push((s, pos));
+    }
+    out
+}
+
+/// Kinds of value written as one word with no space in it.
+fn typed_word(kind: &ParamKind) -> bool {
+    matches!(
+        kind,
+        ParamKind::DnsName
+            | ParamKind::IpAddress
+            | ParamKind::Ipv4Address
+            | ParamKind::Ipv6Address
+            | ParamKind::Ipv4Cidr
+    )
 }
 
 /// A span without the quotes and punctuation around it.

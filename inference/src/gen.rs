@@ -340,6 +340,19 @@ impl<'a> Generator<'a> {
     }
 
     fn duration(&mut self, p: &ParamSpec) -> String {
+        // Sometimes two amounts that add up ("a year and two months").
+        if self.rng.chance(0.06) {
+            let first = self.one_duration(p);
+            let second = self.one_duration(p);
+            return match self.lex.numbers.fillers.first() {
+                Some(f) if self.rng.chance(0.7) => format!("{first} {f} {second}"),
+                _ => format!("{first} {second}"),
+            };
+        }
+        self.one_duration(p)
+    }
+
+    fn one_duration(&mut self, p: &ParamSpec) -> String {
         let max = match p.kind {
             ParamKind::Integer { max, .. } => max.max(1) as u64,
             _ => 398,
@@ -429,6 +442,18 @@ impl<'a> Generator<'a> {
 
     /// Fills a template's slots from the spec's parameters.
     fn fill(&mut self, spec: &PlaybookSpec, template: &str, tag: bool) -> Filled {
+        self.fill_doubled(spec, template, tag, None)
+    }
+
+    /// [`Generator::fill`], with slot `double.0` given two values joined
+    /// by the wrapper `double.1` ("both {} and {}").
+    fn fill_doubled(
+        &mut self,
+        spec: &PlaybookSpec,
+        template: &str,
+        tag: bool,
+        double: Option<(&str, &str)>,
+    ) -> Filled {
         let mut text = String::new();
         let mut slots = Vec::new();
         let mut taken: Vec<String> = Vec::new();
@@ -439,22 +464,57 @@ impl<'a> Generator<'a> {
             let j = after.find('}').unwrap_or(after.len());
             let name = &after[..j];
             let param = spec.params.iter().find(|p| p.name == name);
-            let v = match param {
+            let mut v = match param {
                 Some(p) => self.value(p, &taken),
                 None => self.filler(name, &taken),
             };
+            if let (Some((slot, wrapper)), Some(p)) = (double, param) {
+                if slot == name {
+                    taken.push(v.clone());
+                    let second = self.value(p, &taken);
+                    v = wrapper.replacen("{}", &v, 1).replacen("{}", &second, 1);
+                }
+            }
             taken.push(v.clone());
             let start = text.len();
             text.push_str(&v);
+            let end = text.len();
             if let (Some(_), true) = (param, tag) {
                 if let Some(r) = self.labels.roles.iter().position(|r| r == name) {
-                    slots.push((start, text.len(), r));
+                    slots.push((start, end, r));
                 }
             }
             rest = after.get(j + 1..).unwrap_or("");
+            let existing = match param {
+                Some(p) => p.kind == ParamKind::ExistingDomain,
+                None => name == "domain",
+            };
+            if existing {
+                self.domain_noun(&mut text, rest);
+            }
         }
         text.push_str(rest);
         Filled { text, slots }
+    }
+
+    /// Sometimes writes a noun after an existing domain's name ("bravo
+    /// zone"), outside its span, unless the template puts one there.
+    fn domain_noun(&mut self, text: &mut String, rest: &str) {
+        let nouns = &self.lex.pools.domain_nouns;
+        if nouns.is_empty() || !self.rng.chance(0.15) {
+            return;
+        }
+        let next = rest
+            .trim_start()
+            .split(|c: char| !c.is_alphanumeric())
+            .next()
+            .unwrap_or("");
+        if nouns.iter().any(|n| n.eq_ignore_ascii_case(next)) {
+            return;
+        }
+        let noun = self.rng.pick(nouns).clone();
+        text.push(' ');
+        text.push_str(&noun);
     }
 
     /// Slots of the lexicon's out-of-scope templates.
@@ -708,6 +768,23 @@ impl<'a> Generator<'a> {
             }
             let f = self.chatter(f);
             self.example(f, none, DO)
+        } else if r < 0.65 && !a.several_values.is_empty() {
+            // One playbook's request with two values for one parameter.
+            let with: Vec<(&PlaybookSpec, &String, Vec<String>)> = self
+                .specs
+                .iter()
+                .flat_map(|s| s.language.utterances.iter().map(move |t| (s, t)))
+                .filter_map(|(s, t)| {
+                    let slots = template_slots(t).ok()?;
+                    (!slots.is_empty()).then_some((s, t, slots))
+                })
+                .collect();
+            let (spec, t, slots) = self.rng.pick(&with).clone();
+            let w = self.rng.pick(&a.several_values).clone();
+            let slot = self.rng.pick(&slots).clone();
+            let f = self.fill_doubled(spec, t, false, Some((&slot, &w)));
+            let f = self.chatter(f);
+            self.example(f, none, DO)
         } else if r < 0.85 {
             let w = self.rng.pick(&a.several).clone();
             let (x, y) = (self.any_utterance(), self.any_utterance());
@@ -762,4 +839,70 @@ pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn setup() -> (Vec<PlaybookSpec>, Lexicon) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks");
+        let specs = crate::catalog::load_dir(&root).unwrap();
+        let lex = Lexicon::load(&root.join("language/en.toml")).unwrap();
+        (specs, lex)
+    }
+
+    /// A doubled slot holds two different values in the wrapper and no
+    /// span (the example is "none of them").
+    #[test]
+    fn a_doubled_slot_holds_two_values() {
+        let (specs, lex) = setup();
+        let spec = specs.iter().find(|s| s.id == "net.allow").unwrap();
+        let mut g = Generator::new(&specs, &lex, 7);
+        for _ in 0..50 {
+            let f = g.fill_doubled(
+                spec,
+                "open {from} to {to}",
+                false,
+                Some(("from", "[{}|{}]")),
+            );
+            let inner = f.text.split('[').nth(1).unwrap().split(']').next().unwrap();
+            let (a, b) = inner.split_once('|').unwrap();
+            assert!(!a.is_empty() && !b.is_empty() && a != b, "{}", f.text);
+            assert!(f.slots.is_empty());
+        }
+    }
+
+    /// A noun written after a domain's name stays outside its span, and
+    /// every span is exactly a value (no noun glued to it).
+    #[test]
+    fn domain_nouns_stay_outside_the_spans() {
+        let (specs, lex) = setup();
+        assert!(!lex.pools.domain_nouns.is_empty());
+        let data = Generator::new(&specs, &lex, 11).generate(300, 0);
+        let mut after = 0;
+        for e in &data {
+            for &(a, b, _) in &e.slots {
+                let span = e.text[a..b].to_lowercase();
+                let last = span.rsplit(' ').next().unwrap_or("");
+                assert!(
+                    !lex.pools.domain_nouns.iter().any(|n| n == last) || span == *last,
+                    "{:?}: span {span:?}",
+                    e.text
+                );
+                let next = e.text[b..].trim_start().split(' ').next().unwrap_or("");
+                if lex
+                    .pools
+                    .domain_nouns
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(next))
+                {
+                    after += 1;
+                }
+            }
+        }
+        assert!(after > 50, "only {after} spans followed by a domain noun");
+    }
 }

@@ -69,6 +69,10 @@ pub struct Augment {
     pub several: Vec<String>,
     /// Instructions aimed at the model around a request: refused.
     pub injections: Vec<String>,
+    /// Two values where a playbook takes one (`{}` twice: "both {} and
+    /// {}"): a request for two actions, refused, one at a time.
+    #[serde(default)]
+    pub several_values: Vec<String>,
     /// Requests no playbook serves; slots `{domain}`, `{host}`, `{number}`
     /// are filled from the pools. They teach the "none of them" answer.
     pub out_of_scope: Vec<String>,
@@ -98,6 +102,11 @@ pub struct Pools {
     /// domain stands in the sentence, never which name the owner chose
     /// ("lan" is not more often the destination than "kids").
     pub placeholders: Vec<String>,
+    /// Words written next to a domain's name without being part of it
+    /// ("the garage zone"): training sometimes puts one after an existing
+    /// domain, outside its span, so that the noun moves no role.
+    #[serde(default)]
+    pub domain_nouns: Vec<String>,
 }
 
 impl Lexicon {
@@ -119,6 +128,7 @@ impl Lexicon {
             ("hypotheticals", &a.hypotheticals, 1),
             ("injections", &a.injections, 1),
             ("several", &a.several, 2),
+            ("several_values", &a.several_values, 2),
         ] {
             for w in list {
                 anyhow::ensure!(
@@ -154,7 +164,8 @@ impl Lexicon {
 
     /// The words of a span: runs of letters and runs of digits, lower-case
     /// ("30d" → 30, d; "a hundred-and-twenty" → a, hundred, and, twenty).
-    fn words(text: &str) -> Vec<String> {
+    /// The lower-case words and digit runs of a text.
+    pub fn words(text: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut cur = String::new();
         let mut digit = false;
@@ -229,17 +240,47 @@ impl Lexicon {
     /// Reads a duration in days: a number followed by a unit ("2 weeks",
     /// "a fortnight", "30d", "1y"), or a number alone (days). None when the
     /// span holds anything else.
+    ///
+    /// Several amounts, each with its unit and from the largest unit
+    /// down, add up ("a year and a month" → 395); a bare number may only
+    /// stand alone.
     pub fn parse_days(&self, text: &str) -> Option<u64> {
         let words = Self::words(text);
-        let (unit, number): (u64, &[String]) = match words.split_last() {
-            Some((last, rest)) if self.days.contains_key(last) => (self.days[last], rest),
-            Some(_) => (1, &words[..]),
-            None => return None,
-        };
-        if number.is_empty() {
-            return Some(unit);
+        let mut total: u64 = 0;
+        let mut amounts = 0;
+        let mut last_unit = u64::MAX;
+        let mut number: Vec<String> = Vec::new();
+        for w in words {
+            match self.days.get(&w) {
+                Some(&unit) => {
+                    // Amounts add up from the largest unit down ("a year
+                    // and a month"); "30 days and 60 days" is two.
+                    if unit >= last_unit {
+                        return None;
+                    }
+                    last_unit = unit;
+                    let n = if number.is_empty() {
+                        1
+                    } else {
+                        self.number_of(&number)?
+                    };
+                    total = total.checked_add(n.checked_mul(unit)?)?;
+                    amounts += 1;
+                    number.clear();
+                }
+                None => number.push(w),
+            }
         }
-        self.number_of(number)?.checked_mul(unit)
+        match (amounts, number.is_empty()) {
+            (0, true) => None,
+            (0, false) => self.number_of(&number),
+            (_, true) => Some(total),
+            // Only a filler may follow the last unit ("a week and").
+            (_, false) => number
+                .iter()
+                .all(|w| self.numbers.fillers.contains(w))
+                .then_some(total),
+        }
     }
 
     /// A number written in words, for the generator ("thirty-five").
@@ -309,10 +350,23 @@ mod tests {
             ("a hundred and twenty days", 120),
             ("a fortnight", 14),
             ("one year", 365),
+            ("a year and a month", 395),
+            ("1 year 2 weeks", 379),
         ] {
             assert_eq!(l.parse_days(text), Some(days), "{text}");
         }
-        for bad in ["", "soon", "30 parsecs", "two three", "1 2 days"] {
+        for bad in [
+            "",
+            "soon",
+            "30 parsecs",
+            "two three",
+            "1 2 days",
+            "a week and 3",
+            "a week 3",
+            "30 days and 60 days",
+            "a month and a year",
+            "and",
+        ] {
             assert_eq!(l.parse_days(bad), None, "{bad}");
         }
     }
