@@ -3,16 +3,26 @@
 //! hearth-attestd.
 //!
 //! The D-Bus executor can call only [`hearth_playbook::methods::METHODS`]:
-//! a [`Call`] is built from that table by rendering a verified playbook, and
-//! its destination, path, interface and member all come from the table.
+//! a [`Call`] is built from that table by rendering a verified playbook; the
+//! executor checks its arguments against the table's types and makes the
+//! matching call of the typed proxies in [`hearth_common::proxies`] (no
+//! message body is built by hand). Its tests hold the two together: every
+//! key of the table has a proxy call, which reaches the table's member with
+//! the table's signature.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use hearth_common::catalog::Context;
 use hearth_common::contract::{self, network::Domain as NetDomain};
-use hearth_common::names;
+use hearth_common::proxies::{
+    attestation::AttestationProxy, dhcp::DhcpProxy, dns::DnsProxy, network::NetworkProxy,
+    pki::PkiProxy,
+};
+use hearth_common::HearthError;
+use hearth_playbook::methods::{Arg, ArgType, Method};
 use hearth_playbook::{ArgValue, Call};
-use serde_json::Value;
+use tokio::sync::OnceCell;
 
 /// A call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,105 +100,256 @@ pub fn context_from_domains(text: &str) -> Result<Context, ExecError> {
     })
 }
 
-/// Calls the daemons over D-Bus.
+/// Calls the daemons over D-Bus, through the typed proxies of
+/// [`hearth_common::proxies`] only.
 #[derive(Debug, Clone)]
 pub struct DbusExecutor {
     conn: zbus::Connection,
+    /// Made on first use (a proxy is only a name, a path and an interface
+    /// over the connection; making one sends nothing).
+    proxies: Arc<OnceCell<Proxies>>,
+}
+
+/// One proxy per daemon a playbook may call.
+#[derive(Debug)]
+struct Proxies {
+    dns: DnsProxy<'static>,
+    net: NetworkProxy<'static>,
+    pki: PkiProxy<'static>,
+    dhcp: DhcpProxy<'static>,
+    attest: AttestationProxy<'static>,
+}
+
+impl Proxies {
+    async fn new(conn: &zbus::Connection) -> zbus::Result<Self> {
+        Ok(Proxies {
+            dns: DnsProxy::new(conn).await?,
+            net: NetworkProxy::new(conn).await?,
+            pki: PkiProxy::new(conn).await?,
+            dhcp: DhcpProxy::new(conn).await?,
+            attest: AttestationProxy::new(conn).await?,
+        })
+    }
+
+    /// Makes the typed call; `dry_run` goes to the methods that take it.
+    async fn call(&self, t: Typed<'_>, dry_run: bool) -> Result<String, HearthError> {
+        match t {
+            Typed::DnsAddRecord(name, address) => self.dns.add_record(name, address, dry_run).await,
+            Typed::DnsAddAlias(name, target) => self.dns.add_alias(name, target, dry_run).await,
+            Typed::DnsRemove(name) => self.dns.remove(name, dry_run).await,
+            Typed::DnsRemoveRecord(name, address) => {
+                self.dns.remove_record(name, address, dry_run).await
+            }
+            Typed::DnsRestore(records) => self.dns.restore(records, dry_run).await,
+            Typed::DnsList => self.dns.list().await,
+            Typed::NetListDomains => self.net.list_domains().await,
+            Typed::NetShow => self.net.show().await,
+            Typed::NetMatrix => self.net.matrix().await,
+            Typed::NetCreateDomain(name, subnet) => {
+                self.net.create_domain(name, subnet, dry_run).await
+            }
+            Typed::NetDeleteDomain(name) => self.net.delete_domain(name, dry_run).await,
+            Typed::NetAllow(from, to, port, protocol) => {
+                self.net.allow(from, to, port, protocol, dry_run).await
+            }
+            Typed::NetRevoke(from, to) => self.net.revoke(from, to, dry_run).await,
+            Typed::PkiIssueCertificate(name, days) => self.pki.issue_certificate(name, days).await,
+            Typed::PkiRevokeCertificate(which) => self.pki.revoke_certificate(which).await,
+            Typed::PkiListCertificates => self.pki.list_certificates().await,
+            Typed::DhcpListDevices => self.dhcp.list_devices().await,
+            Typed::DhcpReserve(device, address) => {
+                self.dhcp.reserve(device, address, dry_run).await
+            }
+            Typed::DhcpReleaseReservation(device) => {
+                self.dhcp.release_reservation(device, dry_run).await
+            }
+            Typed::AttestStatus => self.attest.status().await,
+        }
+    }
+}
+
+/// An allow-listed call with its arguments in the proxy method's types: one
+/// variant per key of [`hearth_playbook::methods::METHODS`]. [`Typed::new`]
+/// is the only way to make one, so the proxies are called with nothing but
+/// the table's methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Typed<'a> {
+    DnsAddRecord(&'a str, &'a str),
+    DnsAddAlias(&'a str, &'a str),
+    DnsRemove(&'a str),
+    DnsRemoveRecord(&'a str, &'a str),
+    DnsRestore(&'a str),
+    DnsList,
+    NetListDomains,
+    NetShow,
+    NetMatrix,
+    NetCreateDomain(&'a str, &'a str),
+    NetDeleteDomain(&'a str),
+    NetAllow(&'a str, &'a str, u32, &'a str),
+    NetRevoke(&'a str, &'a str),
+    PkiIssueCertificate(&'a str, u32),
+    PkiRevokeCertificate(&'a str),
+    PkiListCertificates,
+    DhcpListDevices,
+    DhcpReserve(&'a str, &'a str),
+    DhcpReleaseReservation(&'a str),
+    AttestStatus,
+}
+
+impl<'a> Typed<'a> {
+    /// Checks the rendered `args` against `method`'s argument types (and
+    /// number ranges) and names the proxy call. A key of the table without
+    /// a call here is an error (and fails this module's tests).
+    fn new(method: &'static Method, args: &'a [ArgValue]) -> Result<Self, ExecError> {
+        let mut a = Args::new(method, args)?;
+        let t = match method.key {
+            "dns.AddRecord" => Typed::DnsAddRecord(a.str()?, a.str()?),
+            "dns.AddAlias" => Typed::DnsAddAlias(a.str()?, a.str()?),
+            "dns.Remove" => Typed::DnsRemove(a.str()?),
+            "dns.RemoveRecord" => Typed::DnsRemoveRecord(a.str()?, a.str()?),
+            "dns.Restore" => Typed::DnsRestore(a.str()?),
+            "dns.List" => Typed::DnsList,
+            "net.ListDomains" => Typed::NetListDomains,
+            "net.Show" => Typed::NetShow,
+            "net.Matrix" => Typed::NetMatrix,
+            "net.CreateDomain" => Typed::NetCreateDomain(a.str()?, a.str()?),
+            "net.DeleteDomain" => Typed::NetDeleteDomain(a.str()?),
+            "net.Allow" => Typed::NetAllow(a.str()?, a.str()?, a.u32()?, a.str()?),
+            "net.Revoke" => Typed::NetRevoke(a.str()?, a.str()?),
+            "pki.IssueCertificate" => Typed::PkiIssueCertificate(a.str()?, a.u32()?),
+            "pki.RevokeCertificate" => Typed::PkiRevokeCertificate(a.str()?),
+            "pki.ListCertificates" => Typed::PkiListCertificates,
+            "dhcp.ListDevices" => Typed::DhcpListDevices,
+            "dhcp.Reserve" => Typed::DhcpReserve(a.str()?, a.str()?),
+            "dhcp.ReleaseReservation" => Typed::DhcpReleaseReservation(a.str()?),
+            "attest.Status" => Typed::AttestStatus,
+            other => {
+                return Err(local(
+                    "render",
+                    format!("{other} is allow-listed but the executor has no proxy call for it"),
+                ))
+            }
+        };
+        a.finish()?;
+        Ok(t)
+    }
+}
+
+/// A call's rendered arguments, taken in order, each checked against the
+/// table's type for its position.
+struct Args<'a> {
+    method: &'static Method,
+    values: &'a [ArgValue],
+    next: usize,
+}
+
+impl<'a> Args<'a> {
+    fn new(method: &'static Method, values: &'a [ArgValue]) -> Result<Self, ExecError> {
+        if values.len() != method.args.len() {
+            return Err(local(
+                "render",
+                format!(
+                    "{}: {} arguments given, {} expected",
+                    method.key,
+                    values.len(),
+                    method.args.len()
+                ),
+            ));
+        }
+        Ok(Args {
+            method,
+            values,
+            next: 0,
+        })
+    }
+
+    fn take(&mut self) -> Result<(&'static Arg, &'a ArgValue), ExecError> {
+        let i = self.next;
+        self.next += 1;
+        match (self.method.args.get(i), self.values.get(i)) {
+            (Some(a), Some(v)) => Ok((a, v)),
+            _ => Err(local(
+                "render",
+                format!(
+                    "{}: the proxy call takes more arguments than the table",
+                    self.method.key
+                ),
+            )),
+        }
+    }
+
+    fn wrong_type(&self, a: &Arg) -> ExecError {
+        local(
+            "render",
+            format!(
+                "{}: argument {} has the wrong type",
+                self.method.key, a.name
+            ),
+        )
+    }
+
+    /// The next argument, a string (`s`).
+    fn str(&mut self) -> Result<&'a str, ExecError> {
+        let (a, v) = self.take()?;
+        match (a.ty, v) {
+            (ArgType::Str, ArgValue::Str(s)) => Ok(s),
+            _ => Err(self.wrong_type(a)),
+        }
+    }
+
+    /// The next argument, an unsigned 32-bit number (`u`).
+    fn u32(&mut self) -> Result<u32, ExecError> {
+        let (a, v) = self.take()?;
+        match (a.ty, v) {
+            (ArgType::U32, ArgValue::Num(n)) => u32::try_from(*n)
+                .map_err(|_| local("render", format!("{} {n} exceeds u32", a.name))),
+            _ => Err(self.wrong_type(a)),
+        }
+    }
+
+    /// Every argument was taken.
+    fn finish(&self) -> Result<(), ExecError> {
+        if self.next == self.method.args.len() {
+            Ok(())
+        } else {
+            Err(local(
+                "render",
+                format!(
+                    "{}: the proxy call takes fewer arguments than the table",
+                    self.method.key
+                ),
+            ))
+        }
+    }
 }
 
 impl DbusExecutor {
     /// Uses an open bus connection.
     pub fn new(conn: zbus::Connection) -> Self {
-        DbusExecutor { conn }
+        DbusExecutor {
+            conn,
+            proxies: Arc::default(),
+        }
     }
 
-    /// Calls `method` with `args`; a dry-run method gets the trailing
-    /// `dry_run` flag.
-    async fn raw(
+    /// Calls `method` with `args` through its proxy; a dry-run method gets
+    /// the trailing `dry_run` flag.
+    async fn dispatch(
         &self,
-        method: &hearth_playbook::methods::Method,
+        method: &'static Method,
         args: &[ArgValue],
         dry_run: bool,
     ) -> Result<String, ExecError> {
-        let member = method.member;
-        let types = method.args;
-        let svc = method.service;
-        let reply = if args.is_empty() && !method.dry_run {
-            self.conn
-                .call_method(
-                    Some(svc.bus_name),
-                    svc.path,
-                    Some(svc.bus_name),
-                    member,
-                    &(),
-                )
-                .await
-        } else {
-            let mut b = zbus::zvariant::StructureBuilder::new();
-            for (a, v) in types.iter().zip(args) {
-                use hearth_playbook::methods::ArgType;
-                b = match (a.ty, v) {
-                    (ArgType::Str, ArgValue::Str(s)) => b.add_field(s.clone()),
-                    (ArgType::U16, ArgValue::Num(n)) => b.add_field(
-                        u16::try_from(*n)
-                            .map_err(|_| local("render", format!("{} {n} exceeds u16", a.name)))?,
-                    ),
-                    (ArgType::U32, ArgValue::Num(n)) => b.add_field(
-                        u32::try_from(*n)
-                            .map_err(|_| local("render", format!("{} {n} exceeds u32", a.name)))?,
-                    ),
-                    _ => {
-                        return Err(local(
-                            "render",
-                            format!("{}: argument {} has the wrong type", method.key, a.name),
-                        ))
-                    }
-                };
-            }
-            if method.dry_run {
-                b = b.add_field(dry_run);
-            }
-            let body = b.build().map_err(|e| local("render", e.to_string()))?;
-            self.conn
-                .call_method(
-                    Some(svc.bus_name),
-                    svc.path,
-                    Some(svc.bus_name),
-                    member,
-                    &body,
-                )
-                .await
-        };
-        let msg = reply.map_err(zbus_error)?;
-        reply_text(&msg).map_err(|e| local("reply", format!("{}: {e}", method.key)))
-    }
-}
-
-/// A reply as text: a string as it is, no value as `""`, a number or
-/// boolean as its decimal or `true`/`false`, a string list as a JSON list.
-fn reply_text(msg: &zbus::Message) -> Result<String, String> {
-    let body = msg.body();
-    let sig = body.signature().to_string();
-    match sig.as_str() {
-        "" => Ok(String::new()),
-        "s" => body.deserialize::<String>().map_err(|e| e.to_string()),
-        "b" => body
-            .deserialize::<bool>()
-            .map(|b| b.to_string())
-            .map_err(|e| e.to_string()),
-        "t" => body
-            .deserialize::<u64>()
-            .map(|n| n.to_string())
-            .map_err(|e| e.to_string()),
-        "u" => body
-            .deserialize::<u32>()
-            .map(|n| n.to_string())
-            .map_err(|e| e.to_string()),
-        "as" => body
-            .deserialize::<Vec<String>>()
-            .map(|v| Value::from(v).to_string())
-            .map_err(|e| e.to_string()),
-        other => Err(format!("unexpected reply signature {other:?}")),
+        let typed = Typed::new(method, args)?;
+        let proxies = self
+            .proxies
+            .get_or_try_init(|| Proxies::new(&self.conn))
+            .await
+            .map_err(zbus_error)?;
+        proxies
+            .call(typed, dry_run)
+            .await
+            .map_err(|e| hearth_error(method, e))
     }
 }
 
@@ -196,6 +357,30 @@ fn local(kind: &str, message: String) -> ExecError {
     ExecError {
         name: format!("org.hearth.Intent.{kind}"),
         message,
+    }
+}
+
+/// A proxy's error for an allow-listed call: an answer of the wrong type
+/// is the reply's fault (the daemon did answer), the rest as
+/// [`proxy_error`].
+fn hearth_error(method: &Method, e: HearthError) -> ExecError {
+    match e {
+        HearthError::ZBus(zbus::Error::Variant(v)) => {
+            local("reply", format!("{}: {v}", method.key))
+        }
+        other => proxy_error(other),
+    }
+}
+
+/// A proxy's error: a daemon's named refusal (`org.hearth.Error.*`) keeps
+/// its name and message, the bus's own errors as [`zbus_error`].
+fn proxy_error(e: HearthError) -> ExecError {
+    match e {
+        HearthError::ZBus(z) => zbus_error(z),
+        named => ExecError {
+            name: zbus::DBusError::name(&named).to_string(),
+            message: named.message(),
+        },
     }
 }
 
@@ -214,34 +399,38 @@ fn zbus_error(e: zbus::Error) -> ExecError {
 
 impl Executor for DbusExecutor {
     async fn call(&self, call: &Call) -> Result<String, ExecError> {
-        self.raw(call.method, &call.args, false).await
+        self.dispatch(call.method, &call.args, false).await
     }
 
     async fn preview(&self, call: &Call) -> Option<Result<String, ExecError>> {
         if !call.method.dry_run {
             return None;
         }
-        Some(self.raw(call.method, &call.args, true).await)
+        Some(self.dispatch(call.method, &call.args, true).await)
     }
 
     async fn context(&self) -> Result<Context, ExecError> {
         let m = hearth_playbook::methods::lookup("net.ListDomains")
             .ok_or_else(|| local("config", "net.ListDomains is not allow-listed".into()))?;
-        let text = self.raw(m, &[], false).await?;
+        let text = self.dispatch(m, &[], false).await?;
         context_from_domains(&text)
     }
 }
 
-/// Measures through hearth-attestd over D-Bus.
+/// Measures through hearth-attestd over D-Bus (its typed proxy).
 #[derive(Debug, Clone)]
 pub struct DbusMeasurer {
     conn: zbus::Connection,
+    proxy: Arc<OnceCell<AttestationProxy<'static>>>,
 }
 
 impl DbusMeasurer {
     /// Uses an open bus connection.
     pub fn new(conn: zbus::Connection) -> Self {
-        DbusMeasurer { conn }
+        DbusMeasurer {
+            conn,
+            proxy: Arc::default(),
+        }
     }
 }
 
@@ -250,16 +439,12 @@ pub const MEASURE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 impl Measurer for DbusMeasurer {
     async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
-        let svc = names::ATTESTATION;
-        let args = (kind, name, sha256);
-        let call = self.conn.call_method(
-            Some(svc.bus_name),
-            svc.path,
-            Some(svc.bus_name),
-            "Measure",
-            &args,
-        );
-        let reply = tokio::time::timeout(MEASURE_TIMEOUT, call)
+        let proxy = self
+            .proxy
+            .get_or_try_init(|| AttestationProxy::new(&self.conn))
+            .await
+            .map_err(zbus_error)?;
+        tokio::time::timeout(MEASURE_TIMEOUT, proxy.measure(kind, name, sha256))
             .await
             .map_err(|_| {
                 local(
@@ -270,9 +455,8 @@ impl Measurer for DbusMeasurer {
                     ),
                 )
             })?
-            .map_err(zbus_error)?;
-        // Whatever Measure returns (nothing or a JSON string) is not needed.
-        drop(reply);
+            .map_err(proxy_error)?;
+        // The record number Measure returns is not needed.
         Ok(())
     }
 }
@@ -325,6 +509,299 @@ pub async fn measure_trusted_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_playbook::methods::METHODS;
+    use zbus::message::Header;
+
+    /// Arguments of the table's types for `m`.
+    fn sample(m: &Method) -> Vec<ArgValue> {
+        m.args
+            .iter()
+            .map(|a| match a.ty {
+                ArgType::Str => ArgValue::Str(a.name.into()),
+                ArgType::U16 | ArgType::U32 => ArgValue::Num(7),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_allow_listed_key_has_a_proxy_call_and_arguments_are_checked() {
+        for m in METHODS {
+            let args = sample(m);
+            if let Err(e) = Typed::new(m, &args) {
+                panic!("{}: {e}", m.key);
+            }
+        }
+        // A key the executor does not know is refused, whatever the table says.
+        let unknown: &'static Method = Box::leak(Box::new(Method {
+            key: "dhcp.Forget",
+            service: hearth_common::names::DHCP,
+            member: "Forget",
+            args: &[],
+            effect: hearth_common::catalog::Risk::Destructive,
+            dry_run: true,
+        }));
+        let e = Typed::new(unknown, &[]).unwrap_err();
+        assert!(e.message.contains("no proxy call"), "{e}");
+
+        let allow = hearth_playbook::methods::lookup("net.Allow").unwrap();
+        let args = |port: ArgValue| {
+            vec![
+                ArgValue::Str("iot".into()),
+                ArgValue::Str("lan".into()),
+                port,
+                ArgValue::Str("tcp".into()),
+            ]
+        };
+        let ok = args(ArgValue::Num(443));
+        assert_eq!(
+            Typed::new(allow, &ok).unwrap(),
+            Typed::NetAllow("iot", "lan", 443, "tcp")
+        );
+        let too_big = args(ArgValue::Num(u64::from(u32::MAX) + 1));
+        let e = Typed::new(allow, &too_big).unwrap_err();
+        assert_eq!(e.name, "org.hearth.Intent.render");
+        assert_eq!(e.message, "port 4294967296 exceeds u32");
+        let text = args(ArgValue::Str("443".into()));
+        let e = Typed::new(allow, &text).unwrap_err();
+        assert_eq!(e.message, "net.Allow: argument port has the wrong type");
+        let e = Typed::new(allow, &ok[..3]).unwrap_err();
+        assert_eq!(e.message, "net.Allow: 3 arguments given, 4 expected");
+    }
+
+    /// What a stand-in method answers: where the call arrived, its member
+    /// and the signature of its body, and whether it was a dry run.
+    fn seen(h: &Header<'_>, dry_run: bool) -> String {
+        format!(
+            "{} {} {}({}){}",
+            h.interface().map(|i| i.as_str()).unwrap_or_default(),
+            h.path().map(|p| p.as_str()).unwrap_or_default(),
+            h.member().map(|m| m.as_str()).unwrap_or_default(),
+            h.signature().to_string_no_parens(),
+            if dry_run { " dry run" } else { "" }
+        )
+    }
+
+    /// The answer expected from [`seen`] for a call of `m` as the table
+    /// describes it.
+    fn expected(m: &Method, dry_run: bool) -> String {
+        format!(
+            "{} {} {}({}){}",
+            m.service.bus_name,
+            m.service.path,
+            m.member,
+            m.signature(),
+            if dry_run { " dry run" } else { "" }
+        )
+    }
+
+    // Stand-ins that accept the allow-listed members with the arguments of
+    // the table and answer with what arrived ([`seen`]).
+    struct Dns;
+    #[zbus::interface(name = "org.hearth.Dns1")]
+    impl Dns {
+        async fn add_record(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn add_alias(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn remove(&self, #[zbus(header)] h: Header<'_>, _a: String, d: bool) -> String {
+            seen(&h, d)
+        }
+        async fn remove_record(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn restore(&self, #[zbus(header)] h: Header<'_>, _a: String, d: bool) -> String {
+            seen(&h, d)
+        }
+        async fn list(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+    }
+
+    struct Net;
+    #[zbus::interface(name = "org.hearth.Network1")]
+    impl Net {
+        async fn list_domains(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+        async fn show(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+        async fn matrix(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+        async fn create_domain(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn delete_domain(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn allow(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            _c: u32,
+            _d: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn revoke(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+    }
+
+    struct Pki;
+    #[zbus::interface(name = "org.hearth.Pki1")]
+    impl Pki {
+        async fn issue_certificate(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: u32,
+        ) -> String {
+            seen(&h, false)
+        }
+        async fn revoke_certificate(&self, #[zbus(header)] h: Header<'_>, _a: String) -> String {
+            seen(&h, false)
+        }
+        async fn list_certificates(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+    }
+
+    struct Dhcp;
+    #[zbus::interface(name = "org.hearth.Dhcp1")]
+    impl Dhcp {
+        async fn list_devices(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+        async fn reserve(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            _b: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+        async fn release_reservation(
+            &self,
+            #[zbus(header)] h: Header<'_>,
+            _a: String,
+            d: bool,
+        ) -> String {
+            seen(&h, d)
+        }
+    }
+
+    struct Attest;
+    #[zbus::interface(name = "org.hearth.Attestation1")]
+    impl Attest {
+        async fn status(&self, #[zbus(header)] h: Header<'_>) -> String {
+            seen(&h, false)
+        }
+    }
+
+    /// Every allow-listed call, made and previewed by the executor, arrives
+    /// at its daemon's name, path, interface and member with exactly the
+    /// table's signature (`Method::signature`, the trailing `b` of a dry run
+    /// included) and the dry-run flag set only for a preview: the proxies
+    /// and the table agree, call by call.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_allow_listed_call_reaches_its_member_with_the_tables_signature() {
+        use hearth_common::names;
+        let dir = tempfile::tempdir().unwrap();
+        let bus = hearth_testbed::PrivateBus::start(dir.path()).unwrap();
+        let addr = bus.address.as_str();
+        let mut b = zbus::connection::Builder::address(addr).unwrap();
+        for svc in [
+            names::DNS,
+            names::NETWORK,
+            names::PKI,
+            names::DHCP,
+            names::ATTESTATION,
+        ] {
+            b = b.name(svc.bus_name).unwrap();
+        }
+        let _services = b
+            .serve_at(names::DNS.path, Dns)
+            .unwrap()
+            .serve_at(names::NETWORK.path, Net)
+            .unwrap()
+            .serve_at(names::PKI.path, Pki)
+            .unwrap()
+            .serve_at(names::DHCP.path, Dhcp)
+            .unwrap()
+            .serve_at(names::ATTESTATION.path, Attest)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let client = zbus::connection::Builder::address(addr)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let x = DbusExecutor::new(client);
+        for m in METHODS {
+            let call = Call {
+                method: m,
+                args: sample(m),
+            };
+            let got = x
+                .call(&call)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", m.key));
+            assert_eq!(got, expected(m, false), "{}", m.key);
+            let preview = x.preview(&call).await;
+            if m.dry_run {
+                let got = preview
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{}: {e}", m.key));
+                assert_eq!(got, expected(m, true), "{}", m.key);
+            } else {
+                assert!(preview.is_none(), "{}", m.key);
+            }
+        }
+    }
 
     #[test]
     fn the_context_is_read_from_the_typed_domain_list() {
