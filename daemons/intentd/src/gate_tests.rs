@@ -5,11 +5,12 @@
 use super::*;
 use crate::exec::{ExecError, Executor, Measurer};
 use crate::interpret::{Interpretation, Interpreter, ModelDigest};
-use hearth_common::catalog::PlaybookSpec;
+use crate::policy::Approval;
+use hearth_common::catalog::{Context, PlaybookSpec};
 use hearth_common::types::DomainId;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
-use hearth_playbook::ArgValue;
+use hearth_playbook::{ArgValue, Call};
 
 #[derive(Default)]
 struct Recorder {
