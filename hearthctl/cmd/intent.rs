@@ -435,19 +435,18 @@ async fn playbook_bus(
     match cmd {
         PlaybookCommand::List => {
             let v = contract::catalog(p).await?;
-            let rows: Vec<Vec<String>> = v
-                .playbooks
-                .iter()
-                .map(|s| {
-                    vec![
+            let mut text = table_of(
+                ["ID", "VERSION", "RISK", "DESCRIPTION"],
+                &v.playbooks,
+                |s| {
+                    [
                         s.id.clone(),
                         s.version.to_string(),
                         s.risk.as_str().to_string(),
                         s.description.clone(),
                     ]
-                })
-                .collect();
-            let mut text = table(&["ID", "VERSION", "RISK", "DESCRIPTION"], &rows);
+                },
+            );
             if !v.refused.is_empty() {
                 text.push_str("\n\nRefused:");
                 for x in &v.refused {
@@ -495,18 +494,14 @@ async fn playbook_bus(
         }
         PlaybookCommand::Pending => {
             let v = contract::pending(p).await?;
-            let rows: Vec<Vec<String>> = v
-                .iter()
-                .map(|x| {
-                    vec![
-                        x.plan_id.clone(),
-                        x.requester.to_string(),
-                        x.approval.as_str().to_string(),
-                        x.explanation.clone(),
-                    ]
-                })
-                .collect();
-            let text = table(&["PLAN", "UID", "APPROVAL", "EXPLANATION"], &rows);
+            let text = table_of(["PLAN", "UID", "APPROVAL", "EXPLANATION"], &v, |x| {
+                [
+                    x.plan_id.clone(),
+                    x.requester.to_string(),
+                    x.approval.as_str().to_string(),
+                    x.explanation.clone(),
+                ]
+            });
             Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Approve { plan_id } => {
@@ -525,22 +520,29 @@ async fn playbook_bus(
         PlaybookCommand::Keep { plan_id } => Ok(trial_end(contract::keep(p, &plan_id).await?)),
         PlaybookCommand::Trials => {
             let v = contract::trials(p).await?;
-            let rows: Vec<Vec<String>> = v
-                .iter()
-                .map(|x| {
-                    vec![
-                        x.plan_id.clone(),
-                        x.requester.to_string(),
-                        x.playbook.id.clone(),
-                        until(Some(x.until_ms)),
-                    ]
-                })
-                .collect();
-            let text = table(&["PLAN", "UID", "PLAYBOOK", "REVERTED"], &rows);
+            let text = table_of(["PLAN", "UID", "PLAYBOOK", "REVERTED"], &v, |x| {
+                [
+                    x.plan_id.clone(),
+                    x.requester.to_string(),
+                    x.playbook.id.clone(),
+                    until(Some(x.until_ms)),
+                ]
+            });
             Ok(Output::ok(json(&v), text))
         }
         PlaybookCommand::Sign { .. } => Err(HearthError::Internal("signing is local".into())),
     }
+}
+
+/// A table of `items` under `headers`, one row each as `row` writes it
+/// (as many cells as headers).
+fn table_of<T, const N: usize>(
+    headers: [&str; N],
+    items: &[T],
+    row: impl Fn(&T) -> [String; N],
+) -> String {
+    let rows: Vec<Vec<String>> = items.iter().map(|x| Vec::from(row(x))).collect();
+    table(&headers, &rows)
 }
 
 /// `hearthctl audit …`.
@@ -549,31 +551,28 @@ pub async fn audit(cmd: AuditCommand, conn: &zbus::Connection) -> Result<Output,
     match cmd {
         AuditCommand::List { limit } => {
             let v = contract::audit_list(&p, limit).await?;
-            let rows: Vec<Vec<String>> = v
-                .iter()
-                .map(|r| {
-                    let ev = &r.event;
-                    let what = match &ev.playbook {
-                        Some(pb) => pb.id.clone(),
-                        None => ev
-                            .request
-                            .as_ref()
-                            .and_then(|q| q.text.as_deref())
-                            .unwrap_or_default()
-                            .chars()
-                            .take(40)
-                            .collect(),
-                    };
-                    vec![
-                        r.seq.to_string(),
-                        ev.kind.clone(),
-                        ev.caller_uid.map(|u| u.to_string()).unwrap_or_default(),
-                        what,
-                        r.hash.chars().take(16).collect(),
-                    ]
-                })
-                .collect();
-            let text = table(&["SEQ", "KIND", "UID", "PLAYBOOK/REQUEST", "HASH"], &rows);
+            let headers = ["SEQ", "KIND", "UID", "PLAYBOOK/REQUEST", "HASH"];
+            let text = table_of(headers, &v, |r| {
+                let ev = &r.event;
+                let what = match &ev.playbook {
+                    Some(pb) => pb.id.clone(),
+                    None => ev
+                        .request
+                        .as_ref()
+                        .and_then(|q| q.text.as_deref())
+                        .unwrap_or_default()
+                        .chars()
+                        .take(40)
+                        .collect(),
+                };
+                [
+                    r.seq.to_string(),
+                    ev.kind.clone(),
+                    ev.caller_uid.map(|u| u.to_string()).unwrap_or_default(),
+                    what,
+                    r.hash.chars().take(16).collect(),
+                ]
+            });
             Ok(Output::ok(json(&v), text))
         }
         AuditCommand::Verify { against_tpm } => {
