@@ -42,6 +42,8 @@ def ask(s, fields, deadline):
             chunk = s.recv(65536)
         except socket.timeout:
             continue
+        except OSError:   # qemu went away (the guest panicked or powered off)
+            break
         if not chunk:
             break
         buf += chunk
