@@ -37,7 +37,9 @@ mod request;
 mod trial;
 
 use execute::changed_nothing;
-pub use plan::{Outcome, Plan, PlaybookRef, Status, StepReport};
+/// An outcome's state is the contract's own type, the one hearthctl reads.
+pub use hearth_common::contract::intent::Status;
+pub use plan::{Outcome, Plan, PlaybookRef, StepReport};
 pub use request::{
     MAX_PARAMS, MAX_PARAMS_JSON, MAX_PARAM_NAME, MAX_PARAM_VALUE, MAX_PLAYBOOK_ID, MAX_TEXT,
 };

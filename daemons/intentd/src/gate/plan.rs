@@ -3,6 +3,7 @@
 //! previews) and what a gate operation reports ([`Outcome`]).
 
 use hearth_common::catalog::{Params, Risk};
+use hearth_common::contract::intent::Status;
 use hearth_playbook::{Call, RenderedStep};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,22 +49,6 @@ pub struct Plan {
     /// How the request was read: `structured`, or the interpreter's
     /// confidence for text.
     pub source: Value,
-}
-
-/// The outcome's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Waiting for approvals.
-    Pending,
-    /// Every step ran.
-    Executed,
-    /// A step failed; completed steps were undone.
-    Failed,
-    /// Cancelled before running.
-    Cancelled,
-    /// Every step ran on trial: reverted at `trial_until_ms` unless kept.
-    Trial,
 }
 
 /// One call made.
