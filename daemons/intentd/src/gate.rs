@@ -116,6 +116,16 @@ pub enum GateError {
     Playbook(#[from] Refusal),
 }
 
+impl GateError {
+    /// A refusal with no closest playbooks to offer.
+    pub(crate) fn refused(reason: impl Into<String>) -> Self {
+        GateError::Refused {
+            reason: reason.into(),
+            candidates: vec![],
+        }
+    }
+}
+
 struct Pending {
     plan: Plan,
     requester: Caller,

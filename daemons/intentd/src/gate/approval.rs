@@ -4,12 +4,26 @@
 
 use std::time::SystemTime;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{check_window, lock, Gate, GateError, Outcome, Pending, Plan, Status};
 use crate::exec::{Executor, Measurer};
 use crate::interpret::Interpreter;
 use crate::policy::{Caller, PolicyError};
+
+/// The audit record of a pending plan dropped without running (`kind`:
+/// `cancelled` or `expired`).
+fn dropped(kind: &str, p: &Pending) -> Value {
+    json!({
+        "kind": kind,
+        "request": p.request,
+        "caller_uid": p.requester.uid,
+        "playbook": p.plan.playbook,
+        "model_digests": p.models,
+        "plan": p.plan,
+        "approval": p.agreement,
+    })
+}
 
 impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     /// Pending plans: all for admins, one's own otherwise.
@@ -45,15 +59,12 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             let mut pend = lock(&self.pending);
             if let Some(p) = pend.get_mut(plan_id) {
                 if let Some(i) = p.plan.steps.iter().position(|s| s.undo.is_none()) {
-                    return Err(GateError::Refused {
-                        reason: format!(
-                            "{} cannot be tried: step {} ({}) has no undo",
-                            p.plan.playbook.id,
-                            i + 1,
-                            p.plan.steps[i].call.method.key
-                        ),
-                        candidates: vec![],
-                    });
+                    return Err(GateError::refused(format!(
+                        "{} cannot be tried: step {} ({}) has no undo",
+                        p.plan.playbook.id,
+                        i + 1,
+                        p.plan.steps[i].call.method.key
+                    )));
                 }
                 p.trial = Some(secs);
             }
@@ -91,9 +102,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         caller: Caller,
         f: impl FnOnce(&mut Pending) -> Result<(), PolicyError>,
     ) -> Result<Outcome, GateError> {
-        if self.sweep_expired().iter().any(|id| id == plan_id) {
-            return Err(GateError::Expired(plan_id.into()));
-        }
+        self.not_expired(plan_id)?;
         let ready = {
             let mut pend = lock(&self.pending);
             let p = pend
@@ -111,15 +120,8 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                     "agreement recorded"
                 );
                 return Ok(Outcome {
-                    status: Status::Pending,
-                    plan: p.plan.clone(),
                     missing,
-                    steps: vec![],
-                    rollback: vec![],
-                    error: None,
-                    audit: None,
-                    measured: None,
-                    trial_until_ms: None,
+                    ..Outcome::of(Status::Pending, p.plan.clone())
                 });
             }
         };
@@ -131,9 +133,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
 
     /// Cancels a pending plan (its requester or an admin).
     pub fn cancel(&self, plan_id: &str, caller: Caller) -> Result<Outcome, GateError> {
-        if self.sweep_expired().iter().any(|id| id == plan_id) {
-            return Err(GateError::Expired(plan_id.into()));
-        }
+        self.not_expired(plan_id)?;
         let p = {
             let mut pend = lock(&self.pending);
             let p = pend
@@ -148,27 +148,22 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             pend.remove(plan_id)
                 .ok_or_else(|| GateError::NotFound(plan_id.into()))?
         };
-        let rec = self.record(json!({
-            "kind": "cancelled",
-            "request": p.request,
-            "caller_uid": p.requester.uid,
-            "cancelled_by": caller.uid,
-            "playbook": p.plan.playbook,
-            "model_digests": p.models,
-            "plan": p.plan,
-            "approval": p.agreement,
-        }))?;
+        let mut event = dropped("cancelled", &p);
+        event["cancelled_by"] = json!(caller.uid);
+        let rec = self.record(event)?;
         Ok(Outcome {
-            status: Status::Cancelled,
-            plan: p.plan,
-            missing: vec![],
-            steps: vec![],
-            rollback: vec![],
-            error: None,
             audit: Some(rec),
-            measured: None,
-            trial_until_ms: None,
+            ..Outcome::of(Status::Cancelled, p.plan)
         })
+    }
+
+    /// Sweeps the expired plans; `plan_id` among them is
+    /// [`GateError::Expired`].
+    fn not_expired(&self, plan_id: &str) -> Result<(), GateError> {
+        if self.sweep_expired().iter().any(|id| id == plan_id) {
+            return Err(GateError::Expired(plan_id.into()));
+        }
+        Ok(())
     }
 
     /// Drops expired pending plans, recording each; returns their ids.
@@ -186,15 +181,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let ids = expired.iter().map(|p| p.plan.plan_id.clone()).collect();
         for p in expired {
             tracing::info!(plan = %p.plan.plan_id, "pending plan expired");
-            if let Err(e) = self.record(json!({
-                "kind": "expired",
-                "request": p.request,
-                "caller_uid": p.requester.uid,
-                "playbook": p.plan.playbook,
-                "model_digests": p.models,
-                "plan": p.plan,
-                "approval": p.agreement,
-            })) {
+            if let Err(e) = self.record(dropped("expired", &p)) {
                 tracing::error!("{e}");
             }
         }

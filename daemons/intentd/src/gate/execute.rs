@@ -43,12 +43,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                     if let Err(e) = &r {
                         tracing::error!(call = call.method.key, "undo failed: {e}");
                     }
-                    rollback.push(StepReport {
-                        ok: r.is_ok(),
-                        result: r.as_ref().ok().cloned(),
-                        error: r.err().map(|e| e.to_string()),
-                        call,
-                    });
+                    rollback.push(StepReport::of(call, r));
                 }
                 Err(e) => {
                     tracing::error!("undo of step {} cannot be rendered: {e}", i + 1);
@@ -114,28 +109,16 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let mut reports = Vec::new();
         let mut failure: Option<ExecError> = None;
         for (i, step) in plan.steps.iter().enumerate() {
-            match self.executor.call(&step.call).await {
-                Ok(result) => {
-                    reports.push(StepReport {
-                        call: step.call.clone(),
-                        ok: true,
-                        result: Some(result.clone()),
-                        error: None,
-                    });
-                    done.push((i, result));
-                }
+            let answer = self.executor.call(&step.call).await;
+            reports.push(StepReport::of(step.call.clone(), answer.clone()));
+            match answer {
+                Ok(result) => done.push((i, result)),
                 Err(e) => {
                     tracing::warn!(
                         step = i + 1,
                         call = step.call.method.key,
                         "step failed: {e}"
                     );
-                    reports.push(StepReport {
-                        call: step.call.clone(),
-                        ok: false,
-                        result: None,
-                        error: Some(e.to_string()),
-                    });
                     failure = Some(e);
                     break;
                 }
@@ -194,15 +177,13 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             }
         };
         Ok(Outcome {
-            status,
-            plan,
-            missing: vec![],
             steps: reports,
             rollback,
             error: failure.map(|e| e.to_string()),
             audit: Some(rec),
             measured: Some(measured),
             trial_until_ms,
+            ..Outcome::of(status, plan)
         })
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::audit::Appended;
+use crate::exec::ExecError;
 use crate::policy::Approval;
 
 /// The playbook a plan uses.
@@ -67,6 +68,22 @@ pub struct StepReport {
     pub error: Option<String>,
 }
 
+impl StepReport {
+    /// The report of `call` from its daemon's answer.
+    pub(super) fn of(call: Call, answer: Result<String, ExecError>) -> StepReport {
+        let (result, error) = match answer {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        StepReport {
+            call,
+            ok: error.is_none(),
+            result,
+            error,
+        }
+    }
+}
+
 /// What a gate operation produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -96,4 +113,22 @@ pub struct Outcome {
     /// milliseconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trial_until_ms: Option<u64>,
+}
+
+impl Outcome {
+    /// An outcome of `status` for `plan` before anything ran or was
+    /// recorded; the stage that makes it fills in the rest.
+    pub(super) fn of(status: Status, plan: Plan) -> Outcome {
+        Outcome {
+            status,
+            plan,
+            missing: vec![],
+            steps: vec![],
+            rollback: vec![],
+            error: None,
+            audit: None,
+            measured: None,
+            trial_until_ms: None,
+        }
+    }
 }

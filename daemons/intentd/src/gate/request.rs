@@ -111,18 +111,14 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         let request = json!({ "text": text });
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            let e = GateError::Refused {
-                reason: "the request is empty".into(),
-                candidates: vec![],
-            };
+            let e = GateError::refused("the request is empty");
             return Err(self.refuse(caller, &request, &[], e));
         }
         let n = text.chars().count();
         if n > MAX_TEXT {
-            let e = GateError::Refused {
-                reason: format!("the request has {n} characters; at most {MAX_TEXT}"),
-                candidates: vec![],
-            };
+            let e = GateError::refused(format!(
+                "the request has {n} characters; at most {MAX_TEXT}"
+            ));
             let short = json!({ "text": text.chars().take(MAX_TEXT).collect::<String>(), "truncated_from": n });
             return Err(self.refuse(caller, &short, &[], e));
         }
@@ -203,10 +199,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 "param_names": names,
                 "oversize": reason,
             });
-            let e = GateError::Refused {
-                reason,
-                candidates: vec![],
-            };
+            let e = GateError::refused(reason);
             return Err(self.refuse(caller, &short, &[], e));
         }
         let request = json!({ "playbook": playbook, "params": params });
@@ -233,10 +226,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .get(id)
             .cloned();
         let Some(inst) = inst else {
-            let e = GateError::Refused {
-                reason: format!("{id:?} is not in the signed catalog"),
-                candidates: vec![],
-            };
+            let e = GateError::refused(format!("{id:?} is not in the signed catalog"));
             return Err(self.refuse(caller, &request, &models, e));
         };
         let needs_domains = inst
@@ -264,10 +254,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 return Err(self.refuse(caller, &request, &models, GateError::InvalidParams(p)))
             }
             Err(hearth_playbook::format::PlanError::Render(r)) => {
-                let e = GateError::Refused {
-                    reason: r.to_string(),
-                    candidates: vec![],
-                };
+                let e = GateError::refused(r.to_string());
                 return Err(self.refuse(caller, &request, &models, e));
             }
         };
@@ -292,13 +279,10 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                     // now: a plan that cannot run is not offered. A daemon
                     // that did not answer judged nothing: shown, not decisive.
                     Some(Err(e)) if i == 0 && !e.is_unanswered() => {
-                        let e = GateError::Refused {
-                            reason: format!(
+                        let e = GateError::refused(format!(
                                 "{} would fail ({}): {}",
                                 s.call.method.key, e.name, e.message
-                            ),
-                            candidates: vec![],
-                        };
+                            ));
                         return Err(self.refuse(caller, &request, &models, e));
                     }
                     // A later step's dry run sees the state before the
@@ -355,15 +339,8 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             return self.execute(pending).await;
         }
         let out = Outcome {
-            status: Status::Pending,
             missing: pending.agreement.missing(approval, caller),
-            plan: pending.plan.clone(),
-            steps: vec![],
-            rollback: vec![],
-            error: None,
-            audit: None,
-            measured: None,
-            trial_until_ms: None,
+            ..Outcome::of(Status::Pending, pending.plan.clone())
         };
         let full = {
             let mut pend = lock(&self.pending);
@@ -395,10 +372,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             }
         };
         if let Some((reason, p)) = full {
-            let e = GateError::Refused {
-                reason,
-                candidates: vec![],
-            };
+            let e = GateError::refused(reason);
             return Err(self.refuse(caller, &p.request, &p.models, e));
         }
         Ok(out)

@@ -107,12 +107,9 @@ pub(super) fn load(path: &Path) -> Result<BTreeMap<String, Trial>, GateError> {
 /// Checks a requested window.
 pub fn check_window(secs: u32) -> Result<(), GateError> {
     if !(MIN_TRIAL_SECS..=MAX_TRIAL_SECS).contains(&secs) {
-        return Err(GateError::Refused {
-            reason: format!(
-                "a trial lasts {MIN_TRIAL_SECS} to {MAX_TRIAL_SECS} seconds, not {secs}"
-            ),
-            candidates: vec![],
-        });
+        return Err(GateError::refused(format!(
+            "a trial lasts {MIN_TRIAL_SECS} to {MAX_TRIAL_SECS} seconds, not {secs}"
+        )));
     }
     Ok(())
 }
@@ -142,9 +139,8 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             if super::changed_nothing(&plan.steps[*i], result) {
                 continue;
             }
-            let call = u.finish(result).map_err(|e| GateError::Refused {
-                reason: format!("step {}'s undo cannot be rendered: {e}", i + 1),
-                candidates: vec![],
+            let call = u.finish(result).map_err(|e| {
+                GateError::refused(format!("step {}'s undo cannot be rendered: {e}", i + 1))
             })?;
             undo.push(StoredCall::of(&call));
         }
@@ -239,33 +235,25 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .filter(|t| t.until_ms <= now)
             .map(|t| t.plan_id.clone())
             .collect();
-        let mut out = Vec::new();
-        for id in due {
-            match self.take_trial(&id, None) {
-                Ok(t) => match self
-                    .revert(t, "the trial window ended without a keep".into())
-                    .await
-                {
-                    Ok(end) => out.push(end),
-                    Err(e) => tracing::error!(plan = id, "trial revert not recorded: {e}"),
-                },
-                Err(e) => tracing::error!(plan = id, "trial not reverted: {e}"),
-            }
-        }
-        out
+        self.revert_each(due, "the trial window ended without a keep")
+            .await
     }
 
     /// Reverts every trial found at start (left by a daemon that stopped
     /// during the window).
     pub async fn revert_left_trials(&self) -> Vec<TrialEnd> {
         let ids: Vec<String> = lock(&self.trials).keys().cloned().collect();
+        self.revert_each(ids, "hearth-intentd restarted during the trial")
+            .await
+    }
+
+    /// Reverts the trials of `ids` for `reason`; a failure is logged and
+    /// does not stop the others.
+    async fn revert_each(&self, ids: Vec<String>, reason: &str) -> Vec<TrialEnd> {
         let mut out = Vec::new();
         for id in ids {
             match self.take_trial(&id, None) {
-                Ok(t) => match self
-                    .revert(t, "hearth-intentd restarted during the trial".into())
-                    .await
-                {
+                Ok(t) => match self.revert(t, reason.into()).await {
                     Ok(end) => out.push(end),
                     Err(e) => tracing::error!(plan = id, "trial revert not recorded: {e}"),
                 },
@@ -289,12 +277,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             if let Err(e) = &r {
                 tracing::error!(call = call.method.key, "trial undo failed: {e}");
             }
-            reports.push(StepReport {
-                ok: r.is_ok(),
-                result: r.as_ref().ok().cloned(),
-                error: r.err().map(|e| e.to_string()),
-                call,
-            });
+            reports.push(StepReport::of(call, r));
         }
         let rec = self.record(json!({
             "kind": "reverted",
