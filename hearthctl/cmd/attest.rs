@@ -5,16 +5,9 @@ use hearth_common::contract::attestation::{self as contract, Status};
 use hearth_common::contract::decode;
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::HearthError;
-use serde::Serialize;
-use serde_json::Value;
 
-use super::{table, Output};
+use super::{json, table_of, Output};
 use crate::cli::attest::Command;
-
-/// The `--json` form of a typed result.
-fn json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
-    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
-}
 
 /// Runs one attest command.
 /// `hearthctl attest status`'s text.
@@ -64,27 +57,22 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                 .into_iter()
                 .filter(|r| kind.as_deref().is_none_or(|k| r.content.kind.as_str() == k))
                 .collect();
-            let rows: Vec<Vec<String>> = records
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.recnum.to_string(),
-                        r.content.kind.to_string(),
-                        r.content.name.clone(),
-                        r.content.sha256.chars().take(16).collect(),
-                    ]
-                })
-                .collect();
-            let text = table(&["#", "KIND", "NAME", "SHA256"], &rows);
+            let text = table_of(["#", "KIND", "NAME", "SHA256"], &records, |r| {
+                [
+                    r.recnum.to_string(),
+                    r.content.kind.to_string(),
+                    r.content.name.clone(),
+                    r.content.sha256.chars().take(16).collect(),
+                ]
+            });
             Ok(Output::ok(json(&records)?, text))
         }
         Command::Pcrs => {
             let pcrs = contract::pcrs(&p).await?;
-            let rows: Vec<Vec<String>> = pcrs
-                .iter()
-                .map(|(k, val)| vec![k.to_string(), val.clone()])
-                .collect();
-            Ok(Output::ok(json(&pcrs)?, table(&["PCR", "SHA256"], &rows)))
+            let text = table_of(["PCR", "SHA256"], &pcrs, |(k, val)| {
+                [k.to_string(), val.clone()]
+            });
+            Ok(Output::ok(json(&pcrs)?, text))
         }
     }
 }

@@ -6,52 +6,37 @@ use hearth_common::contract::dhcp::{self as contract, Device, LeaseState};
 use hearth_common::proxies::dhcp::DhcpProxy;
 use hearth_common::HearthError;
 
-use super::{table, Output};
+use super::{json, opt, table_of, Output};
 use crate::cli::devices::Command;
 
 /// The `--json` form of a contract value.
-fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, HearthError> {
-    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("encoding: {e}")))
-}
-
-fn s<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".into(), T::to_string)
-}
-
 /// The device inventory as `hearthctl devices list` shows it.
 fn devices_table(list: &[Device]) -> String {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|d| {
-            vec![
-                d.mac.to_string(),
-                s(&d.domain),
-                s(&d.address),
-                s(&d.hostname),
-                s(&d.name),
-                s(&d.reserved),
-                when(d.last_seen),
-                s(&d.vendor),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        "no devices yet".to_string()
-    } else {
-        table(
-            &[
-                "MAC",
-                "DOMAIN",
-                "ADDRESS",
-                "HOSTNAME",
-                "NAME",
-                "RESERVED",
-                "LAST SEEN",
-                "VENDOR",
-            ],
-            &rows,
-        )
+    if list.is_empty() {
+        return "no devices yet".to_string();
     }
+    let headers = [
+        "MAC",
+        "DOMAIN",
+        "ADDRESS",
+        "HOSTNAME",
+        "NAME",
+        "RESERVED",
+        "LAST SEEN",
+        "VENDOR",
+    ];
+    table_of(headers, list, |d| {
+        [
+            d.mac.to_string(),
+            opt(&d.domain),
+            opt(&d.address),
+            opt(&d.hostname),
+            opt(&d.name),
+            opt(&d.reserved),
+            when(d.last_seen),
+            opt(&d.vendor),
+        ]
+    })
 }
 
 /// A read answer of Dhcp1 (a playbook's step), shown as the matching
@@ -89,13 +74,13 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
             };
             let rows = [
                 ("mac", d.mac.to_string()),
-                ("vendor", s(&d.vendor)),
-                ("domain", s(&d.domain)),
-                ("address", s(&d.address)),
-                ("hostname", s(&d.hostname)),
-                ("name", s(&d.name)),
+                ("vendor", opt(&d.vendor)),
+                ("domain", opt(&d.domain)),
+                ("address", opt(&d.address)),
+                ("hostname", opt(&d.hostname)),
+                ("name", opt(&d.name)),
                 ("lease", lease),
-                ("reserved", s(&d.reserved)),
+                ("reserved", opt(&d.reserved)),
                 ("first seen", when(d.first_seen)),
                 ("last seen", when(d.last_seen)),
             ];
@@ -138,27 +123,21 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
         }
         Command::Pools => {
             let pools = contract::pools(&dhcp).await?;
-            let rows: Vec<Vec<String>> = pools
-                .iter()
-                .map(|p| {
-                    vec![
-                        p.domain.to_string(),
-                        p.subnet.to_string(),
-                        format!("{}-{}", p.first, p.last),
-                        p.size.to_string(),
-                        p.leased.to_string(),
-                        p.reserved.to_string(),
-                        p.free.to_string(),
-                        if p.full { "FULL" } else { "" }.to_string(),
-                    ]
-                })
-                .collect();
-            let text = table(
-                &[
-                    "DOMAIN", "SUBNET", "POOL", "SIZE", "LEASED", "RESERVED", "FREE", "",
-                ],
-                &rows,
-            );
+            let headers = [
+                "DOMAIN", "SUBNET", "POOL", "SIZE", "LEASED", "RESERVED", "FREE", "",
+            ];
+            let text = table_of(headers, &pools, |p| {
+                [
+                    p.domain.to_string(),
+                    p.subnet.to_string(),
+                    format!("{}-{}", p.first, p.last),
+                    p.size.to_string(),
+                    p.leased.to_string(),
+                    p.reserved.to_string(),
+                    p.free.to_string(),
+                    if p.full { "FULL" } else { "" }.to_string(),
+                ]
+            });
             Ok(Output::ok(json(&pools)?, text))
         }
     }

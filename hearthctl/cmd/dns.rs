@@ -5,10 +5,8 @@ use hearth_common::contract::decode;
 use hearth_common::contract::dns::{self as contract, Record, Zone, ZoneDiff};
 use hearth_common::proxies::dns::DnsProxy;
 use hearth_common::HearthError;
-use serde::Serialize;
-use serde_json::Value;
 
-use super::{table, Output};
+use super::{json, table_of, Output};
 use crate::cli::dns::Command;
 
 /// Runs one dns command.
@@ -62,24 +60,15 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
     }
 }
 
-/// The `--json` form of a typed result.
-fn json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
-    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
-}
-
 fn record_table(records: &[Record]) -> String {
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.to_string(),
-                r.rtype.to_string(),
-                r.value.clone(),
-                r.ttl.to_string(),
-            ]
-        })
-        .collect();
-    table(&["NAME", "TYPE", "VALUE", "TTL"], &rows)
+    table_of(["NAME", "TYPE", "VALUE", "TTL"], records, |r| {
+        [
+            r.name.to_string(),
+            r.rtype.to_string(),
+            r.value.clone(),
+            r.ttl.to_string(),
+        ]
+    })
 }
 
 fn render_list(zones: &[Zone]) -> String {

@@ -13,7 +13,7 @@ use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use serde_json::{json, Value};
 
-use super::{table, Output};
+use super::{table_of, Output};
 use crate::cli::intent::{AskArgs, AuditCommand, PlaybookCommand};
 
 async fn proxy(conn: &zbus::Connection) -> Result<IntentProxy<'static>, HearthError> {
@@ -532,17 +532,6 @@ async fn playbook_bus(
         }
         PlaybookCommand::Sign { .. } => Err(HearthError::Internal("signing is local".into())),
     }
-}
-
-/// A table of `items` under `headers`, one row each as `row` writes it
-/// (as many cells as headers).
-fn table_of<T, const N: usize>(
-    headers: [&str; N],
-    items: &[T],
-    row: impl Fn(&T) -> [String; N],
-) -> String {
-    let rows: Vec<Vec<String>> = items.iter().map(|x| Vec::from(row(x))).collect();
-    table(&headers, &rows)
 }
 
 /// `hearthctl audit …`.

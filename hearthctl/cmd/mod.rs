@@ -8,6 +8,8 @@ pub mod net;
 pub mod pki;
 pub mod status;
 
+use hearth_common::HearthError;
+use serde::Serialize;
 use serde_json::Value;
 
 /// A command's result: JSON for `--json`, text for people, and whether it
@@ -50,6 +52,27 @@ pub fn read_answer(call: &str, text: &str) -> Option<String> {
         .or_else(|| dns::answer(call, text))
         .or_else(|| pki::answer(call, text))
         .or_else(|| attest::answer(call, text))
+}
+
+/// The `--json` form of a typed result.
+pub fn json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
+    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
+}
+
+/// An optional value as text, `-` when absent.
+pub fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
+}
+
+/// A table of `items` under `headers`, one row each as `row` writes it
+/// (as many cells as headers).
+pub fn table_of<T, const N: usize>(
+    headers: [&str; N],
+    items: impl IntoIterator<Item = T>,
+    row: impl Fn(T) -> [String; N],
+) -> String {
+    let rows: Vec<Vec<String>> = items.into_iter().map(|x| Vec::from(row(x))).collect();
+    table(&headers, &rows)
 }
 
 /// Renders rows as an aligned table with a header line.

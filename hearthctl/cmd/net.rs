@@ -8,40 +8,26 @@ use hearth_common::contract::network::{
 use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::HearthError;
 
-use super::{table, Output};
+use super::{json, opt, table, table_of, Output};
 use crate::cli::net::Command;
 
 /// The `--json` form of a contract value.
-fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, HearthError> {
-    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("encoding: {e}")))
-}
-
-fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".into(), T::to_string)
-}
-
 fn domains_table(list: &[Domain]) -> String {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|d| {
-            let mut name = d.name.to_string();
-            if d.admin {
-                name.push_str(" (admin)");
-            }
-            vec![
-                name,
-                d.bridge.clone(),
-                d.subnet.to_string(),
-                d.gateway.to_string(),
-                opt(&d.ula),
-                d.services.join(","),
-            ]
-        })
-        .collect();
-    table(
-        &["DOMAIN", "BRIDGE", "SUBNET", "GATEWAY", "ULA", "SERVICES"],
-        &rows,
-    )
+    let headers = ["DOMAIN", "BRIDGE", "SUBNET", "GATEWAY", "ULA", "SERVICES"];
+    table_of(headers, list, |d| {
+        let mut name = d.name.to_string();
+        if d.admin {
+            name.push_str(" (admin)");
+        }
+        [
+            name,
+            d.bridge.clone(),
+            d.subnet.to_string(),
+            d.gateway.to_string(),
+            opt(&d.ula),
+            d.services.join(","),
+        ]
+    })
 }
 
 fn matrix_table(m: &MatrixRows) -> String {
@@ -86,25 +72,21 @@ fn change(diff: &NetChange) -> Result<Output, HearthError> {
 
 /// `hearthctl net show`'s text.
 fn show_text(v: &Show) -> String {
-    let allows: Vec<Vec<String>> = v
-        .allows
-        .iter()
-        .map(|a| {
-            vec![
-                a.from.to_string(),
-                a.to.to_string(),
-                opt(&a.protocol),
-                opt(&a.port),
-            ]
-        })
-        .collect();
+    let allows = table_of(["FROM", "TO", "PROTOCOL", "PORT"], &v.allows, |a| {
+        [
+            a.from.to_string(),
+            a.to.to_string(),
+            opt(&a.protocol),
+            opt(&a.port),
+        ]
+    });
     let t = format!(
         "admin domain: {}   uplink: {}   pool: {}\n\n{}\n\nallows:\n{}\n\n{}\n\ntable inet hearth: {} rules, {} set elements, in force: {}",
         v.admin,
         opt(&v.uplink),
         opt(&v.pool),
         domains_table(&v.domains),
-        table(&["FROM", "TO", "PROTOCOL", "PORT"], &allows),
+        allows,
         matrix_table(&v.matrix),
         v.table.rules,
         v.table.elements,

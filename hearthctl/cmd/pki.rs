@@ -4,16 +4,10 @@ use hearth_common::contract::decode;
 use hearth_common::contract::pki::{self as contract, names_text, CertificateSummary, Issued};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{table, Output};
+use super::{json, table_of, Output};
 use crate::cli::pki::Command;
-
-/// The `--json` form of a typed result.
-fn to_json<T: Serialize>(v: &T) -> Result<Value, HearthError> {
-    serde_json::to_value(v).map_err(|e| HearthError::Internal(format!("JSON: {e}")))
-}
 
 /// The diff's line, then where the key and chain went (or the chain, for a
 /// CSR).
@@ -32,29 +26,21 @@ fn issued_text(i: &Issued) -> String {
     t
 }
 
-/// Runs one pki command.
 /// The inventory as `hearthctl pki list` shows it.
 fn certificates_table(list: &[CertificateSummary]) -> String {
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|r| {
-            vec![
-                r.serial.clone(),
-                names_text(&r.names),
-                r.profile.to_string(),
-                r.status.to_string(),
-                r.not_after.clone(),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
-        "no certificates issued".to_string()
-    } else {
-        table(
-            &["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"],
-            &rows,
-        )
+    if list.is_empty() {
+        return "no certificates issued".to_string();
     }
+    let headers = ["SERIAL", "NAMES", "PROFILE", "STATUS", "NOT AFTER"];
+    table_of(headers, list, |r| {
+        [
+            r.serial.clone(),
+            names_text(&r.names),
+            r.profile.to_string(),
+            r.status.to_string(),
+            r.not_after.clone(),
+        ]
+    })
 }
 
 /// A read answer of Pki1 (a playbook's step), shown as the matching
@@ -68,6 +54,7 @@ pub fn answer(call: &str, text: &str) -> Option<String> {
     }
 }
 
+/// Runs one pki command.
 pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, HearthError> {
     let pki = PkiProxy::new(conn).await?;
     match cmd {
@@ -84,12 +71,12 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                 v.zones.len(),
                 v.subnets.len(),
             );
-            Ok(Output::ok(to_json(&v)?, text))
+            Ok(Output::ok(json(&v)?, text))
         }
         Command::Root => {
             let v = contract::info(&pki).await?;
             let text = format!("{}\n# SHA-256 {}", v.root_pem.trim_end(), v.root_sha256);
-            Ok(Output::ok(to_json(&v)?, text))
+            Ok(Output::ok(json(&v)?, text))
         }
         Command::Issue {
             name,
@@ -121,16 +108,16 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                     ))
                 }
             };
-            Ok(Output::ok(to_json(&issued)?, issued_text(&issued)))
+            Ok(Output::ok(json(&issued)?, issued_text(&issued)))
         }
         Command::Revoke { serial_or_name } => {
             let diff = contract::revoke_certificate(&pki, &serial_or_name).await?;
             let text = format!("{diff} The CRL was republished.");
-            Ok(Output::ok(to_json(&diff)?, text))
+            Ok(Output::ok(json(&diff)?, text))
         }
         Command::List => {
             let list = contract::certificates(&pki).await?;
-            Ok(Output::ok(to_json(&list)?, certificates_table(&list)))
+            Ok(Output::ok(json(&list)?, certificates_table(&list)))
         }
         Command::Show { serial_or_name } => {
             let shown = contract::certificate(&pki, &serial_or_name).await?;
@@ -152,7 +139,7 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
                 })
                 .collect::<Vec<_>>()
                 .join("\n\n");
-            Ok(Output::ok(to_json(&shown)?, text))
+            Ok(Output::ok(json(&shown)?, text))
         }
         Command::Crl => {
             let pem = pki.crl().await?;
