@@ -46,7 +46,7 @@ mod tpm;
 
 pub use bus::{PrivateBus, POLICY_DIR};
 pub use netns::UPLINK;
-pub use processes::wait_until;
+pub use processes::{wait_until, Started};
 use processes::{stop_child, stop_pid, tail, wait_tcp};
 pub use token::{SOFTHSM_MODULE, TOKEN_LABEL};
 use tpm::remove_credentials;
@@ -335,12 +335,7 @@ impl Sandbox {
         write_file(&config, &text, 0o644)?;
         let state = self.dir.join(format!("state/{}", service.unit));
         let sock_path = self.dir.join(format!("notify/{}.sock", service.unit));
-        let _ = fs::remove_file(&sock_path);
-        let notify = UnixDatagram::bind(&sock_path)
-            .with_context(|| format!("{}: cannot bind the notify socket", sock_path.display()))?;
-        notify.set_read_timeout(Some(Duration::from_millis(100)))?;
         let log_path = self.dir.join(format!("log/{}.log", service.unit));
-        let logf = fs::File::create(&log_path)?;
         // hearth-netd makes the bridges in the namespace; hearth-dhcpd (and
         // hearth-dnsd when asked) serve on them.
         let mut cmd = if self.in_netns.iter().any(|u| u == service.unit) {
@@ -360,12 +355,7 @@ impl Sandbox {
                 "PATH",
                 std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             )
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("RUST_LOG", log)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .process_group(0);
+            .env("RUST_LOG", log);
         if service.unit == names::PKI.unit {
             // As systemd does for LoadCredentialEncrypted=: the credential
             // decrypted by the TPM into a private directory on tmpfs, named
@@ -385,20 +375,11 @@ impl Sandbox {
             }
         }
         let started = Instant::now();
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut daemon = Daemon::spawn(service, cmd, &sock_path, log_path)?;
         fs::write(
             self.dir.join(format!("pids/{}.pid", service.unit)),
-            child.id().to_string(),
+            daemon.child.id().to_string(),
         )?;
-        let mut daemon = Daemon {
-            service,
-            child,
-            notify,
-            log: log_path,
-            messages: Vec::new(),
-        };
         let waited = daemon.wait_for("READY=1", READY_TIMEOUT);
         if waited.is_ok() {
             // From the spawn to READY=1: what `inference/bench/start.sh`

@@ -1,5 +1,7 @@
-//! The processes the sandbox starts: waiting on them (the one polling
-//! helper, [`wait_until`]), reading their notify messages, stopping them.
+//! The processes the sandbox starts: starting a daemon on a notify socket
+//! (also alone, for a daemon crate's own tests: [`Daemon::start`]),
+//! waiting on them (the one polling helper, [`wait_until`]), reading their
+//! notify messages, stopping them.
 
 use super::*;
 
@@ -56,7 +58,62 @@ pub(crate) fn wait_tcp(port: u16, child: &mut Child, what: &str) -> Result<()> {
     )
 }
 
+/// A daemon started on its own by [`Daemon::start`], outside a
+/// [`Sandbox`]: stopped (SIGTERM, SIGKILL after 10 s) when dropped, even
+/// when a test fails.
+#[derive(Debug)]
+pub struct Started(pub Daemon);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        stop_child(&mut self.0.child, Duration::from_secs(10));
+    }
+}
+
 impl Daemon {
+    /// Spawns `cmd` (a daemon's binary and arguments) as `service`, in a
+    /// process group of its own, with `NOTIFY_SOCKET` at `sock` (bound
+    /// here) and its output into `log`; does not wait for it.
+    pub(crate) fn spawn(
+        service: Service,
+        mut cmd: Command,
+        sock: &Path,
+        log: PathBuf,
+    ) -> Result<Daemon> {
+        let _ = fs::remove_file(sock);
+        let notify = UnixDatagram::bind(sock)
+            .with_context(|| format!("{}: cannot bind the notify socket", sock.display()))?;
+        notify.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let logf = fs::File::create(&log)?;
+        cmd.env("NOTIFY_SOCKET", sock)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", service.unit))?;
+        Ok(Daemon {
+            service,
+            child,
+            notify,
+            log,
+            messages: Vec::new(),
+        })
+    }
+
+    /// Starts `cmd` (a daemon's binary and arguments) as `service`, its
+    /// notify socket and log (`<unit>.log`) in `dir`, and waits for its
+    /// READY=1 as systemd does ([`READY_TIMEOUT`]): a daemon crate's own
+    /// tests start their daemon this way, without a [`Sandbox`].
+    pub fn start(service: Service, cmd: Command, dir: &Path) -> Result<Started> {
+        let sock = dir.join(format!("{}.notify", service.unit));
+        let log = dir.join(format!("{}.log", service.unit));
+        let mut started = Started(Daemon::spawn(service, cmd, &sock, log)?);
+        started.0.wait_for("READY=1", READY_TIMEOUT)?;
+        Ok(started)
+    }
+
     /// Reads one notify message into `messages` if one comes within the
     /// socket's read timeout (100 ms).
     fn read_notify(&mut self) -> Result<()> {

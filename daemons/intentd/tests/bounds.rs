@@ -5,37 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
 
-/// Kills (SIGTERM, then waits) a child on drop, even when a test fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // kill(1) by the pid of a child this test started.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
 fn setup(dir: &Path) {
     let root = Authority::new_root("test vendor root", 1).expect("root");
@@ -82,35 +58,12 @@ async fn oversize_structured_intents_and_too_many_pending_plans_are_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bus = hearth_testbed::PrivateBus::start(tmp.path()).expect("private bus");
     setup(tmp.path());
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-intentd"))
-            .arg("--config")
-            .arg(tmp.path().join("intentd.toml"))
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .env_remove("NOTIFY_SOCKET")
-            .spawn()
-            .expect("hearth-intentd"),
-    );
+    let _daemon = common::start_intentd(tmp.path(), &bus.address, &[]).await;
     let conn = zbus::connection::Builder::address(bus.address.as_str())
         .expect("address")
         .build()
         .await
         .expect("connect");
-    let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("dbus proxy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let name = zbus::names::BusName::try_from("org.hearth.Intent1").expect("name");
-        if dbus.name_has_owner(name).await.unwrap_or(false) {
-            break;
-        }
-        if let Ok(Some(st)) = daemon.0.try_wait() {
-            panic!("hearth-intentd exited before it was ready: {st}");
-        }
-        assert!(Instant::now() < deadline, "hearth-intentd not ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let p = IntentProxy::new(&conn).await.expect("proxy");
 
     // params_json of 1 MiB: refused before parsing, naming the bound.

@@ -6,38 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on setup failure
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
 
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
+
+mod common;
 use serde_json::Value;
-
-/// Kills (SIGTERM, then waits) a child on drop, even when a test fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // kill(1) by the pid of a child this test started.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The project's private test bus (the shipped policy) and its address.
 fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
@@ -88,25 +64,6 @@ fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {
     (cat, signer)
 }
 
-async fn wait_for_name(conn: &zbus::Connection, name: &str, daemon: &mut Proc) {
-    let dbus = zbus::fdo::DBusProxy::new(conn).await.expect("dbus proxy");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let bus_name = zbus::names::BusName::try_from(name).expect("name");
-        if dbus.name_has_owner(bus_name).await.unwrap_or(false) {
-            return;
-        }
-        if let Ok(Some(st)) = daemon.0.try_wait() {
-            panic!("hearth-intentd exited before it was ready: {st}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hearth-intentd not ready in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn json(s: &str) -> Value {
     serde_json::from_str(s).expect("JSON reply")
 }
@@ -116,24 +73,12 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_bus, addr) = private_bus(tmp.path());
     let (_cat, signer) = sign_catalog(tmp.path());
-    let state = tmp.path().join("state");
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-intentd"))
-            .arg("--config")
-            .arg(tmp.path().join("intentd.toml"))
-            .arg("--state-dir")
-            .arg(&state)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &addr)
-            .env_remove("NOTIFY_SOCKET")
-            .spawn()
-            .expect("hearth-intentd"),
-    );
+    let _daemon = common::start_intentd(tmp.path(), &addr, &[]).await;
     let conn = zbus::connection::Builder::address(addr.as_str())
         .expect("address")
         .build()
         .await
         .expect("connect");
-    wait_for_name(&conn, "org.hearth.Intent1", &mut daemon).await;
     let p = IntentProxy::new(&conn).await.expect("proxy");
 
     let cat = json(&p.catalog().await.expect("catalog"));

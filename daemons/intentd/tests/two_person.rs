@@ -6,8 +6,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
@@ -15,33 +14,11 @@ use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
 use serde_json::Value;
 
+mod common;
+
 /// The admin who asks: uid 1000 in the group the test names as admins.
 const ADMIN_UID: u32 = 1000;
 const ADMINS_GROUP: &str = "users";
-
-/// Kills (SIGTERM, then waits) a child on drop, even when a test fails.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // kill(1) by the pid of a child this test started.
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Signs the shipped catalog and writes a config with `policy` lines.
 fn setup(dir: &Path, policy: &str) {
@@ -76,37 +53,13 @@ fn setup(dir: &Path, policy: &str) {
     .expect("config");
 }
 
-async fn start(dir: &Path, addr: &str) -> (Proc, zbus::Connection) {
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-intentd"))
-            .arg("--config")
-            .arg(dir.join("intentd.toml"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", addr)
-            .env("HEARTH_INFER_LLM", "0")
-            .env_remove("NOTIFY_SOCKET")
-            .spawn()
-            .expect("hearth-intentd"),
-    );
+async fn start(dir: &Path, addr: &str) -> (hearth_testbed::Started, zbus::Connection) {
+    let daemon = common::start_intentd(dir, addr, &[("HEARTH_INFER_LLM", "0")]).await;
     let conn = zbus::connection::Builder::address(addr)
         .expect("address")
         .build()
         .await
         .expect("connect");
-    let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("dbus proxy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let name = zbus::names::BusName::try_from("org.hearth.Intent1").expect("name");
-        if dbus.name_has_owner(name).await.unwrap_or(false) {
-            break;
-        }
-        if let Ok(Some(st)) = daemon.0.try_wait() {
-            panic!("hearth-intentd exited before it was ready: {st}");
-        }
-        assert!(Instant::now() < deadline, "hearth-intentd not ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     (daemon, conn)
 }
 
