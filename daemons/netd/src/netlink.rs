@@ -1,9 +1,9 @@
 //! Raw netlink for nf_tables: a socket, a message builder and an attribute
 //! parser.
 //!
-//! With [`crate::nft`] (nftnl's C calls), the only module of hearth-netd
-//! with `unsafe` code: the socket system calls, `setns` and a receive
-//! timeout. The nftables side ([`crate::nft`], whose
+//! With the `ffi` shims of [`crate::nft`] (libnftnl's C calls), one of the
+//! two modules of hearth-netd with `unsafe` code: here the socket system
+//! calls, `setns` and a receive timeout. The nftables side ([`crate::nft`], whose
 //! batch messages nftnl builds, and the watcher) builds and parses byte
 //! buffers through the safe API here; the rtnetlink side
 //! ([`crate::links`]) uses netlink-packet-route and netlink-sys instead,
