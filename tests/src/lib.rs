@@ -46,8 +46,8 @@ mod tpm;
 
 pub use bus::{PrivateBus, POLICY_DIR};
 pub use netns::UPLINK;
-pub use processes::{wait_until, Started};
 use processes::{stop_child, stop_pid, tail, wait_tcp};
+pub use processes::{wait_until, Started};
 pub use token::{SOFTHSM_MODULE, TOKEN_LABEL};
 use tpm::remove_credentials;
 pub use tpm::{creds_decrypt, creds_encrypt, PIN_CREDENTIAL};
