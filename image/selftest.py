@@ -3,20 +3,37 @@
 `image/run --selftest`) for one named check, over image/run's virtio-serial
 socket build/image/vm/selftest.sock.
 
-    image/selftest.py SOCK wait TIMEOUT              # until the agent answers
+    image/selftest.py SOCK wait TIMEOUT [QEMU-PID]   # until the agent answers
     image/selftest.py SOCK run TIMEOUT CHECK [ARG...]  # prints the check's output,
                                                      # exits with its status
+
+Exit status 124: connected, no answer within TIMEOUT; 125: could not connect
+(no qemu, or no self-test port); 126 (wait with QEMU-PID): qemu ended before
+the agent answered (a guest that panicked under -no-reboot).
 
 A request is one line of tab-separated fields (ID, CHECK, ARGs); the agent
 runs no shell. Its answer is framed by "@@BEGIN ID" and "@@END ID rc=N".
 """
+import os
 import re
 import socket
 import sys
 import time
 
 
-def connect(path, deadline):
+def alive(pid):
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def connect(path, deadline, pid=None):
     while True:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -24,7 +41,7 @@ def connect(path, deadline):
             s.settimeout(0.5)
             return s
         except OSError:
-            if time.time() >= deadline:
+            if time.time() >= deadline or not alive(pid):
                 return None
             time.sleep(1)
 
@@ -61,14 +78,21 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     path, what, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    pid = int(sys.argv[4]) if what == "wait" and len(sys.argv) > 4 else None
     deadline = time.time() + timeout
-    s = connect(path, deadline)
+    s = connect(path, deadline, pid)
     if s is None:
+        if not alive(pid):
+            print(f"selftest.py: qemu (pid {pid}) ended", file=sys.stderr)
+            return 126
         print(f"selftest.py: cannot connect to {path}", file=sys.stderr)
-        return 124
+        return 125
     fields = ["ping"] if what == "wait" else sys.argv[4:]
     rc, out = ask(s, fields, deadline)
     s.close()
+    if rc is None and not alive(pid):
+        print(f"selftest.py: qemu (pid {pid}) ended", file=sys.stderr)
+        return 126
     if rc is None:
         sys.stdout.write(out)
         print(f"\nselftest.py: no answer within {timeout:.0f}s", file=sys.stderr)
