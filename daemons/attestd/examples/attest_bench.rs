@@ -22,7 +22,7 @@ struct App {
 }
 
 fn tls(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().unwrap();
@@ -30,7 +30,7 @@ fn tls(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBu
     let leaf_key = KeyPair::generate().unwrap();
     let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
+        .signed_by(&leaf_key, &Issuer::from_params(&ca_params, &ca_key))
         .unwrap();
     let (c, k, r) = (
         dir.join("chain.pem"),

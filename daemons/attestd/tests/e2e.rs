@@ -49,7 +49,7 @@ struct Tls {
 }
 
 fn make_tls(dir: &Path, tag: &str) -> Tls {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -60,7 +60,9 @@ fn make_tls(dir: &Path, tag: &str) -> Tls {
     let leaf_params =
         CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
     let tls = Tls {
         chain: dir.join(format!("chain-{tag}.pem")),
         key: dir.join(format!("key-{tag}.pem")),

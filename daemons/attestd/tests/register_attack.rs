@@ -66,7 +66,7 @@ impl Drop for Appliance {
 }
 
 fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -77,7 +77,7 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let leaf_key = KeyPair::generate().unwrap();
     let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
         .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
+        .signed_by(&leaf_key, &Issuer::from_params(&ca_params, &ca_key))
         .unwrap();
     let (chain, key, root) = (
         dir.join("chain.pem"),
