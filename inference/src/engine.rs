@@ -170,7 +170,8 @@ pub struct Stats {
 /// The loaded models and the current catalog.
 pub struct Engine {
     embedder: Embedder,
-    heads: Heads,
+    /// The committee: heads trained alike from different seeds.
+    heads: Vec<Heads>,
     meta: Meta,
     digests: Vec<ModelDigest>,
     device: Device,
@@ -243,8 +244,10 @@ struct Filled {
     swapped: Option<BTreeMap<String, Value>>,
 }
 
-/// What the heads say about one request.
+/// What one member of the committee says about one request.
 struct Reading {
+    /// Which member.
+    member: usize,
     intent: Vec<f32>,
     polarity: Vec<f32>,
     found: Vec<Found>,
@@ -302,7 +305,7 @@ impl Engine {
             META_FILE,
             meta.weights_sha256
         );
-        let heads = Heads::load(meta.dims, &bytes, &device)?;
+        let heads = Heads::load_committee(meta.dims, meta.recipe.members, &bytes, &device)?;
         Ok(Engine {
             embedder,
             heads,
@@ -367,63 +370,76 @@ impl Engine {
     }
 
     /// Runs the model on the request with the existing domains it names
-    /// masked (`swap`: two of them trade placeholders), and returns what it
-    /// read with every span in the request's own byte ranges.
+    /// masked (`swap`: two of them trade placeholders): the encoder once,
+    /// then every member of the committee (or only member `only`). Returns
+    /// what each read, with every span in the request's own byte ranges.
     fn read(
         &self,
         text: &str,
         ctx: &Context,
         swap: Option<(&str, &str)>,
         stats: &mut Stats,
-    ) -> Result<Reading> {
+        only: Option<usize>,
+    ) -> Result<Vec<Reading>> {
         let masked = mask(text, ctx, &self.meta.lexicon.pools.placeholders, swap);
         let t0 = Instant::now();
         let (hidden, mask, encs) = self.embedder.token_states(&[masked.text.as_str()])?;
         stats.encode_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
-        let out = self.heads.forward(&hidden, &mask, None)?;
-        let intent = softmax(&out.intent.get(0)?.to_vec1::<f32>()?);
-        let polarity = softmax(&out.polarity.get(0)?.to_vec1::<f32>()?);
-        let tags = candle_nn::ops::softmax(&out.tags.get(0)?, D::Minus1)?;
-        let tags: Vec<Vec<f32>> = tags.to_vec2()?;
-        stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
         let enc = &encs[0];
         stats.tokens = enc.get_offsets().len();
         if self.debug {
             eprintln!("read as: {}", masked.text);
-            for (i, t) in enc.get_tokens().iter().enumerate() {
-                let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
-                eprintln!("{t:>12} {}", p.join(" "));
-            }
-            eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
         }
-        let (found, outside) = decode_spans(
-            &masked.text,
-            enc.get_offsets(),
-            enc.get_special_tokens_mask(),
-            enc.get_tokens(),
-            &tags,
-        );
-        let found = found
-            .into_iter()
-            .map(|mut f| {
-                (f.start, f.end) = masked.original(f.start, f.end);
-                f
-            })
-            .collect();
-        let outside = outside
-            .into_iter()
-            .map(|(s, e, p)| {
-                let (s, e) = masked.original(s, e);
-                (s, e, p)
-            })
-            .collect();
-        Ok(Reading {
-            intent,
-            polarity,
-            found,
-            outside,
-        })
+        let mut out = Vec::with_capacity(self.heads.len());
+        for (member, heads) in self.heads.iter().enumerate() {
+            if only.is_some_and(|k| k != member) {
+                continue;
+            }
+            let o = heads.forward(&hidden, &mask, None)?;
+            let intent = softmax(&o.intent.get(0)?.to_vec1::<f32>()?);
+            let polarity = softmax(&o.polarity.get(0)?.to_vec1::<f32>()?);
+            let tags = candle_nn::ops::softmax(&o.tags.get(0)?, D::Minus1)?;
+            let tags: Vec<Vec<f32>> = tags.to_vec2()?;
+            if self.debug {
+                eprintln!("member {member}");
+                for (i, t) in enc.get_tokens().iter().enumerate() {
+                    let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
+                    eprintln!("{t:>12} {}", p.join(" "));
+                }
+                eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
+            }
+            let (found, outside) = decode_spans(
+                &masked.text,
+                enc.get_offsets(),
+                enc.get_special_tokens_mask(),
+                enc.get_tokens(),
+                &tags,
+            );
+            let found = found
+                .into_iter()
+                .map(|mut f| {
+                    (f.start, f.end) = masked.original(f.start, f.end);
+                    f
+                })
+                .collect();
+            let outside = outside
+                .into_iter()
+                .map(|(s, e, p)| {
+                    let (s, e) = masked.original(s, e);
+                    (s, e, p)
+                })
+                .collect();
+            out.push(Reading {
+                member,
+                intent,
+                polarity,
+                found,
+                outside,
+            });
+        }
+        stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
+        Ok(out)
     }
 
     /// [`Engine::interpret`], also returning what it cost.
@@ -451,11 +467,18 @@ impl Engine {
                 stats,
             );
         }
-        let reading = match self.read(text, ctx, None, &mut stats) {
+        let readings = match self.read(text, ctx, None, &mut stats, None) {
             Ok(r) => r,
             Err(e) => return (refuse(format!("inference failed: {e:#}"), vec![]), stats),
         };
-        (self.decide(text, ctx, &reading), stats)
+        let each: Vec<Interpretation> =
+            readings.iter().map(|r| self.decide(text, ctx, r)).collect();
+        let propose = |id: String, params| {
+            self.catalog
+                .get(&id)
+                .map(|spec| self.proposal(spec, params))
+        };
+        (agree(each, propose), stats)
     }
 
     /// The playbooks by probability, best first (installed ones only).
@@ -653,7 +676,7 @@ impl Engine {
         let mut taken: Vec<(String, usize, usize)> = Vec::new();
         let mut strength: BTreeMap<String, f32> = BTreeMap::new();
         let found = assign_roles(spec, roles, &r.found);
-        let unsure = self.unsure_pair(text, ctx, spec, &found);
+        let unsure = self.unsure_pair(text, ctx, spec, &found, r.member);
         for f in &found {
             let role = &roles[f.role];
             let param = spec.params.iter().find(|p| &p.name == role);
@@ -932,6 +955,7 @@ impl Engine {
         ctx: &Context,
         spec: &PlaybookSpec,
         found: &[Found],
+        member: usize,
     ) -> Option<(String, String)> {
         let roles = &self.meta.labels.roles;
         for (i, p) in spec.params.iter().enumerate() {
@@ -952,7 +976,7 @@ impl Engine {
                 let keep = pr(a, a.role) * pr(b, b.role);
                 let other = pr(a, b.role) * pr(b, a.role);
                 if other > self.options.max_swap_odds * keep
-                    || !self.roles_follow_positions(text, ctx, spec, a, b)
+                    || !self.roles_follow_positions(text, ctx, spec, a, b, member)
                 {
                     return Some((p.name.clone(), q.name.clone()));
                 }
@@ -968,6 +992,7 @@ impl Engine {
         spec: &PlaybookSpec,
         a: &Found,
         b: &Found,
+        member: usize,
     ) -> bool {
         let (first, second) = if a.start <= b.start { (a, b) } else { (b, a) };
         if first.end > second.start {
@@ -987,7 +1012,17 @@ impl Engine {
         let (r2, p1, p2) = match (domain(t1), domain(t2)) {
             // Both are masked: trade their placeholders, same text.
             (Some(d1), Some(d2)) if d1 != d2 => {
-                let Ok(r2) = self.read(text, ctx, Some((d1, d2)), &mut Stats::default()) else {
+                let Some(r2) = self
+                    .read(
+                        text,
+                        ctx,
+                        Some((d1, d2)),
+                        &mut Stats::default(),
+                        Some(member),
+                    )
+                    .ok()
+                    .and_then(|mut r| r.pop())
+                else {
                     return false;
                 };
                 (r2, (first.start, first.end), (second.start, second.end))
@@ -1003,7 +1038,11 @@ impl Engine {
                 let shift = t2.len() as isize - t1.len() as isize;
                 let s2 = (second.start as isize + shift) as usize;
                 let p2 = (s2, s2 + t1.len());
-                let Ok(r2) = self.read(&swapped, ctx, None, &mut Stats::default()) else {
+                let Some(r2) = self
+                    .read(&swapped, ctx, None, &mut Stats::default(), Some(member))
+                    .ok()
+                    .and_then(|mut r| r.pop())
+                else {
                     return false;
                 };
                 (r2, p1, p2)
@@ -1140,6 +1179,95 @@ impl Engine {
                 .ok_or_else(|| format!("{span:?} is not a port")),
             _ => Ok(Value::String(span.to_string())),
         }
+    }
+}
+
+/// The committee's outcome from what each member made of the request: a
+/// plan only when every member made that same plan (playbook and
+/// parameters); otherwise the first refusal, when a member refused; and
+/// otherwise a question offering the plans the members proposed.
+fn agree(
+    mut each: Vec<Interpretation>,
+    propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,
+) -> Interpretation {
+    if each.len() <= 1 {
+        return each.pop().unwrap_or(Interpretation::Refusal {
+            reason: "the interpreter has no trained heads".into(),
+            candidates: vec![],
+        });
+    }
+    let plan = |i: &Interpretation| match i {
+        Interpretation::Plan {
+            playbook, params, ..
+        } => Some((playbook.clone(), params.clone())),
+        _ => None,
+    };
+    let first = plan(&each[0]);
+    if first.is_some() && each.iter().all(|i| plan(i) == first) {
+        let low = each
+            .iter()
+            .filter_map(|i| match i {
+                Interpretation::Plan { confidence, .. } => Some(*confidence),
+                _ => None,
+            })
+            .fold(1.0f32, f32::min);
+        let mut out = each.swap_remove(0);
+        if let Interpretation::Plan { confidence, .. } = &mut out {
+            *confidence = low;
+        }
+        return out;
+    }
+    if let Some(k) = each
+        .iter()
+        .position(|i| matches!(i, Interpretation::Refusal { .. }))
+    {
+        return each.swap_remove(k);
+    }
+    let mut options: Vec<Proposal> = Vec::new();
+    let mut question = None;
+    let mut candidates = Vec::new();
+    for i in each {
+        let offered = match i {
+            Interpretation::Plan {
+                playbook,
+                params,
+                candidates: c,
+                ..
+            } => {
+                if candidates.is_empty() {
+                    candidates = c;
+                }
+                propose(playbook, params).into_iter().collect()
+            }
+            Interpretation::Clarify {
+                question: q,
+                options: o,
+                candidates: c,
+            } => {
+                question.get_or_insert(q);
+                if candidates.is_empty() {
+                    candidates = c;
+                }
+                o
+            }
+            Interpretation::Refusal { .. } => vec![],
+        };
+        for p in offered {
+            if !options
+                .iter()
+                .any(|o| o.playbook == p.playbook && o.params == p.params)
+            {
+                options.push(p);
+            }
+        }
+    }
+    options.truncate(3);
+    Interpretation::Clarify {
+        question: question.unwrap_or_else(|| {
+            "The request can be read more than one way: which did you mean?".into()
+        }),
+        options,
+        candidates,
     }
 }
 
@@ -1700,6 +1828,82 @@ fn lower_first(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(from: &str, to: &str, confidence: f32) -> Interpretation {
+        Interpretation::Plan {
+            playbook: "net.allow".into(),
+            params: [("from", from), ("to", to)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Value::from(v)))
+                .collect(),
+            confidence,
+            candidates: vec![],
+        }
+    }
+
+    fn offer(id: String, params: BTreeMap<String, Value>) -> Option<Proposal> {
+        Some(Proposal {
+            summary: format!("{id} {}", plain(&Value::from(params.len()))),
+            playbook: id,
+            params,
+        })
+    }
+
+    #[test]
+    fn the_committee_plans_only_what_every_member_plans() {
+        match agree(
+            vec![plan("kids", "printer", 0.9), plan("kids", "printer", 0.8)],
+            offer,
+        ) {
+            Interpretation::Plan { confidence, .. } => assert_eq!(confidence, 0.8),
+            other => panic!("two equal plans gave {other:?}"),
+        }
+        // The other way round: a question offering both, never a plan.
+        match agree(
+            vec![plan("kids", "printer", 0.9), plan("printer", "kids", 0.9)],
+            offer,
+        ) {
+            Interpretation::Clarify { options, .. } => {
+                let ways: Vec<_> = options.iter().map(|o| o.params["from"].clone()).collect();
+                assert_eq!(ways, vec![Value::from("kids"), Value::from("printer")]);
+            }
+            other => panic!("two different plans gave {other:?}"),
+        }
+        // A member that refuses (it read a negation) wins over a plan.
+        let refusal = Interpretation::Refusal {
+            reason: "the request says not to do this".into(),
+            candidates: vec![],
+        };
+        match agree(vec![plan("kids", "printer", 0.99), refusal.clone()], offer) {
+            Interpretation::Refusal { reason, .. } => assert!(reason.contains("not to do")),
+            other => panic!("a refusal and a plan gave {other:?}"),
+        }
+        // A question and a plan: the question, with the plan among its
+        // options, each once.
+        let question = Interpretation::Clarify {
+            question: "Which way round did you mean?".into(),
+            options: vec![offer(
+                "net.allow".into(),
+                match plan("kids", "printer", 1.0) {
+                    Interpretation::Plan { params, .. } => params,
+                    _ => unreachable!(),
+                },
+            )
+            .unwrap()],
+            candidates: vec![],
+        };
+        match agree(vec![plan("kids", "printer", 0.9), question], offer) {
+            Interpretation::Clarify {
+                question, options, ..
+            } => {
+                assert_eq!(question, "Which way round did you mean?");
+                assert_eq!(options.len(), 1);
+            }
+            other => panic!("a plan and a question gave {other:?}"),
+        }
+        // One member: its outcome as it is.
+        assert_eq!(agree(vec![refusal.clone()], offer), refusal);
+    }
 
     /// Token offsets of `words` in `text` (each a (piece, is_continuation)).
     fn toks(text: &str, pieces: &[&str]) -> (Vec<(usize, usize)>, Vec<String>) {

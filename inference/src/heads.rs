@@ -1,6 +1,6 @@
 //! The interpreter's trained part: on top of all-MiniLM-L6-v2's token
-//! states (frozen), one small transformer block and three heads, trained
-//! jointly with candle:
+//! states (frozen), small transformer blocks and three heads, trained
+//! jointly with candle (twice, from two seeds: the engine's committee):
 //! - the playbook, or none of them (from the pooled block output);
 //! - the request's polarity: do it, do NOT do it, only asks about it;
 //! - a tag per token marking each parameter's span and role (BIO).
@@ -149,37 +149,40 @@ impl Heads {
         Ok(Heads { dims, vars })
     }
 
-    /// Loads weights saved by [`Heads::save_bytes`].
-    pub fn load(dims: Dims, bytes: &[u8], device: &Device) -> Result<Heads> {
+    /// Loads the members of a committee saved by [`save_committee`]:
+    /// member `k`'s weights are named `m{k}.` followed by the weight's name.
+    pub fn load_committee(
+        dims: Dims,
+        members: usize,
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<Vec<Heads>> {
+        anyhow::ensure!(members >= 1, "a committee of no heads");
         let tensors = candle_core::safetensors::load_buffer(bytes, device)?;
-        let mut vars = HashMap::new();
-        for (name, shape) in dims.shapes() {
-            let t = tensors
-                .get(&name)
-                .with_context(|| format!("the interpreter's weights lack {name}"))?;
-            anyhow::ensure!(
-                t.dims() == shape.as_slice(),
-                "the interpreter's weight {name} has shape {:?}, expected {shape:?}",
-                t.dims()
-            );
-            vars.insert(name.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?);
-        }
-        Ok(Heads { dims, vars })
-    }
-
-    /// The weights as a safetensors file.
-    pub fn save_bytes(&self) -> Result<Vec<u8>> {
-        let map: HashMap<String, Tensor> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        let dir = tempdir_for_save()?;
-        let path = dir.join("heads.safetensors");
-        candle_core::safetensors::save(&map, &path)?;
-        let bytes = std::fs::read(&path)?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(bytes)
+        let expected = members * dims.shapes().len();
+        anyhow::ensure!(
+            tensors.len() == expected,
+            "the interpreter's weights hold {} tensors, {members} members need {expected}",
+            tensors.len()
+        );
+        (0..members)
+            .map(|k| {
+                let mut vars = HashMap::new();
+                for (name, shape) in dims.shapes() {
+                    let key = format!("m{k}.{name}");
+                    let t = tensors
+                        .get(&key)
+                        .with_context(|| format!("the interpreter's weights lack {key}"))?;
+                    anyhow::ensure!(
+                        t.dims() == shape.as_slice(),
+                        "the interpreter's weight {key} has shape {:?}, expected {shape:?}",
+                        t.dims()
+                    );
+                    vars.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+                }
+                Ok(Heads { dims, vars })
+            })
+            .collect()
     }
 
     /// The sizes.
@@ -258,6 +261,26 @@ impl Heads {
             tags: dense(&x, self.w("tag.w"), self.w("tag.b"))?,
         })
     }
+}
+
+/// The members' weights as one safetensors file, read back by
+/// [`Heads::load_committee`].
+pub fn save_committee(members: &[Heads]) -> Result<Vec<u8>> {
+    let map: HashMap<String, Tensor> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(k, h)| {
+            h.vars
+                .iter()
+                .map(move |(name, v)| (format!("m{k}.{name}"), v.as_tensor().clone()))
+        })
+        .collect();
+    let dir = tempdir_for_save()?;
+    let path = dir.join("heads.safetensors");
+    candle_core::safetensors::save(&map, &path)?;
+    let bytes = std::fs::read(&path)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(bytes)
 }
 
 /// Sinusoidal position encodings, [t, m].

@@ -25,7 +25,11 @@
 //!    not parse refuses. A value tagged for a parameter the playbook does
 //!    not take, or an address or DNS name that no span uses, refuses a
 //!    change. A change to a protected domain (admin) refuses.
-//! 4. [`PlaybookSpec::validate`](hearth_common::catalog::PlaybookSpec::validate)
+//! 4. The heads are a committee of two, trained alike from different
+//!    seeds: each member's reading goes through the rules above, and a plan
+//!    is made only when both make the same one (otherwise a refusal, or a
+//!    question offering their plans).
+//! 5. [`PlaybookSpec::validate`](hearth_common::catalog::PlaybookSpec::validate)
 //!    canonicalizes and checks everything again; the gate checks it once
 //!    more.
 //!

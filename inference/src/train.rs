@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::embed::Embedder;
 use crate::gen::{check_catalog, Example, Generator, Labels, Rng};
-use crate::heads::{cross_entropy, Dims, Dropout, Heads};
+use crate::heads::{cross_entropy, save_committee, Dims, Dropout, Heads};
 use crate::lexicon::Lexicon;
 
 /// The trained model's directory under the models directory.
@@ -29,7 +29,7 @@ pub const HEADS_FILE: &str = "heads.safetensors";
 pub const META_FILE: &str = "meta.json";
 /// Version of the format and of the training recipe: changing either
 /// changes this, and so the inputs digest.
-pub const RECIPE: &str = "hearth-intent-heads/4";
+pub const RECIPE: &str = "hearth-intent-heads/5";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,11 @@ pub struct Recipe {
     pub lr: f64,
     /// Dropout probability.
     pub dropout: f32,
+    /// Members of the committee: heads trained on the same examples,
+    /// member `k` with initial weights, dropout and order from seed
+    /// `seed + k`. A plan is made only when every member reads the
+    /// request the same way (decision 070).
+    pub members: usize,
 }
 
 impl Default for Recipe {
@@ -60,6 +65,7 @@ impl Default for Recipe {
             batch: 32,
             lr: 2e-3,
             dropout: 0.1,
+            members: 2,
         }
     }
 }
@@ -85,8 +91,8 @@ pub struct Meta {
     pub weights_sha256: String,
     /// Examples generated.
     pub examples: usize,
-    /// The last epoch's mean loss.
-    pub final_loss: f32,
+    /// Each member's last epoch's mean loss.
+    pub final_loss: Vec<f32>,
 }
 
 /// The digest of training's inputs.
@@ -192,6 +198,7 @@ pub fn train(
     log: &mut dyn FnMut(&str),
 ) -> Result<(Vec<u8>, Meta)> {
     check_catalog(specs).map_err(|e| anyhow::anyhow!("catalog: {e}"))?;
+    anyhow::ensure!(recipe.members >= 1, "the recipe trains no member");
     let t0 = Instant::now();
     let mut gen = Generator::new(specs, lex, recipe.seed);
     let labels = gen.labels().clone();
@@ -209,9 +216,42 @@ pub fn train(
         "encoded with the frozen encoder in {:.1} s",
         t1.elapsed().as_secs_f64()
     ));
-    let device = Device::Cpu;
     let dims = Dims::for_labels(&labels);
-    let mut rng = Rng::new(recipe.seed ^ 0x5eed);
+    let mut members = Vec::with_capacity(recipe.members);
+    let mut final_loss = Vec::with_capacity(recipe.members);
+    for k in 0..recipe.members {
+        let seed = recipe.seed.wrapping_add(k as u64);
+        let mut log = |line: &str| log(&format!("member {}/{}: {line}", k + 1, recipe.members));
+        let (heads, loss) = train_member(&data, dims, recipe, seed, &mut log)?;
+        members.push(heads);
+        final_loss.push(loss);
+    }
+    let bytes = save_committee(&members)?;
+    let meta = Meta {
+        format: RECIPE.into(),
+        dims,
+        labels,
+        lexicon: lex.clone(),
+        recipe: *recipe,
+        inputs_sha256: inputs_digest(recipe, specs, lex, encoder_sha256),
+        weights_sha256: hex::encode(Sha256::digest(&bytes)),
+        examples: data.len(),
+        final_loss,
+    };
+    Ok((bytes, meta))
+}
+
+/// Trains one member of the committee on the encoded examples from
+/// `seed`; returns its weights and its last epoch's mean loss.
+fn train_member(
+    data: &[Encoded],
+    dims: Dims,
+    recipe: &Recipe,
+    seed: u64,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Heads, f32)> {
+    let device = Device::Cpu;
+    let mut rng = Rng::new(seed ^ 0x5eed);
     let heads = Heads::init(dims, &mut rng, &device)?;
     // As many batches as length_batches makes: windows of 16 batches.
     let steps_per_epoch: usize = (0..data.len())
@@ -233,7 +273,7 @@ pub fn train(
     )?;
     let mut drop = Dropout {
         p: recipe.dropout,
-        rng: Rng::new(recipe.seed ^ 0xd20),
+        rng: Rng::new(seed ^ 0xd20),
     };
     let mut order: Vec<usize> = (0..data.len()).collect();
     let mut step = 0usize;
@@ -246,7 +286,7 @@ pub fn train(
             order.swap(i, j);
         }
         let mut sum = 0.0f32;
-        let batches = length_batches(&order, &data, recipe.batch, &mut rng);
+        let batches = length_batches(&order, data, recipe.batch, &mut rng);
         for idx in &batches {
             let warm = (total_steps / 20).max(1);
             let lr = if step < warm {
@@ -256,7 +296,7 @@ pub fn train(
                     * (1.0 - (step - warm) as f64 / (total_steps - warm).max(1) as f64).max(0.02)
             };
             opt.set_learning_rate(lr);
-            let (grads, loss) = parallel_grads(&heads, &data, idx, dims, &device, &mut drop)?;
+            let (grads, loss) = parallel_grads(&heads, data, idx, dims, &device, &mut drop)?;
             opt.step(&grads)?;
             sum += loss;
             step += 1;
@@ -270,19 +310,7 @@ pub fn train(
             t.elapsed().as_secs_f64()
         ));
     }
-    let bytes = heads.save_bytes()?;
-    let meta = Meta {
-        format: RECIPE.into(),
-        dims,
-        labels,
-        lexicon: lex.clone(),
-        recipe: *recipe,
-        inputs_sha256: inputs_digest(recipe, specs, lex, encoder_sha256),
-        weights_sha256: hex::encode(Sha256::digest(&bytes)),
-        examples: data.len(),
-        final_loss,
-    };
-    Ok((bytes, meta))
+    Ok((heads, final_loss))
 }
 
 /// The epoch's batches: the shuffled order cut into windows of 16

@@ -55,13 +55,15 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// The pass rates below which these tests fail, and the most harmful plans
 /// (a change other than the expected outcome) each set may hold: the
 /// figures measured for docs/perf.md, so that a regression fails. The
-/// target is zero harmful plans; these bounds are where the interpreter
-/// stands, not where it should be.
-const MIN_RATE: f64 = 0.85;
-const MIN_RATE_CHALLENGE: f64 = 0.78;
-const MAX_HARMFUL_DEV: usize = 2;
+/// target is zero harmful plans and 97 %; these bounds are where the
+/// interpreter stands, not where it should be. (The committee of two
+/// heads, decision 070, traded pass rate for harmful plans: 5 → 1 over the
+/// four sets, the one left on the probes.)
+const MIN_RATE: f64 = 0.78;
+const MIN_RATE_CHALLENGE: f64 = 0.73;
+const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
-const MAX_HARMFUL_CHALLENGE: usize = 2;
+const MAX_HARMFUL_CHALLENGE: usize = 0;
 
 /// Evaluates every `step`-th case of `file` (at least `min_cases` long):
 /// pass rate at least `min_rate`, no state-changing plan other than the

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use hearth_inference::embed::Embedder;
 use hearth_inference::gen::Generator;
+use hearth_inference::heads::Heads;
 use hearth_inference::lexicon::Lexicon;
 use hearth_inference::train::{train, Recipe};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,23 @@ fn training_is_reproducible() {
     let (b, mb) = train(&embedder, &sha, &specs, &lex, &recipe, &mut quiet).unwrap();
     assert_eq!(ma.weights_sha256, hex::encode(Sha256::digest(&a)));
     assert_eq!(a, b, "same inputs and seed, different weights");
+    // The committee: as many members as the recipe says, each its own.
+    let members = Heads::load_committee(ma.dims, recipe.members, &a, &Device::Cpu).unwrap();
+    assert_eq!(members.len(), 2);
+    let first = |h: &Heads| {
+        h.vars()[0]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_ne!(
+        first(&members[0]),
+        first(&members[1]),
+        "two members, one set of weights"
+    );
+    assert!(Heads::load_committee(ma.dims, 3, &a, &Device::Cpu).is_err());
     assert_eq!(ma.inputs_sha256, mb.inputs_sha256);
     let other = Recipe {
         seed: recipe.seed + 1,

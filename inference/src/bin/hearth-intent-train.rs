@@ -36,6 +36,9 @@ struct Args {
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Override the number of committee members.
+    #[arg(long)]
+    members: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,9 @@ fn main() -> ExitCode {
     }
     if let Some(e) = args.epochs {
         recipe.epochs = e;
+    }
+    if let Some(m) = args.members {
+        recipe.members = m;
     }
     let t = std::time::Instant::now();
     let mut log = |m: &str| eprintln!("[train] {m}");
