@@ -459,13 +459,18 @@ fn batch_loss(
 /// Reads the catalog directory and the language file, trains, and writes
 /// `heads.safetensors` and `meta.json` atomically under
 /// `models_dir/hearth-intent/` unless they are there already for the same
-/// inputs (then nothing is trained; returns false).
+/// inputs (then nothing is trained; returns false). With `cache`, weights
+/// trained before from the same inputs are taken from `cache/<inputs
+/// sha256>/` (checked against their description's digests) instead of
+/// training again, and weights trained here are kept there: training is
+/// deterministic, so the same inputs give these same bytes.
 pub fn train_into(
     models_dir: &Path,
     catalog_dir: &Path,
     lexicon_path: &Path,
     recipe: &Recipe,
     force: bool,
+    cache: Option<&Path>,
     log: &mut dyn FnMut(&str),
 ) -> Result<bool> {
     let specs = crate::catalog::load_dir(catalog_dir)?;
@@ -477,32 +482,59 @@ pub fn train_into(
     let encoder_sha = hex::encode(Sha256::digest(&weights));
     let want = inputs_digest(recipe, &specs, &lex, &encoder_sha);
     let out_dir = models_dir.join(HEADS_DIR);
+    if !force && trained_for(&out_dir, &want).is_some() {
+        log(&format!("up to date: inputs {want} (nothing trained)"));
+        return Ok(false);
+    }
+    let cached = cache.map(|c| c.join(&want));
     if !force {
-        if let Ok(text) = std::fs::read_to_string(out_dir.join(META_FILE)) {
-            if let Ok(meta) = serde_json::from_str::<Meta>(&text) {
-                let have = std::fs::read(out_dir.join(HEADS_FILE))
-                    .map(|b| hex::encode(Sha256::digest(&b)))
-                    .unwrap_or_default();
-                if meta.inputs_sha256 == want && meta.weights_sha256 == have {
-                    log(&format!(
-                        "up to date: inputs {want}, weights {have} (nothing trained)"
-                    ));
-                    return Ok(false);
-                }
-            }
+        if let Some((bytes, meta)) = cached.as_deref().and_then(|d| trained_for(d, &want)) {
+            write_model(&out_dir, &bytes, &meta)?;
+            log(&format!(
+                "taken from the cache {} (inputs {want}, weights {}; nothing trained)",
+                cached.as_deref().unwrap_or(Path::new("")).display(),
+                meta.weights_sha256
+            ));
+            return Ok(false);
         }
     }
     let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;
     let (bytes, meta) = train(&embedder, &encoder_sha, &specs, &lex, recipe, log)?;
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    hearth_common::fsutil::write_atomic(&out_dir.join(HEADS_FILE), &bytes, 0o644)?;
-    let text = serde_json::to_string_pretty(&meta)?;
-    hearth_common::fsutil::write_atomic(&out_dir.join(META_FILE), text.as_bytes(), 0o644)?;
+    write_model(&out_dir, &bytes, &meta)?;
     log(&format!(
         "wrote {} (sha256 {}) and {}",
         out_dir.join(HEADS_FILE).display(),
         meta.weights_sha256,
         META_FILE
     ));
+    if let Some(dir) = cached {
+        // A cache that cannot be written costs the next run a training,
+        // nothing else.
+        match write_model(&dir, &bytes, &meta) {
+            Ok(()) => log(&format!("kept in the cache {}", dir.display())),
+            Err(e) => log(&format!("not kept in the cache: {e:#}")),
+        }
+    }
     Ok(true)
+}
+
+/// The weights and description in `dir` when they were trained from the
+/// inputs `want` and the weights are those the description names.
+fn trained_for(dir: &Path, want: &str) -> Option<(Vec<u8>, Meta)> {
+    let text = std::fs::read_to_string(dir.join(META_FILE)).ok()?;
+    let meta: Meta = serde_json::from_str(&text).ok()?;
+    let bytes = std::fs::read(dir.join(HEADS_FILE)).ok()?;
+    (meta.format == RECIPE
+        && meta.inputs_sha256 == want
+        && meta.weights_sha256 == hex::encode(Sha256::digest(&bytes)))
+    .then_some((bytes, meta))
+}
+
+/// Writes the weights, then their description, each atomically.
+fn write_model(dir: &Path, bytes: &[u8], meta: &Meta) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    hearth_common::fsutil::write_atomic(&dir.join(HEADS_FILE), bytes, 0o644)?;
+    let text = serde_json::to_string_pretty(meta)?;
+    hearth_common::fsutil::write_atomic(&dir.join(META_FILE), text.as_bytes(), 0o644)?;
+    Ok(())
 }

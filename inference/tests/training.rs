@@ -10,7 +10,7 @@ use hearth_inference::embed::Embedder;
 use hearth_inference::gen::Generator;
 use hearth_inference::heads::Heads;
 use hearth_inference::lexicon::Lexicon;
-use hearth_inference::train::{train, Recipe};
+use hearth_inference::train::{train, train_into, Recipe};
 use sha2::{Digest, Sha256};
 
 fn root() -> PathBuf {
@@ -151,4 +151,68 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
+}
+
+/// Weights trained before from the same inputs come from the cache, checked
+/// by digest; a cache entry whose weights do not match its description is
+/// not used (training runs again).
+#[test]
+fn the_cache_gives_back_the_same_weights_and_refuses_damaged_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(
+        root().join("models/all-MiniLM-L6-v2"),
+        models.join("all-MiniLM-L6-v2"),
+    )
+    .unwrap();
+    let cache = tmp.path().join("cache");
+    let recipe = Recipe {
+        per_playbook: 2,
+        none: 4,
+        epochs: 1,
+        batch: 8,
+        ..Recipe::default()
+    };
+    let (catalog, lexicon) = (
+        root().join("playbooks"),
+        root().join("playbooks/language/en.toml"),
+    );
+    let mut quiet = |_: &str| {};
+    let mut run = |force: bool| {
+        train_into(
+            &models,
+            &catalog,
+            &lexicon,
+            &recipe,
+            force,
+            Some(&cache),
+            &mut quiet,
+        )
+        .unwrap()
+    };
+    let heads = models.join("hearth-intent/heads.safetensors");
+    assert!(run(false), "nothing there: it trains");
+    let trained = std::fs::read(&heads).unwrap();
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read(entry.join("heads.safetensors")).unwrap(),
+        trained
+    );
+    std::fs::remove_dir_all(models.join("hearth-intent")).unwrap();
+    assert!(!run(false), "the cache had them: nothing trained");
+    assert_eq!(std::fs::read(&heads).unwrap(), trained);
+    // Damaged in the cache: not taken, trained again (the same bytes).
+    std::fs::remove_dir_all(models.join("hearth-intent")).unwrap();
+    let mut bad = trained.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(entry.join("heads.safetensors"), bad).unwrap();
+    assert!(run(false), "a damaged cache entry was used");
+    assert_eq!(std::fs::read(&heads).unwrap(), trained);
 }

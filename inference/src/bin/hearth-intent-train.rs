@@ -39,6 +39,11 @@ struct Args {
     /// Override the number of committee members.
     #[arg(long)]
     members: Option<usize>,
+    /// Take weights trained before from the same inputs from this
+    /// directory (and keep new ones there), one subdirectory per inputs
+    /// digest.
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -64,7 +69,15 @@ fn main() -> ExitCode {
     }
     let t = std::time::Instant::now();
     let mut log = |m: &str| eprintln!("[train] {m}");
-    match train_into(&models, &catalog, &lexicon, &recipe, args.force, &mut log) {
+    match train_into(
+        &models,
+        &catalog,
+        &lexicon,
+        &recipe,
+        args.force,
+        args.cache.as_deref(),
+        &mut log,
+    ) {
         Ok(_) => {
             eprintln!("[train] done in {:.1} s", t.elapsed().as_secs_f64());
             ExitCode::SUCCESS
