@@ -23,6 +23,18 @@ fn catalog() -> (Vec<hearth_common::catalog::PlaybookSpec>, Lexicon) {
     (specs, lex)
 }
 
+/// A small recipe (batches of 8) for tests; the shipped one is what
+/// scripts/train-intent runs.
+fn small(per_playbook: usize, none: usize, epochs: usize) -> Recipe {
+    Recipe {
+        per_playbook,
+        none,
+        epochs,
+        batch: 8,
+        ..Recipe::default()
+    }
+}
+
 /// The same inputs and seed give the same weights, byte for byte; another
 /// seed gives others. (A small recipe: the full one is what
 /// scripts/train-intent runs, with the digest checked the same way.)
@@ -33,13 +45,7 @@ fn training_is_reproducible() {
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
     let sha = hex::encode(Sha256::digest(&weights));
     let embedder = Embedder::load(&dir, weights, &Device::Cpu).unwrap();
-    let recipe = Recipe {
-        per_playbook: 6,
-        none: 12,
-        epochs: 2,
-        batch: 8,
-        ..Recipe::default()
-    };
+    let recipe = small(6, 12, 2);
     let mut quiet = |_: &str| {};
     let (a, ma) = train(&embedder, &sha, &specs, &lex, &recipe, &mut quiet).unwrap();
     let (b, mb) = train(&embedder, &sha, &specs, &lex, &recipe, &mut quiet).unwrap();
@@ -167,13 +173,7 @@ fn the_cache_gives_back_the_same_weights_and_refuses_damaged_ones() {
     )
     .unwrap();
     let cache = tmp.path().join("cache");
-    let recipe = Recipe {
-        per_playbook: 2,
-        none: 4,
-        epochs: 1,
-        batch: 8,
-        ..Recipe::default()
-    };
+    let recipe = small(2, 4, 1);
     let (catalog, lexicon) = (
         root().join("playbooks"),
         root().join("playbooks/language/en.toml"),
