@@ -58,9 +58,14 @@ fn sandbox_starts_every_daemon_which_answers_refuses_outsiders_and_stops_cleanly
             assert_eq!(p.ping().await.unwrap(), "pong", "{} answers Ping", s.unit);
             assert_eq!(p.name().await.unwrap(), s.unit);
             // We are root: an admin by default.
-            let me: serde_json::Value = serde_json::from_str(&p.who_am_i().await.unwrap()).unwrap();
-            assert_eq!(me["uid"], 0, "{}: {me}", s.unit);
-            assert_eq!(me["role"], "admin", "{}: {me}", s.unit);
+            let me = hearth_common::contract::daemon::who_am_i(&p).await.unwrap();
+            assert_eq!(me.uid, 0, "{}: {me:?}", s.unit);
+            assert_eq!(
+                me.role,
+                hearth_common::contract::daemon::CallerRole::Admin,
+                "{}: {me:?}",
+                s.unit
+            );
         }
     });
 

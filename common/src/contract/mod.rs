@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::HearthError;
 
 pub mod attestation;
+pub mod daemon;
 pub mod describe;
 pub mod dhcp;
 pub mod dns;

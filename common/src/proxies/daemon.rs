@@ -7,7 +7,7 @@ use crate::HearthError;
 pub trait Daemon {
     /// Answers "pong" at once.
     fn ping(&self) -> Result<String, HearthError>;
-    /// The caller as the daemon sees it, as JSON (uid, gids, role);
+    /// The caller as the daemon sees it -> `contract::daemon::Identity`;
     /// NotAuthorized outside the operators and admins groups.
     fn who_am_i(&self) -> Result<String, HearthError>;
     /// The daemon's unit name.

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use hearth_common::contract::daemon::{CallerRole, Identity};
 use hearth_common::names::{Service, DAEMON_INTERFACE};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -314,7 +315,7 @@ impl DaemonIface {
         "pong".into()
     }
 
-    /// The caller as this daemon sees it (UID, groups, role), as JSON.
+    /// The caller as this daemon sees it: a `contract::daemon::Identity`.
     /// Operators and admins only: anyone else gets NotAuthorized.
     async fn who_am_i(
         &self,
@@ -322,14 +323,16 @@ impl DaemonIface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, hearth_common::HearthError> {
         let c = self.access.require(conn, &hdr, Role::Operator).await?;
-        let role = if c.is_admin { "admin" } else { "operator" };
-        Ok(serde_json::json!({
-            "uid": c.uid,
-            "gids": c.gids,
-            "role": role,
-            "service": c.is_service,
+        hearth_common::contract::encode(&Identity {
+            uid: c.uid,
+            gids: c.gids.iter().copied().collect(),
+            role: if c.is_admin {
+                CallerRole::Admin
+            } else {
+                CallerRole::Operator
+            },
+            service: c.is_service,
         })
-        .to_string())
     }
 }
 
