@@ -43,10 +43,10 @@ impl Dims {
     pub fn for_labels(labels: &Labels) -> Dims {
         Dims {
             input: 384,
-            model: 192,
+            model: 128,
             heads: 4,
             blocks: 2,
-            ff: 384,
+            ff: 256,
             intents: labels.intents.len(),
             polarities: crate::gen::POLARITIES.len(),
             tags: labels.n_tags(),

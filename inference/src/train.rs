@@ -29,7 +29,7 @@ pub const HEADS_FILE: &str = "heads.safetensors";
 pub const META_FILE: &str = "meta.json";
 /// Version of the format and of the training recipe: changing either
 /// changes this, and so the inputs digest.
-pub const RECIPE: &str = "hearth-intent-heads/5";
+pub const RECIPE: &str = "hearth-intent-heads/6";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -160,29 +160,85 @@ pub fn token_tags(
     tags
 }
 
+/// Encodes the examples with the frozen encoder: chunks of examples of
+/// similar length (little padding; padding is masked), the chunks shared
+/// among the cores, the results put back in the examples' order. The
+/// chunks depend only on the examples, so the same examples give the same
+/// states.
 fn encode_all(embedder: &Embedder, examples: &[Example]) -> Result<Vec<Encoded>> {
-    let mut out = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(64) {
-        let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-        let (hidden, _mask, encs) = embedder.token_states(&texts)?;
-        let dim = hidden.dim(2)?;
-        for (i, (ex, enc)) in chunk.iter().zip(&encs).enumerate() {
-            let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
-            let states: Vec<f32> = hidden.get(i)?.narrow(0, 0, len)?.flatten_all()?.to_vec1()?;
-            debug_assert_eq!(states.len(), len * dim);
-            let tags = token_tags(
-                &enc.get_offsets()[..len],
-                &enc.get_special_tokens_mask()[..len],
-                &ex.slots,
-            );
-            out.push(Encoded {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| (examples[i].text.len(), i));
+    let chunks: Vec<&[usize]> = order.chunks(64).collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, chunks.len().max(1));
+    let parts: Vec<Result<Vec<(usize, Encoded)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let chunks = &chunks;
+                s.spawn(move || -> Result<Vec<(usize, Encoded)>> {
+                    let mut out = Vec::new();
+                    for chunk in chunks.iter().skip(k).step_by(threads) {
+                        out.extend(encode_chunk(embedder, examples, chunk)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an encoding thread panicked")))
+            })
+            .collect()
+    });
+    let mut slots: Vec<Option<Encoded>> = (0..examples.len()).map(|_| None).collect();
+    for part in parts {
+        for (i, e) in part? {
+            slots[i] = Some(e);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|e| e.ok_or_else(|| anyhow::anyhow!("an example was not encoded")))
+        .collect()
+}
+
+fn encode_chunk(
+    embedder: &Embedder,
+    examples: &[Example],
+    chunk: &[usize],
+) -> Result<Vec<(usize, Encoded)>> {
+    let texts: Vec<&str> = chunk.iter().map(|&i| examples[i].text.as_str()).collect();
+    let (hidden, _mask, encs) = embedder.token_states(&texts)?;
+    let dim = hidden.dim(2)?;
+    let mut out = Vec::with_capacity(chunk.len());
+    for (row, (&i, enc)) in chunk.iter().zip(&encs).enumerate() {
+        let ex = &examples[i];
+        let len = enc.get_attention_mask().iter().filter(|&&m| m == 1).count();
+        let states: Vec<f32> = hidden
+            .get(row)?
+            .narrow(0, 0, len)?
+            .flatten_all()?
+            .to_vec1()?;
+        debug_assert_eq!(states.len(), len * dim);
+        let tags = token_tags(
+            &enc.get_offsets()[..len],
+            &enc.get_special_tokens_mask()[..len],
+            &ex.slots,
+        );
+        out.push((
+            i,
+            Encoded {
                 states,
                 len,
                 tags,
                 intent: ex.intent as u32,
                 polarity: ex.polarity as u32,
-            });
-        }
+            },
+        ));
     }
     Ok(out)
 }

@@ -47,6 +47,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Training shares the work among the cores itself (the halves of each
+    // batch, the chunks to encode); candle's own splitting of these small
+    // tensors over a pool of spinning threads made each step twice as
+    // slow (docs/perf.md). Set before candle makes its pools; a value
+    // given by the caller is kept.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let args = Args::parse();
     let models = args
         .models
