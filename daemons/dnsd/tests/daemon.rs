@@ -9,70 +9,42 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use hearth_common::contract::dns::{self as contract, RecordType};
 use hearth_common::proxies::dns::DnsProxy;
 use hearth_common::HearthError;
 use support::dig;
-use tokio::net::UnixDatagram;
-use tokio::process::{Child, Command};
-
-const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// The project's private test bus (the shipped policy), stopped on drop.
 type Bus = hearth_testbed::PrivateBus;
 
-/// A running hearth-dnsd, started and awaited like systemd does (READY=1).
-struct Daemon {
-    child: Child,
-}
+/// A running hearth-dnsd, started and awaited like systemd does (READY=1
+/// on its notify socket), stopped when dropped.
+struct Daemon(hearth_testbed::Started);
 
 impl Daemon {
     async fn start(bus: &Bus, dir: &Path, config: &Path) -> Result<Daemon> {
-        let notify_path = dir.join("notify");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path)?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-dnsd"))
-            .arg("--config")
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hearth-dnsd"));
+        cmd.arg("--config")
             .arg(config)
             .arg("--state-dir")
             .arg(dir.join("state"))
             .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("HEARTH_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting hearth-dnsd")?;
-        let ready = async {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let n = notify.recv(&mut buf).await?;
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1")
-                {
-                    return Ok::<_, anyhow::Error>(());
-                }
-            }
-        };
-        tokio::select! {
-            r = tokio::time::timeout(READY_LIMIT, ready) => r.context("no READY=1 in time")??,
-            status = child.wait() => bail!("hearth-dnsd exited before READY=1: {:?}", status?),
-        }
-        Ok(Daemon { child })
+            .env("HEARTH_LOG", "warn");
+        let dir = dir.to_path_buf();
+        // The wait blocks: off the runtime.
+        let started = tokio::task::spawn_blocking(move || {
+            hearth_testbed::Daemon::start(hearth_common::names::DNS, cmd, &dir)
+        })
+        .await??;
+        Ok(Daemon(started))
     }
 
     /// SIGTERM, then the exit status must be success.
     async fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().context("no pid")?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await?;
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .context("hearth-dnsd did not stop on SIGTERM")??;
+        let exit =
+            tokio::task::spawn_blocking(move || self.0 .0.terminate(Duration::from_secs(20)))
+                .await??;
         assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
         Ok(())
     }

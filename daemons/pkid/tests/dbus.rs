@@ -3,26 +3,15 @@
 //! errors they get, and a restart that keeps the root and the inventory.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use hearth_common::contract::pki::{self as contract, CertName, Profile};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
 use hearth_hsm::testing::TestToken;
-
-/// Kills what it holds when dropped (also when a test fails).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The project's private test bus (the shipped policy), stopped on drop.
 type Bus = hearth_testbed::PrivateBus;
@@ -31,9 +20,8 @@ fn start_bus(dir: &Path) -> Result<Bus> {
     Bus::start(dir)
 }
 
-struct Daemon {
-    proc: Proc,
-}
+/// A running hearth-pkid, stopped when dropped (also when a test fails).
+struct Daemon(hearth_testbed::Started);
 
 fn config(dir: &Path, token: &TestToken) -> Result<PathBuf> {
     let p = dir.join("hearth-pkid.toml");
@@ -62,54 +50,24 @@ export_dir = "{}"
 
 /// Starts hearth-pkid and waits for its READY=1 on a notify socket.
 fn start_daemon(dir: &Path, bus: &Bus, config: &Path) -> Result<Daemon> {
-    let notify_path = dir.join("notify");
-    let _ = std::fs::remove_file(&notify_path);
-    let notify = UnixDatagram::bind(&notify_path)?;
-    notify.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_hearth-pkid"))
-        .arg("--config")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-pkid"));
+    cmd.arg("--config")
         .arg(config)
         .arg("--state-dir")
         .arg(dir.join("state"))
         .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting hearth-pkid")?;
-    let mut d = Daemon { proc: Proc(child) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(status) = d.proc.0.try_wait()? {
-            bail!("hearth-pkid exited before READY=1: {status}");
-        }
-        if Instant::now() > deadline {
-            bail!("hearth-pkid sent no READY=1 within 60 s");
-        }
-        match notify.recv(&mut buf) {
-            Ok(n) => {
-                let msg = String::from_utf8_lossy(&buf[..n]);
-                if msg.lines().any(|l| l == "READY=1") {
-                    return Ok(d);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        .env_remove("CREDENTIALS_DIRECTORY");
+    Ok(Daemon(hearth_testbed::Daemon::start(
+        hearth_common::names::PKI,
+        cmd,
+        dir,
+    )?))
 }
 
 impl Daemon {
     /// SIGTERM, then the exit status must be success.
     fn stop(mut self) -> Result<()> {
-        let pid = nix::unistd::Pid::from_raw(self.proc.0.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let status = self.proc.0.wait()?;
+        let status = self.0 .0.terminate(Duration::from_secs(60))?;
         assert!(
             status.success(),
             "hearth-pkid exits cleanly on SIGTERM: {status}"
