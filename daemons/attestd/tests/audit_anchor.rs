@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
-use common::{await_ready, free_port, Proc};
+use common::free_port;
 
 use std::collections::BTreeMap;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -81,7 +80,7 @@ fn signed_catalog(dir: &Path) -> (Settings, KeyFileSigner) {
 struct Attestd {
     _swtpm: Swtpm,
     _bus: hearth_testbed::PrivateBus,
-    daemon: Proc,
+    daemon: hearth_testbed::Started,
     address: String,
 }
 
@@ -105,21 +104,14 @@ fn start_attestd(dir: &Path) -> Attestd {
         ),
     )
     .unwrap();
-    let notify_path = dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(dir.join("state/attestd"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("TSS2_LOG", "all+NONE")
-            .spawn()
-            .unwrap(),
-    );
-    await_ready(&notify, &mut daemon.0, None);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
+    cmd.arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.join("state/attestd"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env("TSS2_LOG", "all+NONE");
+    let daemon = common::start(cmd, dir);
     Attestd {
         _swtpm: swtpm,
         _bus: bus,
@@ -301,8 +293,8 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
 
     // hearth-attestd stops: a playbook installed now cannot be measured,
     // so it is not usable, and the error says why.
-    let _ = attestd.daemon.0.kill();
-    let _ = attestd.daemon.0.wait();
+    let _ = attestd.daemon.0.child.kill();
+    let _ = attestd.daemon.0.child.wait();
     let e = intent
         .install_playbook(
             "pki.list_certificates.dsse.json",

@@ -4,9 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
-use common::{await_ready, free_port, Proc};
+use common::free_port;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 
@@ -52,21 +51,14 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     let config_path = dir.path().join("etc/hearth-attestd.toml");
     std::fs::write(&config_path, config).unwrap();
 
-    let notify_path = dir.path().join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(dir.path().join("state/hearth-attestd"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("TSS2_LOG", "all+NONE")
-            .spawn()
-            .unwrap(),
-    );
-    await_ready(&notify, &mut daemon.0, None);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
+    cmd.arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state/hearth-attestd"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env("TSS2_LOG", "all+NONE");
+    let mut daemon = common::start(cmd, dir.path());
 
     let conn = zbus::connection::Builder::address(address.as_str())
         .unwrap()
@@ -138,13 +130,13 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     assert_eq!(report.actions, vec!["net.open_port #1".to_string()]);
 
     // SIGTERM: a clean exit.
-    let pid = daemon.0.id().to_string();
+    let pid = daemon.0.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let status = daemon.0.wait().unwrap();
+    let status = daemon.0.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 

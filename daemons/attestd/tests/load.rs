@@ -5,9 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
-use common::{await_ready, free_port, Proc};
+use common::free_port;
 
-use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -41,21 +40,14 @@ async fn a_quote_burst_from_one_client_is_limited_and_measure_still_completes() 
         ),
     )
     .unwrap();
-    let notify_path = dir.path().join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("TSS2_LOG", "all+NONE")
-            .spawn()
-            .unwrap(),
-    );
-    await_ready(&notify, &mut daemon.0, None);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
+    cmd.arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env("TSS2_LOG", "all+NONE");
+    let _daemon = common::start(cmd, dir.path());
 
     let conn = zbus::connection::Builder::address(address.as_str())
         .unwrap()

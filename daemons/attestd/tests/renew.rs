@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
-use common::{await_ready, free_port, Proc};
+use common::free_port;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,29 +120,19 @@ async fn certificate_is_renewed_from_pkid_while_serving_and_kept_when_pkid_is_go
         ),
     )
     .unwrap();
-    let log: PathBuf = dir.join("attestd.log");
-    let notify_path = dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    let mut daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_hearth-attestd"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
-            )
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("HEARTH_LOG", "info")
-            .env("TSS2_LOG", "all+NONE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    await_ready(&notify, &mut daemon.0, Some(&log));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
+    cmd.arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
+        )
+        .env("HEARTH_LOG", "info")
+        .env("TSS2_LOG", "all+NONE");
+    let mut daemon = common::start(cmd, &dir);
+    let log: PathBuf = daemon.0.log.clone();
 
     // The certificate pkid issued at start, then a different one (another
     // serial, another key) while the server keeps answering.
@@ -191,7 +180,10 @@ async fn certificate_is_renewed_from_pkid_while_serving_and_kept_when_pkid_is_go
     wait_for_count(&log, RENEW_FAILED, before + 3).await;
     let again = probe(port, &root).await.unwrap();
     assert_eq!(again.serial, kept.serial, "still the same certificate");
-    assert!(daemon.0.try_wait().unwrap().is_none(), "daemon still up");
+    assert!(
+        daemon.0.child.try_wait().unwrap().is_none(),
+        "daemon still up"
+    );
     // Status shows the certificate served.
     assert_eq!(
         again.status["tls"]["serial"], kept.serial,
@@ -227,13 +219,13 @@ async fn certificate_is_renewed_from_pkid_while_serving_and_kept_when_pkid_is_go
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     // SIGTERM: a clean exit.
-    let pid = daemon.0.id().to_string();
+    let pid = daemon.0.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let st = daemon.0.wait().unwrap();
+    let st = daemon.0.child.wait().unwrap();
     assert!(st.success(), "{st}");
 }
 
