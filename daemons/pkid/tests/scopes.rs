@@ -8,12 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use hearth_common::contract::pki as contract;
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
@@ -22,15 +20,6 @@ use hearth_hsm::testing::TestToken;
 /// The service user of the test: nobody (uid/gid 65534).
 const SERVICE_USER: &str = "nobody";
 const SERVICE_UID: u32 = 65534;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn config(dir: &Path, token: &TestToken, services: &str) -> Result<PathBuf> {
     let p = dir.join("hearth-pkid.toml");
@@ -59,49 +48,21 @@ service_users = ["{SERVICE_USER}"]
     Ok(p)
 }
 
-fn start_daemon(dir: &Path, bus: &hearth_testbed::PrivateBus, config: &Path) -> Result<Proc> {
-    let notify_path = dir.join("notify");
-    let _ = std::fs::remove_file(&notify_path);
-    let notify = UnixDatagram::bind(&notify_path)?;
-    notify.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_hearth-pkid"))
-        .arg("--config")
+/// Starts hearth-pkid and waits for its READY=1 (the testbed's
+/// `Daemon::start`); stopped when dropped.
+fn start_daemon(
+    dir: &Path,
+    bus: &hearth_testbed::PrivateBus,
+    config: &Path,
+) -> Result<hearth_testbed::Started> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-pkid"));
+    cmd.arg("--config")
         .arg(config)
         .arg("--state-dir")
         .arg(dir.join("state"))
         .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env("NOTIFY_SOCKET", &notify_path)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting hearth-pkid")?;
-    let mut d = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(status) = d.0.try_wait()? {
-            bail!("hearth-pkid exited before READY=1: {status}");
-        }
-        if Instant::now() > deadline {
-            bail!("hearth-pkid sent no READY=1 within 60 s");
-        }
-        match notify.recv(&mut buf) {
-            Ok(n)
-                if String::from_utf8_lossy(&buf[..n])
-                    .lines()
-                    .any(|l| l == "READY=1") =>
-            {
-                return Ok(d)
-            }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        .env_remove("CREDENTIALS_DIRECTORY");
+    hearth_testbed::Daemon::start(hearth_common::names::PKI, cmd, dir)
 }
 
 /// Calls a Pki1 method with busctl as the service user; Ok(reply JSON
