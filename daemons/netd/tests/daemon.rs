@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -22,62 +21,30 @@ use serde_json::Value;
 /// The project's private test bus (the shipped policy), stopped on drop.
 type Bus = hearth_testbed::PrivateBus;
 
-/// hearth-netd running in `ns`, killed on drop; started when READY=1 came.
-struct Daemon {
-    child: Child,
-}
+/// hearth-netd running in `ns`, started when READY=1 came (the testbed's
+/// `Daemon::start`), stopped when dropped.
+struct Daemon(hearth_testbed::Started);
 
 impl Daemon {
     fn start(ns: &Netns, bus: &Bus, config: &Path, state: &Path, dir: &Path) -> Daemon {
-        let notify = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&notify);
-        let rx = UnixDatagram::bind(&notify).unwrap();
-        rx.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth-netd")])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_hearth-netd")])
             .arg("--config")
             .arg(config)
             .arg("--state-dir")
             .arg(state)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .env("NOTIFY_SOCKET", &notify)
-            .env("HEARTH_LOG", "info")
-            .spawn()
-            .expect("spawn hearth-netd");
-        let mut d = Daemon { child };
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = match rx.recv(&mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    let status = d.child.try_wait().ok().flatten();
-                    panic!("no READY=1 from hearth-netd ({e}); exit status {status:?}");
-                }
-            };
-            if String::from_utf8_lossy(&buf[..n])
-                .lines()
-                .any(|l| l == "READY=1")
-            {
-                return d;
-            }
-        }
+            .env("HEARTH_LOG", "info");
+        Daemon(
+            hearth_testbed::Daemon::start(hearth_common::names::NETWORK, cmd, dir)
+                .unwrap_or_else(|e| panic!("hearth-netd: {e:#}")),
+        )
     }
 
+    /// SIGTERM: a clean stop is part of the contract.
     fn stop(mut self) {
-        // SIGTERM through kill(1): a clean stop is part of the contract.
-        let pid = self.child.id().to_string();
-        run_ok(Command::new("kill").args(["-TERM", &pid]));
-        let status = self.child.wait().unwrap();
+        let status = self.0 .0.terminate(Duration::from_secs(30)).unwrap();
         assert!(status.success(), "hearth-netd exited with {status}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
