@@ -113,11 +113,11 @@ pub struct Config {
     pub quote_per_minute: u32,
     /// Who may read status, log and PCRs over D-Bus.
     #[serde(default)]
-    pub access: hearth_daemon::AccessConfig,
+    pub access: hearth_runtime::AccessConfig,
 }
 
-impl hearth_daemon::DaemonConfig for Config {
-    fn access(&self) -> &hearth_daemon::AccessConfig {
+impl hearth_runtime::DaemonConfig for Config {
+    fn access(&self) -> &hearth_runtime::AccessConfig {
         &self.access
     }
 }

@@ -14,7 +14,7 @@ use hearth_common::contract::attestation as wire;
 use hearth_common::contract::encode;
 use hearth_common::rights::{self, Need};
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Role};
+use hearth_runtime::{Access, Role};
 
 use crate::engine::{Engine, EngineError};
 

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use hearth_attestd::{dbus::AttestationInterface, server, Config, Engine};
 
 fn main() -> ExitCode {
-    hearth_daemon::main::<Config, _, _, _>(
+    hearth_runtime::main::<Config, _, _, _>(
         hearth_common::names::ATTESTATION,
         |ctx, cfg| async move {
             cfg.validate()?;

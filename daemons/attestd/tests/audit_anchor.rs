@@ -20,7 +20,6 @@ use hearth_common::names;
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
-use hearth_daemon::{Access, AccessConfig};
 use hearth_intentd::dbus::IntentInterface;
 use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
 use hearth_intentd::interpret::{Interpreter, NoInterpreter};
@@ -28,6 +27,7 @@ use hearth_intentd::{Caller, Gate, PolicyConfig, Settings, Status};
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
 use hearth_playbook::TrustConfig;
+use hearth_runtime::{Access, AccessConfig};
 use serde_json::{json, Value};
 
 /// hearth-dnsd's AddRecord (docs/dbus/dns.md), accepting every record.

@@ -70,7 +70,7 @@ pub struct DhcpConfig {
     pub pool: Vec<PoolConfig>,
     /// Who may call the interface.
     #[serde(default)]
-    pub access: hearth_daemon::AccessConfig,
+    pub access: hearth_runtime::AccessConfig,
 }
 
 fn default_lease() -> u32 {
@@ -95,8 +95,8 @@ fn default_oui() -> PathBuf {
     PathBuf::from("/usr/share/ieee-data/oui.txt")
 }
 
-impl hearth_daemon::DaemonConfig for DhcpConfig {
-    fn access(&self) -> &hearth_daemon::AccessConfig {
+impl hearth_runtime::DaemonConfig for DhcpConfig {
+    fn access(&self) -> &hearth_runtime::AccessConfig {
         &self.access
     }
 }

@@ -12,7 +12,7 @@ use hearth_common::contract::encode;
 use hearth_common::mac::MacAddr;
 use hearth_common::types::Ipv4;
 use hearth_common::{names, HearthError};
-use hearth_daemon::Access;
+use hearth_runtime::Access;
 use zbus::message::Header;
 
 use crate::engine::{Engine, LookupError, ReserveError};

@@ -36,7 +36,7 @@ pub use engine::Engine;
 /// The daemon's start-up: load the leases, start following hearth-netd,
 /// the name worker and the sweep; return the interface.
 pub async fn start(
-    ctx: hearth_daemon::Context,
+    ctx: hearth_runtime::Context,
     cfg: DhcpConfig,
 ) -> anyhow::Result<dbus::DhcpInterface> {
     cfg.validate()

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    hearth_daemon::main::<hearth_dhcpd::DhcpConfig, _, _, _>(
+    hearth_runtime::main::<hearth_dhcpd::DhcpConfig, _, _, _>(
         hearth_common::names::DHCP,
         |ctx, cfg| async move { hearth_dhcpd::start(ctx, cfg).await },
     )

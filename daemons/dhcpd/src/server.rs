@@ -17,7 +17,7 @@ use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use futures_util::StreamExt;
 use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::types::DomainId;
-use hearth_daemon::Notifier;
+use hearth_runtime::Notifier;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;

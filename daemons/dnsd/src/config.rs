@@ -118,7 +118,7 @@ pub struct DaemonSettings {
     pub gateway_poll_secs: u32,
     /// Who may read and who may change records over the bus.
     #[serde(default)]
-    pub access: hearth_daemon::AccessConfig,
+    pub access: hearth_runtime::AccessConfig,
 }
 
 impl DaemonSettings {
@@ -135,8 +135,8 @@ fn default_gateway_poll() -> u32 {
     5
 }
 
-impl hearth_daemon::DaemonConfig for DaemonSettings {
-    fn access(&self) -> &hearth_daemon::AccessConfig {
+impl hearth_runtime::DaemonConfig for DaemonSettings {
+    fn access(&self) -> &hearth_runtime::AccessConfig {
         &self.access
     }
 }

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use hearth_common::contract::encode;
 use hearth_common::types::{Address, DnsName};
 use hearth_common::{names, HearthError};
-use hearth_daemon::Access;
+use hearth_runtime::Access;
 use serde::Deserialize;
 use zbus::message::Header;
 
@@ -207,11 +207,11 @@ impl DnsInterface {
     }
 }
 
-/// The daemon's start-up, run by `hearth_daemon::main` before the bus name is
+/// The daemon's start-up, run by `hearth_runtime::main` before the bus name is
 /// taken: check the configuration, load the zones, bind and start the DNS
 /// server (so READY=1 means DNS is being served), return the interface.
 pub async fn start(
-    ctx: hearth_daemon::Context,
+    ctx: hearth_runtime::Context,
     cfg: DaemonSettings,
 ) -> anyhow::Result<DnsInterface> {
     let settings = cfg.dns();

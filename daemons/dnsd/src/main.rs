@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    hearth_daemon::main::<hearth_dnsd::DaemonSettings, _, _, _>(
+    hearth_runtime::main::<hearth_dnsd::DaemonSettings, _, _, _>(
         hearth_common::names::DNS,
         |ctx, cfg| async move { hearth_dnsd::dbus::start(ctx, cfg).await },
     )

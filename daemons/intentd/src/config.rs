@@ -24,8 +24,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hearth_daemon::{AccessConfig, DaemonConfig};
 use hearth_playbook::TrustConfig;
+use hearth_runtime::{AccessConfig, DaemonConfig};
 use serde::Deserialize;
 
 use crate::gate::Settings;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hearth_common::HearthError;
-use hearth_daemon::{Access, Role};
+use hearth_runtime::{Access, Role};
 use serde::Serialize;
 use serde_json::{json, Value};
 use zbus::message::Header;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("eval") {
         return hearth_intentd::eval::main(&args[2..]);
     }
-    hearth_daemon::main::<IntentConfig, _, _, _>(
+    hearth_runtime::main::<IntentConfig, _, _, _>(
         hearth_common::names::INTENT,
         |ctx, cfg| async move {
             let settings = cfg.settings(&ctx.state_dir);

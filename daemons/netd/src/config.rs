@@ -20,7 +20,7 @@
 //! port = 443                 # optional
 //! protocol = "tcp"           # optional
 //!
-//! [access]                   # who may read / change (hearth_daemon::AccessConfig)
+//! [access]                   # who may read / change (hearth_runtime::AccessConfig)
 //! admins_group = "hearth-admins"
 //! ```
 //!
@@ -57,11 +57,11 @@ pub struct NetworkConfig {
     pub allows: Vec<AllowConfig>,
     /// Who may read and who may change the network over D-Bus.
     #[serde(default, skip_serializing)]
-    pub access: hearth_daemon::AccessConfig,
+    pub access: hearth_runtime::AccessConfig,
 }
 
-impl hearth_daemon::DaemonConfig for NetworkConfig {
-    fn access(&self) -> &hearth_daemon::AccessConfig {
+impl hearth_runtime::DaemonConfig for NetworkConfig {
+    fn access(&self) -> &hearth_runtime::AccessConfig {
         &self.access
     }
 }

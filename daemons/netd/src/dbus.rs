@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hearth_common::contract::encode;
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Caller};
+use hearth_runtime::{Access, Caller};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 

@@ -11,7 +11,7 @@ use hearth_netd::{dbus::NetworkInterface, Engine, NetworkConfig};
 use zbus::object_server::SignalEmitter;
 
 fn main() -> ExitCode {
-    hearth_daemon::main::<NetworkConfig, _, _, _>(
+    hearth_runtime::main::<NetworkConfig, _, _, _>(
         hearth_common::names::NETWORK,
         |ctx, cfg| async move {
             let engine = Engine::open(cfg, &ctx.state_dir)?;

@@ -29,7 +29,7 @@ pub struct PkiConfig {
     pub init_on_start: bool,
     /// Who may read (operators) and who may issue and revoke (admins).
     #[serde(default)]
-    pub access: hearth_daemon::AccessConfig,
+    pub access: hearth_runtime::AccessConfig,
     /// What each of `[access] service_users` may do, by user name. Here a
     /// service user is not an admin: it may read, and do what its scope
     /// grants; never the ceremony, playbook signing, or any other issuance
@@ -74,8 +74,8 @@ impl ServiceScope {
     }
 }
 
-impl hearth_daemon::DaemonConfig for PkiConfig {
-    fn access(&self) -> &hearth_daemon::AccessConfig {
+impl hearth_runtime::DaemonConfig for PkiConfig {
+    fn access(&self) -> &hearth_runtime::AccessConfig {
         &self.access
     }
 }

@@ -12,7 +12,7 @@ use hearth_common::contract::encode;
 use hearth_common::contract::pki as wire;
 use hearth_common::types::{Address, DnsName};
 use hearth_common::{names, HearthError};
-use hearth_daemon::{Access, Caller};
+use hearth_runtime::{Access, Caller};
 use time::OffsetDateTime;
 use zbus::message::Header;
 

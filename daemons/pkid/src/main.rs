@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("init-token") {
         return init_token(&args[1..]);
     }
-    hearth_daemon::main::<hearth_pkid::PkiConfig, _, _, _>(
+    hearth_runtime::main::<hearth_pkid::PkiConfig, _, _, _>(
         hearth_common::names::PKI,
         |ctx, cfg| async move {
             ctx.notifier.status("opening the token");
