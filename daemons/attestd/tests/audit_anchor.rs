@@ -11,7 +11,6 @@ use common::free_port;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
@@ -104,14 +103,7 @@ fn start_attestd(dir: &Path) -> Attestd {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .arg("--state-dir")
-        .arg(dir.join("state/attestd"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-        .env("TSS2_LOG", "all+NONE");
-    let daemon = common::start(cmd, dir);
+    let daemon = common::start(&config_path, &dir.join("state/attestd"), &address, &[], dir);
     Attestd {
         _swtpm: swtpm,
         _bus: bus,

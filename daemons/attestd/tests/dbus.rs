@@ -51,14 +51,13 @@ async fn daemon_serves_attestation1_and_https_from_its_sandbox_template() {
     let config_path = dir.path().join("etc/hearth-attestd.toml");
     std::fs::write(&config_path, config).unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .arg("--state-dir")
-        .arg(dir.path().join("state/hearth-attestd"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-        .env("TSS2_LOG", "all+NONE");
-    let mut daemon = common::start(cmd, dir.path());
+    let mut daemon = common::start(
+        &config_path,
+        &dir.path().join("state/hearth-attestd"),
+        &address,
+        &[],
+        dir.path(),
+    );
 
     let conn = zbus::connection::Builder::address(address.as_str())
         .unwrap()

@@ -7,7 +7,6 @@
 mod common;
 use common::free_port;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hearth_attestation::api::{QuoteRequest, QuoteResponse};
@@ -40,14 +39,13 @@ async fn a_quote_burst_from_one_client_is_limited_and_measure_still_completes() 
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-        .env("TSS2_LOG", "all+NONE");
-    let _daemon = common::start(cmd, dir.path());
+    let _daemon = common::start(
+        &config_path,
+        &dir.path().join("state"),
+        &address,
+        &[],
+        dir.path(),
+    );
 
     let conn = zbus::connection::Builder::address(address.as_str())
         .unwrap()

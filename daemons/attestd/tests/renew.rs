@@ -120,18 +120,13 @@ async fn certificate_is_renewed_from_pkid_while_serving_and_kept_when_pkid_is_go
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
-    cmd.arg("--config")
-        .arg(&config_path)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
-        )
-        .env("HEARTH_LOG", "info")
-        .env("TSS2_LOG", "all+NONE");
-    let mut daemon = common::start(cmd, &dir);
+    let mut daemon = common::start(
+        &config_path,
+        &dir.join("state"),
+        &sb.env["DBUS_SYSTEM_BUS_ADDRESS"],
+        &[("HEARTH_LOG", "info")],
+        &dir,
+    );
     let log: PathBuf = daemon.0.log.clone();
 
     // The certificate pkid issued at start, then a different one (another

@@ -16,10 +16,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `cmd` (hearth-attestd and its arguments), its notify socket and
-/// log in `dir`, and waits for its READY=1; panics with the log's tail if
-/// it exits first or never says it.
-pub fn start(cmd: Command, dir: &Path) -> hearth_testbed::Started {
+/// Starts hearth-attestd with `config` and `state` on the bus at
+/// `bus_address` (plus `env`), its notify socket and log in `dir`, and
+/// waits for its READY=1; panics with the log's tail if it exits first or
+/// never says it.
+pub fn start(
+    config: &Path,
+    state: &Path,
+    bus_address: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+) -> hearth_testbed::Started {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth-attestd"));
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus_address)
+        .env("TSS2_LOG", "all+NONE")
+        .envs(env.iter().copied());
     hearth_testbed::Daemon::start(hearth_common::names::ATTESTATION, cmd, dir)
         .unwrap_or_else(|e| panic!("hearth-attestd: {e:#}"))
 }
