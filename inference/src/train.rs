@@ -594,3 +594,53 @@ fn write_model(dir: &Path, bytes: &[u8], meta: &Meta) -> Result<()> {
     hearth_common::fsutil::write_atomic(&dir.join(META_FILE), text.as_bytes(), 0o644)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// The training step's cost (docs/perf.md, "training in a third of the
+    /// time"): 780 generated examples, batches of 32, the shipped sizes.
+    /// Run it with and without `RAYON_NUM_THREADS=1`:
+    /// `cargo test -p hearth-inference --lib training_step -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a benchmark, not a test"]
+    fn training_step() -> Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let specs = crate::catalog::load_dir(&root.join("playbooks"))?;
+        let lex = Lexicon::load(&root.join("playbooks/language/en.toml"))?;
+        let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
+        let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
+        let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;
+        let mut gen = Generator::new(&specs, &lex, Recipe::default().seed);
+        let dims = Dims::for_labels(gen.labels());
+        let examples = gen.generate(40, 100);
+        let t = Instant::now();
+        let data = encode_all(&embedder, &examples)?;
+        eprintln!(
+            "{} examples encoded in {:.1} s",
+            data.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let mut rng = Rng::new(1);
+        let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
+        let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
+        let mut drop = Dropout {
+            p: 0.1,
+            rng: Rng::new(2),
+        };
+        let order: Vec<usize> = (0..data.len()).collect();
+        let batches = length_batches(&order, &data, 32, &mut rng);
+        let t = Instant::now();
+        for idx in &batches {
+            let (grads, _) = parallel_grads(&heads, &data, idx, dims, &Device::Cpu, &mut drop)?;
+            opt.step(&grads)?;
+        }
+        eprintln!(
+            "{} steps: {:.1} ms a step",
+            batches.len(),
+            t.elapsed().as_secs_f64() * 1e3 / batches.len().max(1) as f64
+        );
+        Ok(())
+    }
+}
