@@ -12,6 +12,8 @@
 //!   prefix bounds, no overlap), the rule hearth-netd enforces on every path.
 //! * [`fsutil`]: atomic state writes (write, fsync, rename).
 //! * [`mac`]: the validated MAC address of a device (hearth-dhcpd's inventory).
+//! * [`spec`]: what a playbook asks for (identity, risk, typed parameters),
+//!   read by the gate, the interpreter and hearthctl alike.
 //! * [`contract`]: the typed shapes of every daemon's results (decision 001).
 //! * [`rights`]: who may call which daemon method, the one rule the daemons
 //!   apply to a direct caller and the intent gate to a plan's requester.
@@ -19,7 +21,6 @@
 //! This crate performs no I/O on the bus and holds no secrets.
 #![forbid(unsafe_code)]
 
-pub mod catalog;
 pub mod config;
 pub mod contract;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod mac;
 pub mod names;
 pub mod proxies;
 pub mod rights;
+pub mod spec;
 pub mod subnets;
 pub mod types;
 

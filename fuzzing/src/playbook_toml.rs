@@ -7,7 +7,7 @@
 //! undo or is the last and irreversible, the digest is the SHA-256 of the
 //! bytes, and parsing is deterministic.
 
-use hearth_common::catalog::Risk;
+use hearth_common::spec::Risk;
 use hearth_playbook::{methods, Playbook};
 use sha2::{Digest, Sha256};
 

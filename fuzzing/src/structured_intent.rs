@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use hearth_common::catalog::{Context, ParamKind};
+use hearth_common::spec::{Context, ParamKind};
 use hearth_common::types::DomainId;
 use hearth_playbook::methods::ArgType;
 use hearth_playbook::{ArgValue, Playbook};
@@ -21,53 +21,50 @@ use serde_json::Value;
 pub const CATALOG: &[(&str, &str)] = &[
     (
         "attest.status",
-        include_str!("../../playbooks/attest.status.toml"),
+        include_str!("../../catalog/attest.status.toml"),
     ),
     (
         "dns.add_alias",
-        include_str!("../../playbooks/dns.add_alias.toml"),
+        include_str!("../../catalog/dns.add_alias.toml"),
     ),
     (
         "dns.add_record",
-        include_str!("../../playbooks/dns.add_record.toml"),
+        include_str!("../../catalog/dns.add_record.toml"),
     ),
     (
         "dns.list_records",
-        include_str!("../../playbooks/dns.list_records.toml"),
+        include_str!("../../catalog/dns.list_records.toml"),
     ),
     (
         "dns.remove_record",
-        include_str!("../../playbooks/dns.remove_record.toml"),
+        include_str!("../../catalog/dns.remove_record.toml"),
     ),
     (
         "dns.update_record",
-        include_str!("../../playbooks/dns.update_record.toml"),
+        include_str!("../../catalog/dns.update_record.toml"),
     ),
-    ("net.allow", include_str!("../../playbooks/net.allow.toml")),
+    ("net.allow", include_str!("../../catalog/net.allow.toml")),
     (
         "net.create_domain",
-        include_str!("../../playbooks/net.create_domain.toml"),
+        include_str!("../../catalog/net.create_domain.toml"),
     ),
     (
         "net.delete_domain",
-        include_str!("../../playbooks/net.delete_domain.toml"),
+        include_str!("../../catalog/net.delete_domain.toml"),
     ),
-    (
-        "net.revoke",
-        include_str!("../../playbooks/net.revoke.toml"),
-    ),
-    ("net.show", include_str!("../../playbooks/net.show.toml")),
+    ("net.revoke", include_str!("../../catalog/net.revoke.toml")),
+    ("net.show", include_str!("../../catalog/net.show.toml")),
     (
         "pki.issue_certificate",
-        include_str!("../../playbooks/pki.issue_certificate.toml"),
+        include_str!("../../catalog/pki.issue_certificate.toml"),
     ),
     (
         "pki.list_certificates",
-        include_str!("../../playbooks/pki.list_certificates.toml"),
+        include_str!("../../catalog/pki.list_certificates.toml"),
     ),
     (
         "pki.revoke_certificate",
-        include_str!("../../playbooks/pki.revoke_certificate.toml"),
+        include_str!("../../catalog/pki.revoke_certificate.toml"),
     ),
 ];
 

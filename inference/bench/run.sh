@@ -36,7 +36,7 @@ for set in dev holdout probes challenge; do
     for engine in learned rules; do
         # Each engine with the catalog of its own tree (the rules engine's
         # has no [language] sections, no unit and no dns.update_record).
-        bin=$new; models=models; catalog=playbooks
+        bin=$new; models=models; catalog=catalog
         [ "$engine" = rules ] && { bin=$old; catalog="$old_tree/playbooks"; }
         report="$out/$set-$engine.json"
         # The evaluation exits 1 when a case fails; the report says which.

@@ -9,8 +9,8 @@ use hearth_inference::train::Recipe;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let specs = hearth_inference::catalog::load_dir(&root.join("playbooks"))?;
-    let lex = Lexicon::load(&root.join("playbooks/language/en.toml"))?;
+    let specs = hearth_inference::specs::load_dir(&root.join("catalog"))?;
+    let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
     let r = Recipe::default();
     let mut g = Generator::new(&specs, &lex, r.seed);
     let labels = g.labels().clone();

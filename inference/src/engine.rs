@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use candle_core::{Device, D};
-use hearth_common::catalog::{Context, ParamKind, ParamSpec, PlaybookSpec, Risk};
 use hearth_common::mac::MacAddr;
+use hearth_common::spec::{Context, ParamKind, ParamSpec, PlaybookSpec, Risk};
 use hearth_common::types::{Address, Cidr, DnsName};
 use serde::Serialize;
 use serde_json::Value;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use hearth_common::catalog::Context;
+use hearth_common::spec::Context;
 use hearth_common::types::DomainId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -275,7 +275,7 @@ pub fn run_eval(
     models_dir: &Path,
     catalog_dir: &Path,
 ) -> Result<(usize, usize)> {
-    let specs = crate::catalog::load_dir(catalog_dir)?;
+    let specs = crate::specs::load_dir(catalog_dir)?;
     let mut engine = Engine::load(models_dir, DevicePreference::Auto)?;
     engine.set_catalog(&specs)?;
     run_eval_with(&engine, cases, report)
@@ -325,8 +325,8 @@ pub struct EvalArgs {
     /// the source tree's models/].
     #[arg(long)]
     pub models: Option<PathBuf>,
-    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./playbooks,
-    /// else the source tree's playbooks/].
+    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./catalog,
+    /// else the source tree's catalog/].
     #[arg(long)]
     pub catalog: Option<PathBuf>,
     /// Print every case's outcome and cost to stderr.
@@ -387,9 +387,9 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
     let catalog = args
         .catalog
         .clone()
-        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "playbooks"));
+        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "catalog"));
     let t = Instant::now();
-    let specs = crate::catalog::load_dir(&catalog)?;
+    let specs = crate::specs::load_dir(&catalog)?;
     let mut engine = Engine::load(&models, DevicePreference::Auto)?;
     let t_models = t.elapsed();
     engine.set_catalog(&specs)?;

@@ -14,9 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use hearth_common::catalog::{
-    slot_allowed, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk,
-};
+use hearth_common::spec::{slot_allowed, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk};
 use serde::Serialize;
 
 use crate::lexicon::Lexicon;
@@ -848,8 +846,8 @@ mod tests {
     use super::*;
 
     fn setup() -> (Vec<PlaybookSpec>, Lexicon) {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks");
-        let specs = crate::catalog::load_dir(&root).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+        let specs = crate::specs::load_dir(&root).unwrap();
         let lex = Lexicon::load(&root.join("language/en.toml")).unwrap();
         (specs, lex)
     }

@@ -1,5 +1,5 @@
 //! The interpreter's generic language resources, read from one data file
-//! beside the catalog (`playbooks/language/en.toml`): number words, duration
+//! beside the catalog (`catalog/language/en.toml`): number words, duration
 //! units, the wrappers that augment the catalog's templates (negation,
 //! politeness, chatter, questions, several actions, instructions aimed at the
 //! model), requests no playbook serves, and the pools of names that fill
@@ -330,7 +330,7 @@ mod tests {
     use super::*;
 
     fn lex() -> Lexicon {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/language/en.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/language/en.toml");
         Lexicon::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
     }
 

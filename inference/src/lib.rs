@@ -10,7 +10,8 @@
 //! NOT to do it, or only asks about it, and which words are each
 //! parameter's value ([`heads`]). No English lives in this crate's code: the
 //! words come from the playbooks' `[language]` sections and
-//! `playbooks/language/en.toml` ([`lexicon`]).
+//! `catalog/language/en.toml` ([`lexicon`]); [`specs`] reads the playbook
+//! files for training and evaluation.
 //!
 //! Deterministic code then decides ([`Engine::interpret`]):
 //! 1. Empty or over-long (512 characters) requests are refused.
@@ -29,7 +30,7 @@
 //!    seeds: each member's reading goes through the rules above, and a plan
 //!    is made only when both make the same one (otherwise a refusal, or a
 //!    question offering their plans).
-//! 5. [`PlaybookSpec::validate`](hearth_common::catalog::PlaybookSpec::validate)
+//! 5. [`PlaybookSpec::validate`](hearth_common::spec::PlaybookSpec::validate)
 //!    canonicalizes and checks everything again; the gate checks it once
 //!    more.
 //!
@@ -38,13 +39,13 @@
 //! The instruct model (SmolLM2, [`llm`]) is not on the request path; its
 //! module stays for the benchmark that compares it (docs/perf.md).
 
-pub mod catalog;
 pub mod embed;
 pub mod eval;
 pub mod gen;
 pub mod heads;
 pub mod lexicon;
 pub mod llm;
+pub mod specs;
 pub mod tokenizer;
 pub mod train;
 

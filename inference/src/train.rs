@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use hearth_common::catalog::PlaybookSpec;
+use hearth_common::spec::PlaybookSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -529,7 +529,7 @@ pub fn train_into(
     cache: Option<&Path>,
     log: &mut dyn FnMut(&str),
 ) -> Result<bool> {
-    let specs = crate::catalog::load_dir(catalog_dir)?;
+    let specs = crate::specs::load_dir(catalog_dir)?;
     let lex = Lexicon::load(lexicon_path)?;
     let enc_dir = models_dir.join(crate::engine::EMBED_DIR);
     let weights_path = enc_dir.join("model.safetensors");
@@ -607,8 +607,8 @@ mod bench {
     #[ignore = "a benchmark, not a test"]
     fn training_step() -> Result<()> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let specs = crate::catalog::load_dir(&root.join("playbooks"))?;
-        let lex = Lexicon::load(&root.join("playbooks/language/en.toml"))?;
+        let specs = crate::specs::load_dir(&root.join("catalog"))?;
+        let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
         let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
         let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
         let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;

@@ -73,7 +73,7 @@ const MAX_HARMFUL_CHALLENGE: usize = 0;
 /// expected one, every value from the request, a default, an enum or an
 /// existing domain.
 fn run_set(file: &str, step: usize, min_cases: usize, min_rate: f64, max_harmful: usize) {
-    let specs = hearth_inference::catalog::load_dir(&root().join("playbooks")).expect("catalog");
+    let specs = hearth_inference::specs::load_dir(&root().join("catalog")).expect("catalog");
     assert_eq!(specs.len(), 17);
     let mut engine =
         Engine::load(&root().join("models"), DevicePreference::Cpu).expect("models load");

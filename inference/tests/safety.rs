@@ -8,14 +8,14 @@
 
 use std::path::PathBuf;
 
-use hearth_common::catalog::Context;
+use hearth_common::spec::Context;
 use hearth_common::types::DomainId;
 use hearth_inference::{DevicePreference, Engine, Interpretation};
 use serde_json::{json, Value};
 
 fn engine() -> Engine {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let specs = hearth_inference::catalog::load_dir(&root.join("playbooks")).unwrap();
+    let specs = hearth_inference::specs::load_dir(&root.join("catalog")).unwrap();
     let mut e = Engine::load(&root.join("models"), DevicePreference::Cpu).unwrap();
     e.set_catalog(&specs).unwrap();
     e

@@ -17,9 +17,9 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn catalog() -> (Vec<hearth_common::catalog::PlaybookSpec>, Lexicon) {
-    let specs = hearth_inference::catalog::load_dir(&root().join("playbooks")).unwrap();
-    let lex = Lexicon::load(&root().join("playbooks/language/en.toml")).unwrap();
+fn catalog() -> (Vec<hearth_common::spec::PlaybookSpec>, Lexicon) {
+    let specs = hearth_inference::specs::load_dir(&root().join("catalog")).unwrap();
+    let lex = Lexicon::load(&root().join("catalog/language/en.toml")).unwrap();
     (specs, lex)
 }
 
@@ -175,8 +175,8 @@ fn the_cache_gives_back_the_same_weights_and_refuses_damaged_ones() {
     let cache = tmp.path().join("cache");
     let recipe = small(2, 4, 1);
     let (catalog, lexicon) = (
-        root().join("playbooks"),
-        root().join("playbooks/language/en.toml"),
+        root().join("catalog"),
+        root().join("catalog/language/en.toml"),
     );
     let mut quiet = |_: &str| {};
     let mut run = |force: bool| {

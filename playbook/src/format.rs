@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hearth_common::catalog::{Context, ParamSpec, Params, PlaybookSpec, Risk};
+use hearth_common::spec::{Context, ParamSpec, Params, PlaybookSpec, Risk};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -48,7 +48,7 @@ struct PlaybookFile {
     #[serde(default)]
     params: Vec<ParamSpec>,
     #[serde(default)]
-    language: hearth_common::catalog::Language,
+    language: hearth_common::spec::Language,
     #[serde(default)]
     steps: Vec<StepFile>,
 }
@@ -459,10 +459,10 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
     }
     for t in spec.language.templates() {
         let slots =
-            hearth_common::catalog::template_slots(t).map_err(|e| invalid(format!("{id}: {e}")))?;
+            hearth_common::spec::template_slots(t).map_err(|e| invalid(format!("{id}: {e}")))?;
         if let Some(s) = slots
             .iter()
-            .find(|s| !hearth_common::catalog::slot_allowed(spec, s))
+            .find(|s| !hearth_common::spec::slot_allowed(spec, s))
         {
             return Err(invalid(format!(
                 "{id}: template {t:?} names {{{s}}}, which is not a parameter"
@@ -503,8 +503,8 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
         if let Some(d) = &p.default {
             let needs_state = matches!(
                 p.kind,
-                hearth_common::catalog::ParamKind::ExistingDomain
-                    | hearth_common::catalog::ParamKind::NewDomain
+                hearth_common::spec::ParamKind::ExistingDomain
+                    | hearth_common::spec::ParamKind::NewDomain
             );
             if !needs_state {
                 p.validate(d, &Context::default())
@@ -876,7 +876,7 @@ undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.seri
 
     #[test]
     fn the_shipped_catalog_parses() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../playbooks");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog");
         let mut n = 0;
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();

@@ -9,7 +9,7 @@
 //! Every method returns one string (a JSON document or a plain value); an
 //! undo step may use it through `{result}` or `{result.<field>}`.
 
-use hearth_common::catalog::Risk;
+use hearth_common::spec::Risk;
 use hearth_common::names::{self, Service};
 use serde::Serialize;
 

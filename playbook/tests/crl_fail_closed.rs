@@ -19,7 +19,7 @@ use hearth_playbook::keygen::{cert_pem, crl_pem, Authority, SignerOptions};
 use hearth_playbook::{RollbackState, TrustConfig, TrustStore};
 use rustls_pki_types::UnixTime;
 
-const ADD_RECORD: &str = include_str!("../../playbooks/dns.add_record.toml");
+const ADD_RECORD: &str = include_str!("../../catalog/dns.add_record.toml");
 const CHILD_ENV: &str = "HEARTH_TEST_TRUST_CHILD";
 const NOBODY: u32 = 65534;
 

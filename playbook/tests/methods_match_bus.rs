@@ -127,7 +127,7 @@ fn every_allow_listed_method_is_on_the_bus_with_the_same_arguments() {
 /// fail): a changed type, a missing trailing dry_run, a renamed member.
 #[test]
 fn a_changed_method_is_noticed() {
-    use hearth_common::catalog::Risk;
+    use hearth_common::spec::Risk;
     use hearth_playbook::methods::{Arg, ArgType};
     let real = METHODS.iter().find(|m| m.key == "net.Allow").unwrap();
     let (input, _) = on_bus(real).unwrap();

@@ -11,7 +11,7 @@ use hearth_playbook::{RefusalKind, RollbackState, TrustConfig, TrustStore};
 use rustls_pki_types::UnixTime;
 use time::{Duration, OffsetDateTime};
 
-const ADD_RECORD: &str = include_str!("../../playbooks/dns.add_record.toml");
+const ADD_RECORD: &str = include_str!("../../catalog/dns.add_record.toml");
 
 fn signer_for(issued: &Issued, chain: &[&[u8]]) -> KeyFileSigner {
     let mut pem = cert_pem(&issued.cert_der);

@@ -1111,7 +1111,7 @@ fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
     let out = tmp.join("hsm-signed");
     fs::create_dir_all(&src).unwrap();
     fs::create_dir_all(&out).unwrap();
-    let v1 = fs::read_to_string(real_repo.join("playbooks/dns.add_record.toml")).unwrap();
+    let v1 = fs::read_to_string(real_repo.join("catalog/dns.add_record.toml")).unwrap();
     assert!(
         v1.contains("\nversion = 1\n"),
         "dns.add_record is at version 1"

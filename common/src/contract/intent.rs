@@ -12,8 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::decode;
-use crate::catalog::{PlaybookSpec, Risk};
 use crate::proxies::intent::IntentProxy;
+use crate::spec::{PlaybookSpec, Risk};
 use crate::HearthError;
 
 /// A concrete argument value of a call: a number (`q`, `u`) or a string.

@@ -51,7 +51,7 @@ fn signed_catalog(dir: &Path) -> (Settings, KeyFileSigner) {
     std::fs::create_dir_all(&cat).unwrap();
     let toml = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../playbooks/dns.add_record.toml"
+        "/../../catalog/dns.add_record.toml"
     ))
     .unwrap();
     let env = dsse::sign(&toml, PAYLOAD_TYPE, &key).unwrap();
@@ -251,7 +251,7 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
     let attest = AttestationProxy::new(&conn).await.unwrap();
     let envelope = |id: &str| {
         let toml = std::fs::read(format!(
-            "{}/../../playbooks/{id}.toml",
+            "{}/../../catalog/{id}.toml",
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();

@@ -13,12 +13,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use hearth_common::catalog::Context;
 use hearth_common::contract::{self, network::Domain as NetDomain};
 use hearth_common::proxies::{
     attestation::AttestationProxy, dhcp::DhcpProxy, dns::DnsProxy, network::NetworkProxy,
     pki::PkiProxy,
 };
+use hearth_common::spec::Context;
 use hearth_common::HearthError;
 use hearth_playbook::methods::{Arg, ArgType, Method};
 use hearth_playbook::{ArgValue, Call};
@@ -538,7 +538,7 @@ mod tests {
             service: hearth_common::names::DHCP,
             member: "Forget",
             args: &[],
-            effect: hearth_common::catalog::Risk::Destructive,
+            effect: hearth_common::spec::Risk::Destructive,
             dry_run: true,
         }));
         let e = Typed::new(unknown, &[]).unwrap_err();

@@ -6,7 +6,7 @@ use super::*;
 use crate::exec::{ExecError, Executor, Measurer};
 use crate::interpret::{Interpretation, Interpreter, ModelDigest};
 use crate::policy::Approval;
-use hearth_common::catalog::{Context, PlaybookSpec};
+use hearth_common::spec::{Context, PlaybookSpec};
 use hearth_common::types::DomainId;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
@@ -214,7 +214,7 @@ fn setup_with_crl(policy: PolicyConfig, exec: Recorder, crl: bool) -> T {
     .unwrap_or_else(|e| panic!("{e}"));
     let cat = dir.path().join("catalog");
     std::fs::create_dir_all(&cat).unwrap_or_else(|e| panic!("{e}"));
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
     let mut sources: Vec<Vec<u8>> = std::fs::read_dir(shipped)
         .unwrap_or_else(|e| panic!("{e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -313,7 +313,7 @@ fn params(v: Value) -> BTreeMap<String, Value> {
 }
 
 fn shipped_playbooks() -> usize {
-    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"))
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog"))
         .unwrap_or_else(|e| panic!("{e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use hearth_common::catalog::{Context, PlaybookSpec};
+use hearth_common::spec::{Context, PlaybookSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::RwLock;
 
-use hearth_common::catalog::{Context, PlaybookSpec};
+use hearth_common::spec::{Context, PlaybookSpec};
 use hearth_inference::{DevicePreference, Engine};
 
 use crate::interpret::{ClarifyOption, Interpretation, Interpreter, ModelDigest};

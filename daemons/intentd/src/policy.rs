@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use hearth_common::catalog::Risk;
+use hearth_common::spec::Risk;
 use hearth_playbook::{ArgValue, RenderedStep};
 
 /// The policy section of the gate's configuration.

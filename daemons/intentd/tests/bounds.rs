@@ -22,7 +22,7 @@ fn setup(dir: &Path) {
         .expect("signer key");
     let cat = dir.join("catalog");
     std::fs::create_dir_all(&cat).expect("catalog dir");
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
     let bytes = std::fs::read(format!("{shipped}/dns.add_record.toml")).expect("read");
     let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer).expect("sign");
     std::fs::write(

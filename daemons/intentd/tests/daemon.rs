@@ -31,7 +31,7 @@ fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {
         .expect("signer key");
     let cat = dir.join("catalog");
     std::fs::create_dir_all(&cat).expect("catalog dir");
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
     for e in std::fs::read_dir(shipped).expect("playbooks") {
         let p = e.expect("entry").path();
         if p.extension().is_none_or(|x| x != "toml") {
@@ -82,7 +82,7 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
     let p = IntentProxy::new(&conn).await.expect("proxy");
 
     let cat = json(&p.catalog().await.expect("catalog"));
-    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"))
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog"))
         .expect("playbooks")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -162,7 +162,7 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
 
     // A tampered envelope is refused and not installed.
     let good = dsse::sign(
-        include_bytes!("../../../playbooks/net.revoke.toml"),
+        include_bytes!("../../../catalog/net.revoke.toml"),
         PAYLOAD_TYPE,
         &signer,
     )

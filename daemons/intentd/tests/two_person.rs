@@ -30,7 +30,7 @@ fn setup(dir: &Path, policy: &str) {
         .expect("signer key");
     let cat = dir.join("catalog");
     std::fs::create_dir_all(&cat).expect("catalog dir");
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
     for id in ["pki.revoke_certificate", "net.show"] {
         let bytes = std::fs::read(format!("{shipped}/{id}.toml")).expect("read");
         let env = dsse::sign(&bytes, PAYLOAD_TYPE, &signer).expect("sign");

@@ -21,7 +21,7 @@ struct Args {
     /// Models directory [default: $HEARTH_MODELS_DIR, else ./models].
     #[arg(long)]
     models: Option<PathBuf>,
-    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./playbooks].
+    /// Playbook directory [default: $HEARTH_PLAYBOOKS_DIR, else ./catalog].
     #[arg(long)]
     catalog: Option<PathBuf>,
     /// The language file [default: CATALOG/language/en.toml].
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| default_dir("HEARTH_MODELS_DIR", "models"));
     let catalog = args
         .catalog
-        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "playbooks"));
+        .unwrap_or_else(|| default_dir("HEARTH_PLAYBOOKS_DIR", "catalog"));
     let lexicon = args
         .lexicon
         .unwrap_or_else(|| catalog.join("language").join("en.toml"));

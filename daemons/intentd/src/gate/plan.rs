@@ -2,8 +2,8 @@
 //! parameters, its rendered steps, the approval it needs and the daemons'
 //! previews) and what a gate operation reports ([`Outcome`]).
 
-use hearth_common::catalog::{Params, Risk};
 use hearth_common::contract::intent::Status;
+use hearth_common::spec::{Params, Risk};
 use hearth_playbook::{Call, RenderedStep};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use hearth_common::catalog::{Context, ParamKind, Params};
+use hearth_common::spec::{Context, ParamKind, Params};
 use hearth_playbook::catalog::Installed;
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use hearth_common::catalog::PlaybookSpec;
+use hearth_common::spec::PlaybookSpec;
 
 /// The part of a playbook file that belongs to the gate alone.
 const GATE_SECTION: &str = "steps";
