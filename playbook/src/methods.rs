@@ -9,8 +9,8 @@
 //! Every method returns one string (a JSON document or a plain value); an
 //! undo step may use it through `{result}` or `{result.<field>}`.
 
-use hearth_common::spec::Risk;
 use hearth_common::names::{self, Service};
+use hearth_common::spec::Risk;
 use serde::Serialize;
 
 /// The D-Bus type of one argument.
