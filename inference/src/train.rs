@@ -29,7 +29,7 @@ pub const HEADS_FILE: &str = "heads.safetensors";
 pub const META_FILE: &str = "meta.json";
 /// Version of the format and of the training recipe: changing either
 /// changes this, and so the inputs digest.
-pub const RECIPE: &str = "hearth-intent-heads/6";
+pub const RECIPE: &str = "hearth-intent-heads/7";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,10 +48,10 @@ pub struct Recipe {
     pub lr: f64,
     /// Dropout probability.
     pub dropout: f32,
-    /// Members of the committee: heads trained on the same examples,
-    /// member `k` with initial weights, dropout and order from seed
-    /// `seed + k`. A plan is made only when every member reads the
-    /// request the same way (decision 070).
+    /// Members of the committee: member `k` with initial weights, dropout
+    /// and order from seed `seed + k`, and (after the first) examples
+    /// generated from seed [`member_data_seed`]. A plan is made only when
+    /// every member reads the request the same way (decision 070).
     pub members: usize,
 }
 
@@ -68,6 +68,12 @@ impl Default for Recipe {
             members: 2,
         }
     }
+}
+
+/// The generator's seed for member `k`'s own examples (member 0 learns
+/// from the examples of `seed` itself).
+pub fn member_data_seed(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add(1000 * k as u64)
 }
 
 /// What `meta.json` holds.
@@ -278,7 +284,20 @@ pub fn train(
     for k in 0..recipe.members {
         let seed = recipe.seed.wrapping_add(k as u64);
         let mut log = |line: &str| log(&format!("member {}/{}: {line}", k + 1, recipe.members));
-        let (heads, loss) = train_member(&data, dims, recipe, seed, &mut log)?;
+        // Every member after the first learns from examples of its own
+        // (same templates, other fillers, wrappers and noise), so that the
+        // members' mistakes depend less on one draw of the examples and
+        // their agreement means more (decision 070).
+        let own;
+        let data = if k == 0 {
+            &data
+        } else {
+            let mut gen = Generator::new(specs, lex, member_data_seed(recipe.seed, k));
+            own = encode_all(embedder, &gen.generate(recipe.per_playbook, recipe.none))?;
+            log(&format!("{} examples of its own encoded", own.len()));
+            &own
+        };
+        let (heads, loss) = train_member(data, dims, recipe, seed, &mut log)?;
         members.push(heads);
         final_loss.push(loss);
     }

@@ -57,14 +57,13 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// figures measured for docs/perf.md, so that a regression fails. The
 /// target is zero harmful plans and 97 %; these bounds are where the
 /// interpreter stands, not where it should be. The committee of two
-/// heads (decision 070) traded pass rate for harmful plans; the narrower
-/// heads that train in a third of the time (recipe 6) pass 27 more cases
-/// and plan one more wrongly than the wider ones did: "allow access to lan
-/// from guest on port 25" on the development set, from and to reversed by
-/// both members. That one is allowed on dev, and no other.
+/// heads (decision 070) traded pass rate for harmful plans; since recipe 7
+/// its second member learns from examples of its own, and the shipped
+/// training passes 194 / 78 / 201 of these sets with no harmful plan on
+/// any of them (other seeds of the same recipe made up to one on each).
 const MIN_RATE: f64 = 0.82;
-const MIN_RATE_CHALLENGE: f64 = 0.75;
-const MAX_HARMFUL_DEV: usize = 1;
+const MIN_RATE_CHALLENGE: f64 = 0.76;
+const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
 const MAX_HARMFUL_CHALLENGE: usize = 0;
 
