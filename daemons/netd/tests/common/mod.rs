@@ -318,7 +318,7 @@ pub fn udp_sender(ns: &Netns, addr: &str, port: u16) -> Counter {
                 c.fetch_add(1, Ordering::SeqCst);
             }
             n += 1;
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
