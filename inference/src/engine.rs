@@ -170,7 +170,8 @@ pub struct Stats {
 /// The loaded models and the current catalog.
 pub struct Engine {
     embedder: Embedder,
-    /// The committee: heads trained alike from different seeds.
+    /// The committee: heads trained alike from different seeds (and,
+    /// after the first, on examples of their own).
     heads: Vec<Heads>,
     meta: Meta,
     digests: Vec<ModelDigest>,

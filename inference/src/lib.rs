@@ -27,7 +27,8 @@
 //!    not take, or an address or DNS name that no span uses, refuses a
 //!    change. A change to a protected domain (admin) refuses.
 //! 4. The heads are a committee of two, trained alike from different
-//!    seeds: each member's reading goes through the rules above, and a plan
+//!    seeds, the second on examples of its own (recipe 7): each member's
+//!    reading goes through the rules above, and a plan
 //!    is made only when both make the same one (otherwise a refusal, or a
 //!    question offering their plans).
 //! 5. [`PlaybookSpec::validate`](hearth_common::spec::PlaybookSpec::validate)
