@@ -8,8 +8,8 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hearth_common::contract::cli::ErrorReport;
 use hearth_common::HearthError;
-use serde_json::json;
 
 use cli::{Cli, Command};
 
@@ -113,12 +113,7 @@ fn is_missing_service(e: &HearthError) -> bool {
 /// daemon (could not ask), 1 for a daemon's refusal.
 fn report_error(e: &HearthError, json: bool, transport: bool) -> ExitCode {
     if json {
-        emitln(
-            &serde_json::to_string_pretty(&json!({
-                "error": {"kind": e.kind(), "message": e.message()}
-            }))
-            .unwrap_or_default(),
-        );
+        emitln(&serde_json::to_string_pretty(&ErrorReport::from(e)).unwrap_or_default());
     } else {
         eprintln!("hearthctl: {}: {}", e.kind(), e.message());
     }

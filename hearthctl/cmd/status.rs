@@ -2,18 +2,17 @@
 
 use std::time::Duration;
 
+use hearth_common::contract::cli::{DaemonState, StatusReport};
 use hearth_common::names::ALL;
 use hearth_common::proxies::daemon::DaemonProxy;
 use hearth_common::HearthError;
-use serde_json::json;
 
-use super::{table, Output};
+use super::{json, table, Output};
 
 /// Asks each daemon's `org.hearth.Daemon1` for its state.
 pub async fn run(conn: &zbus::Connection) -> Result<Output, HearthError> {
     let mut rows = Vec::new();
-    let mut items = Vec::new();
-    let mut all_up = true;
+    let mut daemons = Vec::new();
     for s in ALL {
         let probe = async {
             let p = DaemonProxy::builder(conn)
@@ -24,6 +23,15 @@ pub async fn run(conn: &zbus::Connection) -> Result<Output, HearthError> {
             p.ping().await?;
             Ok::<_, HearthError>((p.version().await?, p.uptime().await?, p.status().await?))
         };
+        let mut state = DaemonState {
+            daemon: s.unit.to_string(),
+            bus_name: s.bus_name.to_string(),
+            up: false,
+            version: None,
+            uptime_s: None,
+            status: None,
+            error: None,
+        };
         match tokio::time::timeout(Duration::from_secs(5), probe).await {
             Ok(Ok((version, uptime, status))) => {
                 rows.push(vec![
@@ -33,11 +41,12 @@ pub async fn run(conn: &zbus::Connection) -> Result<Output, HearthError> {
                     format!("{uptime}s"),
                     status.clone(),
                 ]);
-                items.push(json!({"daemon": s.unit, "bus_name": s.bus_name, "up": true,
-                    "version": version, "uptime_s": uptime, "status": status}));
+                state.up = true;
+                state.version = Some(version);
+                state.uptime_s = Some(uptime);
+                state.status = Some(status);
             }
             Ok(Err(e)) => {
-                all_up = false;
                 let why = describe_down(&e);
                 rows.push(vec![
                     s.unit.into(),
@@ -46,25 +55,26 @@ pub async fn run(conn: &zbus::Connection) -> Result<Output, HearthError> {
                     "-".into(),
                     why.clone(),
                 ]);
-                items.push(
-                    json!({"daemon": s.unit, "bus_name": s.bus_name, "up": false, "error": why}),
-                );
+                state.error = Some(why);
             }
             Err(_) => {
-                all_up = false;
+                let why = "no answer in 5 s".to_string();
                 rows.push(vec![
                     s.unit.into(),
                     "down".into(),
                     "-".into(),
                     "-".into(),
-                    "no answer in 5 s".into(),
+                    why.clone(),
                 ]);
-                items.push(json!({"daemon": s.unit, "bus_name": s.bus_name, "up": false, "error": "no answer in 5 s"}));
+                state.error = Some(why);
             }
         }
+        daemons.push(state);
     }
     let text = table(&["DAEMON", "STATE", "VERSION", "UPTIME", "STATUS"], &rows);
-    let json = json!({"daemons": items, "all_up": all_up});
+    let all_up = daemons.iter().all(|d| d.up);
+    let report = StatusReport { daemons, all_up };
+    let json = json(&report)?;
     Ok(if all_up {
         Output::ok(json, text)
     } else {

@@ -23,17 +23,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use hearth_common::contract::attestation::{self as attest_c, MeasurementKind};
+use hearth_common::contract::cli::ErrorReport;
 use hearth_common::contract::dns::{self as dns_c, RecordType};
+use hearth_common::contract::intent::{
+    self as intent_c, Answer, Approval, Ended, Outcome, Status, Verification,
+};
 use hearth_common::contract::network::{self as net_c, NetChange, Reach};
 use hearth_common::contract::pki as pki_c;
+use hearth_common::spec::Risk;
 use hearth_common::types::DomainId;
+use hearth_playbook::dsse::Envelope;
 use hearth_testbed::{Options, Sandbox};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// A finished `hearthctl --json …` run.
+/// A finished `hearthctl --json …` run. Its document is read as the type
+/// hearthctl printed (a contract type, or [`ErrorReport`] for an error).
 struct Run {
     ok: bool,
-    json: Value,
     stdout: String,
     stderr: String,
 }
@@ -50,27 +57,47 @@ impl std::fmt::Debug for Run {
 
 impl Run {
     fn from(out: Output) -> Run {
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         Run {
             ok: out.status.success(),
-            json,
-            stdout,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 
-    /// The refusal's kind and message (`{"error": {"kind", "message"}}`).
+    /// The document read as `T`, the type hearthctl printed.
+    fn get<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not a {}: {e}: {self:?}", std::any::type_name::<T>()))
+    }
+
+    /// A gate operation's outcome (`ask --playbook`, `playbook confirm`,
+    /// `playbook approve`).
+    fn outcome(&self) -> Outcome {
+        self.get()
+    }
+
+    /// The error hearthctl printed, if it printed one.
+    fn error(&self) -> Option<ErrorReport> {
+        serde_json::from_str(&self.stdout).ok()
+    }
+
+    /// The refusal's message, once its kind is checked.
     fn refused(&self, kind: &str) -> String {
         assert!(
             !self.ok,
             "expected a refusal ({kind}), got success: {self:?}"
         );
-        assert_eq!(self.json["error"]["kind"], kind, "{self:?}");
-        self.json["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        let e: ErrorReport = self.get();
+        assert_eq!(e.error.kind, kind, "{self:?}");
+        e.error.message
+    }
+
+    /// `playbook cancel` of a pending plan: its cancelled outcome.
+    fn cancelled(&self) -> Outcome {
+        match self.get::<Ended>() {
+            Ended::Outcome(o) if o.status == Status::Cancelled => *o,
+            other => panic!("not a cancelled plan: {other:?}"),
+        }
     }
 }
 
@@ -122,36 +149,40 @@ impl Ctx {
 
     /// Records a plan that ran (executed or failed) for the event-log check.
     fn note(&mut self, r: &Run) {
-        let status = r.json["status"].as_str().unwrap_or_default();
-        if status == "executed" || status == "failed" {
-            self.measured.push((
-                r.json["plan"]["playbook"]["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                r.json["audit"]["seq"].as_u64().unwrap(),
-                r.json["audit"]["hash"].as_str().unwrap().to_string(),
-            ));
+        if r.error().is_some() {
+            return;
+        }
+        let Answer::Outcome(o) = r.get::<Answer>() else {
+            return;
+        };
+        if matches!(o.status, Status::Executed | Status::Failed) {
+            let audit = o
+                .audit
+                .unwrap_or_else(|| panic!("a plan that ran is audited: {r:?}"));
+            self.measured
+                .push((o.plan.playbook.id, audit.seq, audit.hash));
         }
     }
 
     /// Asks with --yes and requires the plan to have executed; returns the
     /// outcome.
-    fn run(&mut self, id: &str, params: &[(&str, &str)]) -> Value {
+    fn run(&mut self, id: &str, params: &[(&str, &str)]) -> Outcome {
         let r = self.ask_raw(id, params, true);
         assert!(r.ok, "{id} {params:?}: {r:?}");
-        assert_eq!(r.json["status"], "executed", "{id}: {r:?}");
-        assert_eq!(r.json["measured"], true, "{id}: {r:?}");
-        let steps = r.json["steps"].as_array().unwrap();
-        assert!(!steps.is_empty(), "{id}: {r:?}");
-        assert!(steps.iter().all(|s| s["ok"] == true), "{id}: {r:?}");
-        r.json
+        let o = r.outcome();
+        assert_eq!(o.status, Status::Executed, "{id}: {r:?}");
+        assert_eq!(o.measured, Some(true), "{id}: {r:?}");
+        assert!(!o.steps.is_empty(), "{id}: {r:?}");
+        assert!(o.steps.iter().all(|s| s.ok), "{id}: {r:?}");
+        o
     }
 
-    /// The result of step `i` of an outcome, parsed as JSON.
     /// Step `i`'s result read as the contract type of `method`.
-    fn typed<T: serde::de::DeserializeOwned>(outcome: &Value, i: usize, method: &str) -> T {
-        let s = outcome["steps"][i]["result"].as_str().unwrap();
+    fn typed<T: DeserializeOwned>(outcome: &Outcome, i: usize, method: &str) -> T {
+        let s = outcome.steps[i]
+            .result
+            .as_deref()
+            .unwrap_or_else(|| panic!("step {i} has a result: {outcome:?}"));
         hearth_common::contract::decode(method, s).unwrap_or_else(|e| panic!("step {i}: {e}"))
     }
 
@@ -195,22 +226,20 @@ impl Ctx {
     fn net_show(&self) -> net_c::Show {
         let r = self.ctl(&["net", "show"]);
         assert!(r.ok, "net show: {r:?}");
-        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("net show: {e}: {r:?}"))
+        r.get()
     }
 
     /// What `from` reaches of `to`, from `hearthctl --json net matrix`.
     fn reach(&self, from: &str, to: &str) -> Reach {
         let r = self.ctl(&["net", "matrix"]);
         assert!(r.ok, "net matrix: {r:?}");
-        let m: net_c::Matrix = serde_json::from_value(r.json.clone())
-            .unwrap_or_else(|e| panic!("net matrix: {e}: {r:?}"));
+        let m: net_c::Matrix = r.get();
         m.matrix[&DomainId::parse(from).unwrap()][to].clone()
     }
 
     /// The diff a network playbook's step `i` answered.
-    fn net_change(outcome: &Value, i: usize) -> NetChange {
-        let s = outcome["steps"][i]["result"].as_str().unwrap();
-        hearth_common::contract::decode("net change", s).unwrap()
+    fn net_change(outcome: &Outcome, i: usize) -> NetChange {
+        Self::typed(outcome, i, "net change")
     }
 
     fn domain_names(&self) -> Vec<String> {
@@ -224,18 +253,33 @@ impl Ctx {
     fn pki_list(&self) -> Vec<pki_c::CertificateSummary> {
         let r = self.ctl(&["pki", "list"]);
         assert!(r.ok, "pki list: {r:?}");
-        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("pki list: {e}: {r:?}"))
+        r.get()
     }
 
     fn audit_log(&self) -> PathBuf {
         self.sb.dir.join("state/hearth-intentd/audit.jsonl")
     }
 
-    fn audit_verify(&self) -> Value {
-        let r = self.ctl(&["audit", "verify"]);
+    /// The plans `hearthctl playbook pending` lists, by id.
+    fn pending(&self) -> Vec<String> {
+        let r = self.ctl(&["playbook", "pending"]);
+        assert!(r.ok, "playbook pending: {r:?}");
+        r.get::<Vec<intent_c::Plan>>()
+            .into_iter()
+            .map(|p| p.plan_id)
+            .collect()
+    }
+
+    /// The version of `id` in force, from `hearthctl playbook show`.
+    fn playbook_version(&self, id: &str) -> u64 {
+        let r = self.ctl(&["playbook", "show", id]);
+        assert!(r.ok, "playbook show {id}: {r:?}");
+        r.get::<intent_c::PlaybookShown>().summary.version
+    }
+
+    fn audit_verify(&self) -> Verification {
         // A broken chain may exit non-zero; the document says why.
-        assert!(r.json.is_object(), "audit verify: {r:?}");
-        r.json
+        self.ctl(&["audit", "verify"]).get()
     }
 }
 
@@ -307,8 +351,9 @@ fn playbooks_run_against_the_real_daemons() {
         measured: Vec::new(),
     };
     // The gate serves the default catalog.
-    let cat = cx.ctl(&["playbook", "list"]);
-    assert!(cat.ok, "playbook list: {cat:?}");
+    let r = cx.ctl(&["playbook", "list"]);
+    assert!(r.ok, "playbook list: {r:?}");
+    let cat: intent_c::Catalog = r.get();
     for id in [
         "dns.add_record",
         "dns.add_alias",
@@ -325,7 +370,7 @@ fn playbooks_run_against_the_real_daemons() {
         "attest.status",
         "dns.update_record",
     ] {
-        assert!(cat.stdout.contains(&format!("\"{id}\"")), "{id}: {cat:?}");
+        assert!(cat.playbooks.iter().any(|p| p.id == id), "{id}: {cat:?}");
     }
 
     dns_playbooks(&mut cx);
@@ -394,7 +439,7 @@ fn dns_playbooks(cx: &mut Ctx) {
 
     // Destructive: root is an admin, so its own --yes is enough.
     let o = cx.run("dns.remove_record", &[("name", "nas6.home.arpa")]);
-    assert_eq!(o["plan"]["risk"], "destructive");
+    assert_eq!(o.plan.risk, Risk::Destructive);
     let removed: dns_c::ZoneDiff = Ctx::typed(&o, 0, "Dns1.Remove");
     let gone: Vec<(&str, RecordType, &str)> = removed
         .removed
@@ -403,7 +448,7 @@ fn dns_playbooks(cx: &mut Ctx) {
         .collect();
     assert_eq!(gone, [("nas6.home.arpa", RecordType::AAAA, "fd00::10")]);
     assert!(removed.added.is_empty(), "{removed}");
-    assert_eq!(o["plan"]["approval"], "admin");
+    assert_eq!(o.plan.approval, Approval::Admin);
     assert_eq!(cx.dig("nas6.home.arpa", "AAAA"), "");
     assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20", "others stay");
 
@@ -417,7 +462,7 @@ fn dns_playbooks(cx: &mut Ctx) {
         "dns.update_record",
         &[("name", "mover.home.arpa"), ("address", "192.168.1.31")],
     );
-    assert_eq!(o["steps"].as_array().unwrap().len(), 2, "{o}");
+    assert_eq!(o.steps.len(), 2, "{o:?}");
     assert_eq!(cx.dig("mover.home.arpa", "A"), "192.168.1.31");
     cx.run("dns.remove_record", &[("name", "mover.home.arpa")]);
 }
@@ -430,8 +475,8 @@ fn net_playbooks(cx: &mut Ctx) {
         &[("domain", "cams"), ("subnet", "10.77.9.0/24")],
     );
     let made = Ctx::net_change(&o, 0);
-    assert_eq!(made.domains_created.len(), 1, "{o}");
-    assert_eq!(made.domains_created[0].bridge, "hb-cams", "{o}");
+    assert_eq!(made.domains_created.len(), 1, "{o:?}");
+    assert_eq!(made.domains_created[0].bridge, "hb-cams", "{o:?}");
     assert!(cx.bridge_exists("hb-cams"), "bridge hb-cams in the netns");
     assert!(cx.nft().contains("\"hb-cams\""), "{}", cx.nft());
     let show = cx.net_show();
@@ -457,7 +502,7 @@ fn net_playbooks(cx: &mut Ctx) {
     assert_eq!(
         Ctx::net_change(&o, 0).to_string(),
         "Opens cams → lan tcp/443. Nothing else changes.",
-        "{o}"
+        "{o:?}"
     );
     let show = cx.net_show();
     assert!(
@@ -471,18 +516,15 @@ fn net_playbooks(cx: &mut Ctx) {
     assert!(cx.nft().contains(rule), "{}", cx.nft());
 
     let o = cx.run("net.show", &[]);
-    assert_eq!(o["steps"].as_array().unwrap().len(), 2);
-    let domains: Vec<net_c::Domain> =
-        hearth_common::contract::decode("ListDomains", o["steps"][0]["result"].as_str().unwrap())
-            .unwrap();
-    assert!(domains.iter().any(|d| d.name.as_str() == "cams"), "{o}");
-    let matrix: net_c::Matrix =
-        hearth_common::contract::decode("Matrix", o["steps"][1]["result"].as_str().unwrap())
-            .unwrap();
+    assert_eq!(o.steps.len(), 2);
+    let domains: Vec<net_c::Domain> = Ctx::typed(&o, 0, "ListDomains");
+    assert!(domains.iter().any(|d| d.name.as_str() == "cams"), "{o:?}");
+    let matrix: net_c::Matrix = Ctx::typed(&o, 1, "Matrix");
+    let cams = &matrix.matrix[&DomainId::parse("cams").unwrap()];
     assert_eq!(
-        matrix.matrix[&DomainId::parse("cams").unwrap()]["lan"],
-        Reach::Only(vec!["tcp/443".into()]),
-        "net.show's matrix: {o}"
+        cams.get("lan"),
+        Some(&Reach::Only(vec!["tcp/443".into()])),
+        "net.show's matrix: {o:?}"
     );
 
     cx.run("net.revoke", &[("from", "cams"), ("to", "lan")]);
@@ -495,7 +537,7 @@ fn net_playbooks(cx: &mut Ctx) {
     assert!(!cx.nft().contains(rule), "{}", cx.nft());
 
     let o = cx.run("net.delete_domain", &[("domain", "lab")]);
-    assert_eq!(o["plan"]["risk"], "destructive");
+    assert_eq!(o.plan.risk, Risk::Destructive);
     assert!(!cx.bridge_exists("hb-lab"), "bridge hb-lab gone");
     assert!(!cx.nft().contains("hb-lab"), "{}", cx.nft());
     assert!(!cx.domain_names().contains(&"lab".to_string()));
@@ -569,10 +611,10 @@ fn pki_playbooks(cx: &mut Ctx, tmp: &Path) {
     assert!(listed.iter().any(|c| c.serial == serial), "{listed:?}");
 
     let o = cx.run("pki.revoke_certificate", &[("name", "web.home.arpa")]);
-    assert_eq!(o["plan"]["risk"], "destructive");
+    assert_eq!(o.plan.risk, Risk::Destructive);
     let revoked: pki_c::CertificateDiff = Ctx::typed(&o, 0, "Pki1.RevokeCertificate");
     let serials: Vec<&str> = revoked.revoked.iter().map(|c| c.serial.as_str()).collect();
-    assert_eq!(serials, [serial.as_str()], "{o}");
+    assert_eq!(serials, [serial.as_str()], "{o:?}");
     let list = cx.pki_list();
     let entry = list.iter().find(|c| c.serial == serial).unwrap();
     assert_eq!(entry.status, pki_c::CertificateStatus::Revoked, "{entry:?}");
@@ -597,7 +639,7 @@ fn attest_status(cx: &mut Ctx) {
 }
 
 fn refusals(cx: &mut Ctx) {
-    let records_before = cx.ctl(&["audit", "verify"]).json["records"].clone();
+    let records_before = cx.audit_verify().records;
     let nft_before = cx.nft();
     let domains_before = cx.domain_names();
     let certs_before = cx.pki_list().len();
@@ -684,12 +726,9 @@ fn refusals(cx: &mut Ctx) {
     assert_eq!(cx.pki_list().len(), certs_before);
     assert!(!cx.bridge_exists("hb-nosuch"));
     let v = cx.audit_verify();
-    assert_eq!(v["ok"], true, "{v}");
+    assert!(v.ok, "{v:?}");
     // Refusals are audited (records grow) but nothing ran.
-    assert!(
-        v["records"].as_u64().unwrap() >= records_before.as_u64().unwrap(),
-        "{v}"
-    );
+    assert!(v.records >= records_before, "{v:?}");
 }
 
 /// A request that only asks about a change gets a clarifying question (the
@@ -701,16 +740,23 @@ fn clarify(cx: &mut Ctx) {
     let nft_before = cx.nft();
     let r = cx.ctl(&["ask", question]);
     assert!(!r.ok, "a question is not a plan that ran: {r:?}");
-    assert_eq!(r.json["status"], "clarify", "{r:?}");
+    let Answer::Clarify(c) = r.get::<Answer>() else {
+        panic!("a clarifying question: {r:?}");
+    };
     // The plan asked about is among the options (the others: the other
     // direction or the opposite playbook, when the model is not sure).
-    let options = r.json["options"].as_array().unwrap();
-    let n = 1 + options
+    let param = |o: &intent_c::ClarifyOption, name: &str| {
+        o.params
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let n = 1 + c
+        .options
         .iter()
         .position(|o| {
-            o["playbook"] == "net.allow"
-                && o["params"]["from"] == "cams"
-                && o["params"]["to"] == "lan"
+            o.playbook == "net.allow" && param(o, "from") == "cams" && param(o, "to") == "lan"
         })
         .unwrap_or_else(|| panic!("net.allow cams -> lan offered: {r:?}"));
     let n = n.to_string();
@@ -721,8 +767,9 @@ fn clarify(cx: &mut Ctx) {
     let r = cx.ctl(&["ask", "--choose", &n, "--yes", question]);
     cx.note(&r);
     assert!(r.ok, "{r:?}");
-    assert_eq!(r.json["status"], "executed", "{r:?}");
-    assert_eq!(r.json["plan"]["playbook"]["id"], "net.allow", "{r:?}");
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Executed, "{r:?}");
+    assert_eq!(o.plan.playbook.id, "net.allow", "{r:?}");
     assert_eq!(cx.reach("cams", "lan"), Reach::All);
     assert_ne!(cx.nft(), nft_before);
 
@@ -792,27 +839,25 @@ fn policy(cx: &mut Ctx) {
         false,
     );
     assert!(r.ok, "{r:?}");
-    assert_eq!(r.json["status"], "pending", "{r:?}");
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Pending, "{r:?}");
     assert!(
-        r.json["missing"]
-            .to_string()
-            .contains("requester's confirmation"),
+        o.missing
+            .iter()
+            .any(|m| m.contains("requester's confirmation")),
         "{r:?}"
     );
-    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let plan_id = o.plan.plan_id;
     assert_eq!(cx.dig("pend.home.arpa", "A"), "", "a pending plan ran");
-    let p = cx.ctl(&["playbook", "pending"]);
-    assert!(p.stdout.contains(&plan_id), "{p:?}");
+    assert!(cx.pending().contains(&plan_id), "{:?}", cx.pending());
     // The outsider can neither confirm nor cancel it.
     let r = outsider(cx, &["playbook".into(), "confirm".into(), plan_id.clone()]);
     r.refused("NotAuthorized");
     assert_eq!(cx.dig("pend.home.arpa", "A"), "");
     // The requester cancels it: still nothing ran, and it is gone.
-    let c = cx.ctl(&["playbook", "cancel", &plan_id]);
-    assert_eq!(c.json["status"], "cancelled", "{c:?}");
+    cx.ctl(&["playbook", "cancel", &plan_id]).cancelled();
     assert_eq!(cx.dig("pend.home.arpa", "A"), "");
-    let p = cx.ctl(&["playbook", "pending"]);
-    assert!(!p.stdout.contains(&plan_id), "{p:?}");
+    assert!(!cx.pending().contains(&plan_id), "{:?}", cx.pending());
     let c = cx.ctl(&["playbook", "confirm", &plan_id]);
     c.refused("NotFound");
     assert_eq!(cx.dig("pend.home.arpa", "A"), "");
@@ -843,13 +888,14 @@ fn policy(cx: &mut Ctx) {
     // A destructive request without --yes waits too (for the requester,
     // here an admin whose confirmation also counts as the admin's).
     let r = cx.ask_raw("net.delete_domain", &[("domain", "cams")], false);
-    assert_eq!(r.json["status"], "pending", "{r:?}");
-    assert_eq!(r.json["plan"]["approval"], "admin", "{r:?}");
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Pending, "{r:?}");
+    assert_eq!(o.plan.approval, Approval::Admin, "{r:?}");
     assert!(cx.bridge_exists("hb-cams"), "a pending delete ran");
-    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let plan_id = o.plan.plan_id;
     let c = cx.ctl(&["playbook", "confirm", &plan_id]);
     cx.note(&c);
-    assert_eq!(c.json["status"], "executed", "{c:?}");
+    assert_eq!(c.outcome().status, Status::Executed, "{c:?}");
     assert!(!cx.bridge_exists("hb-cams"), "confirmed delete ran");
     assert!(!cx.nft().contains("hb-cams"));
 
@@ -896,16 +942,17 @@ fn operator_policy(cx: &mut Ctx) {
         &[("name", "op.home.arpa"), ("address", "10.4.4.4")],
         true,
     );
-    assert_eq!(r.json["status"], "executed", "{r:?}");
+    assert_eq!(r.outcome().status, Status::Executed, "{r:?}");
     let r = cx.ask_raw("dns.remove_record", &[("name", "op.home.arpa")], false);
-    assert_eq!(r.json["status"], "pending", "{r:?}");
-    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Pending, "{r:?}");
+    let plan_id = o.plan.plan_id;
     let a = operator(cx, &s(&["playbook", "approve", &plan_id]));
     a.refused("NotAuthorized");
     assert_eq!(cx.dig("op.home.arpa", "A"), "10.4.4.4");
     let a = cx.ctl(&["playbook", "confirm", &plan_id]);
     cx.note(&a);
-    assert_eq!(a.json["status"], "executed", "{a:?}");
+    assert_eq!(a.outcome().status, Status::Executed, "{a:?}");
     assert_eq!(cx.dig("op.home.arpa", "A"), "");
 
     // Root's pending plan: the operator can neither confirm nor cancel it.
@@ -914,13 +961,13 @@ fn operator_policy(cx: &mut Ctx) {
         &[("name", "rootp.home.arpa"), ("address", "10.4.4.5")],
         false,
     );
-    assert_eq!(r.json["status"], "pending", "{r:?}");
-    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Pending, "{r:?}");
+    let plan_id = o.plan.plan_id;
     operator(cx, &s(&["playbook", "confirm", &plan_id])).refused("NotAuthorized");
     operator(cx, &s(&["playbook", "cancel", &plan_id])).refused("NotAuthorized");
     assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
-    let c = cx.ctl(&["playbook", "cancel", &plan_id]);
-    assert_eq!(c.json["status"], "cancelled", "{c:?}");
+    cx.ctl(&["playbook", "cancel", &plan_id]).cancelled();
     assert_eq!(cx.dig("rootp.home.arpa", "A"), "");
 }
 
@@ -956,16 +1003,11 @@ fn operator_rights_through_the_gate(cx: &mut Ctx) {
     assert_eq!(cx.nft(), nft_before, "the gate ran the operator's allow");
     assert!(!into_admin(&cx.net_show()));
     let text = fs::read_to_string(cx.audit_log()).unwrap();
-    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    assert_eq!(last["event"]["kind"], "refused", "{last}");
-    assert_eq!(last["event"]["caller_uid"], 65534, "{last}");
-    assert!(
-        last["event"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("net.Allow"),
-        "{last}"
-    );
+    let last: intent_c::AuditRecord = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last.event.kind, "refused", "{last:?}");
+    assert_eq!(last.event.caller_uid, Some(65534), "{last:?}");
+    let reason = last.event.details.get("reason").and_then(Value::as_str);
+    assert!(reason.is_some_and(|r| r.contains("net.Allow")), "{last:?}");
 
     // Root (an admin) may: the same plan runs.
     cx.run("net.allow", &[("from", "lan"), ("to", "admin")]);
@@ -1075,16 +1117,18 @@ fn rollback(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
         true,
     );
     assert!(!r.ok, "a failed plan exits non-zero: {r:?}");
-    assert_eq!(r.json["status"], "failed", "{r:?}");
-    let steps = r.json["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2, "{r:?}");
-    assert_eq!(steps[0]["ok"], true, "{r:?}");
-    assert_eq!(steps[1]["ok"], false, "{r:?}");
-    let rb = r.json["rollback"].as_array().unwrap();
-    assert_eq!(rb.len(), 1, "{r:?}");
-    assert_eq!(rb[0]["call"], "dns.RemoveRecord", "{r:?}");
-    assert_eq!(rb[0]["ok"], true, "{r:?}");
-    assert!(r.json["error"].as_str().unwrap_or_default() != "", "{r:?}");
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Failed, "{r:?}");
+    let [first, second] = &o.steps[..] else {
+        panic!("two steps ran: {r:?}");
+    };
+    assert!(first.ok && !second.ok, "{r:?}");
+    let [undo] = &o.rollback[..] else {
+        panic!("one undo call: {r:?}");
+    };
+    assert_eq!(undo.call, "dns.RemoveRecord", "{r:?}");
+    assert!(undo.ok, "{r:?}");
+    assert!(o.error.is_some_and(|e| !e.is_empty()), "{r:?}");
     assert_eq!(cx.dig("rb.home.arpa", "A"), "", "step 1 was undone");
     assert_eq!(cx.dig("rb.home.arpa", "CNAME"), "");
     assert_eq!(cx.dig("nas.home.arpa", "A"), "192.168.1.20");
@@ -1092,11 +1136,13 @@ fn rollback(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
     // Network: the bridge of step 1 is gone after step 2 failed.
     assert!(!cx.bridge_exists("hb-rbnet"));
     let r = cx.ask_raw("test.rollback_net", &[("domain", "rbnet")], true);
-    assert_eq!(r.json["status"], "failed", "{r:?}");
-    let rb = r.json["rollback"].as_array().unwrap();
-    assert_eq!(rb.len(), 1, "{r:?}");
-    assert_eq!(rb[0]["call"], "net.DeleteDomain", "{r:?}");
-    assert_eq!(rb[0]["ok"], true, "{r:?}");
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Failed, "{r:?}");
+    let [undo] = &o.rollback[..] else {
+        panic!("one undo call: {r:?}");
+    };
+    assert_eq!(undo.call, "net.DeleteDomain", "{r:?}");
+    assert!(undo.ok, "{r:?}");
     assert!(!cx.bridge_exists("hb-rbnet"), "step 1 was undone");
     assert!(!cx.nft().contains("hb-rbnet"), "{}", cx.nft());
     assert!(!cx.domain_names().contains(&"rbnet".to_string()));
@@ -1128,11 +1174,13 @@ fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
     ]);
     assert!(r.ok, "playbook sign --pkid: {r:?}");
     let envelope = out.join("dns.add_record.dsse.json");
-    let env: Value = serde_json::from_str(&fs::read_to_string(&envelope).unwrap()).unwrap();
-    let chain = env["signatures"][0]["certChain"].as_array().unwrap();
+    let env: Envelope = serde_json::from_str(&fs::read_to_string(&envelope).unwrap()).unwrap();
+    let [signature] = &env.signatures[..] else {
+        panic!("one signature: {env:?}");
+    };
     assert!(
-        chain.len() >= 2,
-        "the envelope carries the signer's chain: {env}"
+        signature.cert_chain.len() >= 2,
+        "the envelope carries the signer's chain: {env:?}"
     );
     // An outsider may not sign with the appliance's key.
     let r = outsider(
@@ -1150,8 +1198,12 @@ fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
 
     let r = cx.ctl(&["playbook", "install", envelope.to_str().unwrap()]);
     assert!(r.ok, "install the HSM-signed v2: {r:?}");
-    let r = cx.ctl(&["playbook", "show", "dns.add_record"]);
-    assert!(r.stdout.contains("\"version\": 2"), "v2 is in force: {r:?}");
+    let installed: intent_c::Summary = r.get();
+    assert_eq!(
+        (installed.id.as_str(), installed.version),
+        ("dns.add_record", 2)
+    );
+    assert_eq!(cx.playbook_version("dns.add_record"), 2, "v2 is in force");
     let r = cx.ask_raw(
         "dns.add_record",
         &[("name", "hsm.home.arpa"), ("address", "10.9.9.9")],
@@ -1164,15 +1216,13 @@ fn signed_in_the_hsm(cx: &mut Ctx, real_repo: &Path, tmp: &Path) {
     let old = real_repo.join("build/catalog/dns.add_record.dsse.json");
     let r = cx.ctl(&["playbook", "install", old.to_str().unwrap()]);
     assert!(!r.ok, "a rolled-back version was installed: {r:?}");
-    let r = cx.ctl(&["playbook", "show", "dns.add_record"]);
-    assert!(r.stdout.contains("\"version\": 2"), "v2 stays: {r:?}");
+    assert_eq!(cx.playbook_version("dns.add_record"), 2, "v2 stays");
 }
 
 fn event_log(cx: &mut Ctx) {
     let r = cx.ctl(&["attest", "log"]);
     assert!(r.ok, "attest log: {r:?}");
-    let log: Vec<attest_c::Event> =
-        serde_json::from_value(r.json.clone()).unwrap_or_else(|e| panic!("attest log: {e}: {r:?}"));
+    let log: Vec<attest_c::Event> = r.get();
     let actions: Vec<(String, String)> = log
         .into_iter()
         .filter(|e| e.content.kind == MeasurementKind::Action)
@@ -1203,21 +1253,21 @@ fn event_log(cx: &mut Ctx) {
 
 fn audit_tampering(cx: &mut Ctx) {
     let v = cx.audit_verify();
-    assert_eq!(v["ok"], true, "{v}");
+    assert!(v.ok, "{v:?}");
     let path = cx.audit_log();
     let original = fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = original.lines().collect();
-    assert_eq!(v["records"].as_u64().unwrap() as usize, lines.len(), "{v}");
+    assert_eq!(v.records as usize, lines.len(), "{v:?}");
     assert!(lines.len() >= 10);
 
     let broken = |cx: &Ctx, what: &str, text: String| {
         fs::write(&path, text).unwrap();
         let v = cx.audit_verify();
-        assert_eq!(v["ok"], false, "{what}: {v}");
-        assert!(!v["problems"].as_array().unwrap().is_empty(), "{what}: {v}");
+        assert!(!v.ok, "{what}: {v:?}");
+        assert!(!v.problems.is_empty(), "{what}: {v:?}");
         fs::write(&path, &original).unwrap();
         let v = cx.audit_verify();
-        assert_eq!(v["ok"], true, "restored after {what}: {v}");
+        assert!(v.ok, "restored after {what}: {v:?}");
     };
 
     // Edited: the first record's caller changes (still valid JSON).
@@ -1273,15 +1323,19 @@ fn the_two_person_rule_needs_a_second_admin() {
         measured: Vec::new(),
     };
     let r = cx.ask_raw("net.delete_domain", &[("domain", "guest")], true);
-    assert_eq!(r.json["status"], "pending", "{r:?}");
-    let plan_id = r.json["plan"]["plan_id"].as_str().unwrap().to_string();
+    let o = r.outcome();
+    assert_eq!(o.status, Status::Pending, "{r:?}");
+    let plan_id = o.plan.plan_id;
     assert!(
         cx.bridge_exists("hb-guest"),
         "a two-person plan ran at once"
     );
     // The requester approving their own plan is not a second person.
     let a = cx.ctl(&["playbook", "approve", &plan_id]);
-    assert_ne!(a.json["status"], "executed", "{a:?}");
+    assert!(
+        a.error().is_some() || a.outcome().status != Status::Executed,
+        "{a:?}"
+    );
     assert!(
         cx.bridge_exists("hb-guest"),
         "one admin ran a two-person plan"
@@ -1289,7 +1343,7 @@ fn the_two_person_rule_needs_a_second_admin() {
     // A second admin approves: it runs.
     let a = operator(&cx, &s(&["playbook", "approve", &plan_id]));
     cx.note(&a);
-    assert_eq!(a.json["status"], "executed", "{a:?}");
+    assert_eq!(a.outcome().status, Status::Executed, "{a:?}");
     assert!(!cx.bridge_exists("hb-guest"), "the approved delete ran");
     assert!(!cx.nft().contains("hb-guest"));
     cx.sb.teardown();

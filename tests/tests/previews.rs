@@ -9,8 +9,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use hearth_common::contract::{dns::ZoneDiff, network::NetChange};
+use hearth_common::contract::dns::ZoneDiff;
+use hearth_common::contract::intent::{Ended, Outcome, PreviewAnswer, Status};
+use hearth_common::contract::network::{Domain, NetChange};
+use hearth_common::contract::pki::{CertificateStatus, CertificateSummary};
 use hearth_testbed::{Options, Sandbox};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 struct Cx {
@@ -22,8 +26,16 @@ struct Cx {
 
 struct Run {
     ok: bool,
-    json: Value,
+    stdout: String,
     text: String,
+}
+
+impl Run {
+    /// The `--json` document read as `T`, the type hearthctl printed.
+    fn get<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not a {}: {e}: {}", std::any::type_name::<T>(), self.text))
+    }
 }
 
 impl Cx {
@@ -41,8 +53,8 @@ impl Cx {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         Run {
             ok: out.status.success(),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
             text: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+            stdout,
         }
     }
 
@@ -56,7 +68,8 @@ impl Cx {
     }
 
     /// The plan shown without a terminal and without --yes: nothing runs.
-    /// Returns the text and the first preview's value.
+    /// Returns the text and the first preview: the daemon's answer to the
+    /// dry run, the JSON of its change type.
     fn preview(&self, id: &str, params: &[(&str, &str)]) -> (String, Value) {
         let a = Self::ask_args(id, params);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -72,22 +85,38 @@ impl Cx {
         // With --json and no --yes the pending plan is the answer: it
         // waits for a confirmation, so it is cancelled here.
         let j = self.ctl(true, &a);
-        let p = j.json["plan"]["preview"][0]["preview"].clone();
-        assert!(p.is_object(), "a preview in --json: {}", j.text);
-        let id = j.json["plan"]["plan_id"].as_str().unwrap_or_default();
-        let c = self.ctl(true, &["playbook", "cancel", id]);
-        assert!(c.json["status"] == "cancelled", "{}", c.text);
+        let o: Outcome = j.get();
+        assert_eq!(o.status, Status::Pending, "{}", j.text);
+        let p = match o.plan.preview.first().map(|p| &p.preview) {
+            Some(PreviewAnswer::Answer(v)) if v.is_object() => v.clone(),
+            other => panic!("a preview in --json, not {other:?}: {}", j.text),
+        };
+        let c = self.ctl(true, &["playbook", "cancel", &o.plan.plan_id]);
+        assert!(
+            matches!(c.get::<Ended>(), Ended::Outcome(o) if o.status == Status::Cancelled),
+            "{}",
+            c.text
+        );
         (shown.text, p)
     }
 
     /// Runs it with --yes; returns the outcome.
-    fn run(&self, id: &str, params: &[(&str, &str)]) -> Value {
+    fn run(&self, id: &str, params: &[(&str, &str)]) -> Outcome {
         let mut a = Self::ask_args(id, params);
         a.push("--yes".into());
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         let r = self.ctl(true, &a);
-        assert!(r.ok && r.json["status"] == "executed", "{}", r.text);
-        r.json
+        assert!(r.ok, "{}", r.text);
+        let o: Outcome = r.get();
+        assert_eq!(o.status, Status::Executed, "{}", r.text);
+        o
+    }
+
+    /// `hearthctl --json pki list`.
+    fn certificates(&self) -> Vec<CertificateSummary> {
+        let r = self.ctl(true, &["pki", "list"]);
+        assert!(r.ok, "{}", r.text);
+        r.get()
     }
 
     fn nft(&self) -> BTreeSet<String> {
@@ -169,14 +198,12 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
     cx.run("net.create_domain", &[("domain", "lab")]);
     assert!(cx.bridge("hb-lab"));
     let listed = cx.ctl(true, &["net", "list"]);
-    let lab = listed
-        .json
-        .as_array()
-        .unwrap()
+    let domains: Vec<Domain> = listed.get();
+    let lab = domains
         .iter()
-        .find(|d| d["name"] == "lab")
-        .cloned();
-    assert_eq!(lab.unwrap()["subnet"], made.subnet.to_string());
+        .find(|d| d.name.as_str() == "lab")
+        .unwrap_or_else(|| panic!("lab in net list: {}", listed.text));
+    assert_eq!(lab.subnet, made.subnet);
 
     // An allow: one flow opened, and exactly one element more in the table.
     let params = [("from", "lab"), ("to", "lan"), ("port", "8080")];
@@ -193,7 +220,7 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
     assert_eq!(
         added,
         vec!["\"hb-lab\" . \"hb-lan\" . tcp . 8080".to_string()],
-        "{out}"
+        "{out:?}"
     );
     // The same allow again changes nothing, and says so.
     let (text, _) = cx.preview("net.allow", &params);
@@ -295,9 +322,8 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
         "{}",
         shown.text
     );
-    let certs = cx.ctl(true, &["pki", "list"]);
-    let last = certs.json.as_array().unwrap().last().cloned().unwrap();
-    let listed_serial = last["serial"].as_str().unwrap().to_string();
+    let certs = cx.certificates();
+    let listed_serial = certs.last().expect("a certificate").serial.clone();
     let issued_line = shown
         .text
         .lines()
@@ -330,16 +356,12 @@ fn previews_say_in_one_line_exactly_what_then_changes() {
         "{}",
         revoked.text
     );
-    let certs = cx.ctl(true, &["pki", "list"]);
+    let certs = cx.certificates();
     let it = certs
-        .json
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|c| c["serial"] == listed_serial.as_str())
-        .cloned()
-        .unwrap();
-    assert_eq!(it["status"], "revoked", "{it}");
+        .find(|c| c.serial == listed_serial)
+        .unwrap_or_else(|| panic!("{listed_serial} in pki list: {certs:?}"));
+    assert_eq!(it.status, CertificateStatus::Revoked, "{it:?}");
     let mut sb = cx.sb;
     sb.teardown();
 }

@@ -9,6 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use hearth_common::contract::cli::StatusReport;
 use hearth_common::names::{Service, ALL};
 use hearth_common::proxies::daemon::DaemonProxy;
 use hearth_testbed::Sandbox;
@@ -101,9 +102,12 @@ fn sandbox_starts_every_daemon_which_answers_refuses_outsiders_and_stops_cleanly
         .output()
         .unwrap();
     assert!(out.status.success(), "hearthctl status: {out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["all_up"], true, "{v}");
-    assert_eq!(v["daemons"].as_array().unwrap().len(), ALL.len());
+    let v: StatusReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.all_up, "{v:?}");
+    let units: Vec<&str> = v.daemons.iter().map(|d| d.daemon.as_str()).collect();
+    let all: Vec<&str> = ALL.iter().map(|s| s.unit).collect();
+    assert_eq!(units, all, "{v:?}");
+    assert!(v.daemons.iter().all(|d| d.up && d.error.is_none()), "{v:?}");
 
     // SIGTERM: STOPPING=1, then a clean exit, in reverse start order.
     for i in (0..sb.daemons.len()).rev() {

@@ -7,10 +7,18 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hearth_testbed::{Options, Sandbox};
-use serde_json::Value;
+use hearth_common::contract::intent::{
+    AuditRecord, Outcome, Status, Trial, TrialEnd, TrialStatus, Verification,
+};
+use hearth_testbed::{wait_until, Options, Sandbox};
+use serde::de::DeserializeOwned;
+
+/// How often hearth-intentd looks for trials whose window is over (its
+/// ticker in `daemons/intentd/src/main.rs`): a trial is reverted within
+/// one tick of its deadline.
+const REVERT_TICK: Duration = Duration::from_secs(1);
 
 struct Cx {
     sb: Sandbox,
@@ -19,7 +27,9 @@ struct Cx {
 }
 
 impl Cx {
-    fn ctl(&self, args: &[&str]) -> (bool, Value, String) {
+    /// `hearthctl --json ARGS`, required to succeed, its document read as
+    /// `T`, the contract type hearthctl printed.
+    fn ctl<T: DeserializeOwned>(&self, args: &[&str]) -> T {
         let out = Command::new(&self.hearthctl)
             .arg("--json")
             .args(args)
@@ -28,9 +38,14 @@ impl Cx {
             .output()
             .expect("hearthctl");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), v, all)
+        assert!(out.status.success(), "hearthctl {args:?}: {all}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "hearthctl {args:?}: not a {}: {e}: {all}",
+                std::any::type_name::<T>()
+            )
+        })
     }
 
     fn nft(&self) -> String {
@@ -43,9 +58,9 @@ impl Cx {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Asks for an allow on trial; returns the plan id.
-    fn allow_on_trial(&self, from: &str, to: &str, port: &str, secs: &str) -> String {
-        let (ok, v, all) = self.ctl(&[
+    /// Asks for an allow on trial; returns the outcome, on trial.
+    fn allow_on_trial(&self, from: &str, to: &str, port: &str, secs: &str) -> Outcome {
+        let o: Outcome = self.ctl(&[
             "ask",
             "--playbook",
             "net.allow",
@@ -59,31 +74,34 @@ impl Cx {
             "--trial",
             secs,
         ]);
-        assert!(ok, "{all}");
-        assert_eq!(v["status"], "trial", "{all}");
-        assert!(v["trial_until_ms"].as_u64().is_some(), "{all}");
-        v["plan"]["plan_id"].as_str().expect("plan id").to_string()
+        assert_eq!(o.status, Status::Trial, "{o:?}");
+        assert!(o.trial_until_ms.is_some(), "{o:?}");
+        o
     }
 
-    fn wait_for_table(&self, want: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.nft() == want {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        false
+    /// Waits until the table is `want` again.
+    fn wait_for_table(&self, want: &str, what: &str, within: Duration) {
+        wait_until(what, within, || Ok((self.nft() == want).then_some(())))
+            .unwrap_or_else(|e| panic!("{e}: {}", self.nft()));
+    }
+
+    fn trials(&self) -> Vec<Trial> {
+        self.ctl(&["playbook", "trials"])
     }
 
     fn audit_kinds(&self) -> Vec<String> {
-        let (ok, v, all) = self.ctl(&["audit", "list", "--limit", "0"]);
-        assert!(ok, "{all}");
-        v.as_array()
-            .expect("records")
-            .iter()
-            .map(|r| r["event"]["kind"].as_str().unwrap_or_default().to_string())
+        self.ctl::<Vec<AuditRecord>>(&["audit", "list", "--limit", "0"])
+            .into_iter()
+            .map(|r| r.event.kind)
             .collect()
+    }
+}
+
+/// Sleeps until `margin` after the Unix-milliseconds instant `until_ms`.
+fn sleep_past(until_ms: u64, margin: Duration) {
+    let deadline = UNIX_EPOCH + Duration::from_millis(until_ms) + margin;
+    if let Ok(left) = deadline.duration_since(SystemTime::now()) {
+        std::thread::sleep(left);
     }
 }
 
@@ -109,29 +127,31 @@ fn trials_revert_by_themselves_stay_when_kept_and_survive_a_killed_daemon() {
     let before = cx.nft();
     let rule = "\"hb-iot\" . \"hb-lan\" . tcp . 8443";
     assert!(!before.contains(rule), "{before}");
-    let id = cx.allow_on_trial("iot", "lan", "8443", "10");
+    let o = cx.allow_on_trial("iot", "lan", "8443", "10");
     assert!(cx.nft().contains(rule), "applied: {}", cx.nft());
-    let (ok, v, all) = cx.ctl(&["playbook", "trials"]);
-    assert!(ok && v[0]["plan_id"] == id.as_str(), "{all}");
-    assert!(
-        cx.wait_for_table(&before, Duration::from_secs(30)),
-        "not reverted: {}",
-        cx.nft()
-    );
+    let trials = cx.trials();
+    let ids: Vec<&str> = trials.iter().map(|t| t.plan_id.as_str()).collect();
+    assert_eq!(ids, [o.plan.plan_id.as_str()], "{trials:?}");
+    assert_eq!(Some(trials[0].until_ms), o.trial_until_ms, "{trials:?}");
+    cx.wait_for_table(&before, "the trial reverted", Duration::from_secs(30));
     let kinds = cx.audit_kinds();
     assert_eq!(
         kinds.last().map(String::as_str),
         Some("reverted"),
         "{kinds:?}"
     );
-    let (_, v, _) = cx.ctl(&["playbook", "trials"]);
-    assert_eq!(v, serde_json::json!([]));
+    assert!(cx.trials().is_empty(), "{:?}", cx.trials());
 
-    // 2. A trial kept in time stays after its window.
-    let id = cx.allow_on_trial("iot", "lan", "8443", "10");
-    let (ok, v, all) = cx.ctl(&["playbook", "keep", &id]);
-    assert!(ok && v["status"] == "kept", "{all}");
-    std::thread::sleep(Duration::from_secs(12));
+    // 2. A trial kept in time stays after its window: past the deadline
+    //    the daemon returned, and the tick in which it would have reverted
+    //    it (two ticks: the revert's own calls take time too).
+    let o = cx.allow_on_trial("iot", "lan", "8443", "10");
+    let id = o.plan.plan_id;
+    let kept: TrialEnd = cx.ctl(&["playbook", "keep", &id]);
+    assert_eq!(kept.status, TrialStatus::Kept, "{kept:?}");
+    assert_eq!(kept.plan_id, id, "{kept:?}");
+    assert!(cx.trials().is_empty(), "a kept trial is no longer listed");
+    sleep_past(o.trial_until_ms.expect("trial_until_ms"), 2 * REVERT_TICK);
     assert!(cx.nft().contains(rule), "kept: {}", cx.nft());
     assert_eq!(cx.audit_kinds().last().map(String::as_str), Some("kept"));
 
@@ -145,10 +165,10 @@ fn trials_revert_by_themselves_stay_when_kept_and_survive_a_killed_daemon() {
     d.child.kill().expect("SIGKILL");
     d.child.wait().expect("wait");
     cx.sb.restart("hearth-intentd").expect("restart");
-    assert!(
-        cx.wait_for_table(&before, Duration::from_secs(30)),
-        "not reverted at start: {}",
-        cx.nft()
+    cx.wait_for_table(
+        &before,
+        "the trial reverted at start",
+        Duration::from_secs(30),
     );
     let kinds = cx.audit_kinds();
     assert_eq!(
@@ -156,7 +176,7 @@ fn trials_revert_by_themselves_stay_when_kept_and_survive_a_killed_daemon() {
         Some("reverted"),
         "{kinds:?}"
     );
-    let (ok, v, all) = cx.ctl(&["audit", "verify"]);
-    assert!(ok && v["ok"] == true, "{all}");
+    let v: Verification = cx.ctl(&["audit", "verify"]);
+    assert!(v.ok, "{v:?}");
     cx.sb.teardown();
 }

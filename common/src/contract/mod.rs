@@ -1,13 +1,15 @@
 //! The shapes of every daemon's results (decision 001): the daemon writes
 //! them, every client reads them, as JSON on the wire. One module per
 //! interface, each with typed calls over the raw proxy methods of
-//! [`crate::proxies`].
+//! [`crate::proxies`]. [`cli`] holds what hearthctl prints besides them
+//! (its error envelope, `status`'s report).
 
 use serde::de::DeserializeOwned;
 
 use crate::HearthError;
 
 pub mod attestation;
+pub mod cli;
 pub mod daemon;
 pub mod describe;
 pub mod dhcp;
