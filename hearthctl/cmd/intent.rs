@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use hearth_common::contract::cli::{SignReport, VerifiedFile};
 use hearth_common::contract::intent::{
     self as contract, Answer, Clarify, ClarifyOption, Ended, Outcome, Plan, PreviewAnswer, Status,
     TrialEnd, TrialStatus,
@@ -410,14 +411,19 @@ pub async fn playbook(
                 })?;
             let stdout = String::from_utf8_lossy(&res.stdout).trim().to_string();
             let stderr = String::from_utf8_lossy(&res.stderr).trim().to_string();
-            let signed: Vec<&str> = stdout.lines().collect();
+            let signed = stdout.lines().map(str::to_string).collect();
             if res.status.success() {
-                Ok(Output::ok(json!({"signed": signed}), stdout))
+                let report = SignReport {
+                    signed,
+                    error: None,
+                };
+                Ok(Output::ok(json(&report), stdout))
             } else {
-                Ok(Output::failed(
-                    json!({"signed": signed, "error": stderr}),
-                    stderr,
-                ))
+                let report = SignReport {
+                    signed,
+                    error: Some(stderr.clone()),
+                };
+                Ok(Output::failed(json(&report), stderr))
             }
         }
         other => {
@@ -469,17 +475,27 @@ async fn playbook_bus(
                 match contract::verify_playbook(p, &file_name(&f), &content).await {
                     Ok(v) => {
                         lines.push(format!("{}: ok ({} v{})", f.display(), v.id, v.version));
-                        items.push(json!({"file": f, "ok": true, "playbook": json(&v)}));
+                        items.push(VerifiedFile {
+                            file: f.display().to_string(),
+                            ok: true,
+                            playbook: Some(v),
+                            error: None,
+                        });
                     }
                     Err(e) if !e.is_transport() => {
                         all_ok = false;
                         lines.push(format!("{}: {}", f.display(), e.message()));
-                        items.push(json!({"file": f, "ok": false, "error": e.message()}));
+                        items.push(VerifiedFile {
+                            file: f.display().to_string(),
+                            ok: false,
+                            playbook: None,
+                            error: Some(e.message()),
+                        });
                     }
                     Err(e) => return Err(e),
                 }
             }
-            let v = json!(items);
+            let v = json(&items);
             Ok(if all_ok {
                 Output::ok(v, lines.join("\n"))
             } else {

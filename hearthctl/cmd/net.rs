@@ -208,6 +208,8 @@ mod tests {
             o.text,
             "Dry run: Opens lan → cams tcp/554. Nothing else changes."
         );
-        assert_eq!(o.json["opened"][0]["port"], 554);
+        let printed: NetChange = serde_json::from_value(o.json).unwrap();
+        assert_eq!(printed.opened[0].port.map(|p| p.get()), Some(554));
+        assert_eq!(printed, diff);
     }
 }

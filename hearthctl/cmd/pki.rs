@@ -1,10 +1,10 @@
 //! `hearthctl pki`: the CA over `org.hearth.Pki1`.
 
+use hearth_common::contract::cli::CrlReport;
 use hearth_common::contract::decode;
 use hearth_common::contract::pki::{self as contract, names_text, CertificateSummary, Issued};
 use hearth_common::proxies::pki::PkiProxy;
 use hearth_common::HearthError;
-use serde_json::json;
 
 use super::{json, table_of, Output};
 use crate::cli::pki::Command;
@@ -144,7 +144,7 @@ pub async fn run(cmd: Command, conn: &zbus::Connection) -> Result<Output, Hearth
         Command::Crl => {
             let pem = pki.crl().await?;
             let text = pem.trim_end().to_string();
-            Ok(Output::ok(json!({ "crl_pem": pem }), text))
+            Ok(Output::ok(json(&CrlReport { crl_pem: pem })?, text))
         }
     }
 }

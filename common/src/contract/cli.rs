@@ -1,9 +1,12 @@
 //! What `hearthctl --json` prints that is no daemon's result: its error
-//! envelope and `hearthctl status`'s report. hearthctl serializes these
-//! types; scripts and the end-to-end tests read them back.
+//! envelope, `hearthctl status`'s report, and the reports of the commands
+//! that wrap a tool or a plain-text answer (`playbook sign`, `playbook
+//! verify`, `pki crl`). hearthctl serializes these types; scripts and the
+//! end-to-end tests read them back.
 
 use serde::{Deserialize, Serialize};
 
+use crate::contract::intent::Summary;
 use crate::HearthError;
 
 /// What `hearthctl --json` prints when a call fails or is refused:
@@ -72,6 +75,46 @@ pub struct StatusReport {
     pub all_up: bool,
 }
 
+/// `hearthctl playbook sign`: what hearth-playbook signed,
+/// `{"signed": ["…/x.dsse.json"]}`, with `"error"` when it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignReport {
+    /// The envelopes written, one path each (hearth-playbook's output
+    /// lines).
+    pub signed: Vec<String>,
+    /// hearth-playbook's error output (only when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One file of `hearthctl playbook verify`, which prints a list of them:
+/// `{"file": "x.dsse.json", "ok": true, "playbook": {…}}`, or
+/// `{"file": …, "ok": false, "error": "…"}` when hearth-intentd refused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedFile {
+    /// The file, as given.
+    pub file: String,
+    /// True when hearth-intentd would install it.
+    pub ok: bool,
+    /// The playbook it holds (ok).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<Summary>,
+    /// Why it was refused ([`HearthError::message`]; not ok).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `hearthctl pki crl`: the appliance CA's certificate revocation list,
+/// `{"crl_pem": "-----BEGIN X509 CRL-----…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlReport {
+    /// The CRL, PEM, as hearth-pkid returned it.
+    pub crl_pem: String,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -83,5 +126,42 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(text, r#"{"error":{"kind":"NotFound","message":"plan x"}}"#);
         assert_eq!(serde_json::from_str::<ErrorReport>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn the_reports_keep_their_keys() {
+        let r = SignReport {
+            signed: vec!["out/a.dsse.json".into()],
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"signed":["out/a.dsse.json"]}"#
+        );
+        let failed = r#"{"signed":[],"error":"no key"}"#;
+        let back: SignReport = serde_json::from_str(failed).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), failed);
+
+        let refused = VerifiedFile {
+            file: "x.dsse.json".into(),
+            ok: false,
+            playbook: None,
+            error: Some("tampered".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).unwrap(),
+            r#"{"file":"x.dsse.json","ok":false,"error":"tampered"}"#
+        );
+        assert!(serde_json::from_str::<VerifiedFile>(
+            r#"{"file":"x","ok":true,"playbook":null,"extra":1}"#
+        )
+        .is_err());
+
+        let c = CrlReport {
+            crl_pem: "PEM\n".into(),
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(text, r#"{"crl_pem":"PEM\n"}"#);
+        assert_eq!(serde_json::from_str::<CrlReport>(&text).unwrap(), c);
     }
 }
