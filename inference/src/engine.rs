@@ -344,6 +344,13 @@ impl Engine {
         &self.meta.lexicon
     }
 
+    /// Checks the signed language file's text against the lexicon the heads
+    /// were trained with (the copy in `meta.json`, which the engine uses):
+    /// see [`Lexicon::check_same`].
+    pub fn check_language(&self, text: &str) -> Result<()> {
+        self.meta.lexicon.check_same(text)
+    }
+
     /// Installs the catalog. A playbook the heads were not trained on can
     /// only be run as a structured intent until the interpreter is trained
     /// again (logged).

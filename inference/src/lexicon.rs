@@ -162,6 +162,32 @@ impl Lexicon {
         Ok(lex)
     }
 
+    /// Checks that `text` (the signed language file, as the catalog loaded
+    /// it) says what this lexicon says: the interpreter's heads were trained
+    /// with this lexicon (copied into `meta.json`), so another file would
+    /// read requests differently from what was trained. Compared as parsed
+    /// (comments and layout do not count); the error names the sections
+    /// that differ.
+    pub fn check_same(&self, text: &str) -> Result<()> {
+        let other = Self::parse(text).context("the signed language file does not parse")?;
+        let differ: Vec<&str> = [
+            ("numbers", self.numbers == other.numbers),
+            ("days", self.days == other.days),
+            ("augment", self.augment == other.augment),
+            ("pools", self.pools == other.pools),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name)
+        .collect();
+        anyhow::ensure!(
+            differ.is_empty(),
+            "it differs from the lexicon the interpreter was trained with (meta.json) in [{}]",
+            differ.join("], [")
+        );
+        Ok(())
+    }
+
     /// The words of a span: runs of letters and runs of digits, lower-case
     /// ("30d" → 30, d; "a hundred-and-twenty" → a, hundred, and, twenty).
     /// The lower-case words and digit runs of a text.
@@ -332,6 +358,29 @@ mod tests {
     fn lex() -> Lexicon {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/language/en.toml");
         Lexicon::load(&path).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    #[test]
+    fn the_same_file_matches_and_another_one_is_named_by_its_sections() {
+        let l = lex();
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/language/en.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        l.check_same(&text).unwrap_or_else(|e| panic!("{e:#}"));
+        // Layout and comments do not count.
+        l.check_same(&format!("# signed\n{text}\n"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // The same file as meta.json holds it (JSON round trip).
+        let json = serde_json::to_string(&l).unwrap_or_default();
+        let back: Lexicon = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        back.check_same(&text).unwrap_or_else(|e| panic!("{e:#}"));
+        // Another duration unit.
+        let other = text.replacen("\nweek = 7\n", "\nweek = 6\n", 1);
+        assert_ne!(other, text);
+        let e = format!("{:#}", l.check_same(&other).expect_err("differs"));
+        assert!(e.contains("[days]") && !e.contains("[numbers]"), "{e}");
+        assert!(l.check_same("not = [toml").is_err());
     }
 
     #[test]

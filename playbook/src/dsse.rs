@@ -1,4 +1,5 @@
-//! DSSE envelopes (<https://github.com/secure-systems-lab/dsse>) for playbooks.
+//! DSSE envelopes (<https://github.com/secure-systems-lab/dsse>) for playbooks
+//! and for the language file beside them ([`LANGUAGE_PAYLOAD_TYPE`]).
 //!
 //! ```json
 //! {"payloadType": "application/vnd.hearth.playbook+toml",
@@ -23,6 +24,10 @@ use sha2::{Digest, Sha256};
 
 /// The payload type of a Hearth playbook.
 pub const PAYLOAD_TYPE: &str = "application/vnd.hearth.playbook+toml";
+
+/// The payload type of the interpreter's language file
+/// (`catalog/language/en.toml`), signed with the playbooks.
+pub const LANGUAGE_PAYLOAD_TYPE: &str = "application/vnd.hearth.language+toml";
 
 /// A DSSE envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,7 +49,8 @@ pub enum RefusalKind {
     Revoked,
     /// Any other chain problem.
     BadChain,
-    /// The payload type is not a Hearth playbook.
+    /// The payload type is not the one expected (a playbook, or the
+    /// language file for its own file name).
     WrongPayloadType,
     /// The payload is not a valid playbook.
     BadPlaybook,
@@ -57,6 +58,8 @@ pub enum RefusalKind {
     WrongName,
     /// Older than (or different at the same version from) an accepted one.
     RolledBack,
+    /// The payload of the signed language file is not UTF-8 TOML.
+    BadLanguage,
 }
 
 impl RefusalKind {
@@ -75,6 +78,7 @@ impl RefusalKind {
             RefusalKind::BadPlaybook => "bad-playbook",
             RefusalKind::WrongName => "wrong-name",
             RefusalKind::RolledBack => "rolled-back",
+            RefusalKind::BadLanguage => "bad-language",
         }
     }
 }
@@ -164,7 +168,16 @@ pub struct TrustStore {
     crls: Vec<webpki::CertRevocationList<'static>>,
 }
 
-/// What a verified envelope yields.
+/// What a verified envelope of any payload type yields.
+#[derive(Debug, Clone)]
+pub struct VerifiedPayload {
+    /// The payload bytes, as signed.
+    pub payload: Vec<u8>,
+    /// SHA-256 of the signer certificate, hex.
+    pub signer: String,
+}
+
+/// What a verified playbook envelope yields.
 #[derive(Debug, Clone)]
 pub struct Verified {
     /// The playbook.
@@ -256,9 +269,16 @@ impl TrustStore {
         })
     }
 
-    /// Verifies an envelope file's bytes at time `now` and parses its
-    /// playbook. Anti-rollback is checked separately ([`RollbackState`]).
-    pub fn verify(&self, file: &Path, bytes: &[u8], now: UnixTime) -> Result<Verified, Refusal> {
+    /// Verifies an envelope file's bytes at time `now`: JSON, the payload
+    /// type (`payload_type`, nothing else), the signature and the signer's
+    /// chain. The payload itself is not interpreted.
+    pub fn verify_envelope(
+        &self,
+        file: &Path,
+        bytes: &[u8],
+        payload_type: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedPayload, Refusal> {
         let refuse = |kind: RefusalKind, reason: String| Refusal {
             file: file.to_path_buf(),
             kind,
@@ -280,11 +300,11 @@ impl TrustStore {
                 });
             }
         };
-        if env.payload_type != PAYLOAD_TYPE {
+        if env.payload_type != payload_type {
             return Err(refuse(
                 RefusalKind::WrongPayloadType,
                 format!(
-                    "payload type {:?}, expected {PAYLOAD_TYPE}",
+                    "payload type {:?}, expected {payload_type}",
                     env.payload_type
                 ),
             ));
@@ -324,6 +344,30 @@ impl TrustStore {
                 }))
             }
         };
+        Ok(VerifiedPayload { payload, signer })
+    }
+
+    /// Verifies an envelope file's bytes at time `now` and parses its
+    /// playbook. Anti-rollback is checked separately ([`RollbackState`]).
+    pub fn verify(&self, file: &Path, bytes: &[u8], now: UnixTime) -> Result<Verified, Refusal> {
+        let refuse = |kind: RefusalKind, reason: String| Refusal {
+            file: file.to_path_buf(),
+            kind,
+            reason,
+        };
+        let VerifiedPayload { payload, signer } = self
+            .verify_envelope(file, bytes, PAYLOAD_TYPE, now)
+            .map_err(|mut r| {
+                if r.kind == RefusalKind::WrongPayloadType
+                    && r.reason.contains(dsse::LANGUAGE_PAYLOAD_TYPE)
+                {
+                    r.reason.push_str(&format!(
+                        " (a signed language file, not a playbook: the catalog loads it as {})",
+                        crate::catalog::LANGUAGE_FILE
+                    ));
+                }
+                r
+            })?;
         let playbook = Playbook::parse(&payload)
             .map_err(|e| refuse(RefusalKind::BadPlaybook, e.to_string()))?;
         if let Some(name) = file.file_name().and_then(|n| n.to_str()) {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use hearth_playbook::catalog;
-use hearth_playbook::dsse::{self, KeyFileSigner, Signer, PAYLOAD_TYPE};
+use hearth_playbook::dsse::{self, KeyFileSigner, Signer, LANGUAGE_PAYLOAD_TYPE, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, Issued, SignerOptions};
 use hearth_playbook::{RefusalKind, RollbackState, TrustConfig, TrustStore};
 use rustls_pki_types::UnixTime;
@@ -369,4 +369,99 @@ fn the_appliance_ca_and_its_crl_count_once_they_exist() {
     // An unreadable CRL, once configured and present, stops loading.
     std::fs::write(&crl, "not a CRL").unwrap();
     assert!(TrustStore::load(&cfg).is_err());
+}
+
+const LANGUAGE: &str = include_str!("../../catalog/language/en.toml");
+
+fn write_language(dir: &Path, name: &str, payload: &[u8], s: &dyn Signer) -> PathBuf {
+    let env = dsse::sign(payload, LANGUAGE_PAYLOAD_TYPE, s).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec(&env).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn the_language_file_is_signed_and_loaded_apart_from_the_playbooks() {
+    let f = fixture();
+    let d = f.dir.path();
+    write_env(
+        d,
+        "dns.add_record.dsse.json",
+        ADD_RECORD.as_bytes(),
+        &f.good,
+    );
+    let p = write_language(d, catalog::LANGUAGE_FILE, LANGUAGE.as_bytes(), &f.good);
+    let l = catalog::verify_language_file(&f.trust, &p, UnixTime::now()).unwrap();
+    assert_eq!(l.text, LANGUAGE);
+    assert_eq!(l.digest, dsse::sha256_hex(LANGUAGE.as_bytes()));
+    let mut state = RollbackState::in_memory();
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert!(loaded.refused.is_empty(), "{:?}", loaded.refused);
+    assert_eq!(
+        loaded.playbooks.keys().collect::<Vec<_>>(),
+        vec!["dns.add_record"]
+    );
+    assert_eq!(loaded.language, Some(l));
+    // Not a playbook: checked as one, it is refused by its payload type.
+    let r = catalog::verify_file(&f.trust, &state, &p, UnixTime::now()).unwrap_err();
+    assert_eq!(r.kind, RefusalKind::WrongPayloadType);
+    assert!(r.reason.contains("language file"), "{r}");
+}
+
+#[test]
+fn a_tampered_or_misplaced_language_file_is_refused() {
+    let f = fixture();
+    let d = f.dir.path();
+    let p = write_language(d, catalog::LANGUAGE_FILE, LANGUAGE.as_bytes(), &f.good);
+    // Other words under the same signature.
+    let mut env: dsse::Envelope = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let other = LANGUAGE.replacen("week", "wek", 1);
+    assert_ne!(other, LANGUAGE);
+    env.payload = base64_encode(other.as_bytes());
+    std::fs::write(&p, serde_json::to_vec(&env).unwrap()).unwrap();
+    let mut state = RollbackState::in_memory();
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert_eq!(loaded.language, None);
+    assert_eq!(loaded.refused.len(), 1);
+    let r = &loaded.refused[0];
+    assert_eq!(r.kind, RefusalKind::Tampered);
+    assert!(r.to_string().contains(catalog::LANGUAGE_FILE), "{r}");
+
+    // Signed by a signer outside the trust anchors.
+    let stranger = Authority::new_root("stranger", 1).unwrap();
+    let s = stranger
+        .issue_signer(&SignerOptions::valid_for("s", 30))
+        .unwrap();
+    write_language(
+        d,
+        catalog::LANGUAGE_FILE,
+        LANGUAGE.as_bytes(),
+        &signer_for(&s, &[]),
+    );
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert_eq!(loaded.language, None);
+    assert_eq!(loaded.refused[0].kind, RefusalKind::UntrustedSigner);
+
+    // A playbook envelope under the language file's name.
+    write_env(d, catalog::LANGUAGE_FILE, ADD_RECORD.as_bytes(), &f.good);
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert_eq!(loaded.refused[0].kind, RefusalKind::WrongPayloadType);
+    assert!(loaded.playbooks.is_empty());
+
+    // Signed, but not TOML.
+    write_language(d, catalog::LANGUAGE_FILE, b"[numbers", &f.good);
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert_eq!(loaded.refused[0].kind, RefusalKind::BadLanguage);
+
+    // The language file under a playbook's name is no playbook.
+    std::fs::remove_file(d.join(catalog::LANGUAGE_FILE)).unwrap();
+    write_language(d, "net.show.dsse.json", LANGUAGE.as_bytes(), &f.good);
+    let loaded = catalog::load_dir(&f.trust, &mut state, d, UnixTime::now()).unwrap();
+    assert_eq!(loaded.language, None);
+    assert_eq!(loaded.refused[0].kind, RefusalKind::WrongPayloadType);
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
 }

@@ -379,6 +379,7 @@ fn playbooks_run_against_the_real_daemons() {
     attest_status(&mut cx);
     refusals(&mut cx);
     clarify(&mut cx);
+    language_file(&mut cx, &opts.repo.join("build/catalog"));
     policy(&mut cx);
     rollback(&mut cx, &real_repo, tmp.path());
     signed_in_the_hsm(&mut cx, &real_repo, tmp.path());
@@ -778,6 +779,61 @@ fn clarify(cx: &mut Ctx) {
     assert!(!r.ok, "{r:?}");
     cx.run("net.revoke", &[("from", "cams"), ("to", "lan")]);
     assert_eq!(cx.nft(), nft_before);
+}
+
+/// The signed language file (scripts/sign-catalog's
+/// hearth-language.dsse.json) was measured at start like the playbooks;
+/// taken out of the catalog (and the catalog reloaded), plain language is
+/// refused with the reason naming it while a structured intent still runs;
+/// put back, the text path answers again.
+fn language_file(cx: &mut Ctx, catalog: &Path) {
+    const FILE: &str = hearth_playbook::catalog::LANGUAGE_FILE;
+    let file = catalog.join(FILE);
+    let sha = hearth_playbook::dsse::sha256_hex(&fs::read(&file).unwrap());
+    let r = cx.ctl(&["attest", "log"]);
+    assert!(r.ok, "attest log: {r:?}");
+    let log: Vec<attest_c::Event> = r.get();
+    assert!(
+        log.iter()
+            .any(|e| e.content.kind == MeasurementKind::PlaybookCatalog
+                && e.content.name == FILE
+                && e.content.sha256 == sha),
+        "the language file is measured at start: {log:?}"
+    );
+
+    let reload = |cx: &Ctx| {
+        let out = Command::new("busctl")
+            .arg(format!("--address={}", cx.bus))
+            .args([
+                "call",
+                "org.hearth.Intent1",
+                "/org/hearth/Intent1",
+                "org.hearth.Intent1",
+                "ReloadCatalog",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ReloadCatalog: {out:?}");
+    };
+    let away = catalog.join(".language-away");
+    fs::rename(&file, &away).unwrap();
+    reload(cx);
+    let question = "should I allow traffic from cams to lan?";
+    let m = cx.ctl(&["ask", question]).refused("InvalidArgument");
+    assert!(
+        m.contains("plain-language requests are refused") && m.contains(FILE),
+        "{m}"
+    );
+    let o = cx.run("net.show", &[]);
+    assert_eq!(o.status, Status::Executed, "a structured intent still runs");
+
+    fs::rename(&away, &file).unwrap();
+    reload(cx);
+    let r = cx.ctl(&["ask", question]);
+    assert!(
+        matches!(r.get::<Answer>(), Answer::Clarify(_)),
+        "text is served again: {r:?}"
+    );
 }
 
 fn outsider(cx: &Ctx, args: &[String]) -> Run {

@@ -462,9 +462,10 @@ impl Measurer for DbusMeasurer {
 }
 
 /// Measures, through hearth-attestd, what the gate trusts besides the
-/// models: every playbook envelope in the catalog directory (kind
-/// `playbook-catalog`) and the configuration file holding the approval
-/// policy (kind `policy`). An attestation daemon that cannot be reached is
+/// models: every envelope in the catalog directory (kind
+/// `playbook-catalog`, its file name: the playbooks and the signed language
+/// file `hearth-language.dsse.json`) and the configuration file holding the
+/// approval policy (kind `policy`). An attestation daemon that cannot be reached is
 /// logged, not fatal: a remote verifier then sees the measurements missing.
 pub async fn measure_trusted_inputs(
     measurer: &impl Measurer,

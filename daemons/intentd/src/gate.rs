@@ -144,6 +144,10 @@ pub struct Gate<E: Executor, I: Interpreter + ?Sized, M: Measurer> {
     rollback: Mutex<RollbackState>,
     catalog: RwLock<BTreeMap<String, Installed>>,
     refused: RwLock<Vec<Refusal>>,
+    /// The text path's language file: the SHA-256 of the signed language
+    /// file the interpreter accepted, or why plain-language requests are
+    /// refused (missing, refused, not measured, not what was trained).
+    language: RwLock<Result<String, String>>,
     pending: Mutex<BTreeMap<String, Pending>>,
     audit: Mutex<AuditLog>,
     audit_path: PathBuf,
@@ -216,6 +220,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             rollback: Mutex::new(rollback),
             catalog: RwLock::new(BTreeMap::new()),
             refused: RwLock::new(Vec::new()),
+            language: RwLock::new(Err("the catalog is not loaded yet".into())),
             pending: Mutex::new(BTreeMap::new()),
             audit: Mutex::new(audit),
             audit_path,

@@ -90,24 +90,35 @@ impl Executor for Arc<Recorder> {
     }
 }
 
-/// Records measurements; with `.1` set, every Measure fails (hearth-attestd
-/// stopped).
+/// Records measurements: actions in `.0` (name, sha256), the others
+/// (catalog files, the policy) in `.2` ("kind name", sha256); with `.1`
+/// set, every Measure fails (hearth-attestd stopped).
 #[derive(Default)]
-struct Tpm(Mutex<Vec<(String, String)>>, std::sync::atomic::AtomicBool);
+struct Tpm(
+    Mutex<Vec<(String, String)>>,
+    std::sync::atomic::AtomicBool,
+    Mutex<Vec<(String, String)>>,
+);
 
 impl Measurer for Arc<Tpm> {
     async fn measure(&self, kind: &str, name: &str, sha256: &str) -> Result<(), ExecError> {
-        assert_eq!(kind, "action");
         if self.1.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ExecError {
                 name: "org.freedesktop.DBus.Error.ServiceUnknown".into(),
                 message: "The name org.hearth.Attestation1 was not provided".into(),
             });
         }
-        lock(&self.0).push((name.into(), sha256.into()));
+        if kind == "action" {
+            lock(&self.0).push((name.into(), sha256.into()));
+        } else {
+            lock(&self.2).push((format!("{kind} {name}"), sha256.into()));
+        }
         Ok(())
     }
 }
+
+/// The shipped language file (catalog/language/en.toml).
+const LANGUAGE: &str = include_str!("../../../catalog/language/en.toml");
 
 /// Answers from a fixed table of texts.
 struct Table(Vec<(&'static str, Interpretation)>);
@@ -131,6 +142,13 @@ impl Interpreter for Table {
             name: "test.gguf".into(),
             sha256: "ab".repeat(32),
         }]
+    }
+    /// "Trained" with the shipped language file: compared as the real
+    /// interpreter compares it with meta.json's copy.
+    fn check_language(&self, text: &str) -> Result<(), String> {
+        hearth_inference::lexicon::Lexicon::parse(LANGUAGE)
+            .and_then(|l| l.check_same(text))
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -188,6 +206,8 @@ struct T {
     gate: Gate<Arc<Recorder>, Table, Arc<Tpm>>,
     exec: Arc<Recorder>,
     tpm: Arc<Tpm>,
+    /// The catalog's signer.
+    signer: KeyFileSigner,
 }
 
 fn setup(policy: PolicyConfig, exec: Recorder) -> T {
@@ -222,6 +242,7 @@ fn setup_with_crl(policy: PolicyConfig, exec: Recorder, crl: bool) -> T {
         .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{e}")))
         .collect();
     sources.push(MULTI.as_bytes().to_vec());
+    sign_language(&cat, LANGUAGE, &s);
     for bytes in sources {
         let pb = hearth_playbook::Playbook::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
         let env = dsse::sign(&bytes, PAYLOAD_TYPE, &s).unwrap_or_else(|e| panic!("{e}"));
@@ -305,7 +326,19 @@ fn setup_with_crl(policy: PolicyConfig, exec: Recorder, crl: bool) -> T {
         gate,
         exec,
         tpm,
+        signer: s,
     }
+}
+
+/// Signs `text` as the catalog's language file into `cat`.
+fn sign_language(cat: &std::path::Path, text: &str, s: &KeyFileSigner) {
+    let env = dsse::sign(text.as_bytes(), dsse::LANGUAGE_PAYLOAD_TYPE, s)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        cat.join(hearth_playbook::catalog::LANGUAGE_FILE),
+        serde_json::to_vec(&env).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn params(v: Value) -> BTreeMap<String, Value> {
@@ -839,6 +872,126 @@ async fn a_text_request_becomes_the_same_plan_as_a_structured_one() {
         ev["model_digests"][0]["sha256"].as_str().map(str::len),
         Some(64)
     );
+}
+
+/// The text path serves plain language only with the signed language file
+/// the interpreter was trained with: missing, refused or different, text
+/// is refused with the reason naming the file (audited), while structured
+/// intents still run; signed again as trained, text works again.
+#[tokio::test]
+async fn plain_language_needs_the_signed_language_file_it_was_trained_with() {
+    use hearth_playbook::catalog::LANGUAGE_FILE;
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    assert_eq!(t.gate.language_refusal(), None);
+    let text = "point nas.home.arpa at 192.168.1.20";
+    let record = params(json!({"name": "nas.home.arpa", "address": "192.168.1.20"}));
+    let structured = || t.gate.ask_structured("dns.add_record", &record, REQUESTER);
+    let file = t.gate.settings.catalog_dir.join(LANGUAGE_FILE);
+    let refused_text = |why: &str, reason: String| {
+        assert!(
+            reason.contains("plain-language requests are refused")
+                && reason.contains(LANGUAGE_FILE)
+                && reason.contains(why)
+                && reason.contains("structured intent"),
+            "{reason}"
+        );
+    };
+
+    // Missing.
+    std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    t.gate.reload().unwrap_or_else(|e| panic!("{e}"));
+    let reason = refusal_reason(t.gate.ask(text, REQUESTER).await);
+    refused_text("no signed language file", reason.clone());
+    let ev = &t.gate.audit_list(1).unwrap_or_default()[0]["event"];
+    assert_eq!(ev["kind"], "refused");
+    assert_eq!(ev["reason"], reason.as_str());
+    let out = structured().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.plan.playbook.id, "dns.add_record");
+
+    // Signed, but not the language the interpreter was trained with.
+    let other = LANGUAGE.replacen("\nweek = 7\n", "\nweek = 6\n", 1);
+    assert_ne!(other, LANGUAGE);
+    sign_language(&t.gate.settings.catalog_dir, &other, &t.signer);
+    t.gate.reload().unwrap_or_else(|e| panic!("{e}"));
+    let reason = refusal_reason(t.gate.ask(text, REQUESTER).await);
+    refused_text("not the one the interpreter was trained on", reason.clone());
+    assert!(reason.contains("[days]"), "{reason}");
+    structured().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Tampered: refused like a bad playbook, named in the refusals.
+    let mut env: dsse::Envelope = serde_json::from_slice(&std::fs::read(&file).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.payload = dsse::sign(LANGUAGE.as_bytes(), dsse::LANGUAGE_PAYLOAD_TYPE, &t.signer)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .payload;
+    std::fs::write(&file, serde_json::to_vec(&env).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.gate.reload().unwrap_or_else(|e| panic!("{e}"));
+    let refused = t.gate.refused();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].kind, hearth_playbook::RefusalKind::Tampered);
+    let reason = refusal_reason(t.gate.ask(text, REQUESTER).await);
+    refused_text("was refused (tampered", reason);
+    structured().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // The file as trained: text works again.
+    sign_language(&t.gate.settings.catalog_dir, LANGUAGE, &t.signer);
+    t.gate.reload().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.gate.language_refusal(), None);
+    let out = t
+        .gate
+        .ask(text, REQUESTER)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.plan.source["kind"], "text");
+}
+
+/// The signed language file is measured with the catalog: at start by
+/// `measure_trusted_inputs` and on reload before the text path uses it
+/// (kind `playbook-catalog`, its file name, the envelope's SHA-256); one
+/// that cannot be measured closes the text path.
+#[tokio::test]
+async fn the_signed_language_file_is_measured_with_the_catalog() {
+    use hearth_playbook::catalog::LANGUAGE_FILE;
+    use sha2::{Digest, Sha256};
+    let t = setup(PolicyConfig::default(), Recorder::default());
+    let file = t.gate.settings.catalog_dir.join(LANGUAGE_FILE);
+    let sha = hex::encode(Sha256::digest(std::fs::read(&file).unwrap_or_default()));
+    let config = t._dir.path().join("intentd.toml");
+    std::fs::write(&config, "").unwrap_or_else(|e| panic!("{e}"));
+    crate::exec::measure_trusted_inputs(&t.tpm, &t.gate.settings.catalog_dir, &config).await;
+    let measured = (format!("playbook-catalog {LANGUAGE_FILE}"), sha);
+    let at_start = lock(&t.tpm.2).clone();
+    assert!(at_start.contains(&measured), "{at_start:?}");
+    // The shipped playbooks, the test's own, the language file, the policy.
+    assert_eq!(at_start.len(), shipped_playbooks() + 3, "{at_start:?}");
+
+    lock(&t.tpm.2).clear();
+    t.gate
+        .reload_measured()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(lock(&t.tpm.2).contains(&measured));
+    assert_eq!(t.gate.language_refusal(), None);
+
+    // Signed anew (other bytes, same words) while hearth-attestd is away:
+    // not measured, so not used.
+    sign_language(
+        &t.gate.settings.catalog_dir,
+        &format!("{LANGUAGE}\n"),
+        &t.signer,
+    );
+    t.tpm.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = t.gate.reload_measured().await.expect_err("not measured");
+    assert!(e.to_string().contains(LANGUAGE_FILE), "{e}");
+    let why = t.gate.language_refusal().unwrap_or_default();
+    assert!(why.contains("not measured"), "{why}");
+    t.tpm.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    t.gate
+        .reload_measured()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.gate.language_refusal(), None);
 }
 
 #[tokio::test]

@@ -70,6 +70,14 @@ pub trait Interpreter: Send + Sync + 'static {
     fn interpret(&self, text: &str, ctx: &Context) -> Interpretation;
     /// The digests of the loaded models.
     fn model_digests(&self) -> Vec<ModelDigest>;
+    /// Whether the signed language file's text (the catalog's
+    /// `hearth-language.dsse.json`, verified) is the language the
+    /// interpreter reads requests with; why not, when it is not. The gate
+    /// serves plain-language requests only while it is. An interpreter that
+    /// reads no language file accepts any.
+    fn check_language(&self, _text: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The interpreter used when no model is configured: refuses every text

@@ -88,4 +88,14 @@ impl Interpreter for ModelInterpreter {
     fn model_digests(&self) -> Vec<ModelDigest> {
         self.digests.clone()
     }
+
+    /// The signed file must say what the lexicon the heads were trained
+    /// with (the copy in meta.json, which the engine reads) says.
+    fn check_language(&self, text: &str) -> Result<(), String> {
+        let engine = match self.engine.read() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        engine.check_language(text).map_err(|e| format!("{e:#}"))
+    }
 }

@@ -4,12 +4,17 @@
 //!   certificate (codeSigning EKU) and an empty CRL, keys mode 0600.
 //! * `sign --key K --chain C --out DIR FILE...`: each TOML playbook (checked
 //!   first) into `DIR/<id>.dsse.json`.
+//! * `sign-language --key K --chain C --out DIR FILE`: the interpreter's
+//!   language file (`catalog/language/en.toml`, UTF-8 TOML) into
+//!   `DIR/hearth-language.dsse.json`, payload type
+//!   `application/vnd.hearth.language+toml`, with the same key and chain.
 //! * `sign-pkid --out DIR FILE...`: the same with the appliance's playbook
 //!   signer key, which never leaves the HSM: the PAE of each file goes to
 //!   hearth-pkid's `SignPlaybook` on the system bus (the caller must be an
 //!   admin there) and the returned signature is checked against the returned
 //!   signer certificate before the envelope is written.
-//! * `verify --root R [--crl C] FILE...`: verify envelopes, print the result.
+//! * `verify --root R [--crl C] FILE...`: verify envelopes (the one named
+//!   `hearth-language.dsse.json` as the language file), print the result.
 //!
 //! Secrets are read from files only, never from argv or the environment.
 
@@ -18,7 +23,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
+use hearth_playbook::dsse::{self, KeyFileSigner, LANGUAGE_PAYLOAD_TYPE, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{self, Authority, SignerOptions};
 use hearth_playbook::{catalog, Playbook, RollbackState, TrustConfig, TrustStore};
 
@@ -50,6 +55,20 @@ enum Cmd {
         /// Playbook TOML files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Sign the interpreter's language file into <out>/hearth-language.dsse.json.
+    SignLanguage {
+        /// PKCS#8 PEM P-256 signing key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// PEM certificate chain, the signer's first.
+        #[arg(long)]
+        chain: PathBuf,
+        /// Output directory (the catalog's).
+        #[arg(long)]
+        out: PathBuf,
+        /// The language file (TOML), e.g. catalog/language/en.toml.
+        file: PathBuf,
     },
     /// Sign TOML playbooks with the appliance's signer key in the HSM,
     /// through hearth-pkid (org.hearth.Pki1.SignPlaybook).
@@ -115,11 +134,16 @@ fn gen_build_keys(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+fn key_signer(key: &Path, chain: &Path, out: &Path) -> anyhow::Result<KeyFileSigner> {
     let key_bytes = std::fs::read(key).with_context(|| format!("{}", key.display()))?;
     let chain_bytes = std::fs::read(chain).with_context(|| format!("{}", chain.display()))?;
     let signer = KeyFileSigner::new(&key_bytes, &chain_bytes)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    Ok(signer)
+}
+
+fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+    let signer = key_signer(key, chain, out)?;
     for f in files {
         let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
         let pb = Playbook::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
@@ -129,11 +153,25 @@ fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Resu
     Ok(())
 }
 
-fn write_envelope(out: &Path, pb: &Playbook, env: &dsse::Envelope) -> anyhow::Result<()> {
-    let dest = out.join(format!("{}.dsse.json", pb.spec.id));
+fn sign_language(key: &Path, chain: &Path, out: &Path, file: &Path) -> anyhow::Result<()> {
+    let signer = key_signer(key, chain, out)?;
+    let bytes = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+    catalog::check_language_text(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let env = dsse::sign(&bytes, LANGUAGE_PAYLOAD_TYPE, &signer)?;
+    let dest = write_json(&out.join(catalog::LANGUAGE_FILE), &env)?;
+    println!("{} -> {}", file.display(), dest.display());
+    Ok(())
+}
+
+fn write_json(dest: &Path, env: &dsse::Envelope) -> anyhow::Result<PathBuf> {
     let mut json = serde_json::to_vec_pretty(env)?;
     json.push(b'\n');
-    hearth_common::fsutil::write_atomic(&dest, &json, 0o644)?;
+    hearth_common::fsutil::write_atomic(dest, &json, 0o644)?;
+    Ok(dest.to_path_buf())
+}
+
+fn write_envelope(out: &Path, pb: &Playbook, env: &dsse::Envelope) -> anyhow::Result<()> {
+    let dest = write_json(&out.join(format!("{}.dsse.json", pb.spec.id)), env)?;
     println!("{} v{} -> {}", pb.spec.id, pb.spec.version, dest.display());
     Ok(())
 }
@@ -183,8 +221,19 @@ fn verify(roots: &[PathBuf], crls: &[PathBuf], files: &[PathBuf]) -> anyhow::Res
     })?;
     let state = RollbackState::in_memory();
     let mut ok = true;
+    let now = rustls_pki_types::UnixTime::now();
     for f in files {
-        match catalog::verify_file(&trust, &state, f, rustls_pki_types::UnixTime::now()) {
+        if f.file_name().is_some_and(|n| n == catalog::LANGUAGE_FILE) {
+            match catalog::verify_language_file(&trust, f, now) {
+                Ok(l) => println!("{}: ok language file sha256:{}", f.display(), l.digest),
+                Err(r) => {
+                    println!("{r}");
+                    ok = false;
+                }
+            }
+            continue;
+        }
+        match catalog::verify_file(&trust, &state, f, now) {
             Ok(i) => println!(
                 "{}: ok {} v{} sha256:{}",
                 f.display(),
@@ -211,6 +260,12 @@ fn main() -> ExitCode {
             out,
             files,
         } => sign(&key, &chain, &out, &files).map(|_| true),
+        Cmd::SignLanguage {
+            key,
+            chain,
+            out,
+            file,
+        } => sign_language(&key, &chain, &out, &file).map(|_| true),
         Cmd::SignPkid { out, files } => sign_pkid(&out, &files).map(|_| true),
         Cmd::Verify { root, crl, files } => verify(&root, &crl, &files),
     };

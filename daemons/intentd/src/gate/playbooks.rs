@@ -23,7 +23,7 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     /// restores it.
     pub fn reload(&self) -> Result<usize, GateError> {
         let loaded = self.load_catalog()?;
-        Ok(self.apply_catalog(loaded))
+        Ok(self.apply_catalog(loaded, None))
     }
 
     /// As [`Gate::reload`] (the daemon's ReloadCatalog and InstallPlaybook),
@@ -31,9 +31,11 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
     /// (kind `playbook-catalog`, its file name, the SHA-256 of the envelope,
     /// as at start) before it joins the catalog. A file that cannot be
     /// measured, or that changed since it was verified, is left out (not
-    /// usable) and the error names it; the others are served.
+    /// usable) and the error names it; the others are served. The signed
+    /// language file is measured the same way (under its file name,
+    /// [`catalog::LANGUAGE_FILE`]); left out, plain-language requests are
+    /// refused until a reload measures it.
     pub async fn reload_measured(&self) -> Result<usize, GateError> {
-        use sha2::{Digest, Sha256};
         let mut loaded = self.load_catalog()?;
         let mut left_out = Vec::new();
         let ids: Vec<String> = loaded.playbooks.keys().cloned().collect();
@@ -41,46 +43,24 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             let Some(inst) = loaded.playbooks.get(&id) else {
                 continue;
             };
-            let name = inst
-                .file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| format!("{id}.dsse.json"));
-            // Measure the bytes whose payload is the playbook verified.
-            let digest = match std::fs::read(&inst.file) {
-                Ok(bytes) => {
-                    let same = serde_json::from_slice::<hearth_playbook::dsse::Envelope>(&bytes)
-                        .ok()
-                        .and_then(|e| e.payload_bytes().ok())
-                        .is_some_and(|p| hex::encode(Sha256::digest(&p)) == inst.playbook.digest);
-                    if same {
-                        Ok(hex::encode(Sha256::digest(&bytes)))
-                    } else {
-                        Err("it changed since it was verified".to_string())
-                    }
-                }
-                Err(e) => Err(format!("it cannot be read: {e}")),
-            };
-            let result = match digest {
-                Ok(d) if lock(&self.measured_playbooks).contains(&(name.clone(), d.clone())) => {
-                    Ok(())
-                }
-                Ok(d) => match self.measurer.measure("playbook-catalog", &name, &d).await {
-                    Ok(()) => {
-                        lock(&self.measured_playbooks).insert((name.clone(), d));
-                        Ok(())
-                    }
-                    Err(e) => Err(format!("hearth-attestd: {e}")),
-                },
-                Err(e) => Err(e),
-            };
+            let (name, result) = self.measure_file(&inst.file, &inst.playbook.digest).await;
             if let Err(why) = result {
                 tracing::error!(file = %name, "playbook not measured, left out of the catalog: {why}");
                 loaded.playbooks.remove(&id);
                 left_out.push(format!("{name} ({why})"));
             }
         }
-        let n = self.apply_catalog(loaded);
+        let mut language_problem = None;
+        if let Some(l) = &loaded.language {
+            let (name, result) = self.measure_file(&l.file, &l.digest).await;
+            if let Err(why) = result {
+                left_out.push(format!("{name} ({why})"));
+                language_problem = Some(format!(
+                    "the signed language file {name} is not measured into the TPM ({why})"
+                ));
+            }
+        }
+        let n = self.apply_catalog(loaded, language_problem);
         if left_out.is_empty() {
             Ok(n)
         } else {
@@ -89,6 +69,50 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 left_out.join("; ")
             )))
         }
+    }
+
+    /// Measures the catalog file `file` (kind `playbook-catalog`, its file
+    /// name, the SHA-256 of the envelope) unless this gate measured these
+    /// bytes already; `payload_digest` is the SHA-256 of the payload that
+    /// was verified, so that bytes changed since are not measured in its
+    /// place. The file name and the result.
+    async fn measure_file(
+        &self,
+        file: &Path,
+        payload_digest: &str,
+    ) -> (String, Result<(), String>) {
+        use sha2::{Digest, Sha256};
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Measure the bytes whose payload is the one verified.
+        let digest = match std::fs::read(file) {
+            Ok(bytes) => {
+                let same = serde_json::from_slice::<hearth_playbook::dsse::Envelope>(&bytes)
+                    .ok()
+                    .and_then(|e| e.payload_bytes().ok())
+                    .is_some_and(|p| hex::encode(Sha256::digest(&p)) == payload_digest);
+                if same {
+                    Ok(hex::encode(Sha256::digest(&bytes)))
+                } else {
+                    Err("it changed since it was verified".to_string())
+                }
+            }
+            Err(e) => Err(format!("it cannot be read: {e}")),
+        };
+        let result = match digest {
+            Ok(d) if lock(&self.measured_playbooks).contains(&(name.clone(), d.clone())) => Ok(()),
+            Ok(d) => match self.measurer.measure("playbook-catalog", &name, &d).await {
+                Ok(()) => {
+                    lock(&self.measured_playbooks).insert((name.clone(), d));
+                    Ok(())
+                }
+                Err(e) => Err(format!("hearth-attestd: {e}")),
+            },
+            Err(e) => Err(e),
+        };
+        (name, result)
     }
 
     /// Reloads the trust store and verifies the catalog directory (see
@@ -115,14 +139,52 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
         )
     }
 
-    /// Serves `loaded` as the catalog; the number of playbooks.
-    fn apply_catalog(&self, loaded: catalog::Loaded) -> usize {
+    /// Serves `loaded` as the catalog; the number of playbooks. The text
+    /// path is open only with the signed language file there, accepted by
+    /// the interpreter, and no `language_problem` (it could not be
+    /// measured); otherwise the reason is kept and logged, and
+    /// plain-language requests are refused with it.
+    fn apply_catalog(&self, loaded: catalog::Loaded, language_problem: Option<String>) -> usize {
         let specs: Vec<_> = loaded
             .playbooks
             .values()
             .map(|i| i.playbook.spec.clone())
             .collect();
         self.interpreter.set_catalog(&specs);
+        let file = catalog::LANGUAGE_FILE;
+        let language = match (&loaded.language, language_problem) {
+            (_, Some(why)) => Err(why),
+            (None, None) => Err(
+                match loaded
+                    .refused
+                    .iter()
+                    .find(|r| r.file.file_name().is_some_and(|n| n == file))
+                {
+                    Some(r) => format!(
+                        "the signed language file {file} was refused ({}: {})",
+                        r.kind.as_str(),
+                        r.reason
+                    ),
+                    None => format!(
+                        "the catalog holds no signed language file ({file}; scripts/sign-catalog signs catalog/language/en.toml into it)"
+                    ),
+                },
+            ),
+            (Some(l), None) => match self.interpreter.check_language(&l.text) {
+                Ok(()) => Ok(l.digest.clone()),
+                Err(why) => Err(format!(
+                    "the signed language file {file} (sha256 {}) is not the one the interpreter was trained on: {why}",
+                    l.digest
+                )),
+            },
+        };
+        match &language {
+            Ok(digest) => tracing::info!(%digest, "signed language file in use by the text path"),
+            Err(why) => tracing::error!(
+                "plain-language requests are refused, structured intents still run: {why}"
+            ),
+        }
+        *self.language.write().unwrap_or_else(|p| p.into_inner()) = language;
         let n = loaded.playbooks.len();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = loaded.playbooks;
         *self.refused.write().unwrap_or_else(|p| p.into_inner()) = loaded.refused;
@@ -156,6 +218,18 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 "irreversible": s.irreversible,
             })).collect::<Vec<_>>(),
         }))
+    }
+
+    /// Why plain-language requests are refused now (the signed language
+    /// file is missing, refused, not measured or not what the interpreter
+    /// was trained on); `None` while the text path is open.
+    pub fn language_refusal(&self) -> Option<String> {
+        self.language
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .err()
+            .cloned()
     }
 
     /// The files refused at the last load.

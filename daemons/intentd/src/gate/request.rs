@@ -122,6 +122,13 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             let short = json!({ "text": text.chars().take(MAX_TEXT).collect::<String>(), "truncated_from": n });
             return Err(self.refuse(caller, &short, &[], e));
         }
+        if let Some(why) = self.language_refusal() {
+            tracing::warn!("plain-language request refused: {why}");
+            let e = GateError::refused(format!(
+                "plain-language requests are refused: {why}; a structured intent still works (hearthctl ask --playbook ID --param k=v)"
+            ));
+            return Err(self.refuse(caller, &request, &[], e));
+        }
         let ctx = match self.executor.context().await {
             Ok(c) => c,
             Err(e) => {
