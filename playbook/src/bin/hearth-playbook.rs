@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hearth_playbook::dsse::{self, KeyFileSigner, LANGUAGE_PAYLOAD_TYPE, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{self, Authority, SignerOptions};
 use hearth_playbook::{catalog, Playbook, RollbackState, TrustConfig, TrustStore};
@@ -34,6 +34,22 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// The key file signing (sign, sign-language) uses, and where the
+/// envelopes go.
+#[derive(Args)]
+struct KeyArgs {
+    /// PKCS#8 PEM P-256 signing key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// PEM certificate chain, the signer's first.
+    #[arg(long)]
+    chain: PathBuf,
+    /// Output directory: <id>.dsse.json for playbooks,
+    /// hearth-language.dsse.json for the language file.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create the build/test signing keys in DIR unless they exist.
@@ -43,30 +59,16 @@ enum Cmd {
     },
     /// Sign TOML playbooks into DSSE envelopes.
     Sign {
-        /// PKCS#8 PEM P-256 signing key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// PEM certificate chain, the signer's first.
-        #[arg(long)]
-        chain: PathBuf,
-        /// Output directory for <id>.dsse.json.
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        with: KeyArgs,
         /// Playbook TOML files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Sign the interpreter's language file into <out>/hearth-language.dsse.json.
     SignLanguage {
-        /// PKCS#8 PEM P-256 signing key file.
-        #[arg(long)]
-        key: PathBuf,
-        /// PEM certificate chain, the signer's first.
-        #[arg(long)]
-        chain: PathBuf,
-        /// Output directory (the catalog's).
-        #[arg(long)]
-        out: PathBuf,
+        #[command(flatten)]
+        with: KeyArgs,
         /// The language file (TOML), e.g. catalog/language/en.toml.
         file: PathBuf,
     },
@@ -142,8 +144,9 @@ fn key_signer(key: &Path, chain: &Path, out: &Path) -> anyhow::Result<KeyFileSig
     Ok(signer)
 }
 
-fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
-    let signer = key_signer(key, chain, out)?;
+fn sign(with: &KeyArgs, files: &[PathBuf]) -> anyhow::Result<()> {
+    let out = &with.out;
+    let signer = key_signer(&with.key, &with.chain, out)?;
     for f in files {
         let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
         let pb = Playbook::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
@@ -153,8 +156,9 @@ fn sign(key: &Path, chain: &Path, out: &Path, files: &[PathBuf]) -> anyhow::Resu
     Ok(())
 }
 
-fn sign_language(key: &Path, chain: &Path, out: &Path, file: &Path) -> anyhow::Result<()> {
-    let signer = key_signer(key, chain, out)?;
+fn sign_language(with: &KeyArgs, file: &Path) -> anyhow::Result<()> {
+    let out = &with.out;
+    let signer = key_signer(&with.key, &with.chain, out)?;
     let bytes = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
     catalog::check_language_text(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let env = dsse::sign(&bytes, LANGUAGE_PAYLOAD_TYPE, &signer)?;
@@ -254,18 +258,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::GenBuildKeys { dir } => gen_build_keys(&dir).map(|_| true),
-        Cmd::Sign {
-            key,
-            chain,
-            out,
-            files,
-        } => sign(&key, &chain, &out, &files).map(|_| true),
-        Cmd::SignLanguage {
-            key,
-            chain,
-            out,
-            file,
-        } => sign_language(&key, &chain, &out, &file).map(|_| true),
+        Cmd::Sign { with, files } => sign(&with, &files).map(|_| true),
+        Cmd::SignLanguage { with, file } => sign_language(&with, &file).map(|_| true),
         Cmd::SignPkid { out, files } => sign_pkid(&out, &files).map(|_| true),
         Cmd::Verify { root, crl, files } => verify(&root, &crl, &files),
     };
