@@ -15,9 +15,12 @@ use std::sync::Arc;
 
 use hearth_attestation::swtpm::{LocalCa, Swtpm};
 use hearth_common::contract::attestation::{self, MeasurementKind};
+use hearth_common::contract::dns::{Record, RecordType, ZoneDiff};
+use hearth_common::contract::intent::{self as intent_c, Catalog};
 use hearth_common::names;
 use hearth_common::proxies::attestation::AttestationProxy;
 use hearth_common::proxies::intent::IntentProxy;
+use hearth_common::types::DnsName;
 use hearth_common::HearthError;
 use hearth_intentd::dbus::IntentInterface;
 use hearth_intentd::exec::{DbusExecutor, DbusMeasurer};
@@ -29,14 +32,28 @@ use hearth_playbook::TrustConfig;
 use hearth_runtime::{Access, AccessConfig};
 use serde_json::{json, Value};
 
-/// hearth-dnsd's AddRecord (docs/dbus/dns.md), accepting every record.
+/// hearth-dnsd's AddRecord (docs/dbus/dns.md), accepting every record:
+/// its answer is the contract's `ZoneDiff`.
 struct Dns;
 
 #[zbus::interface(name = "org.hearth.Dns1")]
 impl Dns {
     async fn add_record(&self, name: String, address: String, dry_run: bool) -> String {
-        json!({"dry_run": dry_run, "name": name, "added": [{"type": "A", "value": address}]})
-            .to_string()
+        let added = Record {
+            name: DnsName::parse(&name).expect("the gate sends a DNS name"),
+            rtype: RecordType::A,
+            value: address,
+            ttl: 300,
+        };
+        let diff = ZoneDiff {
+            zone: DnsName::parse("home.arpa").unwrap(),
+            serial_before: 1,
+            serial_after: if dry_run { 1 } else { 2 },
+            added: vec![added],
+            removed: vec![],
+            dry_run,
+        };
+        hearth_common::contract::encode(&diff).unwrap()
     }
 }
 
@@ -257,20 +274,15 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
         .unwrap();
         serde_json::to_string(&dsse::sign(&toml, PAYLOAD_TYPE, &signer).unwrap()).unwrap()
     };
-    let in_catalog = |cat: &str, id: &str| {
-        serde_json::from_str::<Value>(cat).unwrap()["playbooks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == id)
-    };
+    let in_catalog = |cat: &Catalog, id: &str| cat.playbooks.iter().any(|p| p.id == id);
 
     // Installed while running: measured (kind playbook-catalog, under its
     // file name, the digest of the file installed) and in the catalog.
-    intent
-        .install_playbook("net.show.dsse.json", &envelope("net.show"))
-        .await
-        .unwrap();
+    let installed =
+        intent_c::install_playbook(&intent, "net.show.dsse.json", &envelope("net.show"))
+            .await
+            .unwrap();
+    assert_eq!(installed.id, "net.show", "{installed:?}");
     let file = std::fs::read(catalog_dir.join("net.show.dsse.json")).unwrap();
     let digest = hex::encode(openssl::sha::sha256(&file));
     let log = attestation::log(&attest).await.unwrap();
@@ -281,7 +293,10 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
                 && e.content.sha256 == digest),
         "net.show's digest {digest} is not in the attested log: {log:#?}"
     );
-    assert!(in_catalog(&intent.catalog().await.unwrap(), "net.show"));
+    assert!(in_catalog(
+        &intent_c::catalog(&intent).await.unwrap(),
+        "net.show"
+    ));
 
     // hearth-attestd stops: a playbook installed now cannot be measured,
     // so it is not usable, and the error says why.
@@ -300,7 +315,7 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
         "{e:?}"
     );
     assert!(!in_catalog(
-        &intent.catalog().await.unwrap(),
+        &intent_c::catalog(&intent).await.unwrap(),
         "pki.list_certificates"
     ));
     let e = intent
@@ -312,6 +327,9 @@ async fn an_installed_playbook_is_measured_before_it_can_be_used() {
         "{e:?}"
     );
     // What was measured before stays usable.
-    assert!(in_catalog(&intent.catalog().await.unwrap(), "net.show"));
+    assert!(in_catalog(
+        &intent_c::catalog(&intent).await.unwrap(),
+        "net.show"
+    ));
     drop(attestd);
 }

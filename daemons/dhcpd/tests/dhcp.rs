@@ -456,8 +456,17 @@ fn real_clients_get_addresses_names_reservations_and_a_full_pool_is_refused() {
         "{text}"
     );
     let out = ctl(&["--json", "devices", "show", "00:00:0c:00:00:01"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["reserved"], "10.77.1.200");
+    let j: dhcp_c::Device = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`devices show --json` is not a Device: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        j.reserved.map(|a| a.to_string()).as_deref(),
+        Some("10.77.1.200"),
+        "{j:?}"
+    );
     let out = ctl(&["devices", "reserve", "cam1", "192.168.9.9"]);
     assert_eq!(out.status.code(), Some(1));
     let said = format!(

@@ -7,13 +7,13 @@
 
 use std::path::Path;
 
+use hearth_common::contract::intent::{self as intent_c, Ended, Status};
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
 use hearth_playbook::keygen::{cert_pem, Authority, SignerOptions};
 
 mod common;
-use serde_json::Value;
 
 /// The project's private test bus (the shipped policy) and its address.
 fn private_bus(dir: &Path) -> (hearth_testbed::PrivateBus, String) {
@@ -64,10 +64,6 @@ fn sign_catalog(dir: &Path) -> (std::path::PathBuf, KeyFileSigner) {
     (cat, signer)
 }
 
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).expect("JSON reply")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_the_gate_on_the_bus() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -81,38 +77,34 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
         .expect("connect");
     let p = IntentProxy::new(&conn).await.expect("proxy");
 
-    let cat = json(&p.catalog().await.expect("catalog"));
+    let cat = intent_c::catalog(&p).await.expect("catalog");
     let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog"))
         .expect("playbooks")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .count();
-    assert_eq!(cat["playbooks"].as_array().map(Vec::len), Some(shipped));
-    assert_eq!(cat["refused"].as_array().map(Vec::len), Some(0));
+    assert_eq!(cat.playbooks.len(), shipped, "{cat:?}");
+    assert_eq!(cat.refused.len(), 0, "{cat:?}");
 
     // A change waits for confirmation, then is cancelled: nothing runs.
-    let o = json(
-        &p.ask_structured(
-            "dns.add_record",
-            r#"{"name": "NAS.home.arpa.", "address": "192.168.1.20"}"#,
-        )
-        .await
-        .expect("plan"),
-    );
-    assert_eq!(o["status"], "pending");
-    assert_eq!(o["plan"]["params"]["name"], "nas.home.arpa");
-    assert_eq!(o["plan"]["steps"][0]["call"], "dns.AddRecord");
-    let id = o["plan"]["plan_id"].as_str().expect("id").to_string();
-    assert_eq!(
-        json(&p.list_pending().await.expect("pending"))
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
-    let c = json(&p.cancel(&id).await.expect("cancel"));
-    assert_eq!(c["status"], "cancelled");
+    let o = intent_c::ask_structured(
+        &p,
+        "dns.add_record",
+        r#"{"name": "NAS.home.arpa.", "address": "192.168.1.20"}"#,
+    )
+    .await
+    .expect("plan");
+    assert_eq!(o.status, Status::Pending, "{o:?}");
+    assert_eq!(o.plan.params["name"], "nas.home.arpa", "{o:?}");
+    assert_eq!(o.plan.steps[0].call, "dns.AddRecord", "{o:?}");
+    let id = o.plan.plan_id.clone();
+    assert_eq!(intent_c::pending(&p).await.expect("pending").len(), 1);
+    match intent_c::cancel(&p, &id).await.expect("cancel") {
+        Ended::Outcome(c) => assert_eq!(c.status, Status::Cancelled, "{c:?}"),
+        other => panic!("a pending plan's cancel is its outcome: {other:?}"),
+    }
     assert!(matches!(
-        p.confirm(&id).await,
+        intent_c::confirm(&p, &id).await,
         Err(HearthError::NotFound(_))
     ));
 
@@ -180,26 +172,20 @@ async fn the_daemon_serves_the_gate_on_the_bus() {
         matches!(&e, HearthError::InvalidArgument(m) if m.contains("net.revoke.dsse.json")),
         "{e:?}"
     );
-    let v = json(
-        &p.verify_playbook(
-            "net.revoke.dsse.json",
-            &serde_json::to_string(&good).expect("json"),
-        )
-        .await
-        .expect("verifies"),
-    );
-    assert_eq!(v["id"], "net.revoke");
+    let v = intent_c::verify_playbook(
+        &p,
+        "net.revoke.dsse.json",
+        &serde_json::to_string(&good).expect("json"),
+    )
+    .await
+    .expect("verifies");
+    assert_eq!(v.id, "net.revoke");
 
     // Every outcome is in the audit log, and the chain holds.
-    let a = json(&p.audit_verify().await.expect("verify"));
-    assert_eq!(a["ok"], true, "{a}");
-    let list = json(&p.audit_list(0).await.expect("list"));
-    let kinds: Vec<&str> = list
-        .as_array()
-        .expect("records")
-        .iter()
-        .filter_map(|r| r["event"]["kind"].as_str())
-        .collect();
+    let a = intent_c::audit_verify(&p).await.expect("verify");
+    assert!(a.ok, "{a:?}");
+    let list = intent_c::audit_list(&p, 0).await.expect("list");
+    let kinds: Vec<&str> = list.iter().map(|r| r.event.kind.as_str()).collect();
     assert_eq!(
         kinds,
         vec![

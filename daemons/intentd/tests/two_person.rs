@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use hearth_common::contract::intent::{self as intent_c, Approval, Outcome, Status};
 use hearth_common::proxies::intent::IntentProxy;
 use hearth_common::HearthError;
 use hearth_playbook::dsse::{self, KeyFileSigner, PAYLOAD_TYPE};
@@ -64,8 +65,9 @@ async fn start(dir: &Path, addr: &str) -> (hearth_testbed::Started, zbus::Connec
 }
 
 /// Calls Intent1 as the admin (uid 1000, admins group) with busctl; the
-/// JSON string it returns.
-fn as_admin(addr: &str, method: &str, sig: &str, args: &[&str]) -> Value {
+/// string it returns (busctl's `--json` envelope holds it), read as the
+/// method's contract type: an [`Outcome`] for the calls made here.
+fn as_admin(addr: &str, method: &str, sig: &str, args: &[&str]) -> Outcome {
     let gid = nix_gid(ADMINS_GROUP);
     let out = Command::new("setpriv")
         .arg(format!("--reuid={ADMIN_UID}"))
@@ -84,7 +86,9 @@ fn as_admin(addr: &str, method: &str, sig: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let reply: Value = serde_json::from_slice(&out.stdout).expect("busctl JSON");
-    serde_json::from_str(reply["data"][0].as_str().expect("string reply")).expect("JSON reply")
+    let text = reply["data"][0].as_str().expect("string reply");
+    hearth_common::contract::decode(&format!("org.hearth.Intent1.{method}"), text)
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 fn nix_gid(group: &str) -> u32 {
@@ -107,14 +111,15 @@ fn admin_asks(addr: &str) -> String {
         "ss",
         &["pki.revoke_certificate", r#"{"name": "nas.home.arpa"}"#],
     );
-    assert_eq!(o["status"], "pending", "{o}");
-    assert_eq!(o["plan"]["approval"], "two-person", "{o}");
-    let id = o["plan"]["plan_id"].as_str().expect("plan id").to_string();
+    assert_eq!(o.status, Status::Pending, "{o:?}");
+    assert_eq!(o.plan.approval, Approval::TwoPerson, "{o:?}");
+    let id = o.plan.plan_id.clone();
     let o = as_admin(addr, "Confirm", "s", &[&id]);
-    assert_eq!(o["status"], "pending", "{o}");
+    assert_eq!(o.status, Status::Pending, "{o:?}");
     assert_eq!(
-        o["missing"],
-        serde_json::json!(["approval by a second hearth-admins member"])
+        o.missing,
+        vec!["approval by a second hearth-admins member"],
+        "{o:?}"
     );
     id
 }
@@ -141,13 +146,8 @@ async fn root_is_not_a_second_person_unless_the_policy_says_so() {
         "{e:?}"
     );
     // Nothing ran: the plan still waits for a second admin.
-    let pending: Value = serde_json::from_str(&p.list_pending().await.expect("pending")).unwrap();
-    let ids: Vec<&str> = pending
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["plan_id"].as_str())
-        .collect();
+    let pending = intent_c::pending(&p).await.expect("pending");
+    let ids: Vec<&str> = pending.iter().map(|p| p.plan_id.as_str()).collect();
     assert_eq!(ids, vec![id.as_str()]);
     // The audit log records no execution.
     let audit = std::fs::read_to_string(dir.join("state/audit.jsonl")).unwrap_or_default();
@@ -176,9 +176,9 @@ async fn root_is_not_a_second_person_unless_the_policy_says_so() {
     let (_daemon, conn) = start(&dir, &addr).await;
     let p = IntentProxy::new(&conn).await.expect("proxy");
     let id = admin_asks(&addr);
-    let o: Value = serde_json::from_str(&p.approve(&id).await.expect("approved")).unwrap();
-    assert_ne!(o["status"], "pending", "{o}");
-    assert!(o["missing"].as_array().is_none_or(Vec::is_empty), "{o}");
+    let o = intent_c::approve(&p, &id).await.expect("approved");
+    assert_ne!(o.status, Status::Pending, "{o:?}");
+    assert!(o.missing.is_empty(), "{o:?}");
 }
 
 /// hearth-attestd's Measure, accepting every measurement.
