@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::UnixTime;
-use serde::Serialize;
 
 use crate::dsse::{sha256_hex, LANGUAGE_PAYLOAD_TYPE};
+pub use hearth_common::contract::intent::Summary;
+
 use crate::format::Playbook;
 use crate::trust::{Refusal, RefusalKind, RollbackState, TrustStore};
 
@@ -92,31 +93,15 @@ pub struct Installed {
     pub signer: String,
 }
 
-/// A summary for listings.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// Id.
-    pub id: String,
-    /// Version.
-    pub version: u64,
-    /// Risk.
-    pub risk: &'static str,
-    /// Description.
-    pub description: String,
-    /// Digest of the playbook (sha256 of the TOML), hex.
-    pub digest: String,
-    /// SHA-256 of the signer certificate, hex.
-    pub signer: String,
-}
-
 impl Installed {
-    /// A summary for listings.
+    /// The summary the bus contract lists (`Catalog`, `InstallPlaybook`,
+    /// `VerifyPlaybook`).
     pub fn summary(&self) -> Summary {
         let s = &self.playbook.spec;
         Summary {
             id: s.id.clone(),
             version: s.version,
-            risk: s.risk.as_str(),
+            risk: s.risk,
             description: s.description.clone(),
             digest: self.playbook.digest.clone(),
             signer: self.signer.clone(),

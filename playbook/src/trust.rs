@@ -96,6 +96,18 @@ pub struct Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// The refusal as the bus contract lists it (`Catalog`'s `refused`): the
+/// file as text, the kind's stable name.
+impl From<&Refusal> for hearth_common::contract::intent::Refusal {
+    fn from(r: &Refusal) -> Self {
+        hearth_common::contract::intent::Refusal {
+            file: r.file.display().to_string(),
+            kind: r.kind.as_str().to_string(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

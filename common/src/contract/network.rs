@@ -613,6 +613,18 @@ pub async fn reconcile(p: &NetworkProxy<'_>) -> Result<Reconciled, HearthError> 
     decode(&method("Reconcile"), &p.reconcile().await?)
 }
 
+/// The `detail` of `Changed("restore", detail)`: the guard put the
+/// `inet hearth` table back after another program flushed or altered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restored {
+    /// What changed the table and how (`process "nft" (pid 123) changed
+    /// it: deleted table, …`).
+    pub why: String,
+    /// The nftables ruleset generation after the restore.
+    pub generation: u32,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

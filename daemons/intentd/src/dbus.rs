@@ -231,7 +231,10 @@ impl IntentInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.caller(conn, &hdr, Role::Operator).await?;
-        to_json(&json!({ "playbooks": self.gate.catalog(), "refused": self.gate.refused() }))
+        to_json(&hearth_common::contract::intent::Catalog {
+            playbooks: self.gate.catalog(),
+            refused: self.gate.refused().iter().map(Into::into).collect(),
+        })
     }
 
     /// One playbook's spec and steps.

@@ -105,7 +105,11 @@ fn restore(target: &Mutex<Ruleset>, restores: &AtomicU64, why: &str, on: &Option
         Ok(rep) => {
             restores.fetch_add(1, Ordering::SeqCst);
             if let Some(f) = on {
-                f(serde_json::json!({ "why": why, "generation": rep.generation }).to_string());
+                let detail = hearth_common::contract::network::Restored {
+                    why: why.to_string(),
+                    generation: rep.generation,
+                };
+                f(serde_json::to_string(&detail).unwrap_or_default());
             }
             tracing::warn!(
                 generation = rep.generation,

@@ -16,7 +16,6 @@ use hearth_common::contract::network::{self as net_c, Flow, NetChange, Reach};
 use hearth_common::proxies::network::NetworkProxy;
 use hearth_common::types::DomainId;
 use hearth_common::HearthError;
-use serde_json::Value;
 
 /// The project's private test bus (the shipped policy), stopped on drop.
 type Bus = hearth_testbed::PrivateBus;
@@ -46,10 +45,6 @@ impl Daemon {
         let status = self.0 .0.terminate(Duration::from_secs(30)).unwrap();
         assert!(status.success(), "hearth-netd exited with {status}");
     }
-}
-
-fn json(s: &str) -> Value {
-    serde_json::from_str(s).unwrap()
 }
 
 /// The elements of the allow sets in `nft list table inet hearth`'s
@@ -275,17 +270,16 @@ async fn network1_previews_changes_refuses_bad_input_guards_the_table_and_surviv
         while let Some(sig) = changed.next().await {
             let args = sig.args().unwrap();
             if args.what == "restore" {
-                return json(&args.detail);
+                return hearth_common::contract::decode::<net_c::Restored>("Changed", &args.detail)
+                    .unwrap_or_else(|e| panic!("Changed(restore) detail: {e}: {}", args.detail));
             }
         }
         panic!("signal stream ended");
     })
     .await
     .expect("Changed(restore) within 5 s");
-    assert!(
-        restored["why"].as_str().unwrap().contains("nft"),
-        "{restored}"
-    );
+    assert!(restored.why.contains("nft"), "{restored:?}");
+    assert!(restored.generation > 0, "{restored:?}");
 
     let before = net_c::show(&net).await.unwrap();
     assert_eq!(before.table.current, Some(true));
