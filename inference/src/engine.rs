@@ -57,16 +57,11 @@ pub struct Candidate {
     pub score: f32,
 }
 
-/// A plan offered in a clarifying question.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Proposal {
-    /// Playbook id.
-    pub playbook: String,
-    /// Canonical parameters after [`PlaybookSpec::validate`].
-    pub params: BTreeMap<String, Value>,
-    /// The plan in plain words.
-    pub summary: String,
-}
+/// A plan offered in a clarifying question: the bus contract's
+/// `ClarifyOption` (playbook id, canonical parameters after
+/// [`PlaybookSpec::validate`], the plan in plain words), which `Ask`
+/// answers with as it is.
+pub use hearth_common::contract::intent::ClarifyOption as Proposal;
 
 /// What the engine makes of a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -64,14 +64,16 @@ pub fn to_hearth(e: GateError) -> HearthError {
     }
 }
 
-/// `Ask`'s answer when the interpreter is not sure what was meant: the
-/// wire form of `hearth_common::contract::intent::Clarify`.
-pub fn clarify_document(question: &str, options: &[Value]) -> Value {
-    json!({
-        "status": "clarify",
-        "question": question,
-        "options": options,
-    })
+/// `Ask`'s answer when the interpreter is not sure what was meant.
+pub fn clarify_document(
+    question: String,
+    options: Vec<hearth_common::contract::intent::ClarifyOption>,
+) -> hearth_common::contract::intent::Clarify {
+    hearth_common::contract::intent::Clarify {
+        status: hearth_common::contract::intent::ClarifyStatus::Clarify,
+        question,
+        options,
+    }
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, HearthError> {
@@ -93,7 +95,7 @@ impl IntentInterface {
             // Not a failure: the answer is a question with the plans it
             // could mean; nothing ran.
             Err(GateError::Clarify { question, options }) => {
-                to_json(&clarify_document(&question, &options))
+                to_json(&clarify_document(question, options))
             }
             Err(e) => Err(to_hearth(e)),
         }
@@ -231,10 +233,7 @@ impl IntentInterface {
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<String, HearthError> {
         self.caller(conn, &hdr, Role::Operator).await?;
-        to_json(&hearth_common::contract::intent::Catalog {
-            playbooks: self.gate.catalog(),
-            refused: self.gate.refused().iter().map(Into::into).collect(),
-        })
+        to_json(&self.gate.catalog_document())
     }
 
     /// One playbook's spec and steps.

@@ -90,8 +90,8 @@ pub enum GateError {
     Clarify {
         /// The question.
         question: String,
-        /// The plans offered (`playbook`, `params`, `summary`).
-        options: Vec<Value>,
+        /// The plans offered.
+        options: Vec<crate::interpret::ClarifyOption>,
     },
     /// A parameter is missing or invalid.
     #[error("refused: {0}")]

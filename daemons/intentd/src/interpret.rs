@@ -42,16 +42,9 @@ pub enum Interpretation {
     },
 }
 
-/// A plan offered by a clarifying question.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClarifyOption {
-    /// The playbook id.
-    pub playbook: String,
-    /// Raw parameters (validated by the gate when chosen).
-    pub params: BTreeMap<String, Value>,
-    /// The plan in plain words.
-    pub summary: String,
-}
+/// A plan offered by a clarifying question (the bus contract's type, which
+/// the interpreter proposes and `Ask` answers with).
+pub use hearth_common::contract::intent::ClarifyOption;
 
 /// A model file and its digest, for the audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::sync::RwLock;
 use hearth_common::spec::{Context, PlaybookSpec};
 use hearth_inference::{DevicePreference, Engine};
 
-use crate::interpret::{ClarifyOption, Interpretation, Interpreter, ModelDigest};
+use crate::interpret::{Interpretation, Interpreter, ModelDigest};
 
 /// Both models, loaded in-process.
 pub struct ModelInterpreter {
@@ -65,17 +65,7 @@ impl Interpreter for ModelInterpreter {
             },
             hearth_inference::Interpretation::Clarify {
                 question, options, ..
-            } => Interpretation::Clarify {
-                question,
-                options: options
-                    .into_iter()
-                    .map(|o| ClarifyOption {
-                        playbook: o.playbook,
-                        params: o.params,
-                        summary: o.summary,
-                    })
-                    .collect(),
-            },
+            } => Interpretation::Clarify { question, options },
             hearth_inference::Interpretation::Refusal { reason, candidates } => {
                 Interpretation::Refusal {
                     reason,

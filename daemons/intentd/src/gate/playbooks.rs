@@ -232,6 +232,15 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
             .cloned()
     }
 
+    /// `Catalog`'s answer: the verified playbooks and the files refused
+    /// at the last load.
+    pub fn catalog_document(&self) -> hearth_common::contract::intent::Catalog {
+        hearth_common::contract::intent::Catalog {
+            playbooks: self.catalog(),
+            refused: self.refused().iter().map(Into::into).collect(),
+        }
+    }
+
     /// The files refused at the last load.
     pub fn refused(&self) -> Vec<Refusal> {
         self.refused

@@ -150,10 +150,6 @@ impl<E: Executor, I: Interpreter + ?Sized, M: Measurer> Gate<E, I, M> {
                 Err(self.refuse(caller, &request, &models, e))
             }
             Interpretation::Clarify { question, options } => {
-                let options: Vec<Value> = options
-                    .iter()
-                    .map(|o| json!({ "playbook": o.playbook, "params": o.params, "summary": o.summary }))
-                    .collect();
                 self.record(json!({
                     "kind": "clarify",
                     "request": request,
