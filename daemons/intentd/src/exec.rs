@@ -466,12 +466,13 @@ impl Measurer for DbusMeasurer {
 /// `playbook-catalog`, its file name: the playbooks and the signed language
 /// file `hearth-language.dsse.json`) and the configuration file holding the
 /// approval policy (kind `policy`). An attestation daemon that cannot be reached is
-/// logged, not fatal: a remote verifier then sees the measurements missing.
+/// logged, not fatal: a remote verifier then sees the measurements missing
+/// until [`measure_until_done`] gets them in. Returns what was not measured.
 pub async fn measure_trusted_inputs(
     measurer: &impl Measurer,
     catalog_dir: &std::path::Path,
     config: &std::path::Path,
-) {
+) -> Vec<Unmeasured> {
     use sha2::{Digest, Sha256};
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(catalog_dir)
         .map(|d| {
@@ -493,6 +494,7 @@ pub async fn measure_trusted_inputs(
         })
         .collect();
     inputs.push(("policy", config.display().to_string(), config.to_path_buf()));
+    let mut left = Vec::new();
     for (kind, name, path) in inputs {
         let digest = match std::fs::read(&path) {
             Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
@@ -503,7 +505,51 @@ pub async fn measure_trusted_inputs(
         };
         if let Err(e) = measurer.measure(kind, &name, &digest).await {
             tracing::warn!(kind, name, "not measured: {e}");
+            left.push(Unmeasured {
+                kind: kind.to_string(),
+                name,
+                sha256: digest,
+            });
         }
+    }
+    left
+}
+
+/// A start-up input (model, playbook envelope, policy file) whose
+/// measurement failed: hearth-attestd did not answer in time, or was not
+/// there yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmeasured {
+    /// The measurement kind (`model`, `playbook-catalog`, `policy`).
+    pub kind: String,
+    /// The name it is measured under.
+    pub name: String,
+    /// SHA-256 of its content, hex (taken when it was read at start).
+    pub sha256: String,
+}
+
+/// Measures again, every `every`, what start-up could not measure, until
+/// all of it is in (a TPM starved on a loaded host, or hearth-attestd
+/// restarting, must not leave a verifier seeing the models missing for the
+/// whole boot). Each retry is logged; returns when nothing is left.
+pub async fn measure_until_done(
+    measurer: &impl Measurer,
+    mut left: Vec<Unmeasured>,
+    every: std::time::Duration,
+) {
+    while !left.is_empty() {
+        tokio::time::sleep(every).await;
+        let mut still = Vec::new();
+        for u in left {
+            match measurer.measure(&u.kind, &u.name, &u.sha256).await {
+                Ok(()) => tracing::info!(kind = u.kind, name = u.name, "measured on retry"),
+                Err(e) => {
+                    tracing::warn!(kind = u.kind, name = u.name, "still not measured: {e}");
+                    still.push(u);
+                }
+            }
+        }
+        left = still;
     }
 }
 
@@ -688,5 +734,55 @@ mod tests {
             let e = context_from_domains(bad).unwrap_err();
             assert!(e.message.contains("ListDomains"), "{e}");
         }
+    }
+
+    /// Fails each item's first two measurements, then records it.
+    struct Flaky {
+        tries: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
+        done: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Measurer for Flaky {
+        async fn measure(&self, kind: &str, name: &str, _sha256: &str) -> Result<(), ExecError> {
+            let key = format!("{kind} {name}");
+            let n = {
+                let mut t = self.tries.lock().unwrap();
+                let n = t.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            if n <= 2 {
+                return Err(local("timeout", format!("try {n}")));
+            }
+            self.done.lock().unwrap().push(key);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn what_start_up_could_not_measure_is_measured_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("net.show.dsse.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not measured").unwrap();
+        let config = dir.path().join("hearth-intentd.toml");
+        std::fs::write(&config, b"").unwrap();
+        let m = Flaky {
+            tries: Default::default(),
+            done: Default::default(),
+        };
+        let left = measure_trusted_inputs(&m, dir.path(), &config).await;
+        let names: Vec<&str> = left.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["net.show.dsse.json", config.to_str().unwrap()]);
+        assert!(m.done.lock().unwrap().is_empty());
+        measure_until_done(&m, left, std::time::Duration::from_millis(1)).await;
+        let mut done = m.done.lock().unwrap().clone();
+        done.sort();
+        assert_eq!(
+            done,
+            [
+                "playbook-catalog net.show.dsse.json".to_string(),
+                format!("policy {}", config.display())
+            ]
+        );
     }
 }

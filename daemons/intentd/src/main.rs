@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             let settings = cfg.settings(&ctx.state_dir);
             std::fs::create_dir_all(&settings.catalog_dir)?;
             let text_path = cfg.models_dir.is_some();
+            let mut unmeasured = Vec::new();
             let interpreter: Arc<dyn Interpreter> = match cfg.models_dir.clone() {
                 Some(dir) => {
                     ctx.notifier.status("loading the models");
@@ -33,6 +34,11 @@ fn main() -> ExitCode {
                     for d in model.model_digests() {
                         if let Err(e) = measurer.measure("model", &d.name, &d.sha256).await {
                             tracing::warn!(model = d.name, "model not measured: {e}");
+                            unmeasured.push(hearth_intentd::exec::Unmeasured {
+                                kind: "model".into(),
+                                name: d.name.clone(),
+                                sha256: d.sha256.clone(),
+                            });
                         }
                     }
                     Arc::new(model)
@@ -42,12 +48,25 @@ fn main() -> ExitCode {
                     Arc::new(NoInterpreter)
                 }
             };
-            hearth_intentd::exec::measure_trusted_inputs(
-                &DbusMeasurer::new(ctx.connection.clone()),
-                &settings.catalog_dir,
-                &ctx.config_path,
-            )
-            .await;
+            unmeasured.extend(
+                hearth_intentd::exec::measure_trusted_inputs(
+                    &DbusMeasurer::new(ctx.connection.clone()),
+                    &settings.catalog_dir,
+                    &ctx.config_path,
+                )
+                .await,
+            );
+            if !unmeasured.is_empty() {
+                let measurer = DbusMeasurer::new(ctx.connection.clone());
+                tokio::spawn(async move {
+                    hearth_intentd::exec::measure_until_done(
+                        &measurer,
+                        unmeasured,
+                        std::time::Duration::from_secs(15),
+                    )
+                    .await;
+                });
+            }
             let gate = Gate::open(
                 settings,
                 &ctx.state_dir,
