@@ -1662,7 +1662,33 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
         if w.is_empty() {
             continue;
         }
-        let looks = Address::parse(w).is_ok()
+        // A value may be written against other characters ("nas.lan's",
+        // "10.0.0.5;"): each run of the characters values are made of is
+        // tried too.
+        let pieces = w
+            .split(|c: char| {
+                !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_'))
+            })
+            .map(|p| p.trim_matches('.'));
+        let Some(v) = std::iter::once(w)
+            .chain(pieces)
+            .find(|p| looks_like_value(p))
+        else {
+            continue;
+        };
+        let covered = used.iter().any(|&(a, b)| a < end && b > start);
+        if !covered {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// An address, a MAC address, a network or a DNS name with a top-level
+/// label of letters.
+fn looks_like_value(w: &str) -> bool {
+    !w.is_empty()
+        && (Address::parse(w).is_ok()
             || MacAddr::parse(w).is_ok()
             || Cidr::parse_v4_field("x", w).is_ok()
             || (w.contains('.')
@@ -1670,16 +1696,7 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
                 && w.rsplit('.')
                     .next()
                     .is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()))
-                && DnsName::parse(w).is_ok());
-        if !looks {
-            continue;
-        }
-        let covered = used.iter().any(|&(a, b)| a < end && b > start);
-        if !covered {
-            return Some(w.to_string());
-        }
-    }
-    None
+                && DnsName::parse(w).is_ok()))
 }
 
 /// The text between the quotes around byte range `start..end`, when the
@@ -2092,5 +2109,20 @@ mod tests {
         assert_eq!(unused_value(t, &used).as_deref(), Some("10.0.0.3"));
         assert_eq!(unused_value(t, &[(4, 11), (15, 23), (28, 36)]), None);
         assert_eq!(unused_value("we have 3 TVs", &[]), None);
+        // A value written against other characters is still a value.
+        let t = "media.home's v6 address changed to 2001:db8::61";
+        assert_eq!(
+            unused_value(t, &[(0, 15), (35, 47)]),
+            None,
+            "every value covered"
+        );
+        assert_eq!(
+            unused_value(t, &[(13, 15), (35, 47)]).as_deref(),
+            Some("media.home")
+        );
+        assert_eq!(
+            unused_value("ping 10.0.0.5; thanks", &[]).as_deref(),
+            Some("10.0.0.5")
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::gen::{Labels, Rng};
 /// Sizes of the block and heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dims {
-    /// The encoder's hidden size (384).
+    /// What the encoder gives per token ([`crate::embed::FEATURES`]).
     pub input: usize,
     /// The block's width.
     pub model: usize,
@@ -42,7 +42,7 @@ impl Dims {
     /// The sizes for a label set.
     pub fn for_labels(labels: &Labels) -> Dims {
         Dims {
-            input: 384,
+            input: crate::embed::FEATURES,
             model: 128,
             heads: 4,
             blocks: 2,
