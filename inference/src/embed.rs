@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
-use serde::Deserialize;
+use candle_transformers::models::bert::{Config, HiddenAct};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The encoder layers whose outputs the heads read, concatenated per token
@@ -28,19 +28,6 @@ pub const ENCODER_LAYERS: &[usize] = &[2, 4, 6];
 
 /// What the heads read per token: the encoder's width times the layers.
 pub const FEATURES: usize = 384 * ENCODER_LAYERS.len();
-
-#[derive(Debug, Deserialize)]
-struct Config {
-    vocab_size: usize,
-    max_position_embeddings: usize,
-    type_vocab_size: usize,
-    hidden_size: usize,
-    num_attention_heads: usize,
-    num_hidden_layers: usize,
-    intermediate_size: usize,
-    layer_norm_eps: f64,
-    hidden_act: String,
-}
 
 struct Layer {
     query: Linear,
@@ -65,8 +52,8 @@ struct Bert {
 impl Bert {
     fn load(vb: VarBuilder, cfg: &Config) -> Result<Bert> {
         anyhow::ensure!(
-            cfg.hidden_act == "gelu",
-            "the encoder's activation {:?} is not gelu",
+            matches!(cfg.hidden_act, HiddenAct::Gelu),
+            "the encoder's activation {:?} is not gelu (erf)",
             cfg.hidden_act
         );
         let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
@@ -225,9 +212,10 @@ impl Embedder {
         Ok((Tensor::cat(&picked, D::Minus1)?, mask, enc))
     }
 
-    /// The last layer's states, `[B, T, 384]` (what sentence embeddings are
-    /// pooled from).
-    pub fn last_layer(&self, texts: &[&str]) -> Result<Tensor> {
+    /// The last layer's states, `[B, T, 384]` (compared with the reference
+    /// implementation in the test).
+    #[cfg(test)]
+    fn last_layer(&self, texts: &[&str]) -> Result<Tensor> {
         let (mut layers, _, _) = self.encode(texts)?;
         layers.pop().context("the encoder has no layers")
     }
@@ -258,8 +246,7 @@ mod tests {
         ];
         let mine = ours.last_layer(&texts)?;
         let (_, mask, enc) = ours.encode(&texts)?;
-        let cfg: candle_transformers::models::bert::Config =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+        let cfg: Config = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
         let reference = candle_transformers::models::bert::BertModel::load(vb, &cfg)?;
         let ids = Tensor::stack(
