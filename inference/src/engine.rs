@@ -132,6 +132,11 @@ pub struct Options {
     /// …outweighs another of the same role tagged below this one (which
     /// is then not a value; a value-like word left so still refuses).
     pub weak_tag: f32,
+    /// Read a request of several parts part by part too, and ask instead
+    /// of planning when a part alone plans another change
+    /// (the parts check of [`Engine::interpret`]); off only for the
+    /// ablation.
+    pub check_parts: bool,
 }
 
 impl Default for Options {
@@ -147,6 +152,7 @@ impl Default for Options {
             max_swap_odds: 0.1,
             sure_tag: 0.9,
             weak_tag: 0.75,
+            check_parts: true,
         }
     }
 }
@@ -481,7 +487,86 @@ impl Engine {
                 .get(&id)
                 .map(|spec| self.proposal(spec, params))
         };
-        (agree(each, propose), stats)
+        let whole = agree(each, propose);
+        let outcome = self.check_parts(text, ctx, whole, &mut stats);
+        (outcome, stats)
+    }
+
+    /// A change is planned only when the request's parts do not ask for
+    /// another one. A request of several parts ([`parts`]) has each part
+    /// read alone; when a part alone plans a different change and no part
+    /// plans this one, the whole says more than one thing ("removing
+    /// access isn't what I'm after, I want iot to reach lan", read whole
+    /// as a revocation) and becomes a question offering the plans, never a
+    /// guess between them.
+    fn check_parts(
+        &self,
+        text: &str,
+        ctx: &Context,
+        whole: Interpretation,
+        stats: &mut Stats,
+    ) -> Interpretation {
+        let Interpretation::Plan {
+            playbook,
+            params,
+            candidates,
+            ..
+        } = &whole
+        else {
+            return whole;
+        };
+        let spans = parts(text);
+        if !self.options.check_parts || spans.len() < 2 || self.is_read(playbook) {
+            return whole;
+        }
+        let mut others: Vec<Proposal> = Vec::new();
+        for (s, e) in spans {
+            let part = &text[s..e];
+            let mut cost = Stats::default();
+            let Ok(readings) = self.read(part, ctx, None, &mut cost, None) else {
+                return whole;
+            };
+            stats.encode_ms += cost.encode_ms;
+            stats.heads_ms += cost.heads_ms;
+            let each = readings.iter().map(|r| self.decide(part, ctx, r)).collect();
+            if let Interpretation::Plan {
+                playbook: p,
+                params: q,
+                ..
+            } = agree(each, |_, _| None)
+            {
+                if p == *playbook && q == *params {
+                    return whole;
+                }
+                if p != *playbook && !self.is_read(&p) {
+                    if let Some(spec) = self.catalog.get(&p) {
+                        others.push(self.proposal(spec, q));
+                    }
+                }
+            }
+        }
+        let Some(spec) = self.catalog.get(playbook) else {
+            return whole;
+        };
+        if others.is_empty() {
+            return whole;
+        }
+        let mut options = vec![self.proposal(spec, params.clone())];
+        for o in others {
+            if !options
+                .iter()
+                .any(|x| x.playbook == o.playbook && x.params == o.params)
+            {
+                options.push(o);
+            }
+        }
+        options.truncate(3);
+        Interpretation::Clarify {
+            question: "Parts of the request ask for different changes: which one did you mean?"
+                .into(),
+            options,
+            candidates: candidates.clone(),
+        }
     }
 
     /// The playbooks by probability, best first (installed ones only).
@@ -1185,6 +1270,33 @@ impl Engine {
     }
 }
 
+/// Where a request divides into parts, as byte ranges without the white
+/// space around them: after `,` `;` `.` `!` `?` or `:` followed by white
+/// space (a value such as `fd00::1` or a name ending a sentence has none
+/// after its dots). Parts with no letter or digit are left out.
+fn parts(text: &str) -> Vec<(usize, usize)> {
+    let mut cuts = vec![0];
+    let mut prev = None;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() && matches!(prev, Some(',' | ';' | '.' | '!' | '?' | ':')) {
+            cuts.push(i);
+        }
+        prev = Some(c);
+    }
+    cuts.push(text.len());
+    cuts.windows(2)
+        .filter_map(|w| {
+            let part = &text[w[0]..w[1]];
+            let trimmed = part.trim();
+            let start = w[0] + (part.len() - part.trim_start().len());
+            trimmed
+                .chars()
+                .any(char::is_alphanumeric)
+                .then_some((start, start + trimmed.len()))
+        })
+        .collect()
+}
+
 /// The committee's outcome from what each member made of the request: a
 /// plan only when every member made that same plan (playbook and
 /// parameters); otherwise the first refusal, when a member refused; and
@@ -1867,6 +1979,26 @@ mod tests {
             playbook: id,
             params,
         })
+    }
+
+    #[test]
+    fn a_request_divides_into_parts_at_punctuation_before_a_space() {
+        let text = "Removing access isn't what I'm after, I want iot to reach lan.";
+        let got: Vec<&str> = parts(text).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(
+            got,
+            [
+                "Removing access isn't what I'm after,",
+                "I want iot to reach lan."
+            ]
+        );
+        // Values keep their dots and colons; punctuation alone is no part.
+        let text = "point nas.lan at fd00::40.  ok? ... !";
+        let got: Vec<&str> = parts(text).into_iter().map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(got, ["point nas.lan at fd00::40.", "ok?"]);
+        assert_eq!(parts("  "), Vec::<(usize, usize)>::new());
+        let text = "allow iot to reach lan,  ";
+        assert_eq!(parts(text), [(0, 23)]);
     }
 
     #[test]

@@ -332,6 +332,10 @@ pub struct EvalArgs {
     /// Print every case's outcome and cost to stderr.
     #[arg(long)]
     pub explain: bool,
+    /// Ablation: plan from the whole request only, without reading its
+    /// parts alone (docs/perf.md).
+    #[arg(long)]
+    pub whole_only: bool,
 }
 
 /// A directory from the environment, else relative to the working
@@ -393,6 +397,7 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
     let mut engine = Engine::load(&models, DevicePreference::Auto)?;
     let t_models = t.elapsed();
     engine.set_catalog(&specs)?;
+    engine.options.check_parts = !args.whole_only;
     eprintln!(
         "loaded models in {:.0} ms, catalog in {:.0} ms",
         t_models.as_secs_f64() * 1e3,

@@ -58,15 +58,16 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// target is zero harmful plans and 97 %; these bounds are where the
 /// interpreter stands, not where it should be. Since recipe 8 the heads
 /// read the encoder's layers 2, 4 and 6 (decision 070); the shipped
-/// training passes 204 / 86 / 221 of these sets, with one harmful plan on
+/// training passes 204 / 86 / 221 of these sets. Its one harmful plan on
 /// the challenge set ("Removing access isn't what I'm after, I want iot to
-/// be able to reach lan." planned as a revocation; another seed of the
-/// same recipe made one harmful plan there too, a different one).
+/// be able to reach lan." planned as a revocation) is a clarifying question
+/// since the engine reads a request's parts alone too (decision 070, 4),
+/// so none is allowed; another seed of the recipe made a different one.
 const MIN_RATE: f64 = 0.91;
 const MIN_RATE_CHALLENGE: f64 = 0.84;
 const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
-const MAX_HARMFUL_CHALLENGE: usize = 1;
+const MAX_HARMFUL_CHALLENGE: usize = 0;
 
 /// Evaluates every `step`-th case of `file` (at least `min_cases` long):
 /// pass rate at least `min_rate`, no state-changing plan other than the
