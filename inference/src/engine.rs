@@ -24,6 +24,10 @@ use crate::train::{Meta, HEADS_DIR, HEADS_FILE, META_FILE, RECIPE};
 /// Longest request accepted, in characters.
 pub const MAX_REQUEST_CHARS: usize = 512;
 
+/// The most parts of a request (cut at punctuation, see `parts`) that are
+/// read one by one before a change is planned.
+pub const MAX_PARTS: usize = 6;
+
 /// The embedding model's directory under the models directory.
 pub const EMBED_DIR: &str = "all-MiniLM-L6-v2";
 
@@ -518,6 +522,20 @@ impl Engine {
         let spans = parts(text);
         if !self.options.check_parts || spans.len() < 2 || self.is_read(playbook) {
             return whole;
+        }
+        if spans.len() > MAX_PARTS {
+            // Each part costs an encoder pass: a change asked for in more
+            // parts than are read one by one is offered, never planned.
+            let Some(spec) = self.catalog.get(playbook) else {
+                return whole;
+            };
+            return Interpretation::Clarify {
+                question: format!(
+                    "The request has more than {MAX_PARTS} parts, too many to check one by one: is this what you want?"
+                ),
+                options: vec![self.proposal(spec, params.clone())],
+                candidates: candidates.clone(),
+            };
         }
         let mut others: Vec<Proposal> = Vec::new();
         for (s, e) in spans {
