@@ -571,12 +571,7 @@ impl Engine {
         }
         let mut options = vec![self.proposal(spec, params.clone())];
         for o in others {
-            if !options
-                .iter()
-                .any(|x| x.playbook == o.playbook && x.params == o.params)
-            {
-                options.push(o);
-            }
+            offer(&mut options, o);
         }
         options.truncate(3);
         Interpretation::Clarify {
@@ -1315,6 +1310,17 @@ fn parts(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Adds a plan to a clarifying question's options unless the same plan
+/// (playbook and parameters) is already offered.
+fn offer(options: &mut Vec<Proposal>, p: Proposal) {
+    if !options
+        .iter()
+        .any(|o| o.playbook == p.playbook && o.params == p.params)
+    {
+        options.push(p);
+    }
+}
+
 /// The committee's outcome from what each member made of the request: a
 /// plan only when every member made that same plan (playbook and
 /// parameters); otherwise the first refusal, when a member refused; and
@@ -1386,12 +1392,7 @@ fn agree(
             Interpretation::Refusal { .. } => vec![],
         };
         for p in offered {
-            if !options
-                .iter()
-                .any(|o| o.playbook == p.playbook && o.params == p.params)
-            {
-                options.push(p);
-            }
+            offer(&mut options, p);
         }
     }
     options.truncate(3);
