@@ -117,6 +117,11 @@ pub struct Options {
     /// A second playbook at least this likely is offered in a clarifying
     /// question.
     pub min_alternative: f32,
+    /// A destructive playbook (the catalog's `risk = "destructive"`: a
+    /// deletion, a revocation, a record replaced) is planned only at this
+    /// probability or above; below it is asked about like any playbook
+    /// below `min_confidence`.
+    pub min_destructive: f32,
     /// Below this probability of its tag, a token is not trusted as a
     /// value.
     pub min_tag: f32,
@@ -143,6 +148,16 @@ pub struct Options {
     pub check_parts: bool,
 }
 
+impl Options {
+    /// The probability a playbook of this risk needs to be planned.
+    pub fn needed(&self, risk: Risk) -> f32 {
+        match risk {
+            Risk::Destructive => self.min_confidence.max(self.min_destructive),
+            Risk::Read | Risk::Change => self.min_confidence,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -150,6 +165,7 @@ impl Default for Options {
             max_asks: 0.5,
             min_confidence: 0.75,
             min_alternative: 0.08,
+            min_destructive: 0.9,
             min_tag: 0.5,
             max_opposite: 0.03,
             min_context: 0.97,
@@ -701,7 +717,7 @@ impl Engine {
                 )),
             };
         }
-        if best.1 < o.min_confidence {
+        if best.1 < o.needed(spec.risk) {
             let options: Vec<Proposal> = ranked
                 .iter()
                 .take(3)
@@ -1998,6 +2014,16 @@ mod tests {
             playbook: id,
             params,
         })
+    }
+
+    /// A destructive playbook needs more confidence than the others.
+    #[test]
+    fn destructive_playbooks_need_more_confidence() {
+        let o = Options::default();
+        assert!(o.needed(Risk::Destructive) > o.needed(Risk::Change));
+        assert_eq!(o.needed(Risk::Change), o.min_confidence);
+        assert_eq!(o.needed(Risk::Read), o.min_confidence);
+        assert_eq!(o.needed(Risk::Destructive), 0.9);
     }
 
     #[test]

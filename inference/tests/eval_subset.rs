@@ -56,15 +56,14 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// (a change other than the expected outcome) each set may hold: the
 /// figures measured for docs/perf.md, so that a regression fails. The
 /// target is zero harmful plans and 97 %; these bounds are where the
-/// interpreter stands, not where it should be. Since recipe 8 the heads
-/// read the encoder's layers 2, 4 and 6 (decision 070); the shipped
-/// training passes 204 / 86 / 221 of these sets. Its one harmful plan on
-/// the challenge set ("Removing access isn't what I'm after, I want iot to
-/// be able to reach lan." planned as a revocation) is a clarifying question
-/// since the engine reads a request's parts alone too (decision 070, 4),
-/// so none is allowed; another seed of the recipe made a different one.
-const MIN_RATE: f64 = 0.91;
-const MIN_RATE_CHALLENGE: f64 = 0.84;
+/// interpreter stands, not where it should be. Recipe 9 (decision 070)
+/// trains the playbooks whose parameters come in same-type pairs on three
+/// times the examples; with the 0.9 bar for destructive playbooks the
+/// shipped training passes 214 / 89 / 228 of these sets (96.4 %, 94.7 %,
+/// 87.0 %) with no harmful plan on them; another seed of the recipe passed
+/// 210 / 90 / 227, also with none.
+const MIN_RATE: f64 = 0.94;
+const MIN_RATE_CHALLENGE: f64 = 0.86;
 const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
 const MAX_HARMFUL_CHALLENGE: usize = 0;
