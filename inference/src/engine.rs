@@ -1215,6 +1215,10 @@ impl Engine {
                 continue;
             }
             let w = &text[a..b];
+            // Punctuation alone ("->" between two domains) names nothing.
+            if !w.chars().any(char::is_alphanumeric) {
+                continue;
+            }
             let lower = w.to_lowercase();
             let two = words
                 .get(i + 1)

@@ -100,6 +100,17 @@ fn values_come_from_their_spans() {
         )),
         "{got:?}"
     );
+    // The arrow between two domains is punctuation, not a value the plan
+    // would leave out.
+    let got = e.interpret("lab -> studio udp 5004", &c);
+    assert_eq!(
+        plan(&got),
+        Some((
+            "net.allow".into(),
+            json!({"from": "lab", "to": "studio", "port": 5004, "protocol": "udp"})
+        )),
+        "{got:?}"
+    );
 }
 
 #[test]
