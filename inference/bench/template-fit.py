@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Cases for the heads' fit to their own templates (docs/perf.md).
 
-Every template of the playbooks whose parameters come in same-type pairs
-(net.allow and net.revoke: from and to; dns.add_alias: name and target),
-filled once with two different values of the pair in a random order, written
-as an evaluation case file. These are training templates: the figure says
-how well the heads learnt the roles they were taught, not how they
-generalize (that is the evaluation sets' job). Not an evaluation set, and
-never read by training.
+By default: every template of the playbooks whose parameters come in
+same-type pairs (net.allow and net.revoke: from and to; dns.add_alias: name
+and target), filled once with two different values of the pair in a random
+order. With --all: every request template (utterances and statements) of
+every playbook, each slot filled with a value of its type and the declared
+defaults expected. Written as an evaluation case file on stdout. These are
+training templates: the figure says how well the heads learnt what they
+were taught, not how they generalize (that is the evaluation sets' job).
+Not an evaluation set, and never read by training.
 
-    inference/bench/template-fit.py > /tmp/fit.jsonl
+    inference/bench/template-fit.py [--all] [SEED] > /tmp/fit.jsonl
     hearth-intent-eval --models models --catalog catalog \
         --cases /tmp/fit.jsonl --report /tmp/fit.json
 """
@@ -23,29 +25,58 @@ CATALOG = Path(__file__).resolve().parents[2] / "catalog"
 DOMAINS = ["lan", "iot", "guest", "work"]
 NAMES = ["media.home.arpa", "nas.lan", "printer.office.example",
          "cloud.house.example", "git.home.arpa", "srv1.internal"]
-PAIRS = {"net.allow": ("from", "to", DOMAINS),
-         "net.revoke": ("from", "to", DOMAINS),
-         "dns.add_alias": ("name", "target", NAMES)}
+PAIRS = {"net.allow": ("from", "to"),
+         "net.revoke": ("from", "to"),
+         "dns.add_alias": ("name", "target")}
 
-rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 11)
-for playbook, (a, b, pool) in PAIRS.items():
-    lang = tomllib.loads((CATALOG / f"{playbook}.toml").read_text())["language"]
+args = [a for a in sys.argv[1:] if a != "--all"]
+every = "--all" in sys.argv[1:]
+rng = random.Random(int(args[0]) if args else 11)
+
+
+def values(params):
+    """One value per slot: (text written, value expected or None)."""
+    src, dst = rng.sample(DOMAINS, 2)
+    name, target = rng.sample(NAMES, 2)
+    kind = {p["name"]: p.get("type") for p in params}
+    return {
+        "from": (src, src), "to": (dst, dst),
+        "name": (name, name), "target": (target, target),
+        "port": ("8883", 8883), "protocol": ("tcp", "tcp"),
+        "days": ("30 days", 30), "subnet": ("10.20.0.0/24", "10.20.0.0/24"),
+        "address": ("192.168.1.77", "192.168.1.77"),
+        "device": ("aa:bb:cc:dd:ee:0f", "aa:bb:cc:dd:ee:0f"),
+        "domain": ("lab2", "lab2") if kind.get("domain") == "new-domain"
+        else ("guest", "guest"),
+        # Context, not a parameter (net.create_domain's templates).
+        "purpose": ("cameras", None),
+    }
+
+
+for path in sorted(CATALOG.glob("*.toml")):
+    playbook = path.stem
+    if not every and playbook not in PAIRS:
+        continue
+    spec = tomllib.loads(path.read_text())
+    params = spec.get("params", [])
     for kind in ("utterances", "statements"):
-        for template in lang.get(kind, []):
-            if "{%s}" % a not in template or "{%s}" % b not in template:
-                continue
-            x, y = rng.sample(pool, 2)
-            params = {a: x, b: y}
-            text = template.replace("{%s}" % a, x).replace("{%s}" % b, y)
-            if "{port}" in text:
-                text = text.replace("{port}", "8883")
-                params["port"] = 8883
-                params["protocol"] = "tcp"
-            if "{protocol}" in text:
-                text = text.replace("{protocol}", "tcp")
-                params["protocol"] = "tcp"
+        for template in spec.get("language", {}).get(kind, []):
+            if playbook in PAIRS and not every:
+                a, b = PAIRS[playbook]
+                if "{%s}" % a not in template or "{%s}" % b not in template:
+                    continue
+            text, expect = template, {}
+            for slot, (written, value) in values(params).items():
+                if "{%s}" % slot in text:
+                    text = text.replace("{%s}" % slot, written)
+                    if value is not None:
+                        expect[slot] = value
             if "{" in text:
                 continue
+            for p in params:
+                if p["name"] not in expect and "default" in p:
+                    if p.get("default_if") in (None, *expect):
+                        expect[p["name"]] = p["default"]
             print(json.dumps({"text": text,
-                              "expect": {"playbook": playbook, "params": params},
+                              "expect": {"playbook": playbook, "params": expect},
                               "category": f"{playbook} {kind}"}))
