@@ -36,7 +36,8 @@ pub const RECIPE: &str = "hearth-intent-heads/9";
 pub struct Recipe {
     /// Seed of the generator, the initial weights and dropout.
     pub seed: u64,
-    /// Examples per playbook.
+    /// Examples per playbook (three times as many for one with a pair of
+    /// same-type parameters: [`crate::gen::examples_for`]).
     pub per_playbook: usize,
     /// Examples of "none of them".
     pub none: usize,
