@@ -2020,16 +2020,6 @@ mod tests {
         })
     }
 
-    /// A destructive playbook needs more confidence than the others.
-    #[test]
-    fn destructive_playbooks_need_more_confidence() {
-        let o = Options::default();
-        assert!(o.needed(Risk::Destructive) > o.needed(Risk::Change));
-        assert_eq!(o.needed(Risk::Change), o.min_confidence);
-        assert_eq!(o.needed(Risk::Read), o.min_confidence);
-        assert_eq!(o.needed(Risk::Destructive), 0.9);
-    }
-
     #[test]
     fn a_request_divides_into_parts_at_punctuation_before_a_space() {
         let text = "Removing access isn't what I'm after, I want iot to reach lan.";

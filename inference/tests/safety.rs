@@ -129,3 +129,30 @@ fn what_the_context_or_the_values_forbid_is_refused() {
         }
     }
 }
+
+/// A destructive playbook is planned only above the engine's bar for
+/// destructive playbooks: the same request, planned at the default bar, is
+/// not planned when the bar is above any probability, and a change that is
+/// not destructive is unaffected.
+#[test]
+fn destructive_playbooks_need_the_higher_bar() {
+    let mut e = engine();
+    let c = ctx();
+    let delete = "delete the lab domain";
+    let create = "create a network called garden";
+    assert_eq!(
+        plan(&e.interpret(delete, &c)).map(|p| p.0),
+        Some("net.delete_domain".into())
+    );
+    assert_eq!(
+        plan(&e.interpret(create, &c)).map(|p| p.0),
+        Some("net.create_domain".into())
+    );
+    e.options.min_destructive = 1.01;
+    let got = e.interpret(delete, &c);
+    assert!(plan(&got).is_none(), "{got:?}");
+    assert_eq!(
+        plan(&e.interpret(create, &c)).map(|p| p.0),
+        Some("net.create_domain".into())
+    );
+}
