@@ -104,7 +104,7 @@ pub enum Interpretation {
 
 /// Thresholds of the decision procedure; the defaults are what the
 /// benchmarks measured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Options {
     /// Refuse when the request is this likely to say NOT to do it.
     pub max_negation: f32,
@@ -128,6 +128,9 @@ pub struct Options {
     /// When the playbook's declared opposite gets at least this
     /// probability, the request becomes a clarifying question.
     pub max_opposite: f32,
+    /// The same for another change that takes the same parameters (add
+    /// or update a record).
+    pub max_twin: f32,
     /// A number outside every value is context (not a value the plan
     /// would drop) only when the model gives it at least this probability
     /// of being outside every value.
@@ -141,6 +144,11 @@ pub struct Options {
     /// …outweighs another of the same role tagged below this one (which
     /// is then not a value; a value-like word left so still refuses).
     pub weak_tag: f32,
+    /// A required parameter that no span holds takes the word the tagger
+    /// gives the likeliest of its role, when that is at least this
+    /// probability and the word parses as the parameter's type (the
+    /// committee still plans only a value every member reads).
+    pub min_pointer: f32,
     /// Read a request of several parts part by part too, and ask instead
     /// of planning when a part alone plans another change
     /// (the parts check of [`Engine::interpret`]); off only for the
@@ -168,10 +176,12 @@ impl Default for Options {
             min_destructive: 0.9,
             min_tag: 0.5,
             max_opposite: 0.03,
+            max_twin: 0.1,
             min_context: 0.97,
             max_swap_odds: 0.1,
             sure_tag: 0.9,
             weak_tag: 0.75,
+            min_pointer: 0.1,
             check_parts: true,
         }
     }
@@ -273,10 +283,14 @@ struct Reading {
     intent: Vec<f32>,
     polarity: Vec<f32>,
     found: Vec<Found>,
-    /// Every word piece group (byte range) and its probability of being
-    /// outside every value.
-    outside: Vec<(usize, usize, f32)>,
+    /// Every word piece group (byte range) and its probabilities: of
+    /// being outside every value (index 0), of each role (1 + role).
+    outside: Vec<Piece>,
 }
+
+/// A word piece group's byte range and its probabilities: of being outside
+/// every value (index 0), of each role (1 + role).
+type Piece = (usize, usize, Vec<f32>);
 
 fn softmax(v: &[f32]) -> Vec<f32> {
     let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
@@ -660,7 +674,7 @@ impl Engine {
         };
         let twin = ranked.iter().find(|c| {
             c.id != *id
-                && c.score >= o.max_opposite
+                && c.score >= o.max_twin
                 && self.catalog.get(&c.id).is_some_and(|s| {
                     s.risk != Risk::Read && spec.risk != Risk::Read && required(s) == required(spec)
                 })
@@ -886,6 +900,46 @@ impl Engine {
             used.push((start, end));
             taken.push((p.name.clone(), start, end));
         }
+        // A required parameter no span holds: the word likeliest to be its
+        // value, if the tagger gives it some chance and it parses.
+        for p in &spec.params {
+            // Only a domain's name: any word parses as a device, and a
+            // number looks like a port (no other type is loose enough to
+            // need it: an address or a DNS name is one typed word).
+            let domain = matches!(p.kind, ParamKind::NewDomain | ParamKind::ExistingDomain);
+            if !domain || !p.required || p.default.is_some() || raw.contains_key(&p.name) {
+                continue;
+            }
+            let Some(role) = roles.iter().position(|r| r == &p.name) else {
+                continue;
+            };
+            let best = r
+                .outside
+                .iter()
+                .filter(|(s, e, _)| !used.iter().any(|&(a, b)| a < *e && b > *s))
+                .filter_map(|(s, e, probs)| Some((*s, *e, *probs.get(role + 1)?)))
+                .fold(None, |a: Option<(usize, usize, f32)>, x| match a {
+                    Some(b) if b.2 >= x.2 => Some(b),
+                    _ => Some(x),
+                });
+            let Some((s, e, prob)) = best else { continue };
+            if prob < o.min_pointer {
+                continue;
+            }
+            let (start, end) = if typed_word(&p.kind) {
+                whole_token(text, s, e)
+            } else {
+                whole_word(text, s, e)
+            };
+            let word = clean(&text[start..end]);
+            if word.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            if let Ok(value) = self.typed(p, word, ctx) {
+                raw.insert(p.name.clone(), value);
+                used.push((start, end));
+            }
+        }
         // A duration the tagger did not mark: the one duration the request
         // writes, found with the language file's units and number words.
         if spec.risk != Risk::Read {
@@ -1092,7 +1146,13 @@ impl Engine {
                 let pr = |f: &Found, r: usize| f.roles.get(r).copied().unwrap_or(0.0);
                 let keep = pr(a, a.role) * pr(b, b.role);
                 let other = pr(a, b.role) * pr(b, a.role);
-                if other > self.options.max_swap_odds * keep
+                let odds = self.options.max_swap_odds;
+                // Either value torn between the two roles is enough: a
+                // sure second value does not make the first one sure.
+                let torn = |f: &Found, other: usize| pr(f, other) > odds * pr(f, f.role);
+                if other > odds * keep
+                    || torn(a, b.role)
+                    || torn(b, a.role)
                     || !self.roles_follow_positions(text, ctx, spec, a, b, member)
                 {
                     return Some((p.name.clone(), q.name.clone()));
@@ -1196,7 +1256,7 @@ impl Engine {
             r.outside
                 .iter()
                 .filter(|&&(s, e, _)| s < b && e > a)
-                .all(|&(_, _, p)| p >= self.options.min_context)
+                .all(|(_, _, p)| p[0] >= self.options.min_context)
         };
         let mut words: Vec<(usize, usize)> = Vec::new();
         let mut pos = 0;
@@ -1512,7 +1572,7 @@ fn decode_spans(
     special: &[u32],
     tokens: &[String],
     tags: &[Vec<f32>],
-) -> (Vec<Found>, Vec<(usize, usize, f32)>) {
+) -> (Vec<Found>, Vec<Piece>) {
     let mut units: Vec<(Unit, usize)> = Vec::new();
     let mut counts: Vec<f32> = Vec::new();
     for (i, p) in tags.iter().enumerate() {
@@ -1647,7 +1707,7 @@ fn decode_spans(
     }
     let outside = units
         .iter()
-        .map(|(u, _)| (u.start, u.end, u.probs[0]))
+        .map(|(u, _)| (u.start, u.end, u.roles()))
         .collect();
     let mut found: Vec<Found> = found.into_iter().map(|(f, _)| f).collect();
     for f in &mut found {

@@ -336,6 +336,10 @@ pub struct EvalArgs {
     /// parts alone (docs/perf.md).
     #[arg(long)]
     pub whole_only: bool,
+    /// A threshold of the decision procedure for this run, `NAME=VALUE`
+    /// (the fields of `engine::Options`), for threshold studies.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// A directory from the environment, else relative to the working
@@ -398,6 +402,20 @@ pub fn run_eval_args(args: &EvalArgs) -> Result<(usize, usize)> {
     let t_models = t.elapsed();
     engine.set_catalog(&specs)?;
     engine.options.check_parts = !args.whole_only;
+    if !args.set.is_empty() {
+        let mut o = serde_json::to_value(&engine.options)?;
+        for kv in &args.set {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--set {kv:?}: expected NAME=VALUE"))?;
+            let field = o
+                .get_mut(k)
+                .with_context(|| format!("--set {kv:?}: no option {k}"))?;
+            *field = serde_json::from_str(v)
+                .with_context(|| format!("--set {kv:?}: {v} is not a value"))?;
+        }
+        engine.options = serde_json::from_value(o).context("--set")?;
+    }
     eprintln!(
         "loaded models in {:.0} ms, catalog in {:.0} ms",
         t_models.as_secs_f64() * 1e3,

@@ -694,6 +694,10 @@ impl<'a> Generator<'a> {
                     let w = self.rng.pick(&a.not_negations).clone();
                     let f = self.fill(spec, &t, true).wrap(&w);
                     self.example(f, me, DO)
+                } else if r < 0.42 && !a.set_aside.is_empty() {
+                    let f = self.fill(spec, &t, true);
+                    let f = self.set_aside(spec, f);
+                    self.example(f, me, DO)
                 } else if r < 0.70 {
                     let w = self.rng.pick(&a.polite).clone();
                     let f = self.fill(spec, &t, true).wrap(&w);
@@ -708,7 +712,11 @@ impl<'a> Generator<'a> {
             1 => {
                 let t = self.rng.pick(&lang.statements).clone();
                 let f = self.fill(spec, &t, true);
-                let f = self.chatter(f);
+                let f = if self.rng.chance(0.06) {
+                    self.set_aside(spec, f)
+                } else {
+                    self.chatter(f)
+                };
                 self.example(f, me, DO)
             }
             _ => {
@@ -726,6 +734,31 @@ impl<'a> Generator<'a> {
                 }
             }
         }
+    }
+
+    /// Puts a request beside a clause that sets another action aside
+    /// ("don't {other}, just {}"): another playbook's request (values
+    /// untagged) or one of the lexicon's `set_aside_others`. The request
+    /// is still what is asked.
+    fn set_aside(&mut self, spec: &PlaybookSpec, f: Filled) -> Filled {
+        let a = &self.lex.augment;
+        let w = self.rng.pick(&a.set_aside).clone();
+        let other = if !a.set_aside_others.is_empty() && self.rng.chance(0.35) {
+            self.rng.pick(&a.set_aside_others).clone()
+        } else {
+            let specs = self.specs;
+            let with: Vec<&PlaybookSpec> = specs
+                .iter()
+                .filter(|s| s.id != spec.id && !s.language.utterances.is_empty())
+                .collect();
+            if with.is_empty() {
+                return f;
+            }
+            let s = *self.rng.pick(&with);
+            let t = self.rng.pick(&s.language.utterances).clone();
+            self.fill(s, &t, false).text
+        };
+        f.wrap(&w.replacen("{other}", &other, 1))
     }
 
     /// A random imperative request of any playbook, with its spans (for

@@ -73,6 +73,16 @@ pub struct Augment {
     /// {}"): a request for two actions, refused, one at a time.
     #[serde(default)]
     pub several_values: Vec<String>,
+    /// A request beside a clause that sets another action aside ("don't
+    /// {other}, just {}"): `{}` is the request, still to be done; `{other}`
+    /// is another playbook's request or one of `set_aside_others`, never
+    /// planned.
+    #[serde(default)]
+    pub set_aside: Vec<String>,
+    /// Actions a request may set aside beside itself, in the form that
+    /// follows "don't" (no playbook does them).
+    #[serde(default)]
+    pub set_aside_others: Vec<String>,
     /// Requests no playbook serves; slots `{domain}`, `{host}`, `{number}`
     /// are filled from the pools. They teach the "none of them" answer.
     pub out_of_scope: Vec<String>,
@@ -129,6 +139,7 @@ impl Lexicon {
             ("injections", &a.injections, 1),
             ("several", &a.several, 2),
             ("several_values", &a.several_values, 2),
+            ("set_aside", &a.set_aside, 1),
         ] {
             for w in list {
                 anyhow::ensure!(
@@ -136,6 +147,12 @@ impl Lexicon {
                     "augment.{what}: {w:?} must hold {{}} exactly {holes} time(s)"
                 );
             }
+        }
+        for w in &a.set_aside {
+            anyhow::ensure!(
+                w.matches("{other}").count() == 1,
+                "augment.set_aside: {w:?} must hold {{other}} exactly once"
+            );
         }
         anyhow::ensure!(!lex.pools.domains.is_empty(), "pools.domains is empty");
         anyhow::ensure!(!lex.pools.hosts.is_empty(), "pools.hosts is empty");

@@ -156,3 +156,65 @@ fn destructive_playbooks_need_the_higher_bar() {
         Some("net.create_domain".into())
     );
 }
+
+/// A clause that sets another action aside ("don't X, just Y") neither
+/// cancels the request nor is carried out: Y is planned, never X.
+#[test]
+fn a_clause_setting_another_action_aside_is_not_planned() {
+    let e = engine();
+    let c = ctx();
+    for (text, want, params) in [
+        (
+            "don't delete studio, just show me the network",
+            "net.show",
+            json!({}),
+        ),
+        (
+            "no need to reboot anything; list the dns records",
+            "dns.list_records",
+            json!({}),
+        ),
+        (
+            "show the attestation status and please don't change anything",
+            "attest.status",
+            json!({}),
+        ),
+        (
+            "don't touch the firewall; add tv.house.example at 192.168.7.9",
+            "dns.add_record",
+            json!({"name": "tv.house.example", "address": "192.168.7.9"}),
+        ),
+    ] {
+        let got = e.interpret(text, &c);
+        assert_eq!(
+            plan(&got),
+            Some((want.to_string(), params)),
+            "{text:?}: {got:?}"
+        );
+    }
+}
+
+/// A new domain's name the tagger is unsure of is still read from the
+/// request when it is the likeliest word for the name: a name too long is
+/// refused naming it (not as a missing name).
+#[test]
+fn a_required_name_is_the_likeliest_word_for_it() {
+    let e = engine();
+    let c = ctx();
+    for (text, name) in [
+        (
+            "make a new network named unbelievablylongname",
+            "unbelievablylongname",
+        ),
+        (
+            "create a domain called superlongdomainname",
+            "superlongdomainname",
+        ),
+    ] {
+        let got = e.interpret(text, &c);
+        let Interpretation::Refusal { reason, .. } = &got else {
+            panic!("{text:?}: expected a refusal: {got:?}");
+        };
+        assert!(reason.contains(name), "{text:?}: {reason}");
+    }
+}
