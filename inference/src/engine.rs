@@ -1686,8 +1686,15 @@ fn decode_spans(
             }
         }
         for (role, s, e, p, begins) in groups {
+            // A value never runs on over the end of a clause ("cams;
+            // admin" is two words of two clauses).
+            let clause_end = |w: usize| {
+                words
+                    .get(w)
+                    .is_some_and(|&(a, b)| text[a..b].ends_with([',', ';', '.', '!', '?', ':']))
+            };
             match found.last_mut() {
-                Some((f, w)) if !begins && f.role == role && *w + 1 == wi => {
+                Some((f, w)) if !begins && f.role == role && *w + 1 == wi && !clause_end(*w) => {
                     f.end = e;
                     f.prob = f.prob.min(p);
                     *w = wi;
@@ -2216,6 +2223,38 @@ mod tests {
         // outside, the dot does not vote).
         assert_eq!(got, vec![(0, "living room"), (1, "nas.lan")]);
         assert_eq!(outside.len(), 9, "word pieces of one word are one unit");
+    }
+
+    /// A value tagged as going on into the next word stops at the end of
+    /// a clause: "cams; admin" is two values, not one name.
+    #[test]
+    fn a_value_does_not_run_on_over_a_clause_end() {
+        let text = "revoke office -> cams; admin stays";
+        let (offs, names) = toks(
+            text,
+            &["revoke", "office", "-", ">", "cams", ";", "admin", "stays"],
+        );
+        let mut tags = vec![one_hot(0)];
+        tags.extend([
+            one_hot(0),
+            one_hot(1),
+            one_hot(0),
+            one_hot(0),
+            one_hot(3),
+            one_hot(0),
+            one_hot(4),
+            one_hot(0),
+        ]);
+        tags.push(one_hot(0));
+        let special: Vec<u32> = (0..offs.len())
+            .map(|i| u32::from(i == 0 || i + 1 == offs.len()))
+            .collect();
+        let (found, _) = decode_spans(text, &offs, &special, &names, &tags);
+        let got: Vec<(usize, &str)> = found
+            .iter()
+            .map(|f| (f.role, &text[f.start..f.end]))
+            .collect();
+        assert_eq!(got, vec![(0, "office"), (1, "cams"), (1, "admin")]);
     }
 
     #[test]
