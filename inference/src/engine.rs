@@ -144,10 +144,10 @@ pub struct Options {
     /// …outweighs another of the same role tagged below this one (which
     /// is then not a value; a value-like word left so still refuses).
     pub weak_tag: f32,
-    /// A required parameter that no span holds takes the word the tagger
+    /// A required domain name that no span holds is the word the tagger
     /// gives the likeliest of its role, when that is at least this
-    /// probability and the word parses as the parameter's type (the
-    /// committee still plans only a value every member reads).
+    /// probability and the word parses (the committee still plans only a
+    /// value every member reads).
     pub min_pointer: f32,
     /// Read a request of several parts part by part too, and ask instead
     /// of planning when a part alone plans another change
@@ -926,11 +926,7 @@ impl Engine {
             if prob < o.min_pointer {
                 continue;
             }
-            let (start, end) = if typed_word(&p.kind) {
-                whole_token(text, s, e)
-            } else {
-                whole_word(text, s, e)
-            };
+            let (start, end) = whole_word(text, s, e);
             let word = clean(&text[start..end]);
             if word.chars().all(|c| c.is_ascii_digit()) {
                 continue;
@@ -1631,6 +1627,13 @@ fn decode_spans(
             .position(|&(a, b)| u.start >= a && u.start < b)
             .unwrap_or(usize::MAX);
     }
+    // A value never runs on over the end of a clause ("cams; admin" is two
+    // words of two clauses).
+    let clause_end = |w: usize| {
+        words
+            .get(w)
+            .is_some_and(|&(a, b)| text[a..b].ends_with([',', ';', '.', '!', '?', ':']))
+    };
     let mut found: Vec<(Found, usize)> = Vec::new();
     for (wi, &(ws, we)) in words.iter().enumerate() {
         let in_word: Vec<&Unit> = units
@@ -1686,13 +1689,6 @@ fn decode_spans(
             }
         }
         for (role, s, e, p, begins) in groups {
-            // A value never runs on over the end of a clause ("cams;
-            // admin" is two words of two clauses).
-            let clause_end = |w: usize| {
-                words
-                    .get(w)
-                    .is_some_and(|&(a, b)| text[a..b].ends_with([',', ';', '.', '!', '?', ':']))
-            };
             match found.last_mut() {
                 Some((f, w)) if !begins && f.role == role && *w + 1 == wi && !clause_end(*w) => {
                     f.end = e;
