@@ -2221,67 +2221,43 @@ mod tests {
         assert_eq!(outside.len(), 9, "word pieces of one word are one unit");
     }
 
-    /// A value tagged as going on into the next word stops at the end of
-    /// a clause: "cams; admin" is two values, not one name.
-    #[test]
-    fn a_value_does_not_run_on_over_a_clause_end() {
-        let text = "revoke office -> cams; admin stays";
-        let (offs, names) = toks(
-            text,
-            &["revoke", "office", "-", ">", "cams", ";", "admin", "stays"],
-        );
-        let mut tags = vec![one_hot(0)];
-        tags.extend([
-            one_hot(0),
-            one_hot(1),
-            one_hot(0),
-            one_hot(0),
-            one_hot(3),
-            one_hot(0),
-            one_hot(4),
-            one_hot(0),
-        ]);
-        tags.push(one_hot(0));
+    /// The spans (role, text) decoded from one-hot tags, one per piece.
+    fn spans_of<'t>(text: &'t str, pieces: &[&str], tags: &[usize]) -> Vec<(usize, &'t str)> {
+        let (offs, names) = toks(text, pieces);
+        let tags: Vec<Vec<f32>> = std::iter::once(0)
+            .chain(tags.iter().copied())
+            .chain(std::iter::once(0))
+            .map(one_hot)
+            .collect();
         let special: Vec<u32> = (0..offs.len())
             .map(|i| u32::from(i == 0 || i + 1 == offs.len()))
             .collect();
         let (found, _) = decode_spans(text, &offs, &special, &names, &tags);
-        let got: Vec<(usize, &str)> = found
+        found
             .iter()
             .map(|f| (f.role, &text[f.start..f.end]))
-            .collect();
+            .collect()
+    }
+
+    /// A value tagged as going on into the next word stops at the end of
+    /// a clause: "cams; admin" is two values, not one name.
+    #[test]
+    fn a_value_does_not_run_on_over_a_clause_end() {
+        let got = spans_of(
+            "revoke office -> cams; admin stays",
+            &["revoke", "office", "-", ">", "cams", ";", "admin", "stays"],
+            &[0, 1, 0, 0, 3, 0, 4, 0],
+        );
         assert_eq!(got, vec![(0, "office"), (1, "cams"), (1, "admin")]);
     }
 
     #[test]
     fn one_word_may_hold_two_values() {
-        let text = "iot->lan tcp/8883";
-        let (offs, names) = toks(
-            text,
+        let got = spans_of(
+            "iot->lan tcp/8883",
             &["io", "##t", "-", ">", "lan", "tc", "##p", "/", "88", "##83"],
+            &[1, 2, 0, 0, 3, 0, 0, 0, 3, 4],
         );
-        let mut tags = vec![one_hot(0)];
-        tags.extend([
-            one_hot(1),
-            one_hot(2),
-            one_hot(0),
-            one_hot(0),
-            one_hot(3),
-            one_hot(0),
-            one_hot(0),
-            one_hot(0),
-            one_hot(3),
-            one_hot(4),
-        ]);
-        tags.push(one_hot(0));
-        let special: Vec<u32> = (0..offs.len())
-            .map(|i| u32::from(i == 0 || i + 1 == offs.len()))
-            .collect();
-        let (found, _) = decode_spans(text, &offs, &special, &names, &tags);
-        let got: Vec<(usize, &str)> = found
-            .iter()
-            .map(|f| (f.role, &text[f.start..f.end]))
-            .collect();
         assert_eq!(got, vec![(0, "iot"), (1, "lan"), (1, "8883")]);
     }
 
