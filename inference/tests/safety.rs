@@ -196,10 +196,11 @@ fn a_clause_setting_another_action_aside_is_not_planned() {
 
 /// A new domain's name the tagger is unsure of is still read from the
 /// request when it is the likeliest word for the name: a name too long is
-/// refused naming it (not as a missing name).
+/// refused naming it (not as a missing name). Without the pointer, the
+/// first request is refused as naming no domain.
 #[test]
 fn a_required_name_is_the_likeliest_word_for_it() {
-    let e = engine();
+    let mut e = engine();
     let c = ctx();
     for (text, name) in [
         (
@@ -217,4 +218,11 @@ fn a_required_name_is_the_likeliest_word_for_it() {
         };
         assert!(reason.contains(name), "{text:?}: {reason}");
     }
+    e.options.min_pointer = 1.01;
+    let text = "make a new network named unbelievablylongname";
+    let got = e.interpret(text, &c);
+    assert!(
+        !format!("{got:?}").contains("unbelievablylongname"),
+        "{text:?} without the pointer: {got:?}"
+    );
 }
