@@ -380,9 +380,10 @@ impl Language {
 }
 
 /// Slots a template may hold that are not parameters: words of context the
-/// trainer fills from the language file's pools (`{purpose}`: what a
-/// network is for, from `pools.purposes`), never values of the plan.
-pub const CONTEXT_SLOTS: &[&str] = &["purpose"];
+/// trainer fills and never tags as values of the plan (`{purpose}`: what a
+/// network is for, from `pools.purposes`; `{old_address}`: the address a
+/// record had before, "nas moved from {old_address} to {address}").
+pub const CONTEXT_SLOTS: &[&str] = &["purpose", "old_address"];
 
 /// True when a template of `spec` may name `{slot}`: one of its
 /// parameters, or a context slot it has no parameter for.

@@ -131,6 +131,11 @@ pub struct Options {
     /// The same for another change that takes the same parameters (add
     /// or update a record).
     pub max_twin: f32,
+    /// Any other change at least this likely beside the best one: the
+    /// request may ask for both ("add nas.lan at … and give it a
+    /// certificate"), so it is asked about like a best playbook below
+    /// `min_confidence`, never planned.
+    pub max_rival: f32,
     /// A number outside every value is context (not a value the plan
     /// would drop) only when the model gives it at least this probability
     /// of being outside every value.
@@ -139,6 +144,9 @@ pub struct Options {
     /// them only when its odds of the other way round are below this;
     /// otherwise the request becomes "which way round?".
     pub max_swap_odds: f32,
+    /// …and each value's own odds of the other role below this (one
+    /// value sure of its role does not make the other one sure).
+    pub max_torn: f32,
     /// A span tagged at least this sure…
     pub sure_tag: f32,
     /// …outweighs another of the same role tagged below this one (which
@@ -177,8 +185,10 @@ impl Default for Options {
             min_tag: 0.5,
             max_opposite: 0.03,
             max_twin: 0.1,
+            max_rival: 0.1,
             min_context: 0.97,
             max_swap_odds: 0.1,
+            max_torn: 0.25,
             sure_tag: 0.9,
             weak_tag: 0.75,
             min_pointer: 0.1,
@@ -527,12 +537,13 @@ impl Engine {
     }
 
     /// A change is planned only when the request's parts do not ask for
-    /// another one. A request of several parts ([`parts`]) has each part
-    /// read alone; when a part alone plans a different change and no part
-    /// plans this one, the whole says more than one thing ("removing
-    /// access isn't what I'm after, I want iot to reach lan", read whole
-    /// as a revocation) and becomes a question offering the plans, never a
-    /// guess between them.
+    /// another one, nor say not to do it. A request of several parts
+    /// ([`parts`]) has each part read alone; a part that asks NOT to do the
+    /// whole's playbook refuses it; when a part alone plans a different
+    /// change and no part plans this one, the whole says more than one
+    /// thing ("removing access isn't what I'm after, I want iot to reach
+    /// lan", read whole as a revocation) and becomes a question offering
+    /// the plans, never a guess between them.
     fn check_parts(
         &self,
         text: &str,
@@ -567,7 +578,12 @@ impl Engine {
                 candidates: candidates.clone(),
             };
         }
+        let Some(spec) = self.catalog.get(playbook) else {
+            return whole;
+        };
+        let labels = &self.meta.labels;
         let mut others: Vec<Proposal> = Vec::new();
+        let mut holds = false;
         for (s, e) in spans {
             let part = &text[s..e];
             let mut cost = Stats::default();
@@ -576,6 +592,37 @@ impl Engine {
             };
             stats.encode_ms += cost.encode_ms;
             stats.heads_ms += cost.heads_ms;
+            // A part that, for any member, asks for this very plan (the
+            // playbook, and values that fill it the same) and says NOT to
+            // do it negates the whole ("please don't remove the office
+            // domain, we still use it": read whole, the second part
+            // drowned the negation): a negated request never yields the
+            // plan it negates, whichever part carries the negation. A part
+            // negating the same playbook with other values ("I don't need
+            // a custom subnet, just …", "keep admin, but delete lab") says
+            // nothing against this plan.
+            let negates = readings.iter().any(|r| {
+                let best = r
+                    .intent
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, _)| i);
+                best.and_then(|i| labels.intents.get(i)) == Some(playbook)
+                    && r.polarity[DO_NOT] >= self.options.max_negation
+                    && self
+                        .fill(part, ctx, spec, r)
+                        .is_ok_and(|f| f.params == *params)
+            });
+            if negates {
+                return Interpretation::Refusal {
+                    reason: format!(
+                        "a part of the request says not to do this ({}): nothing will be done",
+                        lower_first(&spec.description)
+                    ),
+                    candidates: candidates.clone(),
+                };
+            }
             let each = readings.iter().map(|r| self.decide(part, ctx, r)).collect();
             if let Interpretation::Plan {
                 playbook: p,
@@ -584,19 +631,15 @@ impl Engine {
             } = agree(each, |_, _| None)
             {
                 if p == *playbook && q == *params {
-                    return whole;
-                }
-                if p != *playbook && !self.is_read(&p) {
+                    holds = true;
+                } else if p != *playbook && !self.is_read(&p) {
                     if let Some(spec) = self.catalog.get(&p) {
                         others.push(self.proposal(spec, q));
                     }
                 }
             }
         }
-        let Some(spec) = self.catalog.get(playbook) else {
-            return whole;
-        };
-        if others.is_empty() {
+        if holds || others.is_empty() {
             return whole;
         }
         let mut options = vec![self.proposal(spec, params.clone())];
@@ -731,7 +774,16 @@ impl Engine {
                 )),
             };
         }
-        if best.1 < o.needed(spec.risk) {
+        let rival = spec.risk != Risk::Read
+            && ranked.iter().any(|c| {
+                c.id != *id
+                    && c.score >= o.max_rival
+                    && self
+                        .catalog
+                        .get(&c.id)
+                        .is_some_and(|s| s.risk != Risk::Read)
+            });
+        if best.1 < o.needed(spec.risk) || rival {
             let options: Vec<Proposal> = ranked
                 .iter()
                 .take(3)
@@ -960,7 +1012,10 @@ impl Engine {
             }
         }
         if spec.risk != Risk::Read {
-            if let Some(v) = unused_value(text, &used) {
+            for (v, start, end) in unused_values(text, &used) {
+                if self.context_address(text, ctx, spec, r, &taken, &v, (start, end)) {
+                    continue;
+                }
                 return Err(format!(
                     "the request mentions {v}, which this plan ({}) would not use",
                     spec.id
@@ -1145,11 +1200,12 @@ impl Engine {
                 let odds = self.options.max_swap_odds;
                 // Either value torn between the two roles is enough: a
                 // sure second value does not make the first one sure.
-                let torn = |f: &Found, other: usize| pr(f, other) > odds * pr(f, f.role);
+                let torn =
+                    |f: &Found, other: usize| pr(f, other) > self.options.max_torn * pr(f, f.role);
                 if other > odds * keep
                     || torn(a, b.role)
                     || torn(b, a.role)
-                    || !self.roles_follow_positions(text, ctx, spec, a, b, member)
+                    || !self.roles_follow_positions(text, ctx, a, b, member)
                 {
                     return Some((p.name.clone(), q.name.clone()));
                 }
@@ -1162,7 +1218,6 @@ impl Engine {
         &self,
         text: &str,
         ctx: &Context,
-        spec: &PlaybookSpec,
         a: &Found,
         b: &Found,
         member: usize,
@@ -1182,7 +1237,7 @@ impl Engine {
                 .map(|d| d.as_str())
                 .find(|d| squash(d) == key)
         };
-        let (r2, p1, p2) = match (domain(t1), domain(t2)) {
+        let (r2, p1, p2, read) = match (domain(t1), domain(t2)) {
             // Both are masked: trade their placeholders, same text.
             (Some(d1), Some(d2)) if d1 != d2 => {
                 let Some(r2) = self
@@ -1198,7 +1253,12 @@ impl Engine {
                 else {
                     return false;
                 };
-                (r2, (first.start, first.end), (second.start, second.end))
+                (
+                    r2,
+                    (first.start, first.end),
+                    (second.start, second.end),
+                    text.to_string(),
+                )
             }
             _ => {
                 let swapped = format!(
@@ -1218,16 +1278,124 @@ impl Engine {
                 else {
                     return false;
                 };
-                (r2, p1, p2)
+                (r2, p1, p2, swapped)
             }
         };
-        let found2 = assign_roles(spec, &self.meta.labels.roles, &r2.found);
-        let role_at = |(s, e): (usize, usize)| {
-            let mut it = found2.iter().filter(|f| f.start < e && f.end > s);
-            let f = it.next()?;
-            it.next().is_none().then_some(f.role)
+        // Each position must still favour its own role over the other one
+        // as clearly as a sure pair does (the other below `max_swap_odds`
+        // of its own), read from the tagger's probabilities there: a word
+        // it now tags less surely (below `min_tag`) still says which way
+        // round it reads, and a position it reads as neither says nothing,
+        // which fails.
+        let odds = self.options.max_swap_odds;
+        let keeps = |(s, e): (usize, usize), own: usize, other: usize| {
+            let pieces: Vec<&Piece> = r2
+                .outside
+                .iter()
+                .filter(|(ps, pe, _)| *ps >= s && *pe <= e)
+                .filter(|(ps, pe, _)| read[*ps..*pe].chars().any(char::is_alphanumeric))
+                .collect();
+            let mean = |r: usize| {
+                pieces
+                    .iter()
+                    .map(|(_, _, p)| p.get(1 + r).copied().unwrap_or(0.0))
+                    .sum::<f32>()
+                    / pieces.len().max(1) as f32
+            };
+            !pieces.is_empty() && mean(other) < odds * mean(own)
         };
-        role_at(p1) == Some(first.role) && role_at(p2) == Some(second.role)
+        keeps(p1, first.role, second.role) && keeps(p2, second.role, first.role)
+    }
+
+    /// True when `v`, an address at `at` that no span of the plan holds, is
+    /// only context: what a record pointed at before ("nas moved from
+    /// 10.0.0.5 to 10.0.0.9"). The plan must take an address that a span
+    /// holds, the tagger must read every piece of `v` as outside every
+    /// value (at least `min_context`), and reading the request again with
+    /// the two addresses traded must keep each position's reading: the
+    /// held position still the parameter's (at least `min_tag`), `at` still
+    /// context. Anything else is an address the plan would drop, which
+    /// refuses.
+    #[allow(clippy::too_many_arguments)]
+    fn context_address(
+        &self,
+        text: &str,
+        ctx: &Context,
+        spec: &PlaybookSpec,
+        r: &Reading,
+        taken: &[(String, usize, usize)],
+        v: &str,
+        at: (usize, usize),
+    ) -> bool {
+        let o = &self.options;
+        if Address::parse(v).is_err() {
+            return false;
+        }
+        let (s, e) = match text[at.0..at.1].find(v) {
+            Some(i) => (at.0 + i, at.0 + i + v.len()),
+            None => return false,
+        };
+        let address = |k: &ParamKind| {
+            matches!(
+                k,
+                ParamKind::IpAddress | ParamKind::Ipv4Address | ParamKind::Ipv6Address
+            )
+        };
+        let held: Vec<&(String, usize, usize)> = taken
+            .iter()
+            .filter(|(name, _, _)| {
+                spec.params
+                    .iter()
+                    .any(|p| &p.name == name && address(&p.kind))
+            })
+            .collect();
+        let [(name, hs, he)] = held.as_slice() else {
+            return false;
+        };
+        let Some(role) = self.meta.labels.roles.iter().position(|x| x == name) else {
+            return false;
+        };
+        let probs = |pieces: &[Piece], read: &str, (a, b): (usize, usize), k: usize| {
+            let ps: Vec<f32> = pieces
+                .iter()
+                .filter(|(ps, pe, _)| *ps >= a && *pe <= b)
+                .filter(|(ps, pe, _)| read[*ps..*pe].chars().any(char::is_alphanumeric))
+                .map(|(_, _, p)| p.get(k).copied().unwrap_or(0.0))
+                .collect();
+            (!ps.is_empty()).then(|| ps.iter().cloned().fold(f32::INFINITY, f32::min))
+        };
+        if probs(&r.outside, text, (s, e), 0).is_none_or(|p| p < o.min_context) {
+            return false;
+        }
+        // Trade the two addresses' text and read again.
+        let (first, second) = if *hs < s {
+            ((*hs, *he), (s, e))
+        } else {
+            ((s, e), (*hs, *he))
+        };
+        if first.1 > second.0 {
+            return false;
+        }
+        let (t1, t2) = (&text[first.0..first.1], &text[second.0..second.1]);
+        let traded = format!(
+            "{}{t2}{}{t1}{}",
+            &text[..first.0],
+            &text[first.1..second.0],
+            &text[second.1..]
+        );
+        let p1 = (first.0, first.0 + t2.len());
+        let s2 = second.0 + t2.len() - t1.len();
+        let p2 = (s2, s2 + t1.len());
+        let (held_at, context_at) = if *hs < s { (p1, p2) } else { (p2, p1) };
+        let Some(r2) = self
+            .read(&traded, ctx, None, &mut Stats::default(), Some(r.member))
+            .ok()
+            .and_then(|mut x| x.pop())
+        else {
+            return false;
+        };
+        probs(&r2.outside, &traded, held_at, 1 + role).is_some_and(|p| p >= o.min_tag)
+            && probs(&r2.outside, &traded, context_at, 0).is_some_and(|p| p >= o.min_context)
     }
 
     /// A word outside the used spans that the plan's parameters could take:
@@ -1866,7 +2034,19 @@ fn mask(text: &str, ctx: &Context, placeholders: &[String], swap: Option<(&str, 
 
 /// A value written in the request that looks like a parameter (an address,
 /// a network, a DNS name) outside every span the plan uses.
+#[cfg(test)]
 fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
+    unused_values(text, used)
+        .into_iter()
+        .next()
+        .map(|(v, _, _)| v)
+}
+
+/// Every value written in the request that looks like a parameter (an
+/// address, a network, a DNS name) outside every span the plan uses, with
+/// the byte range of the word it stands in.
+fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
     let mut pos = 0;
     for word in text.split_whitespace() {
         let start = text[pos..].find(word).map_or(pos, |i| pos + i);
@@ -1892,10 +2072,10 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
         };
         let covered = used.iter().any(|&(a, b)| a < end && b > start);
         if !covered {
-            return Some(v.to_string());
+            out.push((v.to_string(), start, end));
         }
     }
-    None
+    out
 }
 
 /// An address, a MAC address, a network or a DNS name with a top-level

@@ -535,6 +535,15 @@ impl<'a> Generator<'a> {
                 2 => self.made_up_word(),
                 _ => self.rng.pick(&self.lex.pools.purposes).clone(),
             },
+            // An address the request gives as context only (what a record
+            // pointed at before), never a value.
+            "old_address" => {
+                if self.rng.chance(0.25) {
+                    self.ipv6()
+                } else {
+                    self.ipv4()
+                }
+            }
             _ => self.made_up_word(),
         }
     }
@@ -764,6 +773,11 @@ impl<'a> Generator<'a> {
     /// A random imperative request of any playbook, with its spans (for
     /// "several" and injections).
     fn any_utterance(&mut self) -> Filled {
+        self.any_utterance_of().1
+    }
+
+    /// [`Generator::any_utterance`], with the playbook it asks for.
+    fn any_utterance_of(&mut self) -> (String, Filled) {
         let with: Vec<&PlaybookSpec> = self
             .specs
             .iter()
@@ -771,6 +785,47 @@ impl<'a> Generator<'a> {
             .collect();
         let spec = *self.rng.pick(&with);
         let t = self.rng.pick(&spec.language.utterances).clone();
+        let mut f = self.fill(spec, &t, false);
+        f.slots.clear();
+        (spec.id.clone(), f)
+    }
+
+    /// [`Generator::any_utterance`]; when `refer`, a request of another
+    /// playbook than `first`, with the first value slot of a name (a DNS
+    /// name or a domain) written as one of the lexicon's pronouns (one
+    /// playbook's request in two verbs, "add … and point it at …", stays
+    /// that playbook's).
+    fn any_utterance_referring(&mut self, refer: bool, first: &str) -> Filled {
+        let pronouns = &self.lex.pools.pronouns;
+        if !refer || pronouns.is_empty() {
+            return self.any_utterance();
+        }
+        let with: Vec<(&PlaybookSpec, &String, String)> = self
+            .specs
+            .iter()
+            .filter(|s| s.id != first)
+            .flat_map(|s| s.language.utterances.iter().map(move |t| (s, t)))
+            .filter_map(|(s, t)| {
+                let slot = template_slots(t).ok()?.into_iter().find(|n| {
+                    s.params.iter().any(|p| {
+                        &p.name == n
+                            && matches!(
+                                p.kind,
+                                ParamKind::DnsName
+                                    | ParamKind::ExistingDomain
+                                    | ParamKind::NewDomain
+                            )
+                    })
+                })?;
+                Some((s, t, slot))
+            })
+            .collect();
+        if with.is_empty() {
+            return self.any_utterance();
+        }
+        let (spec, t, slot) = self.rng.pick(&with).clone();
+        let pronoun = self.rng.pick(pronouns).clone();
+        let t = t.replacen(&format!("{{{slot}}}"), &pronoun, 1);
         let mut f = self.fill(spec, &t, false);
         f.slots.clear();
         f
@@ -818,7 +873,11 @@ impl<'a> Generator<'a> {
             self.example(f, none, DO)
         } else if r < 0.85 {
             let w = self.rng.pick(&a.several).clone();
-            let (x, y) = (self.any_utterance(), self.any_utterance());
+            // A third of the time the second request names no value of
+            // its own but refers back ("… and give it a certificate").
+            let refer = self.rng.chance(0.33);
+            let (first, x) = self.any_utterance_of();
+            let y = self.any_utterance_referring(refer, &first);
             let i = w.find("{}").unwrap_or(0);
             let w2 = format!("{}{}{}", &w[..i], x.text, &w[i + 2..]);
             let f = y.wrap(&w2);

@@ -117,6 +117,12 @@ pub struct Pools {
     /// domain, outside its span, so that the noun moves no role.
     #[serde(default)]
     pub domain_nouns: Vec<String>,
+    /// Words that refer back to a value the request already named ("add
+    /// nas.lan at … and give it a certificate"): training writes one in
+    /// place of a value of the second of two requests in one, so that an
+    /// action on "it" still counts as another action.
+    #[serde(default)]
+    pub pronouns: Vec<String>,
 }
 
 impl Lexicon {
