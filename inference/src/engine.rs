@@ -1012,10 +1012,7 @@ impl Engine {
             }
         }
         if spec.risk != Risk::Read {
-            for (v, start, end) in unused_values(text, &used) {
-                if self.context_address(text, ctx, spec, r, &taken, &v, (start, end)) {
-                    continue;
-                }
+            if let Some(v) = unused_value(text, &used) {
                 return Err(format!(
                     "the request mentions {v}, which this plan ({}) would not use",
                     spec.id
@@ -1305,97 +1302,6 @@ impl Engine {
             !pieces.is_empty() && mean(other) < odds * mean(own)
         };
         keeps(p1, first.role, second.role) && keeps(p2, second.role, first.role)
-    }
-
-    /// True when `v`, an address at `at` that no span of the plan holds, is
-    /// only context: what a record pointed at before ("nas moved from
-    /// 10.0.0.5 to 10.0.0.9"). The plan must take an address that a span
-    /// holds, the tagger must read every piece of `v` as outside every
-    /// value (at least `min_context`), and reading the request again with
-    /// the two addresses traded must keep each position's reading: the
-    /// held position still the parameter's (at least `min_tag`), `at` still
-    /// context. Anything else is an address the plan would drop, which
-    /// refuses.
-    #[allow(clippy::too_many_arguments)]
-    fn context_address(
-        &self,
-        text: &str,
-        ctx: &Context,
-        spec: &PlaybookSpec,
-        r: &Reading,
-        taken: &[(String, usize, usize)],
-        v: &str,
-        at: (usize, usize),
-    ) -> bool {
-        let o = &self.options;
-        if Address::parse(v).is_err() {
-            return false;
-        }
-        let (s, e) = match text[at.0..at.1].find(v) {
-            Some(i) => (at.0 + i, at.0 + i + v.len()),
-            None => return false,
-        };
-        let address = |k: &ParamKind| {
-            matches!(
-                k,
-                ParamKind::IpAddress | ParamKind::Ipv4Address | ParamKind::Ipv6Address
-            )
-        };
-        let held: Vec<&(String, usize, usize)> = taken
-            .iter()
-            .filter(|(name, _, _)| {
-                spec.params
-                    .iter()
-                    .any(|p| &p.name == name && address(&p.kind))
-            })
-            .collect();
-        let [(name, hs, he)] = held.as_slice() else {
-            return false;
-        };
-        let Some(role) = self.meta.labels.roles.iter().position(|x| x == name) else {
-            return false;
-        };
-        let probs = |pieces: &[Piece], read: &str, (a, b): (usize, usize), k: usize| {
-            let ps: Vec<f32> = pieces
-                .iter()
-                .filter(|(ps, pe, _)| *ps >= a && *pe <= b)
-                .filter(|(ps, pe, _)| read[*ps..*pe].chars().any(char::is_alphanumeric))
-                .map(|(_, _, p)| p.get(k).copied().unwrap_or(0.0))
-                .collect();
-            (!ps.is_empty()).then(|| ps.iter().cloned().fold(f32::INFINITY, f32::min))
-        };
-        if probs(&r.outside, text, (s, e), 0).is_none_or(|p| p < o.min_context) {
-            return false;
-        }
-        // Trade the two addresses' text and read again.
-        let (first, second) = if *hs < s {
-            ((*hs, *he), (s, e))
-        } else {
-            ((s, e), (*hs, *he))
-        };
-        if first.1 > second.0 {
-            return false;
-        }
-        let (t1, t2) = (&text[first.0..first.1], &text[second.0..second.1]);
-        let traded = format!(
-            "{}{t2}{}{t1}{}",
-            &text[..first.0],
-            &text[first.1..second.0],
-            &text[second.1..]
-        );
-        let p1 = (first.0, first.0 + t2.len());
-        let s2 = second.0 + t2.len() - t1.len();
-        let p2 = (s2, s2 + t1.len());
-        let (held_at, context_at) = if *hs < s { (p1, p2) } else { (p2, p1) };
-        let Some(r2) = self
-            .read(&traded, ctx, None, &mut Stats::default(), Some(r.member))
-            .ok()
-            .and_then(|mut x| x.pop())
-        else {
-            return false;
-        };
-        probs(&r2.outside, &traded, held_at, 1 + role).is_some_and(|p| p >= o.min_tag)
-            && probs(&r2.outside, &traded, context_at, 0).is_some_and(|p| p >= o.min_context)
     }
 
     /// A word outside the used spans that the plan's parameters could take:
@@ -2034,19 +1940,7 @@ fn mask(text: &str, ctx: &Context, placeholders: &[String], swap: Option<(&str, 
 
 /// A value written in the request that looks like a parameter (an address,
 /// a network, a DNS name) outside every span the plan uses.
-#[cfg(test)]
 fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
-    unused_values(text, used)
-        .into_iter()
-        .next()
-        .map(|(v, _, _)| v)
-}
-
-/// Every value written in the request that looks like a parameter (an
-/// address, a network, a DNS name) outside every span the plan uses, with
-/// the byte range of the word it stands in.
-fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(String, usize, usize)> {
-    let mut out = Vec::new();
     let mut pos = 0;
     for word in text.split_whitespace() {
         let start = text[pos..].find(word).map_or(pos, |i| pos + i);
@@ -2072,10 +1966,10 @@ fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(String, usize, usi
         };
         let covered = used.iter().any(|&(a, b)| a < end && b > start);
         if !covered {
-            out.push((v.to_string(), start, end));
+            return Some(v.to_string());
         }
     }
-    out
+    None
 }
 
 /// An address, a MAC address, a network or a DNS name with a top-level

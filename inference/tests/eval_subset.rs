@@ -56,15 +56,12 @@ fn challenge_set_passes_and_harmful_plans_do_not_grow() {
 /// (a change other than the expected outcome) each set may hold: the
 /// figures measured for docs/perf.md, so that a regression fails. The
 /// target is zero harmful plans and 97 %; these bounds are where the
-/// interpreter stands, not where it should be. Recipe 9 (decision 070)
-/// trains the playbooks whose parameters come in same-type pairs on three
-/// times the examples; with the 0.9 bar for destructive playbooks the
-/// shipped training passes 215 / 89 / 229 of these sets (96.8 %, 94.7 %,
-/// 87.4 %) with no harmful plan on them; another seed of the recipe passed
-/// 210 / 90 / 227 (before the arrow fix of `unused_mention`), also with
-/// none.
-const MIN_RATE: f64 = 0.94;
-const MIN_RATE_CHALLENGE: f64 = 0.86;
+/// interpreter stands, not where it should be. Recipe 11 (decision 070)
+/// with the engine of the same day passes 212 / 90 / 236 of these sets
+/// (95.5 %, 95.7 %, 90.1 %) with no harmful plan on them; recipe 10's
+/// heads, with the same engine, 215 / 89 / 234.
+const MIN_RATE: f64 = 0.95;
+const MIN_RATE_CHALLENGE: f64 = 0.89;
 const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
 const MAX_HARMFUL_CHALLENGE: usize = 0;

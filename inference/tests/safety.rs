@@ -204,12 +204,12 @@ fn a_required_name_is_the_likeliest_word_for_it() {
     let c = ctx();
     for (text, name) in [
         (
-            "make a new network named unbelievablylongname",
-            "unbelievablylongname",
-        ),
-        (
             "create a domain called superlongdomainname",
             "superlongdomainname",
+        ),
+        (
+            "add a vlan named extraordinarilylongname",
+            "extraordinarilylongname",
         ),
     ] {
         let got = e.interpret(text, &c);
@@ -219,10 +219,54 @@ fn a_required_name_is_the_likeliest_word_for_it() {
         assert!(reason.contains(name), "{text:?}: {reason}");
     }
     e.options.min_pointer = 1.01;
-    let text = "make a new network named unbelievablylongname";
+    let text = "create a domain called superlongdomainname";
     let got = e.interpret(text, &c);
     assert!(
-        !format!("{got:?}").contains("unbelievablylongname"),
+        !format!("{got:?}").contains("superlongdomainname"),
         "{text:?} without the pointer: {got:?}"
     );
+}
+
+/// A part that says not to do the very plan the request asks for refuses
+/// it, even where the whole, read at once, drowns the negation: with the
+/// parts check off, the first request is planned as the deletion by the
+/// shipped heads (decision 070, "a plan must hold for the request's
+/// parts").
+#[test]
+fn a_part_saying_not_to_do_the_plan_refuses_it() {
+    let mut e = engine();
+    let c = ctx();
+    let texts = [
+        "please don't remove the studio domain, we still use it every day",
+        "Do not delete lab. It holds the test machines.",
+        "don't revoke the certificate of cam.house.example, it is still in use",
+    ];
+    for text in texts {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
+    e.options.check_parts = false;
+    let got = e.interpret(texts[0], &c);
+    assert_eq!(
+        plan(&got),
+        Some(("net.delete_domain".to_string(), json!({"domain": "studio"}))),
+        "{:?} read whole only",
+        texts[0]
+    );
+}
+
+/// Two requests in one, the second naming its value by a pronoun ("… and
+/// give it a certificate"), are not planned as the first alone.
+#[test]
+fn a_second_request_referring_back_is_not_dropped() {
+    let e = engine();
+    let c = ctx();
+    for text in [
+        "add tv.house.example at 192.168.7.9 and give it a certificate",
+        "create the record cam2.house.example for 10.0.0.7 and then issue it a cert",
+        "make a domain called garage and let it reach house",
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
 }
