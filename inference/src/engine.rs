@@ -302,6 +302,16 @@ struct Reading {
 /// every value (index 0), of each role (1 + role).
 type Piece = (usize, usize, Vec<f32>);
 
+impl Reading {
+    /// The likeliest label (a playbook or none) and its probability.
+    fn likeliest(&self) -> (usize, f32) {
+        self.intent
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |a, (i, &p)| if p > a.1 { (i, p) } else { a })
+    }
+}
+
 fn softmax(v: &[f32]) -> Vec<f32> {
     let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
@@ -602,13 +612,7 @@ impl Engine {
             // a custom subnet, just …", "keep admin, but delete lab") says
             // nothing against this plan.
             let negates = readings.iter().any(|r| {
-                let best = r
-                    .intent
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i);
-                best.and_then(|i| labels.intents.get(i)) == Some(playbook)
+                labels.intents.get(r.likeliest().0) == Some(playbook)
                     && r.polarity[DO_NOT] >= self.options.max_negation
                     && self
                         .fill(part, ctx, spec, r)
@@ -682,11 +686,7 @@ impl Engine {
             reason,
             candidates: shown.clone(),
         };
-        let best = r
-            .intent
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |a, (i, &p)| if p > a.1 { (i, p) } else { a });
+        let best = r.likeliest();
         let p_none = r.intent[labels.none()];
         if best.0 == labels.none() {
             return refuse(format!(
