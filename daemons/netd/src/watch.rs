@@ -6,7 +6,7 @@
 //! `NFT_MSG_NEWGEN` carrying the pid (thread id) and name of the process that
 //! committed the transaction. The watcher collects the notifications that
 //! name table `inet hearth`; at the generation message it ignores
-//! transactions sent by our own threads ([`crate::nft::is_own_tid`]) and
+//! transactions sent by our own threads ([`crate::nft::is_own_sender`]) and
 //! restores the table after anyone else's, logging who did what. If the
 //! notification queue overflowed (ENOBUFS) it checks the kernel's table
 //! against the ruleset and restores when they differ.
@@ -173,7 +173,7 @@ fn run(
                 let name = nl::find_attr(attrs, NFTA_GEN_PROC_NAME)
                     .map(nl::attr_str)
                     .unwrap_or_else(|| "?".into());
-                if nft::is_own_tid(pid) {
+                if nft::is_own_sender(pid, &name) {
                     pending.clear();
                     continue;
                 }

@@ -256,6 +256,13 @@ fn nft_flush_ruleset_is_undone_within_one_second() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The kernel shows the restored table as soon as the watcher's batch is
+    // committed; the watcher counts the restore only once the kernel has
+    // answered that batch, a moment later.
+    let t0 = Instant::now();
+    while watcher.restores() < 4 && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(watcher.restores() >= 4, "restores: {}", watcher.restores());
     // Our own applies are not mistaken for someone else's.
     let before = watcher.restores();

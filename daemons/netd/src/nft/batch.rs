@@ -47,23 +47,54 @@ pub struct ApplyReport {
     pub micros: u128,
 }
 
-static OWN_TIDS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// True when thread `tid` of this process sent an nftables batch: the
-/// watcher uses it to tell our transactions from other programs'.
-pub fn is_own_tid(tid: i32) -> bool {
-    OWN_TIDS.lock().map(|v| v.contains(&tid)).unwrap_or(false)
+/// A thread of this process that sent a batch: its id, its name as the
+/// kernel reports it (`comm`), and when it last sent one.
+struct Sender {
+    tid: i32,
+    comm: String,
+    at: Instant,
 }
 
-fn remember_tid() {
+static SENDERS: Mutex<Vec<Sender>> = Mutex::new(Vec::new());
+
+/// How long a sender counts as ours after it last sent a batch, even once
+/// its thread has ended (the watcher may read the notification later).
+const SENDER_GRACE: Duration = Duration::from_secs(5);
+
+fn thread_comm(tid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+}
+
+/// True when the transaction that the kernel reports as committed by
+/// thread `tid` named `comm` was sent by this process: a thread of ours
+/// with that id and name sent a batch, and it is still running or sent it
+/// within the last few seconds. Thread ids are reused once a thread ends
+/// (and `pid_max` may be as low as 32768), so an id alone would let another
+/// program's change pass for ours.
+pub fn is_own_sender(tid: i32, comm: &str) -> bool {
+    let Ok(v) = SENDERS.lock() else { return false };
+    v.iter().any(|s| {
+        s.tid == tid
+            && s.comm == comm
+            && (s.at.elapsed() < SENDER_GRACE || thread_comm(tid).as_deref() == Some(comm))
+    })
+}
+
+fn remember_sender() {
     let tid = nl::gettid();
-    if let Ok(mut v) = OWN_TIDS.lock() {
-        if !v.contains(&tid) {
-            if v.len() >= 256 {
-                v.remove(0);
-            }
-            v.push(tid);
+    let Some(comm) = thread_comm(tid) else { return };
+    if let Ok(mut v) = SENDERS.lock() {
+        v.retain(|s| s.tid != tid);
+        if v.len() >= 256 {
+            v.remove(0);
         }
+        v.push(Sender {
+            tid,
+            comm,
+            at: Instant::now(),
+        });
     }
 }
 
@@ -352,7 +383,7 @@ fn transact(sock: &mut Socket, sent: &Sent) -> Result<Outcome, NetError> {
     g.raw(&nfgenmsg(0, 0));
     g.end(m);
 
-    remember_tid();
+    remember_sender();
     sock.send(&sent.bytes)
         .map_err(|e| nft_err(format!("send batch ({} bytes): {e}", sent.bytes.len())))?;
     sock.send(g.bytes())
@@ -513,5 +544,35 @@ mod tests {
         // table x3, 5 sets, 3 non-empty element lists, 3 chains, 15 rules.
         assert_eq!(sent.acked.len(), 3 + 5 + 3 + 3 + 15);
         assert!(sent.acked[0].1.contains("ensure"));
+    }
+
+    #[test]
+    fn a_sender_is_ours_only_with_its_own_name_and_while_it_runs_or_just_sent() {
+        let tid = nl::gettid();
+        let comm = thread_comm(tid).expect("own comm");
+        assert!(!is_own_sender(tid, &comm), "nothing sent yet");
+        remember_sender();
+        assert!(is_own_sender(tid, &comm));
+        // Another program that got the same id (ids are reused) is not us.
+        assert!(!is_own_sender(tid, "nft"));
+        // A sender that ended long ago no longer counts: its id is free.
+        let ended = std::thread::spawn(|| {
+            remember_sender();
+            let t = nl::gettid();
+            (t, thread_comm(t).expect("comm"))
+        })
+        .join()
+        .unwrap();
+        assert!(is_own_sender(ended.0, &ended.1), "within the grace");
+        for s in SENDERS.lock().unwrap().iter_mut() {
+            if s.tid == ended.0 || s.tid == tid {
+                s.at -= SENDER_GRACE;
+            }
+        }
+        assert!(
+            !is_own_sender(ended.0, &ended.1),
+            "ended and past the grace"
+        );
+        assert!(is_own_sender(tid, &comm), "a running sender stays ours");
     }
 }

@@ -65,7 +65,7 @@ mod ffi;
 mod readback;
 pub mod ruleset;
 
-pub use batch::{apply, apply_with_bogus_rule, delete_table, is_own_tid, ApplyReport};
+pub use batch::{apply, apply_with_bogus_rule, delete_table, is_own_sender, ApplyReport};
 pub use readback::{is_current, read_state, TableState};
 pub use ruleset::Ruleset;
 
