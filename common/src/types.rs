@@ -160,6 +160,15 @@ impl DnsName {
                 return err(format!("the label {label:?} cannot start or end with '-'"));
             }
         }
+        // RFC 3696 §2: a top-level label is never all digits, so that a
+        // name cannot be mistaken for an IPv4 address.
+        if let Some(last) = lower.rsplit('.').next() {
+            if last.chars().all(|c| c.is_ascii_digit()) {
+                return err(format!(
+                    "the last label {last:?} is all digits: an address is not a DNS name"
+                ));
+            }
+        }
         Ok(DnsName(lower))
     }
 
@@ -532,6 +541,9 @@ mod tests {
             long_label.as_str(),
             long_name.as_str(),
             "nas.home.arpa..",
+            "10.0.0.5",
+            "host.42",
+            "7",
         ] {
             let e = DnsName::parse_field("target", bad).unwrap_err();
             assert_eq!(e.field, "target");

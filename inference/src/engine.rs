@@ -283,7 +283,11 @@ struct Found {
 /// direction of two same-type parameters is not sure.
 struct Filled {
     params: BTreeMap<String, Value>,
+    /// Another reading to offer beside `params`: the two values of a pair
+    /// traded, or a value the request also writes in place of one held.
     swapped: Option<BTreeMap<String, Value>>,
+    /// The question offering the two; "which way round" when none.
+    ask: Option<String>,
 }
 
 /// What one member of the committee says about one request.
@@ -809,6 +813,7 @@ impl Engine {
             Ok(Filled {
                 params,
                 swapped: None,
+                ..
             }) => Interpretation::Plan {
                 playbook: id.clone(),
                 params,
@@ -818,8 +823,9 @@ impl Engine {
             Ok(Filled {
                 params,
                 swapped: Some(other),
+                ask,
             }) => Interpretation::Clarify {
-                question: "Which way round did you mean?".into(),
+                question: ask.unwrap_or_else(|| "Which way round did you mean?".into()),
                 options: vec![self.proposal(spec, params), self.proposal(spec, other)],
                 candidates: shown,
             },
@@ -858,6 +864,10 @@ impl Engine {
         let mut used: Vec<(usize, usize)> = Vec::new();
         let mut taken: Vec<(String, usize, usize)> = Vec::new();
         let mut strength: BTreeMap<String, f32> = BTreeMap::new();
+        // A second value for a parameter held, or a value the plan would not
+        // use that it could take instead: offered beside the plan (a
+        // clarifying question), with the question to ask.
+        let mut instead: Option<(String, String, Value)> = None;
         let found = assign_roles(spec, roles, &r.found);
         let unsure = self.unsure_pair(text, ctx, spec, &found, r.member);
         for f in &found {
@@ -933,6 +943,20 @@ impl Engine {
                     if !(f.prob >= o.sure_tag
                         && strength.get(&p.name).is_some_and(|&x| x < o.weak_tag))
                     {
+                        // Two values of one parameter: both are offered
+                        // (once; a third refuses).
+                        if instead.is_none() && unsure.is_none() {
+                            instead = Some((
+                                format!(
+                                    "The request gives two values for {}: which did you mean?",
+                                    p.name
+                                ),
+                                p.name.clone(),
+                                value,
+                            ));
+                            used.push((start, end));
+                            continue;
+                        }
                         return Err(format!(
                             "the request gives two values for {}: {} and {}",
                             p.name,
@@ -1011,12 +1035,32 @@ impl Engine {
                 }
             }
         }
+        // A value the plan would not use, of the same type as one it holds
+        // ("from 10.0.0.12 to 10.0.0.14" read with one of them): both are
+        // offered, and nothing is planned (a clarifying question). Of any
+        // other kind it refuses.
         if spec.risk != Risk::Read {
-            if let Some(v) = unused_value(text, &used) {
-                return Err(format!(
-                    "the request mentions {v}, which this plan ({}) would not use",
-                    spec.id
-                ));
+            for v in unused_values(text, &used) {
+                let held = spec.params.iter().find_map(|p| {
+                    raw.get(&p.name)?;
+                    let value = self.typed(p, &v, ctx).ok()?;
+                    Some((p.name.clone(), value))
+                });
+                match held {
+                    Some((name, value)) if instead.is_none() && unsure.is_none() => {
+                        instead = Some((
+                            format!("The request also mentions {v}: which {name} did you mean?"),
+                            name,
+                            value,
+                        ));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the request mentions {v}, which this plan ({}) would not use",
+                            spec.id
+                        ))
+                    }
+                }
             }
             if let Some(v) = self.unused_mention(text, ctx, spec, &used, r) {
                 return Err(format!(
@@ -1052,7 +1096,21 @@ impl Engine {
             }
             None => None,
         };
-        Ok(Filled { params, swapped })
+        if let Some((question, name, value)) = instead {
+            let mut alt = raw.clone();
+            alt.insert(name, value);
+            let other = spec.validate(&alt, ctx).map_err(|e| e.to_string())?;
+            return Ok(Filled {
+                params,
+                swapped: Some(other),
+                ask: Some(question),
+            });
+        }
+        Ok(Filled {
+            params,
+            swapped,
+            ask: None,
+        })
     }
 
     /// The span `start..end` grown over the words before and after it
@@ -1938,9 +1996,10 @@ fn mask(text: &str, ctx: &Context, placeholders: &[String], swap: Option<(&str, 
     out
 }
 
-/// A value written in the request that looks like a parameter (an address,
-/// a network, a DNS name) outside every span the plan uses.
-fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
+/// Every value written in the request that looks like a parameter (an
+/// address, a network, a DNS name) outside every span the plan uses.
+fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<String> {
+    let mut out = Vec::new();
     let mut pos = 0;
     for word in text.split_whitespace() {
         let start = text[pos..].find(word).map_or(pos, |i| pos + i);
@@ -1966,10 +2025,10 @@ fn unused_value(text: &str, used: &[(usize, usize)]) -> Option<String> {
         };
         let covered = used.iter().any(|&(a, b)| a < end && b > start);
         if !covered {
-            return Some(v.to_string());
+            out.push(v.to_string());
         }
     }
-    None
+    out
 }
 
 /// An address, a MAC address, a network or a DNS name with a top-level
@@ -2420,24 +2479,21 @@ mod tests {
 
     #[test]
     fn values_outside_the_used_spans_are_found() {
+        let first = |t: &str, used: &[(usize, usize)]| unused_values(t, used).into_iter().next();
         let t = "add nas.lan at 10.0.0.2 and 10.0.0.3";
         let used = [(4, 11), (15, 23)];
-        assert_eq!(unused_value(t, &used).as_deref(), Some("10.0.0.3"));
-        assert_eq!(unused_value(t, &[(4, 11), (15, 23), (28, 36)]), None);
-        assert_eq!(unused_value("we have 3 TVs", &[]), None);
+        assert_eq!(first(t, &used).as_deref(), Some("10.0.0.3"));
+        assert_eq!(first(t, &[(4, 11), (15, 23), (28, 36)]), None);
+        assert_eq!(first("we have 3 TVs", &[]), None);
         // A value written against other characters is still a value.
         let t = "media.home's v6 address changed to 2001:db8::61";
+        assert_eq!(first(t, &[(0, 15), (35, 47)]), None, "every value covered");
         assert_eq!(
-            unused_value(t, &[(0, 15), (35, 47)]),
-            None,
-            "every value covered"
-        );
-        assert_eq!(
-            unused_value(t, &[(13, 15), (35, 47)]).as_deref(),
+            first(t, &[(13, 15), (35, 47)]).as_deref(),
             Some("media.home")
         );
         assert_eq!(
-            unused_value("ping 10.0.0.5; thanks", &[]).as_deref(),
+            first("ping 10.0.0.5; thanks", &[]).as_deref(),
             Some("10.0.0.5")
         );
     }
