@@ -165,7 +165,7 @@ impl DnsName {
         if let Some(last) = lower.rsplit('.').next() {
             if last.chars().all(|c| c.is_ascii_digit()) {
                 return err(format!(
-                    "the last label {last:?} is all digits: an address is not a DNS name"
+                    "the last label {last:?} is all digits: a DNS name cannot read as an IP address"
                 ));
             }
         }
