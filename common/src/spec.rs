@@ -349,6 +349,13 @@ pub struct Language {
     /// only when followed by a request to fix it.
     #[serde(default)]
     pub questions: Vec<String>,
+    /// Requests for it that leave out a value it needs ("reserve an
+    /// address for {device}", "create a domain"): the interpreter learns
+    /// the playbook from them and, finding no value, says what is missing
+    /// instead of planning another playbook that needs no such value.
+    /// Each must leave out a required parameter that has no default.
+    #[serde(default)]
+    pub incomplete: Vec<String>,
     /// The read playbook that answers `questions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
@@ -367,7 +374,10 @@ pub struct Language {
 impl Language {
     /// True when no template is given.
     pub fn is_empty(&self) -> bool {
-        self.utterances.is_empty() && self.statements.is_empty() && self.questions.is_empty()
+        self.utterances.is_empty()
+            && self.statements.is_empty()
+            && self.questions.is_empty()
+            && self.incomplete.is_empty()
     }
 
     /// Every template, with the slots it names.
@@ -376,6 +386,7 @@ impl Language {
             .iter()
             .chain(&self.statements)
             .chain(&self.questions)
+            .chain(&self.incomplete)
     }
 }
 
@@ -389,6 +400,34 @@ pub const CONTEXT_SLOTS: &[&str] = &["purpose", "old_address"];
 /// parameters, or a context slot it has no parameter for.
 pub fn slot_allowed(spec: &PlaybookSpec, slot: &str) -> bool {
     spec.params.iter().any(|p| p.name == slot) || CONTEXT_SLOTS.contains(&slot)
+}
+
+/// Checks a playbook's templates: every slot names one of its parameters
+/// or a context slot, and every `incomplete` template leaves out a
+/// required parameter that has no default.
+pub fn check_templates(spec: &PlaybookSpec) -> Result<(), String> {
+    let id = &spec.id;
+    for t in spec.language.templates() {
+        let slots = template_slots(t).map_err(|e| format!("{id}: {e}"))?;
+        if let Some(s) = slots.iter().find(|s| !slot_allowed(spec, s)) {
+            return Err(format!(
+                "{id}: template {t:?} names {{{s}}}, which is not a parameter"
+            ));
+        }
+    }
+    for t in &spec.language.incomplete {
+        let slots = template_slots(t).map_err(|e| format!("{id}: {e}"))?;
+        let leaves_out = spec
+            .params
+            .iter()
+            .any(|p| p.required && p.default.is_none() && !slots.contains(&p.name));
+        if !leaves_out {
+            return Err(format!(
+                "{id}: incomplete template {t:?} names every required parameter"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The parameter names a template's `{slots}` name, in order.

@@ -136,9 +136,10 @@ pub struct Options {
     /// certificate"), so it is asked about like a best playbook below
     /// `min_confidence`, never planned.
     pub max_rival: f32,
-    /// A number outside every value is context (not a value the plan
-    /// would drop) only when the model gives it at least this probability
-    /// of being outside every value.
+    /// A value-like word outside every value of the plan is context (not
+    /// a value the plan would drop) only when the model gives each of its
+    /// pieces at least this probability of being outside every value or
+    /// tagged as context.
     pub min_context: f32,
     /// Two values of one type (from and to) keep the roles the model gave
     /// them only when its odds of the other way round are below this;
@@ -870,7 +871,18 @@ impl Engine {
         let mut instead: Option<(String, String, Value)> = None;
         let found = assign_roles(spec, roles, &r.found);
         let unsure = self.unsure_pair(text, ctx, spec, &found, r.member);
+        let context = self.meta.labels.context();
         for f in &found {
+            // A value-like span the model reads as context only ("nas moved
+            // from 10.0.0.5 …", "we have 3 TVs"), when it is sure of it:
+            // not a value the plan drops. Unsure, it is left out of `used`
+            // (a value-like word then asks or refuses below).
+            if Some(f.role) == context {
+                if self.only_context(r, f.start, f.end) {
+                    used.push((f.start, f.end));
+                }
+                continue;
+            }
             let role = &roles[f.role];
             let param = spec.params.iter().find(|p| &p.name == role);
             // A new name or a duration is the whole word it stands in:
@@ -1380,12 +1392,7 @@ impl Engine {
         let domains = takes(&|k| matches!(k, ParamKind::ExistingDomain | ParamKind::NewDomain));
         let days = spec.params.iter().any(|p| p.unit.is_some());
         let covered = |a: usize, b: usize| used.iter().any(|&(s, e)| s < b && e > a);
-        let context = |a: usize, b: usize| {
-            r.outside
-                .iter()
-                .filter(|&&(s, e, _)| s < b && e > a)
-                .all(|(_, _, p)| p[0] >= self.options.min_context)
-        };
+        let context = |a: usize, b: usize| self.only_context(r, a, b);
         let mut words: Vec<(usize, usize)> = Vec::new();
         let mut pos = 0;
         for w in text.split_whitespace() {
@@ -1431,6 +1438,18 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// True when the model gives every piece of `a..b` at least
+    /// `min_context` probability of being no value of the plan: outside
+    /// every value or only context.
+    fn only_context(&self, r: &Reading, a: usize, b: usize) -> bool {
+        only_context(
+            &r.outside,
+            self.meta.labels.context(),
+            self.options.min_context,
+            (a, b),
+        )
     }
 
     fn parse(
@@ -1489,6 +1508,24 @@ impl Engine {
             _ => Ok(Value::String(span.to_string())),
         }
     }
+}
+
+/// True when every piece overlapping `a..b` is outside every value or
+/// tagged as the `context` role with at least `min` probability together
+/// (pieces hold: outside, then each role's probability).
+fn only_context(
+    pieces: &[Piece],
+    context: Option<usize>,
+    min: f32,
+    (a, b): (usize, usize),
+) -> bool {
+    pieces
+        .iter()
+        .filter(|&&(s, e, _)| s < b && e > a)
+        .all(|(_, _, p)| {
+            let c = context.and_then(|i| p.get(i + 1)).copied().unwrap_or(0.0);
+            p.first().copied().unwrap_or(0.0) + c >= min
+        })
 }
 
 /// Where a request divides into parts, as byte ranges without the white
@@ -2475,6 +2512,28 @@ mod tests {
         let n = mask("add kodi.lan at 10.0.0.1", &ctx, &ph, None);
         assert_eq!(n.text, "add kodi.lan at 10.0.0.1");
         assert!(n.parts.is_empty());
+    }
+
+    /// A word is context only when each of its pieces is outside or
+    /// context at the bar together; a piece likely to be a value fails it.
+    #[test]
+    fn a_word_is_context_only_when_every_piece_is() {
+        // Roles: 0 address, 1 context; pieces: outside, address, context.
+        let pieces: Vec<Piece> = vec![
+            (0, 2, vec![0.01, 0.01, 0.98]),
+            (2, 3, vec![0.50, 0.02, 0.48]),
+            (3, 5, vec![0.05, 0.90, 0.05]),
+        ];
+        assert!(only_context(&pieces, Some(1), 0.97, (0, 3)));
+        assert!(!only_context(&pieces, Some(1), 0.97, (0, 5)));
+        assert!(
+            !only_context(&pieces, None, 0.97, (0, 3)),
+            "no context role: outside alone"
+        );
+        assert!(
+            only_context(&pieces, Some(1), 0.97, (5, 9)),
+            "no piece there"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use hearth_common::spec::{slot_allowed, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk};
+use hearth_common::spec::{
+    check_templates, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk, CONTEXT_SLOTS,
+};
 use serde::Serialize;
 
 use crate::lexicon::Lexicon;
@@ -89,9 +91,16 @@ pub struct Example {
 pub struct Labels {
     /// Playbook ids, then `none` (no playbook).
     pub intents: Vec<String>,
-    /// Parameter names of every playbook (the roles a span can take).
+    /// Parameter names of every playbook (the roles a span can take),
+    /// then [`CONTEXT_ROLE`].
     pub roles: Vec<String>,
 }
+
+/// The role of a value-like span that is only context, not a value of the
+/// plan ("nas moved from {old_address} …", "a network for the {purpose}",
+/// the 3 of "we have 3 TVs"). Not a slot name (slots are lower-case
+/// letters and '_'), so no parameter can take it.
+pub const CONTEXT_ROLE: &str = "(context)";
 
 impl Labels {
     /// The labels of a catalog.
@@ -106,7 +115,12 @@ impl Labels {
                 }
             }
         }
+        roles.push(CONTEXT_ROLE.into());
         Labels { intents, roles }
+    }
+    /// Index of [`CONTEXT_ROLE`] among the roles, if these labels have it.
+    pub fn context(&self) -> Option<usize> {
+        self.roles.iter().position(|r| r == CONTEXT_ROLE)
     }
     /// Index of "none of them".
     pub fn none(&self) -> usize {
@@ -117,6 +131,9 @@ impl Labels {
         1 + 2 * self.roles.len()
     }
 }
+
+/// Octets people often number their networks with.
+const ROUND_OCTETS: &[usize] = &[0, 1, 2, 3, 10, 20, 50, 100, 168, 200];
 
 /// The "none of them" label.
 pub const NONE: &str = "none";
@@ -286,17 +303,37 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// An IPv4 address of a private range, its inner octets often the
+    /// small or round numbers people number networks with ("10.0.0.12").
     fn ipv4(&mut self) -> String {
-        let r = &mut self.rng;
-        match r.below(4) {
-            0 => format!("10.{}.{}.{}", r.below(256), r.below(256), 1 + r.below(254)),
-            1 => format!(
-                "172.{}.{}.{}",
-                16 + r.below(16),
-                r.below(256),
-                1 + r.below(254)
-            ),
-            _ => format!("192.168.{}.{}", r.below(256), 1 + r.below(254)),
+        let net = match self.rng.below(4) {
+            0 => format!("10.{}.{}", self.octet(), self.octet()),
+            1 => format!("172.{}.{}", 16 + self.rng.below(16), self.octet()),
+            _ => format!("192.168.{}", self.octet()),
+        };
+        format!("{net}.{}", 1 + self.rng.below(254))
+    }
+
+    fn octet(&mut self) -> usize {
+        if self.rng.chance(0.4) {
+            *self.rng.pick(ROUND_OCTETS)
+        } else {
+            self.rng.below(256)
+        }
+    }
+
+    /// [`Generator::ipv4`], half the time in the network (/24) of an IPv4
+    /// address already written in the request (an old and a new address
+    /// of one host usually share it).
+    fn ipv4_near(&mut self, taken: &[String]) -> String {
+        let net = taken
+            .iter()
+            .filter(|t| t.parse::<std::net::Ipv4Addr>().is_ok())
+            .filter_map(|t| t.rsplit_once('.').map(|(n, _)| n.to_string()))
+            .next_back();
+        match net {
+            Some(n) if self.rng.chance(0.5) => format!("{n}.{}", 1 + self.rng.below(254)),
+            _ => self.ipv4(),
         }
     }
 
@@ -400,10 +437,10 @@ impl<'a> Generator<'a> {
                     if self.rng.chance(0.25) {
                         self.ipv6()
                     } else {
-                        self.ipv4()
+                        self.ipv4_near(taken)
                     }
                 }
-                ParamKind::Ipv4Address => self.ipv4(),
+                ParamKind::Ipv4Address => self.ipv4_near(taken),
                 ParamKind::Ipv6Address => self.ipv6(),
                 ParamKind::Ipv4Cidr => self.cidr(),
                 ParamKind::Port => {
@@ -477,8 +514,13 @@ impl<'a> Generator<'a> {
             let start = text.len();
             text.push_str(&v);
             let end = text.len();
-            if let (Some(_), true) = (param, tag) {
-                if let Some(r) = self.labels.roles.iter().position(|r| r == name) {
+            if tag {
+                let role = match param {
+                    Some(_) => self.labels.roles.iter().position(|r| r == name),
+                    None if CONTEXT_SLOTS.contains(&name) => self.labels.context(),
+                    None => None,
+                };
+                if let Some(r) = role {
                     slots.push((start, end, r));
                 }
             }
@@ -541,7 +583,7 @@ impl<'a> Generator<'a> {
                 if self.rng.chance(0.25) {
                     self.ipv6()
                 } else {
-                    self.ipv4()
+                    self.ipv4_near(taken)
                 }
             }
             _ => self.made_up_word(),
@@ -644,12 +686,35 @@ impl<'a> Generator<'a> {
         if self.rng.chance(0.25) {
             let pre = self.rng.pick(&self.lex.augment.chatter_before).clone();
             f = f.wrap(&format!("{pre}{{}}"));
+            self.context_words(&mut f, 0, pre.len());
         }
         if self.rng.chance(0.2) {
             let post = self.rng.pick(&self.lex.augment.chatter_after).clone();
             f = f.wrap(&format!("{{}}{post}"));
+            let end = f.text.len();
+            self.context_words(&mut f, end - post.len(), end);
         }
         f
+    }
+
+    /// Tags the words with a digit in `start..end` (chatter the generator
+    /// put around a request: "we have 3 TVs") as context.
+    fn context_words(&self, f: &mut Filled, start: usize, end: usize) {
+        let Some(r) = self.labels.context() else {
+            return;
+        };
+        let part = &f.text[start..end];
+        let mut pos = 0;
+        for w in part.split_whitespace() {
+            let s = part[pos..].find(w).map_or(pos, |i| pos + i);
+            pos = s + w.len();
+            let lead = w.find(|c: char| c.is_alphanumeric()).unwrap_or(0);
+            let core = w.trim_matches(|c: char| !c.is_alphanumeric());
+            if core.chars().any(|c| c.is_ascii_digit()) {
+                let a = start + s + lead;
+                f.slots.push((a, a + core.len(), r));
+            }
+        }
     }
 
     fn example(&mut self, f: Filled, intent: usize, polarity: usize) -> Example {
@@ -670,6 +735,7 @@ impl<'a> Generator<'a> {
             (!lang.utterances.is_empty(), 6usize),
             (!lang.statements.is_empty(), 3),
             (!lang.questions.is_empty(), 2),
+            (!lang.incomplete.is_empty(), 1),
         ];
         let total: usize = kinds.iter().filter(|k| k.0).map(|k| k.1).sum();
         let mut roll = self.rng.below(total.max(1));
@@ -726,6 +792,20 @@ impl<'a> Generator<'a> {
                 } else {
                     self.chatter(f)
                 };
+                self.example(f, me, DO)
+            }
+            3 => {
+                // A request that leaves a value out: still this playbook
+                // (the interpreter then says what is missing).
+                let t = self.rng.pick(&lang.incomplete).clone();
+                let f = self.fill(spec, &t, true);
+                let f = if self.rng.chance(0.4) {
+                    let w = self.rng.pick(&a.polite).clone();
+                    f.wrap(&w)
+                } else {
+                    f
+                };
+                let f = self.chatter(f);
                 self.example(f, me, DO)
             }
             _ => {
@@ -929,13 +1009,7 @@ pub fn examples_for(spec: &PlaybookSpec, per_playbook: usize) -> usize {
 pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
     let by_id: BTreeMap<&str, &PlaybookSpec> = specs.iter().map(|s| (s.id.as_str(), s)).collect();
     for s in specs {
-        for t in s.language.templates() {
-            for slot in template_slots(t)? {
-                if !slot_allowed(s, &slot) {
-                    return Err(format!("{}: template {t:?} names {{{slot}}}", s.id));
-                }
-            }
-        }
+        check_templates(s)?;
         if let Some(a) = &s.language.answered_by {
             match by_id.get(a.as_str()) {
                 Some(r) if r.risk == Risk::Read => {}
@@ -1022,5 +1096,56 @@ mod tests {
             }
         }
         assert!(after > 50, "only {after} spans followed by a domain noun");
+    }
+
+    /// A context slot ("from {old_address} to {address}") is tagged with
+    /// the context role, never as a parameter; a digit in chatter put
+    /// around a request ("we have 3 TVs") is context too.
+    #[test]
+    fn context_slots_and_chatter_numbers_take_the_context_role() {
+        let (specs, lex) = setup();
+        let spec = specs.iter().find(|s| s.id == "dns.update_record").unwrap();
+        let mut g = Generator::new(&specs, &lex, 5);
+        let ctx = g.labels.context().unwrap();
+        let address = g.labels.roles.iter().position(|r| r == "address").unwrap();
+        for _ in 0..20 {
+            let f = g.fill(spec, "move {name} from {old_address} to {address}", true);
+            let roles: Vec<usize> = f.slots.iter().map(|s| s.2).collect();
+            assert_eq!(roles.len(), 3, "{}", f.text);
+            assert_eq!(roles[1], ctx, "{}", f.text);
+            assert_eq!(roles[2], address, "{}", f.text);
+            let (a, b, _) = f.slots[1];
+            let old = &f.text[a..b];
+            assert!(hearth_common::types::Address::parse(old).is_ok(), "{old:?}");
+            // Untagged, no slot at all.
+            assert!(g
+                .fill(spec, "move {name} from {old_address} to {address}", false)
+                .slots
+                .is_empty());
+        }
+        let data = g.generate(400, 0);
+        let numbers: Vec<&str> = data
+            .iter()
+            .flat_map(|e| {
+                e.slots
+                    .iter()
+                    .filter(|s| s.2 == ctx)
+                    .map(|&(a, b, _)| &e.text[a..b])
+            })
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert!(numbers.len() > 5, "chatter numbers tagged: {numbers:?}");
+        for e in &data {
+            for &(a, b, r) in &e.slots {
+                assert!(a < b && b <= e.text.len(), "{:?}", e.text);
+                if r == ctx {
+                    assert!(
+                        e.text[a..b].chars().any(char::is_alphanumeric),
+                        "{:?}",
+                        e.text
+                    );
+                }
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub const HEADS_FILE: &str = "heads.safetensors";
 pub const META_FILE: &str = "meta.json";
 /// Version of the format and of the training recipe: changing either
 /// changes this, and so the inputs digest.
-pub const RECIPE: &str = "hearth-intent-heads/11";
+pub const RECIPE: &str = "hearth-intent-heads/13";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -103,15 +103,20 @@ fn values_come_from_their_spans() {
     );
     // The arrow between two domains is punctuation, not a value the plan
     // would leave out.
+    // The plan, or (recipe 13's heads are not sure which way round the
+    // terse notation reads) a question offering it; never a refusal.
     let got = e.interpret("lab -> studio udp 5004", &c);
-    assert_eq!(
-        plan(&got),
-        Some((
-            "net.allow".into(),
-            json!({"from": "lab", "to": "studio", "port": 5004, "protocol": "udp"})
-        )),
-        "{got:?}"
-    );
+    let want = json!({"from": "lab", "to": "studio", "port": 5004, "protocol": "udp"});
+    let offered = match &got {
+        Interpretation::Plan {
+            playbook, params, ..
+        } => playbook == "net.allow" && json!(params) == want,
+        Interpretation::Clarify { options, .. } => options
+            .iter()
+            .any(|o| o.playbook == "net.allow" && json!(o.params) == want),
+        _ => false,
+    };
+    assert!(offered, "{got:?}");
 }
 
 #[test]
@@ -246,13 +251,37 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
         let got = e.interpret(text, &c);
         assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
     }
+    // With the parts check off, the whole reading drowns the part for at
+    // least one of these and plans what it forbids (recipe 13's heads:
+    // the last, read whole as net.revoke; recipe 11's: the first, as the
+    // deletion). With it on, neither is planned that way.
+    let drowned = [
+        (texts[0], "net.delete_domain"),
+        (
+            "Removing access isn't what I'm after, I want lab to be able to reach studio.",
+            "net.revoke",
+        ),
+    ];
+    for (text, forbidden) in drowned {
+        let got = e.interpret(text, &c);
+        assert!(
+            plan(&got).is_none_or(|(id, _)| id != forbidden),
+            "{text:?}: {got:?}"
+        );
+    }
     e.options.check_parts = false;
-    let got = e.interpret(texts[0], &c);
-    assert_eq!(
-        plan(&got),
-        Some(("net.delete_domain".to_string(), json!({"domain": "studio"}))),
-        "{:?} read whole only",
-        texts[0]
+    let whole: Vec<String> = drowned
+        .iter()
+        .filter_map(|(text, forbidden)| {
+            let got = e.interpret(text, &c);
+            plan(&got)
+                .filter(|(id, _)| id == forbidden)
+                .map(|_| text.to_string())
+        })
+        .collect();
+    assert!(
+        !whole.is_empty(),
+        "with the parts check off, no request was planned as its negated part"
     );
 }
 

@@ -457,18 +457,7 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
             "playbook id {id:?}: use a-z, 0-9, '.' and '_' (at most 64)"
         )));
     }
-    for t in spec.language.templates() {
-        let slots =
-            hearth_common::spec::template_slots(t).map_err(|e| invalid(format!("{id}: {e}")))?;
-        if let Some(s) = slots
-            .iter()
-            .find(|s| !hearth_common::spec::slot_allowed(spec, s))
-        {
-            return Err(invalid(format!(
-                "{id}: template {t:?} names {{{s}}}, which is not a parameter"
-            )));
-        }
-    }
+    hearth_common::spec::check_templates(spec).map_err(invalid)?;
     let mut seen = BTreeSet::new();
     for p in &spec.params {
         let ok = !p.name.is_empty()
@@ -771,6 +760,23 @@ undo = { call = "net.Revoke", args = { from = "{from}", to = "{to}" } }
         let bad = ALLOW.replace("call = \"net.Allow\"", "call = \"sh.Run\"");
         let e = Playbook::parse(bad.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("not an allow-listed method"), "{e}");
+    }
+
+    /// An `incomplete` template must leave out a required value (else it
+    /// is a whole request, and the trainer would teach a refusal of it).
+    #[test]
+    fn an_incomplete_template_leaves_out_a_required_value() {
+        let ok = format!("{ALLOW}[language]\nincomplete = [\"let {{from}} reach one more domain\", \"open {{to}} on {{port}}\"]\n");
+        Playbook::parse(ok.as_bytes()).unwrap();
+        let whole = format!("{ALLOW}[language]\nincomplete = [\"let {{from}} reach {{to}}\"]\n");
+        let e = Playbook::parse(whole.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains("names every required parameter"),
+            "{e}"
+        );
+        let unknown = format!("{ALLOW}[language]\nincomplete = [\"let {{who}} in\"]\n");
+        let e = Playbook::parse(unknown.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("{who}"), "{e}");
     }
 
     #[test]
