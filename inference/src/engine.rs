@@ -1052,12 +1052,30 @@ impl Engine {
         // offered, and nothing is planned (a clarifying question). Of any
         // other kind it refuses.
         if spec.risk != Risk::Read {
-            for v in unused_values(text, &used) {
-                let held = spec.params.iter().find_map(|p| {
-                    raw.get(&p.name)?;
-                    let value = self.typed(p, &v, ctx).ok()?;
-                    Some((p.name.clone(), value))
-                });
+            for (vs, ve, v) in unused_values(text, &used) {
+                // Of the held parameters the value parses as, the one the
+                // tagger gives the word the most probability of (an alias's
+                // name or its target).
+                let held = spec
+                    .params
+                    .iter()
+                    .filter_map(|p| {
+                        raw.get(&p.name)?;
+                        let value = self.typed(p, &v, ctx).ok()?;
+                        let odds = roles.iter().position(|x| x == &p.name).map_or(0.0, |i| {
+                            r.outside
+                                .iter()
+                                .filter(|&&(s, e, _)| s < ve && e > vs)
+                                .map(|(_, _, probs)| probs.get(i + 1).copied().unwrap_or(0.0))
+                                .sum::<f32>()
+                        });
+                        Some((odds, p.name.clone(), value))
+                    })
+                    .fold(None, |best: Option<(f32, String, Value)>, x| match best {
+                        Some(b) if b.0 >= x.0 => Some(b),
+                        _ => Some(x),
+                    })
+                    .map(|(_, name, value)| (name, value));
                 match held {
                     Some((name, value)) if instead.is_none() && unsure.is_none() => {
                         instead = Some((
@@ -2034,8 +2052,9 @@ fn mask(text: &str, ctx: &Context, placeholders: &[String], swap: Option<(&str, 
 }
 
 /// Every value written in the request that looks like a parameter (an
-/// address, a network, a DNS name) outside every span the plan uses.
-fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<String> {
+/// address, a network, a DNS name) outside every span the plan uses, with
+/// the byte range of the word that holds it.
+fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut pos = 0;
     for word in text.split_whitespace() {
@@ -2062,7 +2081,7 @@ fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<String> {
         };
         let covered = used.iter().any(|&(a, b)| a < end && b > start);
         if !covered {
-            out.push(v.to_string());
+            out.push((start, end, v.to_string()));
         }
     }
     out
@@ -2538,7 +2557,9 @@ mod tests {
 
     #[test]
     fn values_outside_the_used_spans_are_found() {
-        let first = |t: &str, used: &[(usize, usize)]| unused_values(t, used).into_iter().next();
+        let first = |t: &str, used: &[(usize, usize)]| {
+            unused_values(t, used).into_iter().next().map(|(_, _, v)| v)
+        };
         let t = "add nas.lan at 10.0.0.2 and 10.0.0.3";
         let used = [(4, 11), (15, 23)];
         assert_eq!(first(t, &used).as_deref(), Some("10.0.0.3"));

@@ -301,6 +301,29 @@ fn a_second_request_referring_back_is_not_dropped() {
     }
 }
 
+/// A DNS name the alias plan would not use is offered in place of the
+/// parameter the tagger reads it as (here the target), never in place of
+/// the alias's own name: every plan offered keeps the name.
+#[test]
+fn an_unused_name_is_offered_for_the_role_it_reads_as() {
+    let e = engine();
+    let c = ctx();
+    let text = "create an alias dashboard.lan for grafana.lan instead of metrics.lan";
+    let got = e.interpret(text, &c);
+    let names: Vec<Value> = match &got {
+        Interpretation::Plan { params, .. } => vec![json!(params)["name"].clone()],
+        Interpretation::Clarify { options, .. } => options
+            .iter()
+            .map(|o| json!(o.params)["name"].clone())
+            .collect(),
+        Interpretation::Refusal { .. } => Vec::new(),
+    };
+    assert!(
+        names.iter().all(|n| n == "dashboard.lan"),
+        "{text:?}: {got:?}"
+    );
+}
+
 /// A record moving to a new address is never planned with the address it
 /// had: the request names both, and where the tagger reads only one as
 /// the value, the other (the same type, unused) makes a clarifying
