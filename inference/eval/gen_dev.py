@@ -135,7 +135,8 @@ for t,f,to in [("stop guest from reaching lan","guest","lan"),("revoke the acces
  ("cut off iot from lan","iot","lan"),("REVOKE ACCESS FROM GUEST TO ADMIN","guest","admin"),
  ("deny work access to iot from now on","work","iot"),("lan should not accept connections from iot anymore","iot","lan"),
  ("revok acess from guest to lan","guest","lan"),("take away iot's access to lan","iot","lan")]:
-    P(t,H,{"from":f,"to":to})
+    # Revoking to or from the protected admin domain is refused (issue 14).
+    P(t,H,{"from":f,"to":to}) if "admin" not in (f,to) else R(t)
 I="net.show"
 for t in ["show me the network domains","which domains can talk to each other?","list the networks",
   "what networks do I have","show reachability between domains","display network segments and rules",

@@ -148,6 +148,13 @@ pub struct Options {
     /// …and each value's own odds of the other role below this (one
     /// value sure of its role does not make the other one sure).
     pub max_torn: f32,
+    /// Read again with the two values traded, each position must still
+    /// favour its own role, the two readings together: the other role's
+    /// probability there (the mean of the two readings') below this share
+    /// of its own's. The re-read asks whether the roles follow the words'
+    /// positions, not their identity; a position it flips, or reads as
+    /// neither, asks.
+    pub max_reread_odds: f32,
     /// A span tagged at least this sure…
     pub sure_tag: f32,
     /// …outweighs another of the same role tagged below this one (which
@@ -190,6 +197,7 @@ impl Default for Options {
             min_context: 0.97,
             max_swap_odds: 0.1,
             max_torn: 0.25,
+            max_reread_odds: 0.3,
             sure_tag: 0.9,
             weak_tag: 0.75,
             min_pointer: 0.1,
@@ -948,8 +956,10 @@ impl Engine {
             };
             if let Some(prev) = raw.get(&p.name) {
                 if prev != &value {
-                    let prev_sure = strength.get(&p.name).is_some_and(|&x| x >= o.sure_tag);
-                    if weak && prev_sure {
+                    // A weak value beside one the tagger is sure of, before
+                    // or after it, is not a value (left out of `used`, so a
+                    // value-like word still asks or refuses below).
+                    if weak && sure_other {
                         continue;
                     }
                     if !(f.prob >= o.sure_tag
@@ -1367,13 +1377,15 @@ impl Engine {
             }
         };
         // Each position must still favour its own role over the other one
-        // as clearly as a sure pair does (the other below `max_swap_odds`
-        // of its own), read from the tagger's probabilities there: a word
-        // it now tags less surely (below `min_tag`) still says which way
-        // round it reads, and a position it reads as neither says nothing,
-        // which fails.
-        let odds = self.options.max_swap_odds;
-        let keeps = |(s, e): (usize, usize), own: usize, other: usize| {
+        // clearly, the two readings taken together: the other role's mean
+        // probability below `max_reread_odds` of its own's, each the mean of
+        // the first reading's (the value's) and the re-read's (from the
+        // tagger's probabilities at that position). A position the re-read
+        // flips fails; a word it now tags less surely (below `min_tag`)
+        // still says which way round it reads; a position it reads as
+        // neither says nothing, which fails.
+        let odds = self.options.max_reread_odds;
+        let keeps = |(s, e): (usize, usize), value: &Found, own: usize, other: usize| {
             let pieces: Vec<&Piece> = r2
                 .outside
                 .iter()
@@ -1387,9 +1399,11 @@ impl Engine {
                     .sum::<f32>()
                     / pieces.len().max(1) as f32
             };
-            !pieces.is_empty() && mean(other) < odds * mean(own)
+            let first = |r: usize| value.roles.get(r).copied().unwrap_or(0.0);
+            let both = |r: usize| (first(r) + mean(r)) / 2.0;
+            !pieces.is_empty() && both(other) < odds * both(own)
         };
-        keeps(p1, first.role, second.role) && keeps(p2, second.role, first.role)
+        keeps(p1, first, first.role, second.role) && keeps(p2, second, second.role, first.role)
     }
 
     /// A word outside the used spans that the plan's parameters could take:
