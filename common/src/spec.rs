@@ -356,6 +356,13 @@ pub struct Language {
     /// Each must leave out a required parameter that has no default.
     #[serde(default)]
     pub incomplete: Vec<String>,
+    /// Reports of a problem this playbook would mend, with no request
+    /// ("{from} can't reach {to}", "the key of {name} may have leaked"):
+    /// the interpreter learns them as asking about the change, so it
+    /// offers the plan in a clarifying question and never plans it; only
+    /// followed by a request ("…, fix it") are they a request for it.
+    #[serde(default)]
+    pub reports: Vec<String>,
     /// The read playbook that answers `questions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
@@ -378,6 +385,7 @@ impl Language {
             && self.statements.is_empty()
             && self.questions.is_empty()
             && self.incomplete.is_empty()
+            && self.reports.is_empty()
     }
 
     /// Every template, with the slots it names.
@@ -387,6 +395,7 @@ impl Language {
             .chain(&self.statements)
             .chain(&self.questions)
             .chain(&self.incomplete)
+            .chain(&self.reports)
     }
 }
 
@@ -403,8 +412,8 @@ pub fn slot_allowed(spec: &PlaybookSpec, slot: &str) -> bool {
 }
 
 /// Checks a playbook's templates: every slot names one of its parameters
-/// or a context slot, and every `incomplete` template leaves out a
-/// required parameter that has no default.
+/// or a context slot, every `incomplete` template leaves out a required
+/// parameter that has no default, and only a change has `reports`.
 pub fn check_templates(spec: &PlaybookSpec) -> Result<(), String> {
     let id = &spec.id;
     for t in spec.language.templates() {
@@ -414,6 +423,11 @@ pub fn check_templates(spec: &PlaybookSpec) -> Result<(), String> {
                 "{id}: template {t:?} names {{{s}}}, which is not a parameter"
             ));
         }
+    }
+    if spec.risk == Risk::Read && !spec.language.reports.is_empty() {
+        return Err(format!(
+            "{id}: a read playbook mends nothing: reports are for changes"
+        ));
     }
     for t in &spec.language.incomplete {
         let slots = template_slots(t).map_err(|e| format!("{id}: {e}"))?;
@@ -533,6 +547,20 @@ mod tests {
             "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn only_a_change_has_reports_of_a_problem() {
+        let mut spec = allow();
+        spec.language.reports = vec!["{from} can't reach {to}".into()];
+        check_templates(&spec).unwrap();
+        spec.risk = Risk::Read;
+        let e = check_templates(&spec).unwrap_err();
+        assert!(e.contains("reports are for changes"), "{e}");
+        spec.risk = Risk::Change;
+        spec.language.reports = vec!["{who} can't reach {to}".into()];
+        let e = check_templates(&spec).unwrap_err();
+        assert!(e.contains("{who}"), "{e}");
     }
 
     fn ctx() -> Context {

@@ -2,7 +2,7 @@
 # Trains the intent heads of a tree at several seeds and evaluates each
 # training on the four evaluation sets: the "seeds per variant" tables of
 # docs/perf.md and decision 070 (passes and harmful plans per set). One
-# training takes about 7 minutes on 2 cores.
+# training takes about 9 minutes on 2 cores.
 #
 #   inference/bench/seeds.sh 20261203 20261303 20261403
 #   TREE=/tmp/recipe6 inference/bench/seeds.sh 20261203   # another commit's

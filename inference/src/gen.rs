@@ -736,6 +736,7 @@ impl<'a> Generator<'a> {
             (!lang.statements.is_empty(), 3),
             (!lang.questions.is_empty(), 2),
             (!lang.incomplete.is_empty(), 1),
+            (!lang.reports.is_empty(), 1),
         ];
         let total: usize = kinds.iter().filter(|k| k.0).map(|k| k.1).sum();
         let mut roll = self.rng.below(total.max(1));
@@ -807,6 +808,21 @@ impl<'a> Generator<'a> {
                 };
                 let f = self.chatter(f);
                 self.example(f, me, DO)
+            }
+            4 => {
+                // A report of a problem: alone, it asks about the change
+                // that mends it (offered, never planned); followed by a
+                // request for it, it is one.
+                let t = self.rng.pick(&lang.reports).clone();
+                let f = self.fill(spec, &t, true);
+                if !a.report_requests.is_empty() && self.rng.chance(0.4) {
+                    let w = self.rng.pick(&a.report_requests).clone();
+                    let f = self.chatter(f.wrap(&w));
+                    self.example(f, me, DO)
+                } else {
+                    let f = self.chatter(f);
+                    self.example(f, me, ASKS)
+                }
             }
             _ => {
                 let t = self.rng.pick(&lang.questions).clone();
@@ -1031,6 +1047,45 @@ mod tests {
         let specs = crate::specs::load_dir(&root).unwrap();
         let lex = Lexicon::load(&root.join("language/en.toml")).unwrap();
         (specs, lex)
+    }
+
+    /// A report of a problem alone is learned as asking about the playbook
+    /// that mends it (offered, never planned), with its values tagged;
+    /// followed by one of the language file's requests to mend it, as a
+    /// request for it.
+    #[test]
+    fn a_report_alone_asks_and_with_a_request_to_mend_it_asks_for_it() {
+        let (specs, lex) = setup();
+        let mut spec = specs
+            .iter()
+            .find(|s| s.id == "pki.revoke_certificate")
+            .unwrap()
+            .clone();
+        assert!(!spec.language.reports.is_empty());
+        // Only the reports, so every example is one.
+        spec.language.utterances.clear();
+        spec.language.statements.clear();
+        spec.language.questions.clear();
+        spec.language.incomplete.clear();
+        let mut g = Generator::new(&specs, &lex, 3);
+        let me = g.intent_of(&spec.id);
+        let name = g.labels.roles.iter().position(|r| r == "name").unwrap();
+        let (mut asks, mut does) = (0, 0);
+        for _ in 0..300 {
+            let e = g.for_playbook(&spec);
+            assert_eq!(e.intent, me, "{}", e.text);
+            match e.polarity {
+                ASKS => asks += 1,
+                DO => does += 1,
+                p => panic!("{:?}: polarity {p}", e.text),
+            }
+            assert!(e.slots.iter().any(|s| s.2 == name), "{}", e.text);
+        }
+        // 40 % are followed by a request to mend it.
+        assert!(
+            (60..=180).contains(&does),
+            "{does} requests, {asks} reports alone"
+        );
     }
 
     /// A playbook with a pair of parameters of one type gets more examples

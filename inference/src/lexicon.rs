@@ -61,6 +61,10 @@ pub struct Augment {
     /// Appended to a playbook's state question to ask for the change
     /// when the answer is no ("if not, fix it").
     pub fix_suffixes: Vec<String>,
+    /// Appended to a playbook's report of a problem to ask for the change
+    /// that mends it (", please sort that out"): `{}` is the report.
+    #[serde(default)]
+    pub report_requests: Vec<String>,
     /// Context before the request.
     pub chatter_before: Vec<String>,
     /// Context after the request.
@@ -146,6 +150,7 @@ impl Lexicon {
             ("several", &a.several, 2),
             ("several_values", &a.several_values, 2),
             ("set_aside", &a.set_aside, 1),
+            ("report_requests", &a.report_requests, 1),
         ] {
             for w in list {
                 anyhow::ensure!(

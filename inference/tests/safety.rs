@@ -252,11 +252,16 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
         assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
     }
     // With the parts check off, the whole reading drowns the part for at
-    // least one of these and plans what it forbids (recipe 13's heads:
-    // the last, read whole as net.revoke; recipe 11's: the first, as the
-    // deletion). With it on, neither is planned that way.
+    // least one of these and plans what it forbids (recipe 14's heads:
+    // the second, read whole as the deletion; recipe 13's: the last, as
+    // net.revoke; recipe 11's: the first, as the deletion). With it on,
+    // none is planned that way.
     let drowned = [
         (texts[0], "net.delete_domain"),
+        (
+            "Deleting the cameras network is not what I want. Keep it.",
+            "net.delete_domain",
+        ),
         (
             "Removing access isn't what I'm after, I want lab to be able to reach studio.",
             "net.revoke",
@@ -381,4 +386,76 @@ fn an_unused_value_of_a_held_type_is_offered_not_dropped() {
     }
     // The shipped heads read each of these with one address only.
     assert!(asked >= 2, "offered on {asked} of 3");
+}
+
+/// Passive wording ("X should accept connections from Y"): the request is
+/// read again with the two domains' placeholders traded, and the two
+/// readings together must keep each position's role. Both requests are
+/// planned the right way round (with the re-read alone held to the first
+/// reading's bar, both were asked about: "which way round?"), and the
+/// reverse is never planned.
+#[test]
+fn passive_wording_keeps_its_roles_when_read_again_traded() {
+    let e = engine();
+    let c = ctx();
+    for (text, from, to, port) in [
+        (
+            "cameras should accept connections from house on port 8443",
+            "house",
+            "cameras",
+            8443,
+        ),
+        (
+            "the lab needs to be reachable by studio on port 22",
+            "studio",
+            "lab",
+            22,
+        ),
+    ] {
+        let got = e.interpret(text, &c);
+        assert_eq!(
+            plan(&got),
+            Some((
+                "net.allow".to_string(),
+                json!({"from": from, "to": to, "port": port, "protocol": "tcp"})
+            )),
+            "{text:?}: {got:?}"
+        );
+    }
+}
+
+/// A problem told with no request ("the certificate of X is compromised")
+/// is never planned: the playbook that would mend it is offered in a
+/// clarifying question (catalog `reports`, recipe 14). Recipe 13's heads
+/// planned the first request's revocation outright.
+#[test]
+fn a_report_of_a_problem_alone_is_offered_never_planned() {
+    let e = engine();
+    let c = ctx();
+    let mut offered = 0;
+    for (text, mends) in [
+        (
+            "the certificate for vpn.house.example is compromised",
+            "pki.revoke_certificate",
+        ),
+        (
+            "I'm afraid the key of mail.house.example got out",
+            "pki.revoke_certificate",
+        ),
+        ("lab can't get to studio", "net.allow"),
+        ("house devices can't reach cameras at all", "net.allow"),
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+        if let Interpretation::Clarify { options, .. } = &got {
+            if options.iter().any(|o| o.playbook == mends) {
+                offered += 1;
+            }
+        }
+    }
+    // Not merely refused: most are offered.
+    assert!(
+        offered >= 3,
+        "{offered} of 4 offered the plan that mends it"
+    );
 }

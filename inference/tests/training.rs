@@ -53,7 +53,7 @@ fn training_is_reproducible() {
     assert_eq!(a, b, "same inputs and seed, different weights");
     // The committee: as many members as the recipe says, each its own.
     let members = Heads::load_committee(ma.dims, recipe.members, &a, &Device::Cpu).unwrap();
-    assert_eq!(members.len(), 2);
+    assert_eq!(members.len(), 3);
     let first = |h: &Heads| {
         h.vars()[0]
             .as_tensor()
@@ -62,12 +62,14 @@ fn training_is_reproducible() {
             .to_vec1::<f32>()
             .unwrap()
     };
-    assert_ne!(
-        first(&members[0]),
-        first(&members[1]),
-        "two members, one set of weights"
-    );
-    assert!(Heads::load_committee(ma.dims, 3, &a, &Device::Cpu).is_err());
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        assert_ne!(
+            first(&members[i]),
+            first(&members[j]),
+            "members {i} and {j}, one set of weights"
+        );
+    }
+    assert!(Heads::load_committee(ma.dims, 4, &a, &Device::Cpu).is_err());
     assert_eq!(ma.inputs_sha256, mb.inputs_sha256);
     let other = Recipe {
         seed: recipe.seed + 1,
