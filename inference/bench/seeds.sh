@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the intent heads of a tree at several seeds and evaluates each
-# training on the four evaluation sets: the "seeds per variant" tables of
+# training on the five evaluation sets: the "seeds per variant" tables of
 # docs/perf.md and decision 070 (passes and harmful plans per set). One
 # training takes about 9 minutes on 2 cores.
 #
@@ -28,7 +28,7 @@ for seed in "$@"; do
     ln -sfn "$root/models/all-MiniLM-L6-v2" "$d/all-MiniLM-L6-v2"
     "$bin/hearth-intent-train" --models "$d" --catalog "$catalog" --force --seed "$seed" \
         >"$d/train.log" 2>&1
-    for set in dev holdout probes challenge; do
+    for set in dev holdout probes challenge outside; do
         HEARTH_MODELS_DIR=$d HEARTH_PLAYBOOKS_DIR=$catalog "$bin/hearth-intent-eval" \
             --cases "$root/inference/eval/$set.jsonl" --report "$d/$set.json" >/dev/null
         python3 -c '

@@ -2,7 +2,7 @@
 //! `cargo run -p hearth-inference --example show_data -- [PLAYBOOK] [N]`.
 use std::path::Path;
 
-use hearth_inference::gen::{Generator, POLARITIES};
+use hearth_inference::gen::{Generator, ASKS, DO, DO_NOT};
 use hearth_inference::lexicon::Lexicon;
 use hearth_inference::train::Recipe;
 
@@ -30,7 +30,12 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{:<22} {:<10} {:?}  {}",
             labels.intents[e.intent],
-            POLARITIES[e.polarity],
+            match e.polarity {
+                DO => "do",
+                DO_NOT => "do-not",
+                ASKS => "asks",
+                _ => "?",
+            },
             e.text,
             spans.join(" ")
         );

@@ -20,8 +20,19 @@ use serde_json::Value;
 
 use crate::engine::{DevicePreference, Engine, Interpretation};
 
-/// The domains a case has when it names none.
-pub const DEFAULT_DOMAINS: &[&str] = &["admin", "lan", "iot", "guest", "work"];
+/// The domains a case has when it names none: the data file
+/// `inference/eval/default-domains` (one id per line, `#` comments).
+const DEFAULT_DOMAINS: &str = include_str!("../eval/default-domains");
+
+/// The ids of [`DEFAULT_DOMAINS`].
+pub fn default_domains() -> Vec<String> {
+    DEFAULT_DOMAINS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
 
 /// The domain hearth-netd protects by default (its `admin` setting).
 pub const PROTECTED_DOMAIN: &str = "admin";
@@ -31,7 +42,7 @@ pub const PROTECTED_DOMAIN: &str = "admin";
 pub struct Case {
     /// The request.
     pub text: String,
-    /// Existing domains; [`DEFAULT_DOMAINS`] when absent.
+    /// Existing domains; [`default_domains`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains: Option<Vec<String>>,
     /// What must come out.
@@ -118,7 +129,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
 pub fn case_context(case: &Case) -> Context {
     let names: Vec<String> = match &case.domains {
         Some(d) => d.clone(),
-        None => DEFAULT_DOMAINS.iter().map(|s| s.to_string()).collect(),
+        None => default_domains(),
     };
     let domains: Vec<DomainId> = names
         .iter()

@@ -63,14 +63,15 @@ impl Rng {
     }
 }
 
-/// Polarity classes, in the order of the model's output.
-pub const POLARITIES: &[&str] = &["do", "do-not", "asks-about"];
 /// Do it.
 pub const DO: usize = 0;
 /// Do NOT do it.
 pub const DO_NOT: usize = 1;
 /// Only asks about doing it (should I, how do I): never a change.
 pub const ASKS: usize = 2;
+/// How many polarity classes the model outputs ([`DO`], [`DO_NOT`],
+/// [`ASKS`], in that order).
+pub const POLARITIES: usize = ASKS + 1;
 
 /// One training example.
 #[derive(Debug, Clone, Serialize)]
@@ -79,7 +80,7 @@ pub struct Example {
     pub text: String,
     /// Index into [`Labels::intents`]; the last index is "none of them".
     pub intent: usize,
-    /// Index into [`POLARITIES`].
+    /// [`DO`], [`DO_NOT`] or [`ASKS`].
     pub polarity: usize,
     /// Byte ranges of parameter values and their role (index into
     /// [`Labels::roles`]).

@@ -48,7 +48,7 @@ impl Dims {
             blocks: 2,
             ff: 256,
             intents: labels.intents.len(),
-            polarities: crate::gen::POLARITIES.len(),
+            polarities: crate::gen::POLARITIES,
             tags: labels.n_tags(),
         }
     }
