@@ -2,8 +2,10 @@
 //! the deterministic decision procedure that turns what the heads say into
 //! a plan, a clarifying question or a refusal (see the crate docs).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
@@ -215,6 +217,9 @@ pub struct Stats {
     pub heads_ms: f64,
     /// Tokens of the request.
     pub tokens: usize,
+    /// Encoder passes over the request (or a part of it) read again with
+    /// two values traded; one serves every member of the committee.
+    pub rereads: usize,
 }
 
 /// The loaded models and the current catalog.
@@ -309,7 +314,19 @@ struct Reading {
     /// Every word piece group (byte range) and its probabilities: of
     /// being outside every value (index 0), of each role (1 + role).
     outside: Vec<Piece>,
+    /// The request read again with two values traded, shared by the
+    /// members that read it together: each traded text is read once, for
+    /// every member (the encoder pass is the cost).
+    rereads: Rc<Rereads>,
 }
+
+/// Traded readings already made, by the text read and the two domains
+/// whose placeholders were traded: every member's reading of it.
+#[derive(Default)]
+struct Rereads(RefCell<Vec<(Traded, Rc<Vec<Reading>>)>>);
+
+/// A text read again, and the two domains whose placeholders it trades.
+type Traded = (String, Option<(String, String)>);
 
 /// A word piece group's byte range and its probabilities: of being outside
 /// every value (index 0), of each role (1 + role).
@@ -447,15 +464,14 @@ impl Engine {
 
     /// Runs the model on the request with the existing domains it names
     /// masked (`swap`: two of them trade placeholders): the encoder once,
-    /// then every member of the committee (or only member `only`). Returns
-    /// what each read, with every span in the request's own byte ranges.
+    /// then every member of the committee. Returns what each read, with
+    /// every span in the request's own byte ranges.
     fn read(
         &self,
         text: &str,
         ctx: &Context,
         swap: Option<(&str, &str)>,
         stats: &mut Stats,
-        only: Option<usize>,
     ) -> Result<Vec<Reading>> {
         let masked = mask(text, ctx, &self.meta.lexicon.pools.placeholders, swap);
         let t0 = Instant::now();
@@ -468,10 +484,8 @@ impl Engine {
             eprintln!("read as: {}", masked.text);
         }
         let mut out = Vec::with_capacity(self.heads.len());
+        let rereads = Rc::new(Rereads::default());
         for (member, heads) in self.heads.iter().enumerate() {
-            if only.is_some_and(|k| k != member) {
-                continue;
-            }
             let o = heads.forward(&hidden, &mask, None)?;
             let intent = softmax(&o.intent.get(0)?.to_vec1::<f32>()?);
             let polarity = softmax(&o.polarity.get(0)?.to_vec1::<f32>()?);
@@ -512,6 +526,7 @@ impl Engine {
                 polarity,
                 found,
                 outside,
+                rereads: rereads.clone(),
             });
         }
         stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -543,7 +558,7 @@ impl Engine {
                 stats,
             );
         }
-        let readings = match self.read(text, ctx, None, &mut stats, None) {
+        let readings = match self.read(text, ctx, None, &mut stats) {
             Ok(r) => r,
             Err(e) => return (refuse(format!("inference failed: {e:#}"), vec![]), stats),
         };
@@ -554,6 +569,7 @@ impl Engine {
                 .get(&id)
                 .map(|spec| self.proposal(spec, params))
         };
+        stats.rereads = readings.first().map_or(0, |r| r.rereads.0.borrow().len());
         let whole = agree(each, propose);
         let outcome = self.check_parts(text, ctx, whole, &mut stats);
         (outcome, stats)
@@ -610,7 +626,7 @@ impl Engine {
         for (s, e) in spans {
             let part = &text[s..e];
             let mut cost = Stats::default();
-            let Ok(readings) = self.read(part, ctx, None, &mut cost, None) else {
+            let Ok(readings) = self.read(part, ctx, None, &mut cost) else {
                 return whole;
             };
             stats.encode_ms += cost.encode_ms;
@@ -641,6 +657,7 @@ impl Engine {
                 };
             }
             let each = readings.iter().map(|r| self.decide(part, ctx, r)).collect();
+            stats.rereads += readings.first().map_or(0, |r| r.rereads.0.borrow().len());
             if let Interpretation::Plan {
                 playbook: p,
                 params: q,
@@ -878,7 +895,7 @@ impl Engine {
         // clarifying question), with the question to ask.
         let mut instead: Option<(String, String, Value)> = None;
         let found = assign_roles(spec, roles, &r.found);
-        let unsure = self.unsure_pair(text, ctx, spec, &found, r.member);
+        let unsure = self.unsure_pair(text, ctx, spec, &found, r);
         let context = self.meta.labels.context();
         for f in &found {
             // A value-like span the model reads as context only ("nas moved
@@ -1272,7 +1289,7 @@ impl Engine {
         ctx: &Context,
         spec: &PlaybookSpec,
         found: &[Found],
-        member: usize,
+        reading: &Reading,
     ) -> Option<(String, String)> {
         let roles = &self.meta.labels.roles;
         for (i, p) in spec.params.iter().enumerate() {
@@ -1300,7 +1317,7 @@ impl Engine {
                 if other > odds * keep
                     || torn(a, b.role)
                     || torn(b, a.role)
-                    || !self.roles_follow_positions(text, ctx, a, b, member)
+                    || !self.roles_follow_positions(text, ctx, a, b, reading)
                 {
                     return Some((p.name.clone(), q.name.clone()));
                 }
@@ -1315,7 +1332,7 @@ impl Engine {
         ctx: &Context,
         a: &Found,
         b: &Found,
-        member: usize,
+        reading: &Reading,
     ) -> bool {
         let (first, second) = if a.start <= b.start { (a, b) } else { (b, a) };
         if first.end > second.start {
@@ -1332,29 +1349,16 @@ impl Engine {
                 .map(|d| d.as_str())
                 .find(|d| squash(d) == key)
         };
-        let (r2, p1, p2, read) = match (domain(t1), domain(t2)) {
+        // The traded text, the domains whose placeholders trade, and where
+        // the two values stand in it.
+        let (read, swap, p1, p2) = match (domain(t1), domain(t2)) {
             // Both are masked: trade their placeholders, same text.
-            (Some(d1), Some(d2)) if d1 != d2 => {
-                let Some(r2) = self
-                    .read(
-                        text,
-                        ctx,
-                        Some((d1, d2)),
-                        &mut Stats::default(),
-                        Some(member),
-                    )
-                    .ok()
-                    .and_then(|mut r| r.pop())
-                else {
-                    return false;
-                };
-                (
-                    r2,
-                    (first.start, first.end),
-                    (second.start, second.end),
-                    text.to_string(),
-                )
-            }
+            (Some(d1), Some(d2)) if d1 != d2 => (
+                text.to_string(),
+                Some((d1.to_string(), d2.to_string())),
+                (first.start, first.end),
+                (second.start, second.end),
+            ),
             _ => {
                 let swapped = format!(
                     "{}{t2}{}{t1}{}",
@@ -1366,15 +1370,14 @@ impl Engine {
                 let shift = t2.len() as isize - t1.len() as isize;
                 let s2 = (second.start as isize + shift) as usize;
                 let p2 = (s2, s2 + t1.len());
-                let Some(r2) = self
-                    .read(&swapped, ctx, None, &mut Stats::default(), Some(member))
-                    .ok()
-                    .and_then(|mut r| r.pop())
-                else {
-                    return false;
-                };
-                (r2, p1, p2, swapped)
+                (swapped, None, p1, p2)
             }
+        };
+        let Some(all) = self.reread(&read, ctx, swap, &reading.rereads) else {
+            return false;
+        };
+        let Some(r2) = all.iter().find(|r| r.member == reading.member) else {
+            return false;
         };
         // Each position must still favour its own role over the other one
         // clearly, the two readings taken together: the other role's mean
@@ -1404,6 +1407,26 @@ impl Engine {
             !pieces.is_empty() && both(other) < odds * both(own)
         };
         keeps(p1, first, first.role, second.role) && keeps(p2, second, second.role, first.role)
+    }
+
+    /// Every member's reading of `text` with the placeholders of `swap`
+    /// traded, read once for all members: from `cache` when a member read
+    /// it before.
+    fn reread(
+        &self,
+        text: &str,
+        ctx: &Context,
+        swap: Option<(String, String)>,
+        cache: &Rereads,
+    ) -> Option<Rc<Vec<Reading>>> {
+        let key = (text.to_string(), swap);
+        if let Some((_, r)) = cache.0.borrow().iter().find(|(k, _)| *k == key) {
+            return Some(r.clone());
+        }
+        let pair = key.1.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+        let all = Rc::new(self.read(text, ctx, pair, &mut Stats::default()).ok()?);
+        cache.0.borrow_mut().push((key, all.clone()));
+        Some(all)
     }
 
     /// A word outside the used spans that the plan's parameters could take:

@@ -412,7 +412,7 @@ fn passive_wording_keeps_its_roles_when_read_again_traded() {
             22,
         ),
     ] {
-        let got = e.interpret(text, &c);
+        let (got, stats) = e.interpret_with_stats(text, &c);
         assert_eq!(
             plan(&got),
             Some((
@@ -421,6 +421,9 @@ fn passive_wording_keeps_its_roles_when_read_again_traded() {
             )),
             "{text:?}: {got:?}"
         );
+        // Every member read it again traded (each planned it), over one
+        // encoder pass shared by all of them.
+        assert_eq!(stats.rereads, 1, "{text:?}");
     }
 }
 
