@@ -172,6 +172,10 @@ pub struct Options {
     /// (the parts check of [`Engine::interpret`]); off only for the
     /// ablation.
     pub check_parts: bool,
+    /// A plan more than half the members make stands when every other
+    /// member read the same playbook and refused only over its values
+    /// ([`Engine::interpret`]'s committee); off, every member must plan it.
+    pub values_majority: bool,
 }
 
 impl Options {
@@ -204,6 +208,7 @@ impl Default for Options {
             weak_tag: 0.75,
             min_pointer: 0.1,
             check_parts: true,
+            values_majority: true,
         }
     }
 }
@@ -339,6 +344,23 @@ impl Reading {
             .iter()
             .enumerate()
             .fold((0, f32::MIN), |a, (i, &p)| if p > a.1 { (i, p) } else { a })
+    }
+}
+
+/// What one member decided, and whether it refused only over the
+/// values: it read the playbook `over_values` surely, not negated, not
+/// asked about and with no rival or opposite, and could not fill it.
+struct Said {
+    said: Interpretation,
+    over_values: Option<String>,
+}
+
+impl From<Interpretation> for Said {
+    fn from(said: Interpretation) -> Said {
+        Said {
+            said,
+            over_values: None,
+        }
     }
 }
 
@@ -562,15 +584,22 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return (refuse(format!("inference failed: {e:#}"), vec![]), stats),
         };
-        let each: Vec<Interpretation> =
-            readings.iter().map(|r| self.decide(text, ctx, r)).collect();
+        let each: Vec<Said> = readings.iter().map(|r| self.decide(text, ctx, r)).collect();
+        if self.debug {
+            for (k, m) in each.iter().enumerate() {
+                eprintln!(
+                    "member {k}: {}",
+                    serde_json::to_string(&m.said).unwrap_or_default()
+                );
+            }
+        }
         let propose = |id: String, params| {
             self.catalog
                 .get(&id)
                 .map(|spec| self.proposal(spec, params))
         };
         stats.rereads = readings.first().map_or(0, |r| r.rereads.0.borrow().len());
-        let whole = agree(each, propose);
+        let whole = settle(each, propose, self.options.values_majority);
         let outcome = self.check_parts(text, ctx, whole, &mut stats);
         (outcome, stats)
     }
@@ -662,7 +691,7 @@ impl Engine {
                 playbook: p,
                 params: q,
                 ..
-            } = agree(each, |_, _| None)
+            } = settle(each, |_, _| None, self.options.values_majority)
             {
                 if p == *playbook && q == *params {
                     holds = true;
@@ -707,15 +736,16 @@ impl Engine {
         c
     }
 
-    fn decide(&self, text: &str, ctx: &Context, r: &Reading) -> Interpretation {
+    fn decide(&self, text: &str, ctx: &Context, r: &Reading) -> Said {
         let o = &self.options;
         let labels = &self.meta.labels;
         let ranked = self.ranked(r);
         let shown: Vec<Candidate> = ranked.iter().take(3).cloned().collect();
-        let refuse = |reason: String| Interpretation::Refusal {
+        let refusal = |reason: String| Interpretation::Refusal {
             reason,
             candidates: shown.clone(),
         };
+        let refuse = |reason: String| Said::from(refusal(reason));
         let best = r.likeliest();
         let p_none = r.intent[labels.none()];
         if best.0 == labels.none() {
@@ -786,7 +816,8 @@ impl Engine {
                     question: format!("This could mean {id} or {opp}: which one?"),
                     options,
                     candidates: shown,
-                };
+                }
+                .into();
             }
         }
         if r.polarity[ASKS] >= o.max_asks && spec.risk != Risk::Read {
@@ -798,7 +829,8 @@ impl Engine {
                         .map(|p| self.proposal(spec, p))
                         .collect(),
                     candidates: shown,
-                },
+                }
+                .into(),
                 Err(why) => refuse(format!(
                     "the request asks about a change rather than for one, and {why}"
                 )),
@@ -828,7 +860,8 @@ impl Engine {
                     question: "Which of these did you mean?".into(),
                     options,
                     candidates: shown,
-                };
+                }
+                .into();
             }
             return refuse(format!(
                 "the request is not clear enough (best guess {id} at {:.0}%)",
@@ -845,7 +878,8 @@ impl Engine {
                 params,
                 confidence: best.1 * (1.0 - r.polarity[DO_NOT]),
                 candidates: shown,
-            },
+            }
+            .into(),
             Ok(Filled {
                 params,
                 swapped: Some(other),
@@ -854,8 +888,23 @@ impl Engine {
                 question: ask.unwrap_or_else(|| "Which way round did you mean?".into()),
                 options: vec![self.proposal(spec, params), self.proposal(spec, other)],
                 candidates: shown,
-            },
-            Err(why) => refuse(why),
+            }
+            .into(),
+            // Every rule on the playbook passed; only its values did not.
+            // A member that reads a protected domain as a value of a
+            // playbook that refuses it is heard alone, whatever the others
+            // read.
+            Err(why) => {
+                let protected = spec.language.refuse_protected
+                    && r.found.iter().any(|f| {
+                        let word = squash(&text[f.start..f.end]);
+                        ctx.protected.iter().any(|d| squash(d.as_str()) == word)
+                    });
+                Said {
+                    said: refusal(why),
+                    over_values: (!protected).then(|| id.clone()),
+                }
+            }
         }
     }
 
@@ -895,6 +944,16 @@ impl Engine {
         // clarifying question), with the question to ask.
         let mut instead: Option<(String, String, Value)> = None;
         let found = assign_roles(spec, roles, &r.found);
+        if self.debug {
+            for f in &found {
+                eprintln!(
+                    "span {:?} {} {:.3}",
+                    &text[f.start..f.end],
+                    roles[f.role],
+                    f.prob
+                );
+            }
+        }
         let unsure = self.unsure_pair(text, ctx, spec, &found, r);
         let context = self.meta.labels.context();
         for f in &found {
@@ -1625,6 +1684,57 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
 /// plan only when every member made that same plan (playbook and
 /// parameters); otherwise the first refusal, when a member refused; and
 /// otherwise a question offering the plans the members proposed.
+/// The committee's outcome ([`agree`]), but for one case: a plan that
+/// more than half the members make stands when every other member read the
+/// same playbook and refused only over its values (a word it tagged for a
+/// role the playbook does not take, a value that does not parse;
+/// `values_majority`). Any other disagreement, a question or a refusal over
+/// the playbook, its polarity, its rivals or the protected domain, is
+/// [`agree`]'s.
+fn settle(
+    each: Vec<Said>,
+    propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,
+    values_majority: bool,
+) -> Interpretation {
+    let plan = |s: &Said| match &s.said {
+        Interpretation::Plan {
+            playbook, params, ..
+        } => Some((playbook.clone(), params.clone())),
+        _ => None,
+    };
+    if let Some((playbook, params)) = each.iter().find_map(plan).filter(|_| values_majority) {
+        let same = each
+            .iter()
+            .filter(|s| plan(s).is_some_and(|(p, q)| p == playbook && q == params))
+            .count();
+        let over_values = each
+            .iter()
+            .filter(|s| s.over_values.as_ref() == Some(&playbook))
+            .count();
+        if 2 * same > each.len() && same + over_values == each.len() {
+            let low = each
+                .iter()
+                .filter_map(|s| match &s.said {
+                    Interpretation::Plan { confidence, .. } => Some(*confidence),
+                    _ => None,
+                })
+                .fold(1.0f32, f32::min);
+            let mut out = each
+                .into_iter()
+                .map(|s| s.said)
+                .find(|i| matches!(i, Interpretation::Plan { .. }));
+            if let Some(Interpretation::Plan { confidence, .. }) = &mut out {
+                *confidence = low;
+            }
+            if let Some(out) = out {
+                return out;
+            }
+            return agree(vec![], propose);
+        }
+    }
+    agree(each.into_iter().map(|s| s.said).collect(), propose)
+}
+
 fn agree(
     mut each: Vec<Interpretation>,
     propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,
@@ -1751,15 +1861,14 @@ struct Unit {
     end: usize,
     /// Mean tag probabilities over its tokens.
     probs: Vec<f32>,
+    /// Per role (index 0 = outside), its least probability over the tokens.
+    least: Vec<f32>,
 }
 
 impl Unit {
     /// Probability of each role (begin + inside), index 0 = outside.
     fn roles(&self) -> Vec<f32> {
-        let n = (self.probs.len() - 1) / 2;
-        std::iter::once(self.probs[0])
-            .chain((0..n).map(|r| self.probs[1 + 2 * r] + self.probs[2 + 2 * r]))
-            .collect()
+        role_sums(&self.probs)
     }
     /// The likeliest of outside (0) or role r (r + 1), and its probability.
     fn label(&self) -> (usize, f32) {
@@ -1771,6 +1880,15 @@ impl Unit {
     fn begins(&self, role: usize) -> bool {
         self.probs[1 + 2 * role] >= self.probs[2 + 2 * role]
     }
+}
+
+/// Per role (index 0 = outside) the sum of its begin and inside
+/// probabilities, from a token's BIO probabilities.
+fn role_sums(probs: &[f32]) -> Vec<f32> {
+    let n = probs.len().saturating_sub(1) / 2;
+    std::iter::once(probs.first().copied().unwrap_or(0.0))
+        .chain((0..n).map(|r| probs[1 + 2 * r] + probs[2 + 2 * r]))
+        .collect()
 }
 
 /// True when a word is one typed value (an address, a network, a DNS name):
@@ -1807,6 +1925,9 @@ fn decode_spans(
                 for (a, b) in u.probs.iter_mut().zip(p) {
                     *a += b;
                 }
+                for (a, b) in u.least.iter_mut().zip(role_sums(p)) {
+                    *a = a.min(b);
+                }
                 if let Some(c) = counts.last_mut() {
                     *c += 1.0;
                 }
@@ -1817,6 +1938,7 @@ fn decode_spans(
                         start: s,
                         end: e,
                         probs: p.clone(),
+                        least: role_sums(p),
                     },
                     0,
                 ));
@@ -1894,14 +2016,20 @@ fn decode_spans(
             if best > 0 {
                 let n = inside.len().max(1) as f32;
                 let begins = inside.first().is_none_or(|u| u.begins(best - 1));
-                groups.push((best - 1, cs, ce, v / n, begins));
+                let least = inside
+                    .iter()
+                    .map(|u| u.least.get(best).copied().unwrap_or(0.0))
+                    .fold(v / n, f32::min);
+                groups.push((best - 1, cs, ce, least, begins));
             }
         } else {
             for u in &in_word {
-                let (label, p) = u.label();
+                let (label, _) = u.label();
                 if label == 0 {
                     continue;
                 }
+                // A word is a value as surely as its least sure piece.
+                let p = u.least[label];
                 let role = label - 1;
                 match groups.last_mut() {
                     Some(g) if g.0 == role => {
@@ -2383,6 +2511,74 @@ mod tests {
         }
         // One member: its outcome as it is.
         assert_eq!(agree(vec![refusal.clone()], offer), refusal);
+    }
+
+    #[test]
+    fn a_majority_plan_stands_only_against_refusals_over_its_values() {
+        let said = |i: Interpretation, over: Option<&str>| Said {
+            said: i,
+            over_values: over.map(str::to_string),
+        };
+        let refusal = || Interpretation::Refusal {
+            reason: "no domain \"port\"".into(),
+            candidates: vec![],
+        };
+        let three = |third: Said, second: Interpretation| {
+            vec![
+                said(plan("kids", "printer", 0.9), None),
+                said(second, None),
+                third,
+            ]
+        };
+        let planned = |each: Vec<Said>, on: bool| {
+            matches!(settle(each, offer, on), Interpretation::Plan { .. })
+        };
+        // Two plans alike, the third member refused over the values of
+        // the same playbook: the plan, at the lower confidence.
+        let each = three(
+            said(refusal(), Some("net.allow")),
+            plan("kids", "printer", 0.8),
+        );
+        match settle(each, offer, true) {
+            Interpretation::Plan { confidence, .. } => assert_eq!(confidence, 0.8),
+            other => panic!("gave {other:?}"),
+        }
+        // Off: every member must plan it.
+        let each = three(
+            said(refusal(), Some("net.allow")),
+            plan("kids", "printer", 0.8),
+        );
+        assert!(!planned(each, false));
+        // Refused over another playbook's values, or over anything but
+        // values (the playbook, a negation, the protected domain).
+        let each = three(
+            said(refusal(), Some("net.revoke")),
+            plan("kids", "printer", 0.8),
+        );
+        assert!(!planned(each, true));
+        let each = three(said(refusal(), None), plan("kids", "printer", 0.8));
+        assert!(!planned(each, true));
+        // The two plans differ: no majority.
+        let each = three(
+            said(refusal(), Some("net.allow")),
+            plan("printer", "kids", 0.8),
+        );
+        assert!(!planned(each, true));
+        // One plan against two refusals over values: no majority.
+        let each = vec![
+            said(plan("kids", "printer", 0.9), None),
+            said(refusal(), Some("net.allow")),
+            said(refusal(), Some("net.allow")),
+        ];
+        assert!(!planned(each, true));
+        // A question beside the majority is heard.
+        let question = Interpretation::Clarify {
+            question: "Which way round did you mean?".into(),
+            options: vec![],
+            candidates: vec![],
+        };
+        let each = three(said(question, None), plan("kids", "printer", 0.8));
+        assert!(!planned(each, true));
     }
 
     /// Token offsets of `words` in `text` (each a (piece, is_continuation)).

@@ -266,6 +266,14 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
             "Removing access isn't what I'm after, I want lab to be able to reach studio.",
             "net.revoke",
         ),
+        // Planned as the revocation by every training until the committee
+        // let a majority plan over a member refusing only over values
+        // (`values_majority`): its second part alone plans the allow now,
+        // and the whole becomes a question offering both.
+        (
+            "Revoking access is the wrong idea, lab should reach studio.",
+            "net.revoke",
+        ),
     ];
     for (text, forbidden) in drowned {
         let got = e.interpret(text, &c);
