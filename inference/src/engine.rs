@@ -165,7 +165,7 @@ pub struct Options {
     /// A required domain name that no span holds is the word the tagger
     /// gives the likeliest of its role, when that is at least this
     /// probability and the word parses (the committee still plans only a
-    /// value every member reads).
+    /// value the members that plan all read).
     pub min_pointer: f32,
     /// Read a request of several parts part by part too, and ask instead
     /// of planning when a part alone plans another change
@@ -1680,10 +1680,6 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
     }
 }
 
-/// The committee's outcome from what each member made of the request: a
-/// plan only when every member made that same plan (playbook and
-/// parameters); otherwise the first refusal, when a member refused; and
-/// otherwise a question offering the plans the members proposed.
 /// The committee's outcome ([`agree`]), but for one case: a plan that
 /// more than half the members make stands when every other member read the
 /// same playbook and refused only over its values (a word it tagged for a
@@ -1735,6 +1731,10 @@ fn settle(
     agree(each.into_iter().map(|s| s.said).collect(), propose)
 }
 
+/// The committee's outcome from what each member made of the request: a
+/// plan only when every member made that same plan (playbook and
+/// parameters); otherwise the first refusal, when a member refused; and
+/// otherwise a question offering the plans the members proposed.
 fn agree(
     mut each: Vec<Interpretation>,
     propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,

@@ -1,6 +1,7 @@
 //! The interpreter's trained part: on top of all-MiniLM-L6-v2's token
 //! states (frozen), small transformer blocks and three heads, trained
-//! jointly with candle (twice, from two seeds: the engine's committee):
+//! jointly with candle (once per member of the engine's committee, each
+//! from its own seed):
 //! - the playbook, or none of them (from the pooled block output);
 //! - the request's polarity: do it, do NOT do it, only asks about it;
 //! - a tag per token marking each parameter's span and role (BIO).

@@ -26,11 +26,12 @@
 //!    not parse refuses. A value tagged for a parameter the playbook does
 //!    not take, or an address or DNS name that no span uses, refuses a
 //!    change. A change to a protected domain (admin) refuses.
-//! 4. The heads are a committee of two, trained alike from different
-//!    seeds, the second on examples of its own (recipe 7): each member's
-//!    reading goes through the rules above, and a plan
-//!    is made only when both make the same one (otherwise a refusal, or a
-//!    question offering their plans).
+//! 4. The heads are a committee of three, trained alike from different
+//!    seeds, each after the first on examples of its own: each member's
+//!    reading goes through the rules above, and a plan is made only when
+//!    every member makes the same one, or more than half do and the others
+//!    refused only over its values (otherwise a refusal, or a question
+//!    offering their plans).
 //! 5. [`PlaybookSpec::validate`](hearth_common::spec::PlaybookSpec::validate)
 //!    canonicalizes and checks everything again; the gate checks it once
 //!    more.
