@@ -1708,24 +1708,9 @@ fn settle(
             .filter(|s| s.over_values.as_ref() == Some(&playbook))
             .count();
         if 2 * same > each.len() && same + over_values == each.len() {
-            let low = each
-                .iter()
-                .filter_map(|s| match &s.said {
-                    Interpretation::Plan { confidence, .. } => Some(*confidence),
-                    _ => None,
-                })
-                .fold(1.0f32, f32::min);
-            let mut out = each
-                .into_iter()
-                .map(|s| s.said)
-                .find(|i| matches!(i, Interpretation::Plan { .. }));
-            if let Some(Interpretation::Plan { confidence, .. }) = &mut out {
-                *confidence = low;
-            }
-            if let Some(out) = out {
-                return out;
-            }
-            return agree(vec![], propose);
+            // The refusals over values set aside, the plans left agree.
+            let plans = each.into_iter().filter(|s| s.over_values.is_none());
+            return agree(plans.map(|s| s.said).collect(), propose);
         }
     }
     agree(each.into_iter().map(|s| s.said).collect(), propose)
