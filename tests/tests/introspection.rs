@@ -466,12 +466,15 @@ fn contracts() -> BTreeMap<String, Contract> {
 
 /// The stand-in: answers every call to a Hearth name from the contract,
 /// and records `(interface, member, signature)` of each call.
+/// `stream` must be opened before any call is made: zbus drops a message
+/// that reaches a connection with no stream open, and its caller would wait
+/// for an answer that never comes.
 async fn stand_in(
     conn: zbus::Connection,
+    mut stream: zbus::MessageStream,
     contracts: BTreeMap<String, Contract>,
     calls: tokio::sync::mpsc::UnboundedSender<(String, String, String)>,
 ) {
-    let mut stream = zbus::MessageStream::from(&conn);
     while let Some(Ok(msg)) = stream.next().await {
         let header = msg.header();
         if header.message_type() != zbus::message::Type::MethodCall {
@@ -553,10 +556,13 @@ async fn the_common_proxies_call_the_methods_checked_into_docs_dbus() {
     }
     let server = server.build().await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(stand_in(server, contracts.clone(), tx));
+    let stream = zbus::MessageStream::from(&server);
+    let task = tokio::spawn(stand_in(server, stream, contracts.clone(), tx));
 
+    // A call left unanswered fails the test instead of hanging it.
     let conn = zbus::connection::Builder::address(bus.address.as_str())
         .unwrap()
+        .method_timeout(std::time::Duration::from_secs(30))
         .build()
         .await
         .unwrap();

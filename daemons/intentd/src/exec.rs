@@ -656,8 +656,10 @@ mod tests {
     /// The stand-in of every daemon: it owns their names and answers any
     /// method call with [`seen`], whatever its member or signature, so that
     /// the test, not zbus's dispatch, compares each call with the table.
-    async fn recorder(conn: zbus::Connection) {
-        let mut calls = zbus::MessageStream::from(&conn);
+    /// `calls` must be opened before any call is made: zbus drops a message
+    /// that reaches a connection with no stream open, and its caller would
+    /// wait for an answer that never comes.
+    async fn recorder(conn: zbus::Connection, mut calls: zbus::MessageStream) {
         while let Some(Ok(msg)) = calls.next().await {
             if msg.message_type() == zbus::message::Type::MethodCall {
                 conn.reply(&msg.header(), &seen(&msg)).await.unwrap();
@@ -686,9 +688,13 @@ mod tests {
         ] {
             b = b.name(svc.bus_name).unwrap();
         }
-        let stand_in = tokio::spawn(recorder(b.build().await.unwrap()));
+        let server = b.build().await.unwrap();
+        let calls = zbus::MessageStream::from(&server);
+        let stand_in = tokio::spawn(recorder(server, calls));
+        // A call left unanswered fails the test instead of hanging it.
         let client = zbus::connection::Builder::address(addr)
             .unwrap()
+            .method_timeout(std::time::Duration::from_secs(30))
             .build()
             .await
             .unwrap();
