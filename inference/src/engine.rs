@@ -347,9 +347,10 @@ impl Reading {
     }
 }
 
-/// What one member decided, and whether it refused only over the
-/// values: it read the playbook `over_values` surely, not negated, not
-/// asked about and with no rival or opposite, and could not fill it.
+/// What one member decided, and whether it stopped only over the values:
+/// it read the playbook `over_values` surely, not negated, not asked about
+/// and with no rival or opposite, and could not fill it (a refusal) or
+/// found two values for one of its parameters (a question offering both).
 struct Said {
     said: Interpretation,
     over_values: Option<String>,
@@ -868,6 +869,13 @@ impl Engine {
                 best.1 * 100.0
             ));
         }
+        let protected = || {
+            spec.language.refuse_protected
+                && r.found.iter().any(|f| {
+                    let word = squash(&text[f.start..f.end]);
+                    ctx.protected.iter().any(|d| squash(d.as_str()) == word)
+                })
+        };
         match fill(spec) {
             Ok(Filled {
                 params,
@@ -880,31 +888,28 @@ impl Engine {
                 candidates: shown,
             }
             .into(),
+            // Every rule on the playbook passed; only its values did not
+            // (two values for one parameter offered, or none that fills
+            // it). A member that reads a protected domain as a value of a
+            // playbook that refuses it is heard alone, whatever the others
+            // read. A question over the roles ("which way round?") is not
+            // over the values.
             Ok(Filled {
                 params,
                 swapped: Some(other),
                 ask,
-            }) => Interpretation::Clarify {
-                question: ask.unwrap_or_else(|| "Which way round did you mean?".into()),
-                options: vec![self.proposal(spec, params), self.proposal(spec, other)],
-                candidates: shown,
-            }
-            .into(),
-            // Every rule on the playbook passed; only its values did not.
-            // A member that reads a protected domain as a value of a
-            // playbook that refuses it is heard alone, whatever the others
-            // read.
-            Err(why) => {
-                let protected = spec.language.refuse_protected
-                    && r.found.iter().any(|f| {
-                        let word = squash(&text[f.start..f.end]);
-                        ctx.protected.iter().any(|d| squash(d.as_str()) == word)
-                    });
-                Said {
-                    said: refusal(why),
-                    over_values: (!protected).then(|| id.clone()),
-                }
-            }
+            }) => Said {
+                over_values: (ask.is_some() && !protected()).then(|| id.clone()),
+                said: Interpretation::Clarify {
+                    question: ask.unwrap_or_else(|| "Which way round did you mean?".into()),
+                    options: vec![self.proposal(spec, params), self.proposal(spec, other)],
+                    candidates: shown,
+                },
+            },
+            Err(why) => Said {
+                said: refusal(why),
+                over_values: (!protected()).then(|| id.clone()),
+            },
         }
     }
 
@@ -1325,15 +1330,34 @@ impl Engine {
             .into_iter()
             .map(|(a, b)| (start + a, start + b))
             .collect();
-        if words.len() < 2 {
-            return None;
-        }
-        let mut ok = words.into_iter().filter(|&(a, b)| {
+        let parses = |a: usize, b: usize| {
             let w = clean(&text[a..b]);
             !w.is_empty() && self.typed(p, w, ctx).is_ok()
-        });
-        let one = ok.next()?;
-        ok.next().is_none().then_some(one)
+        };
+        // Each word that parses whole; of one that does not, the run of
+        // value characters in it that does ("nas.lan" in "nas.lan's").
+        let ok: Vec<(usize, usize)> = words
+            .iter()
+            .filter_map(|&(a, b)| {
+                if parses(a, b) {
+                    return Some((a, b));
+                }
+                value_runs(text, a, b).find(|&(x, y)| parses(x, y))
+            })
+            .collect();
+        match ok[..] {
+            [] => None,
+            [one] => Some(one),
+            // Of several, the one written as a value is written ("nas.lan",
+            // "10.0.0.5"), beside bare words that also parse ("IPv6").
+            _ => {
+                let mut valued = ok
+                    .iter()
+                    .filter(|&&(a, b)| looks_like_value(clean(&text[a..b])));
+                let one = *valued.next()?;
+                valued.next().is_none().then_some(one)
+            }
+        }
     }
 
     /// Two parameters of the same type (from and to, name and target) whose
@@ -1682,11 +1706,12 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
 
 /// The committee's outcome ([`agree`]), but for one case: a plan that
 /// more than half the members make stands when every other member read the
-/// same playbook and refused only over its values (a word it tagged for a
-/// role the playbook does not take, a value that does not parse;
-/// `values_majority`). Any other disagreement, a question or a refusal over
-/// the playbook, its polarity, its rivals or the protected domain, is
-/// [`agree`]'s.
+/// same playbook and stopped only over its values: refused (a word it
+/// tagged for a role the playbook does not take, a value that does not
+/// parse) or asked which of two values was meant, offering the plan among
+/// them (`values_majority`). Any other disagreement, a question or a
+/// refusal over the playbook, its polarity, its roles ("which way
+/// round?"), its rivals or the protected domain, is [`agree`]'s.
 fn settle(
     each: Vec<Said>,
     propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,
@@ -1703,9 +1728,19 @@ fn settle(
             .iter()
             .filter(|s| plan(s).is_some_and(|(p, q)| p == playbook && q == params))
             .count();
+        // A question over values counts only when the plan is one it
+        // offers.
         let over_values = each
             .iter()
-            .filter(|s| s.over_values.as_ref() == Some(&playbook))
+            .filter(|s| {
+                s.over_values.as_ref() == Some(&playbook)
+                    && match &s.said {
+                        Interpretation::Clarify { options, .. } => options
+                            .iter()
+                            .any(|o| o.playbook == playbook && o.params == params),
+                        _ => true,
+                    }
+            })
             .count();
         if 2 * same > each.len() && same + over_values == each.len() {
             // The refusals over values set aside, the plans left agree.
@@ -2218,11 +2253,7 @@ fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(usize, usize, Stri
         // A value may be written against other characters ("nas.lan's",
         // "10.0.0.5;"): each run of the characters values are made of is
         // tried too.
-        let pieces = w
-            .split(|c: char| {
-                !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_'))
-            })
-            .map(|p| p.trim_matches('.'));
+        let pieces = value_runs(text, start, end).map(|(a, b)| &text[a..b]);
         let Some(v) = std::iter::once(w)
             .chain(pieces)
             .find(|p| looks_like_value(p))
@@ -2235,6 +2266,22 @@ fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(usize, usize, Stri
         }
     }
     out
+}
+
+/// The runs of the characters values are made of (letters, digits and
+/// `.-:/_`, without a leading or trailing dot) inside `start..end` of
+/// `text`, as byte ranges: "nas.lan" and "s" of "nas.lan's".
+fn value_runs(text: &str, start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let value_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '/' | '_');
+    let word = &text[start..end];
+    word.split(move |c: char| !value_char(c))
+        .filter_map(move |run| {
+            let at = start + (run.as_ptr() as usize - word.as_ptr() as usize);
+            let t = run.trim_matches('.');
+            let lead = run.len() - run.trim_start_matches('.').len();
+            (!t.is_empty()).then_some((at + lead, at + lead + t.len()))
+        })
 }
 
 /// An address, a MAC address, a network or a DNS name with a top-level
@@ -2423,6 +2470,16 @@ mod tests {
     }
 
     #[test]
+    fn value_runs_are_the_values_written_against_other_characters() {
+        let text = "at nas.lan's (10.0.0.5); ...";
+        let runs =
+            |a, b| -> Vec<&str> { value_runs(text, a, b).map(|(s, e)| &text[s..e]).collect() };
+        assert_eq!(runs(3, 12), ["nas.lan", "s"]);
+        assert_eq!(runs(13, 24), ["10.0.0.5"]);
+        assert!(runs(25, 28).is_empty());
+    }
+
+    #[test]
     fn a_request_divides_into_parts_at_punctuation_before_a_space() {
         let text = "Removing access isn't what I'm after, I want iot to reach lan.";
         let got: Vec<&str> = parts(text).into_iter().map(|(s, e)| &text[s..e]).collect();
@@ -2563,6 +2620,31 @@ mod tests {
             candidates: vec![],
         };
         let each = three(said(question, None), plan("kids", "printer", 0.8));
+        assert!(!planned(each, true));
+        // A question over the values offering the plan stands aside; one
+        // that does not offer it is heard.
+        let options = |to: &str| Interpretation::Clarify {
+            question: "The request gives two values for to: which did you mean?".into(),
+            options: [plan("kids", to, 0.9), plan("kids", "office", 0.9)]
+                .into_iter()
+                .filter_map(|p| match p {
+                    Interpretation::Plan {
+                        playbook, params, ..
+                    } => offer(playbook, params),
+                    _ => None,
+                })
+                .collect(),
+            candidates: vec![],
+        };
+        let each = three(
+            said(options("printer"), Some("net.allow")),
+            plan("kids", "printer", 0.8),
+        );
+        assert!(planned(each, true));
+        let each = three(
+            said(options("guest"), Some("net.allow")),
+            plan("kids", "printer", 0.8),
+        );
         assert!(!planned(each, true));
     }
 

@@ -101,6 +101,20 @@ fn values_come_from_their_spans() {
         )),
         "{got:?}"
     );
+    // A name written with a possessive is the name, not the bare word
+    // after it that also parses as one ("IPv6").
+    let got = e.interpret(
+        "Change printer.house.example's IPv6 address to fd00::31.",
+        &c,
+    );
+    assert_eq!(
+        plan(&got),
+        Some((
+            "dns.update_record".into(),
+            json!({"name": "printer.house.example", "address": "fd00::31"})
+        )),
+        "{got:?}"
+    );
     // The arrow between two domains is punctuation, not a value the plan
     // would leave out.
     // The plan, or (recipe 13's heads are not sure which way round the
