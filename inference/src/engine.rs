@@ -1036,6 +1036,29 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             if let Some(prev) = raw.get(&p.name) {
+                // One DNS name written twice, bare and in full ("the
+                // printer … printer.lan"): the full one, with no question.
+                match (p.kind == ParamKind::DnsName)
+                    .then(|| bare_and_full(prev, &value))
+                    .flatten()
+                {
+                    // The earlier one is the full name: this adds nothing.
+                    Some(false) => {
+                        used.push((start, end));
+                        continue;
+                    }
+                    // This one is: the bare one gives way (its words stay
+                    // used).
+                    Some(true) => {
+                        taken.retain(|t| t.0 != p.name);
+                        raw.insert(p.name.clone(), value);
+                        strength.insert(p.name.clone(), f.prob);
+                        used.push((start, end));
+                        taken.push((p.name.clone(), start, end));
+                        continue;
+                    }
+                    None => {}
+                }
                 if prev != &value {
                     // A weak value beside one the tagger is sure of, before
                     // or after it, is not a value (left out of `used`, so a
@@ -2268,6 +2291,26 @@ fn unused_values(text: &str, used: &[(usize, usize)]) -> Vec<(usize, usize, Stri
     out
 }
 
+/// Of two DNS names, one a bare label and the other a name whose first
+/// label it is ("printer", "printer.lan", in any case): whether the second,
+/// `b`, is the full one. `None` for any other pair.
+fn bare_and_full(a: &Value, b: &Value) -> Option<bool> {
+    let (a, b) = (a.as_str()?, b.as_str()?);
+    let first = |full: &str, bare: &str| {
+        !bare.contains('.')
+            && full
+                .split_once('.')
+                .is_some_and(|(head, _)| head.eq_ignore_ascii_case(bare))
+    };
+    if first(b, a) {
+        Some(true)
+    } else if first(a, b) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The runs of the characters values are made of (letters, digits and
 /// `.-:/_`, without a leading or trailing dot) inside `start..end` of
 /// `text`, as byte ranges: "nas.lan" and "s" of "nas.lan's".
@@ -2467,6 +2510,17 @@ mod tests {
             playbook: id,
             params,
         })
+    }
+
+    #[test]
+    fn a_bare_name_gives_way_to_the_full_name_it_begins() {
+        let v = |s: &str| Value::from(s);
+        assert_eq!(bare_and_full(&v("printer"), &v("printer.lan")), Some(true));
+        assert_eq!(bare_and_full(&v("hub.iot.lan"), &v("HUB")), Some(false));
+        assert_eq!(bare_and_full(&v("router"), &v("nas.lan")), None);
+        assert_eq!(bare_and_full(&v("nas.lan"), &v("nas.home.arpa")), None);
+        assert_eq!(bare_and_full(&v("print"), &v("printer.lan")), None);
+        assert_eq!(bare_and_full(&v("nas"), &Value::from(7)), None);
     }
 
     #[test]
