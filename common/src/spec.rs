@@ -493,7 +493,12 @@ impl PlaybookSpec {
                     return Err(ParseError {
                         field: p.name.clone(),
                         value: String::new(),
-                        reason: format!("{} needs a {}", self.id, p.kind.describe()),
+                        reason: format!(
+                            "{} needs a value for {} ({})",
+                            self.id,
+                            p.name,
+                            p.kind.describe()
+                        ),
                     })
                 }
                 None => {}
@@ -606,6 +611,13 @@ mod tests {
             .validate(&map(json!({"from": "iot"})), &ctx())
             .unwrap_err();
         assert_eq!(e.field, "to");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "missing to: {} needs a value for to (existing domain)",
+                p.id
+            )
+        );
         let e = p
             .validate(&map(json!({"from": "iot", "to": "guest"})), &ctx())
             .unwrap_err();

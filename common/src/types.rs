@@ -11,8 +11,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A value that failed validation: which field, which value, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field} {value:?}: {reason}")]
+/// Shown as `invalid FIELD "VALUE": REASON`, or `missing FIELD: REASON`
+/// when no value (or an empty one) was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// The field (parameter, key, argument) the value was given for.
     pub field: String,
@@ -21,6 +22,22 @@ pub struct ParseError {
     /// Why it was rejected.
     pub reason: String,
 }
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "missing {}: {}", self.field, self.reason)
+        } else {
+            write!(
+                f,
+                "invalid {} {:?}: {}",
+                self.field, self.value, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 impl ParseError {
     pub(crate) fn new(field: &str, value: &str, reason: impl Into<String>) -> Self {
