@@ -176,6 +176,10 @@ pub struct Options {
     /// member read the same playbook and refused only over its values
     /// ([`Engine::interpret`]'s committee); off, every member must plan it.
     pub values_majority: bool,
+    /// A read-only plan more than half the members make stands when every
+    /// other member asked a question offering it; off, every member must
+    /// plan it.
+    pub read_majority: bool,
 }
 
 impl Options {
@@ -209,6 +213,7 @@ impl Default for Options {
             min_pointer: 0.1,
             check_parts: true,
             values_majority: true,
+            read_majority: true,
         }
     }
 }
@@ -600,7 +605,8 @@ impl Engine {
                 .map(|spec| self.proposal(spec, params))
         };
         stats.rereads = readings.first().map_or(0, |r| r.rereads.0.borrow().len());
-        let whole = settle(each, propose, self.options.values_majority);
+        let read = |id: &str| self.options.read_majority && self.is_read(id);
+        let whole = settle(each, propose, self.options.values_majority, read);
         let outcome = self.check_parts(text, ctx, whole, &mut stats);
         (outcome, stats)
     }
@@ -692,8 +698,12 @@ impl Engine {
                 playbook: p,
                 params: q,
                 ..
-            } = settle(each, |_, _| None, self.options.values_majority)
-            {
+            } = settle(
+                each,
+                |_, _| None,
+                self.options.values_majority,
+                |id| self.options.read_majority && self.is_read(id),
+            ) {
                 if p == *playbook && q == *params {
                     holds = true;
                 } else if p != *playbook && !self.is_read(&p) {
@@ -1727,18 +1737,25 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
     }
 }
 
-/// The committee's outcome ([`agree`]), but for one case: a plan that
-/// more than half the members make stands when every other member read the
-/// same playbook and stopped only over its values: refused (a word it
-/// tagged for a role the playbook does not take, a value that does not
-/// parse) or asked which of two values was meant, offering the plan among
-/// them (`values_majority`). Any other disagreement, a question or a
-/// refusal over the playbook, its polarity, its roles ("which way
-/// round?"), its rivals or the protected domain, is [`agree`]'s.
+/// The committee's outcome ([`agree`]), but for two cases of a plan that
+/// more than half the members make:
+/// - it stands when every other member read the same playbook and stopped
+///   only over its values: refused (a word it tagged for a role the
+///   playbook does not take, a value that does not parse) or asked which
+///   of two values was meant, offering the plan among them
+///   (`values_majority`);
+/// - a plan that only reads (`read(playbook)`: `read_majority` and a read
+///   playbook) stands when every other member asked a question offering
+///   it: nothing changes whichever was meant.
+///
+/// Any other disagreement, a question or a refusal over the playbook, its
+/// polarity, its roles ("which way round?"), its rivals or the protected
+/// domain, and every refusal of a read, is [`agree`]'s.
 fn settle(
     each: Vec<Said>,
     propose: impl Fn(String, BTreeMap<String, Value>) -> Option<Proposal>,
     values_majority: bool,
+    read: impl Fn(&str) -> bool,
 ) -> Interpretation {
     let plan = |s: &Said| match &s.said {
         Interpretation::Plan {
@@ -1746,28 +1763,33 @@ fn settle(
         } => Some((playbook.clone(), params.clone())),
         _ => None,
     };
-    if let Some((playbook, params)) = each.iter().find_map(plan).filter(|_| values_majority) {
+    if let Some((playbook, params)) = each.iter().find_map(plan) {
         let same = each
             .iter()
             .filter(|s| plan(s).is_some_and(|(p, q)| p == playbook && q == params))
             .count();
-        // A question over values counts only when the plan is one it
-        // offers.
-        let over_values = each
+        let reads = read(&playbook);
+        let aside = each
             .iter()
             .filter(|s| {
-                s.over_values.as_ref() == Some(&playbook)
-                    && match &s.said {
-                        Interpretation::Clarify { options, .. } => options
-                            .iter()
-                            .any(|o| o.playbook == playbook && o.params == params),
-                        _ => true,
+                let over = values_majority && s.over_values.as_ref() == Some(&playbook);
+                match &s.said {
+                    // A question counts only when the plan is one it
+                    // offers.
+                    Interpretation::Clarify { options, .. } => {
+                        (over || reads)
+                            && options
+                                .iter()
+                                .any(|o| o.playbook == playbook && o.params == params)
                     }
+                    Interpretation::Refusal { .. } => over,
+                    Interpretation::Plan { .. } => false,
+                }
             })
             .count();
-        if 2 * same > each.len() && same + over_values == each.len() {
-            // The refusals over values set aside, the plans left agree.
-            let plans = each.into_iter().filter(|s| s.over_values.is_none());
+        if 2 * same > each.len() && same + aside == each.len() {
+            // Those standing aside set apart, the plans left agree.
+            let plans = each.into_iter().filter(|s| plan(s).is_some());
             return agree(plans.map(|s| s.said).collect(), propose);
         }
     }
@@ -2513,6 +2535,62 @@ mod tests {
     }
 
     #[test]
+    fn a_read_plan_stands_beside_questions_offering_it_only() {
+        let show = |confidence| Interpretation::Plan {
+            playbook: "net.show".into(),
+            params: BTreeMap::new(),
+            confidence,
+            candidates: vec![],
+        };
+        let asks = |ids: &[&str]| Interpretation::Clarify {
+            question: "Which of these did you mean?".into(),
+            options: ids
+                .iter()
+                .filter_map(|id| offer(id.to_string(), BTreeMap::new()))
+                .collect(),
+            candidates: vec![],
+        };
+        let refusal = Interpretation::Refusal {
+            reason: "a request for a secret".into(),
+            candidates: vec![],
+        };
+        let read = |id: &str| id == "net.show";
+        let outcome = |each: Vec<Interpretation>, read: &dyn Fn(&str) -> bool| {
+            let each = each.into_iter().map(Said::from).collect();
+            settle(each, offer, true, read)
+        };
+        // Two members plan the read, the third asks, offering it: the plan.
+        let each = vec![
+            show(0.9),
+            asks(&["dns.list_records", "net.show"]),
+            show(0.99),
+        ];
+        match outcome(each, &read) {
+            Interpretation::Plan {
+                playbook,
+                confidence,
+                ..
+            } => {
+                assert_eq!((playbook.as_str(), confidence), ("net.show", 0.9))
+            }
+            other => panic!("gave {other:?}"),
+        }
+        // Not when the question does not offer it, nor against a refusal,
+        // nor for one plan of three, nor when the playbook changes state.
+        for each in [
+            vec![show(0.9), asks(&["dns.list_records"]), show(0.99)],
+            vec![show(0.9), refusal.clone(), show(0.99)],
+            vec![show(0.9), asks(&["net.show"]), asks(&["net.show"])],
+        ] {
+            let got = outcome(each, &read);
+            assert!(!matches!(got, Interpretation::Plan { .. }), "{got:?}");
+        }
+        let each = vec![show(0.9), asks(&["net.show"]), show(0.99)];
+        let got = outcome(each, &|_| false);
+        assert!(!matches!(got, Interpretation::Plan { .. }), "{got:?}");
+    }
+
+    #[test]
     fn a_bare_name_gives_way_to_the_full_name_it_begins() {
         let v = |s: &str| Value::from(s);
         assert_eq!(bare_and_full(&v("printer"), &v("printer.lan")), Some(true));
@@ -2627,7 +2705,10 @@ mod tests {
             ]
         };
         let planned = |each: Vec<Said>, on: bool| {
-            matches!(settle(each, offer, on), Interpretation::Plan { .. })
+            matches!(
+                settle(each, offer, on, |_| false),
+                Interpretation::Plan { .. }
+            )
         };
         // Two plans alike, the third member refused over the values of
         // the same playbook: the plan, at the lower confidence.
@@ -2635,7 +2716,7 @@ mod tests {
             said(refusal(), Some("net.allow")),
             plan("kids", "printer", 0.8),
         );
-        match settle(each, offer, true) {
+        match settle(each, offer, true, |_| false) {
             Interpretation::Plan { confidence, .. } => assert_eq!(confidence, 0.8),
             other => panic!("gave {other:?}"),
         }
