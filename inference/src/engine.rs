@@ -1381,8 +1381,9 @@ impl Engine {
         match ok[..] {
             [] => None,
             [one] => Some(one),
-            // Of several, the one written as a value is written ("nas.lan",
-            // "10.0.0.5"), beside bare words that also parse ("IPv6").
+            // Of several, the one written as a value ("nas.lan",
+            // "10.0.0.5") is taken, beside bare words that also parse
+            // ("IPv6"); two such, none.
             _ => {
                 let mut valued = ok
                     .iter()
