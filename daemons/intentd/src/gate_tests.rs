@@ -793,7 +793,7 @@ async fn refusals_run_nothing_and_are_audited() {
                     USER,
                 )
                 .await,
-            "needs a IP address",
+            "needs a value for address (IP address)",
         ),
         (
             t.gate
