@@ -89,6 +89,16 @@ impl Cx {
         self.ctl(&["playbook", "trials"])
     }
 
+    /// Waits until the audit log's last record is of `kind`: the daemon
+    /// writes the record after the revert's calls, so the table can be
+    /// back a moment before the record is there.
+    fn wait_for_audit(&self, kind: &str, within: Duration) {
+        wait_until(&format!("a {kind} audit record"), within, || {
+            Ok((self.audit_kinds().last().map(String::as_str) == Some(kind)).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", self.audit_kinds()));
+    }
+
     fn audit_kinds(&self) -> Vec<String> {
         self.ctl::<Vec<AuditRecord>>(&["audit", "list", "--limit", "0"])
             .into_iter()
@@ -134,12 +144,7 @@ fn trials_revert_by_themselves_stay_when_kept_and_survive_a_killed_daemon() {
     assert_eq!(ids, [o.plan.plan_id.as_str()], "{trials:?}");
     assert_eq!(Some(trials[0].until_ms), o.trial_until_ms, "{trials:?}");
     cx.wait_for_table(&before, "the trial reverted", Duration::from_secs(30));
-    let kinds = cx.audit_kinds();
-    assert_eq!(
-        kinds.last().map(String::as_str),
-        Some("reverted"),
-        "{kinds:?}"
-    );
+    cx.wait_for_audit("reverted", Duration::from_secs(30));
     assert!(cx.trials().is_empty(), "{:?}", cx.trials());
 
     // 2. A trial kept in time stays after its window: past the deadline
@@ -170,12 +175,7 @@ fn trials_revert_by_themselves_stay_when_kept_and_survive_a_killed_daemon() {
         "the trial reverted at start",
         Duration::from_secs(30),
     );
-    let kinds = cx.audit_kinds();
-    assert_eq!(
-        kinds.last().map(String::as_str),
-        Some("reverted"),
-        "{kinds:?}"
-    );
+    cx.wait_for_audit("reverted", Duration::from_secs(30));
     let v: Verification = cx.ctl(&["audit", "verify"]);
     assert!(v.ok, "{v:?}");
     cx.sb.teardown();
