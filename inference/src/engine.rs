@@ -447,6 +447,12 @@ impl Engine {
         self.catalog.get(id).is_some_and(|s| s.risk == Risk::Read)
     }
 
+    /// Whether a majority plan of `id` may stand beside questions offering
+    /// it ([`Options::read_majority`] and a read playbook).
+    fn read_majority_of(&self, id: &str) -> bool {
+        self.options.read_majority && self.is_read(id)
+    }
+
     /// What the trained heads' outputs mean.
     pub fn labels(&self) -> &Labels {
         &self.meta.labels
@@ -605,8 +611,9 @@ impl Engine {
                 .map(|spec| self.proposal(spec, params))
         };
         stats.rereads = readings.first().map_or(0, |r| r.rereads.0.borrow().len());
-        let read = |id: &str| self.options.read_majority && self.is_read(id);
-        let whole = settle(each, propose, self.options.values_majority, read);
+        let whole = settle(each, propose, self.options.values_majority, |id| {
+            self.read_majority_of(id)
+        });
         let outcome = self.check_parts(text, ctx, whole, &mut stats);
         (outcome, stats)
     }
@@ -702,7 +709,7 @@ impl Engine {
                 each,
                 |_, _| None,
                 self.options.values_majority,
-                |id| self.options.read_majority && self.is_read(id),
+                |id| self.read_majority_of(id),
             ) {
                 if p == *playbook && q == *params {
                     holds = true;
