@@ -1007,28 +1007,18 @@ impl<'a> Generator<'a> {
     }
 }
 
-/// How many examples a playbook gets: `per_playbook`, twice more for
+/// How many examples a playbook gets: `per_playbook`, and twice more for
 /// each pair of its parameters of one type (from and to, an alias's name
-/// and target), and once more for each context slot its templates use
-/// (`{old_address}` beside the new address, `{purpose}` beside the new
-/// domain's name). Which of the two a value is shows only in the words
-/// around it, and `per_playbook` examples left the tagger unsure of it on
-/// the very templates it was trained on (decision 070, recipes 9 and 16).
+/// and target). Which of the two a value is shows only in where it stands
+/// in the request, and `per_playbook` examples left the tagger unsure of it
+/// on the very templates it was trained on (decision 070, recipe 9).
 pub fn examples_for(spec: &PlaybookSpec, per_playbook: usize) -> usize {
     let p = &spec.params;
     let pairs = (0..p.len())
         .flat_map(|i| (i + 1..p.len()).map(move |j| (i, j)))
         .filter(|&(i, j)| p[i].kind == p[j].kind)
         .count();
-    let context = CONTEXT_SLOTS
-        .iter()
-        .filter(|slot| {
-            spec.language
-                .templates()
-                .any(|t| template_slots(t).is_ok_and(|s| s.iter().any(|n| n == *slot)))
-        })
-        .count();
-    per_playbook * (1 + 2 * pairs + context)
+    per_playbook * (1 + 2 * pairs)
 }
 
 /// Checks that every template names only its playbook's parameters and
@@ -1110,9 +1100,6 @@ mod tests {
         assert_eq!(count("dns.add_alias"), 30);
         assert_eq!(count("dns.add_record"), 10);
         assert_eq!(count("net.delete_domain"), 10);
-        // A context slot beside a value of the plan: once more.
-        assert_eq!(count("dns.update_record"), 20);
-        assert_eq!(count("net.create_domain"), 20);
     }
 
     /// A doubled slot holds two different values in the wrapper and no
