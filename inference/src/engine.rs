@@ -180,6 +180,12 @@ pub struct Options {
     /// other member asked a question offering it; off, every member must
     /// plan it.
     pub read_majority: bool,
+    /// Every member reads the values from the members' mean tag
+    /// probabilities (one decoding, the same spans for all); each member's
+    /// playbook and polarity stay its own, and a plan still needs every
+    /// member's. Off, each member decodes its own tags (recipe 14's
+    /// committee, before 2026-12-06); off only for the ablation.
+    pub mean_tags: bool,
 }
 
 impl Options {
@@ -214,6 +220,7 @@ impl Default for Options {
             check_parts: true,
             values_majority: true,
             read_majority: true,
+            mean_tags: true,
         }
     }
 }
@@ -499,7 +506,10 @@ impl Engine {
     /// Runs the model on the request with the existing domains it names
     /// masked (`swap`: two of them trade placeholders): the encoder once,
     /// then every member of the committee. Returns what each read, with
-    /// every span in the request's own byte ranges.
+    /// every span in the request's own byte ranges. With `mean_tags`, the
+    /// spans are decoded once from the members' mean tag probabilities and
+    /// every member's reading holds those; each member's playbook and
+    /// polarity stay its own.
     fn read(
         &self,
         text: &str,
@@ -517,28 +527,14 @@ impl Engine {
         if self.debug {
             eprintln!("read as: {}", masked.text);
         }
-        let mut out = Vec::with_capacity(self.heads.len());
-        let rereads = Rc::new(Rereads::default());
-        for (member, heads) in self.heads.iter().enumerate() {
-            let o = heads.forward(&hidden, &mask, None)?;
-            let intent = softmax(&o.intent.get(0)?.to_vec1::<f32>()?);
-            let polarity = softmax(&o.polarity.get(0)?.to_vec1::<f32>()?);
-            let tags = candle_nn::ops::softmax(&o.tags.get(0)?, D::Minus1)?;
-            let tags: Vec<Vec<f32>> = tags.to_vec2()?;
-            if self.debug {
-                eprintln!("member {member}");
-                for (i, t) in enc.get_tokens().iter().enumerate() {
-                    let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
-                    eprintln!("{t:>12} {}", p.join(" "));
-                }
-                eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
-            }
+        // Spans from tag probabilities, in the request's own byte ranges.
+        let decode = |tags: &[Vec<f32>]| -> (Vec<Found>, Vec<Piece>) {
             let (found, outside) = decode_spans(
                 &masked.text,
                 enc.get_offsets(),
                 enc.get_special_tokens_mask(),
                 enc.get_tokens(),
-                &tags,
+                tags,
             );
             let found = found
                 .into_iter()
@@ -554,15 +550,57 @@ impl Engine {
                     (s, e, p)
                 })
                 .collect();
-            out.push(Reading {
-                member,
-                intent,
-                polarity,
-                found,
-                outside,
-                rereads: rereads.clone(),
-            });
+            (found, outside)
+        };
+        let mut heard = Vec::with_capacity(self.heads.len());
+        for (member, heads) in self.heads.iter().enumerate() {
+            let o = heads.forward(&hidden, &mask, None)?;
+            let intent = softmax(&o.intent.get(0)?.to_vec1::<f32>()?);
+            let polarity = softmax(&o.polarity.get(0)?.to_vec1::<f32>()?);
+            let tags = candle_nn::ops::softmax(&o.tags.get(0)?, D::Minus1)?;
+            let tags: Vec<Vec<f32>> = tags.to_vec2()?;
+            if self.debug {
+                eprintln!("member {member}");
+                for (i, t) in enc.get_tokens().iter().enumerate() {
+                    let p: Vec<String> = tags[i].iter().map(|x| format!("{x:.2}")).collect();
+                    eprintln!("{t:>12} {}", p.join(" "));
+                }
+                eprintln!("intent {:?}\npolarity {:?}", intent, polarity);
+            }
+            heard.push((intent, polarity, tags));
         }
+        let mean = (self.options.mean_tags && heard.len() > 1).then(|| {
+            let (n, mut sum) = (heard.len() as f32, heard[0].2.clone());
+            for (_, _, tags) in &heard[1..] {
+                for (row, other) in sum.iter_mut().zip(tags) {
+                    for (a, b) in row.iter_mut().zip(other) {
+                        *a += b;
+                    }
+                }
+            }
+            for row in &mut sum {
+                for a in row.iter_mut() {
+                    *a /= n;
+                }
+            }
+            decode(&sum)
+        });
+        let rereads = Rc::new(Rereads::default());
+        let out = heard
+            .into_iter()
+            .enumerate()
+            .map(|(member, (intent, polarity, tags))| {
+                let (found, outside) = mean.clone().unwrap_or_else(|| decode(&tags));
+                Reading {
+                    member,
+                    intent,
+                    polarity,
+                    found,
+                    outside,
+                    rereads: rereads.clone(),
+                }
+            })
+            .collect();
         stats.heads_ms = t1.elapsed().as_secs_f64() * 1e3;
         Ok(out)
     }
@@ -666,6 +704,7 @@ impl Engine {
         let labels = &self.meta.labels;
         let mut others: Vec<Proposal> = Vec::new();
         let mut holds = false;
+        let mut unvalued_negation = false;
         for (s, e) in spans {
             let part = &text[s..e];
             let mut cost = Stats::default();
@@ -683,13 +722,22 @@ impl Engine {
             // negating the same playbook with other values ("I don't need
             // a custom subnet, just …", "keep admin, but delete lab") says
             // nothing against this plan.
-            let negates = readings.iter().any(|r| {
+            let negated = |r: &Reading| {
                 labels.intents.get(r.likeliest().0) == Some(playbook)
                     && r.polarity[DO_NOT] >= self.options.max_negation
+            };
+            let negates = readings.iter().any(|r| {
+                negated(r)
                     && self
                         .fill(part, ctx, spec, r)
                         .is_ok_and(|f| f.params == *params)
             });
+            // One that says not to do it and names no value at all
+            // ("revoking access is the wrong idea, lab should reach
+            // studio") negates it unless another part, read alone, asks
+            // for this very plan ("I don't need a custom subnet, just
+            // make lab").
+            unvalued_negation |= readings.iter().any(|r| negated(r) && r.found.is_empty());
             if negates {
                 return Interpretation::Refusal {
                     reason: format!(
@@ -701,24 +749,46 @@ impl Engine {
             }
             let each = readings.iter().map(|r| self.decide(part, ctx, r)).collect();
             stats.rereads += readings.first().map_or(0, |r| r.rereads.0.borrow().len());
-            if let Interpretation::Plan {
-                playbook: p,
-                params: q,
-                ..
-            } = settle(
+            match settle(
                 each,
-                |_, _| None,
+                |id, q| self.catalog.get(&id).map(|s| self.proposal(s, q)),
                 self.options.values_majority,
                 |id| self.read_majority_of(id),
             ) {
-                if p == *playbook && q == *params {
-                    holds = true;
-                } else if p != *playbook && !self.is_read(&p) {
-                    if let Some(spec) = self.catalog.get(&p) {
-                        others.push(self.proposal(spec, q));
+                Interpretation::Plan {
+                    playbook: p,
+                    params: q,
+                    ..
+                } => {
+                    if p == *playbook && q == *params {
+                        holds = true;
+                    } else if p != *playbook && !self.is_read(&p) {
+                        if let Some(spec) = self.catalog.get(&p) {
+                            others.push(self.proposal(spec, q));
+                        }
                     }
                 }
+                // A part asking only which way round, or which value, of
+                // another change asks for that change all the same.
+                Interpretation::Clarify { options, .. }
+                    if !options.is_empty()
+                        && options
+                            .iter()
+                            .all(|o| o.playbook != *playbook && !self.is_read(&o.playbook)) =>
+                {
+                    others.extend(options);
+                }
+                _ => {}
             }
+        }
+        if unvalued_negation && !holds {
+            return Interpretation::Refusal {
+                reason: format!(
+                    "a part of the request says not to do this ({}), and no other part asks for it: nothing will be done",
+                    lower_first(&spec.description)
+                ),
+                candidates: candidates.clone(),
+            };
         }
         if holds || others.is_empty() {
             return whole;
@@ -1132,10 +1202,18 @@ impl Engine {
             let Some(role) = roles.iter().position(|r| r == &p.name) else {
                 continue;
             };
+            // A word the tagger reads as context more than as this value
+            // (the purpose in "a network for visitors") is not pointed at.
+            let context = self.meta.labels.context();
             let best = r
                 .outside
                 .iter()
                 .filter(|(s, e, _)| !used.iter().any(|&(a, b)| a < *e && b > *s))
+                .filter(|(_, _, probs)| {
+                    context
+                        .and_then(|c| probs.get(c + 1))
+                        .is_none_or(|&c| probs.get(role + 1).is_some_and(|&v| v >= c))
+                })
                 .filter_map(|(s, e, probs)| Some((*s, *e, *probs.get(role + 1)?)))
                 .fold(None, |a: Option<(usize, usize, f32)>, x| match a {
                     Some(b) if b.2 >= x.2 => Some(b),

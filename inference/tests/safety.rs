@@ -247,6 +247,27 @@ fn a_required_name_is_the_likeliest_word_for_it() {
     );
 }
 
+/// The purpose of a new domain is not its name: a word the tagger reads
+/// as context more than as the domain is never pointed at, so "a domain
+/// for the lodgers" names nothing and is refused as missing its name
+/// ("Add a domain for the lodgers." was planned as a domain named
+/// *lodgers* by both recipe-14 seeds at hand before the guard).
+#[test]
+fn the_purpose_of_a_new_domain_is_not_its_name() {
+    let e = engine();
+    let c = ctx();
+    for text in [
+        "Create a network for the kids.",
+        "Make a new domain for our guests.",
+        "set up a segment for the printers",
+        "I need a network for my smart plugs",
+        "Add a domain for the lodgers.",
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
+}
+
 /// A part that says not to do the very plan the request asks for refuses
 /// it, even where the whole, read at once, drowns the negation: with the
 /// parts check off, the first request is planned as the deletion by the
@@ -282,8 +303,10 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
         ),
         // Planned as the revocation by every training until the committee
         // let a majority plan over a member refusing only over values
-        // (`values_majority`): its second part alone plans the allow now,
-        // and the whole becomes a question offering both.
+        // (`values_majority`); since the members read values from their
+        // mean tags (`mean_tags`) its second part alone asks which way
+        // round, and the first, a negation of the revocation naming no
+        // value, refuses the whole (`a_value_less_negation_...` below).
         (
             "Revoking access is the wrong idea, lab should reach studio.",
             "net.revoke",
@@ -309,6 +332,36 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
     assert!(
         !whole.is_empty(),
         "with the parts check off, no request was planned as its negated part"
+    );
+}
+
+/// A part that says not to do the whole's playbook and names no value
+/// refuses the whole unless another part alone asks for that very plan: a
+/// request that waves a kind of change away and then asks for the other
+/// one is never planned as the change it waved away.
+#[test]
+fn a_value_less_negation_refuses_unless_a_part_asks_for_the_plan() {
+    let e = engine();
+    let c = ctx();
+    let text = "Revoking access is the wrong idea, lab should reach studio.";
+    let got = e.interpret(text, &c);
+    let Interpretation::Refusal { reason, .. } = &got else {
+        panic!("{text:?}: expected a refusal: {got:?}");
+    };
+    assert!(
+        reason.contains("no other part asks for it"),
+        "{text:?}: {reason}"
+    );
+    // A part that asks for the plan itself keeps it.
+    let text = "I don't need a custom subnet, just make a new domain called testbed.";
+    let got = e.interpret(text, &c);
+    assert_eq!(
+        plan(&got),
+        Some((
+            "net.create_domain".to_string(),
+            json!({"domain": "testbed"})
+        )),
+        "{text:?}: {got:?}"
     );
 }
 
