@@ -624,7 +624,8 @@ mod bench {
     use super::*;
 
     /// The training step's cost (docs/perf.md, "training in a third of the
-    /// time"): 780 generated examples, batches of 32, the shipped sizes.
+    /// time"): 780 generated examples, batches of 32 and of 64, the shipped
+    /// sizes.
     /// Run it with and without `RAYON_NUM_THREADS=1`:
     /// `cargo test -p hearth-inference --lib training_step -- --ignored --nocapture`
     #[test]
@@ -646,25 +647,29 @@ mod bench {
             data.len(),
             t.elapsed().as_secs_f64()
         );
-        let mut rng = Rng::new(1);
-        let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
-        let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
-        let mut drop = Dropout {
-            p: 0.1,
-            rng: Rng::new(2),
-        };
-        let order: Vec<usize> = (0..data.len()).collect();
-        let batches = length_batches(&order, &data, 32, &mut rng);
-        let t = Instant::now();
-        for idx in &batches {
-            let (grads, _) = parallel_grads(&heads, &data, idx, dims, &Device::Cpu, &mut drop)?;
-            opt.step(&grads)?;
+        for batch in [32, 64] {
+            let mut rng = Rng::new(1);
+            let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
+            let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
+            let mut drop = Dropout {
+                p: 0.1,
+                rng: Rng::new(2),
+            };
+            let order: Vec<usize> = (0..data.len()).collect();
+            let batches = length_batches(&order, &data, batch, &mut rng);
+            let t = Instant::now();
+            for idx in &batches {
+                let (grads, _) = parallel_grads(&heads, &data, idx, dims, &Device::Cpu, &mut drop)?;
+                opt.step(&grads)?;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!(
+                "batches of {batch}: {} steps, {:.1} ms a step, {:.2} ms an example",
+                batches.len(),
+                secs * 1e3 / batches.len().max(1) as f64,
+                secs * 1e3 / data.len().max(1) as f64
+            );
         }
-        eprintln!(
-            "{} steps: {:.1} ms a step",
-            batches.len(),
-            t.elapsed().as_secs_f64() * 1e3 / batches.len().max(1) as f64
-        );
         Ok(())
     }
 }

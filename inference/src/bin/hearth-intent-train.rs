@@ -1,6 +1,7 @@
 //! Trains the interpreter's heads from the catalog's templates and the
 //! language file: `hearth-intent-train [--models DIR] [--catalog DIR]
-//! [--lexicon FILE] [--force] [--quick]`. Writes
+//! [--lexicon FILE] [--force] [--seed N] [--epochs N] [--members N]
+//! [--batch N] [--lr X] [--cache DIR]`. Writes
 //! `DIR/hearth-intent/heads.safetensors` and `meta.json` atomically; does
 //! nothing when they are there for the same inputs (same inputs and seed
 //! give the same weights).
@@ -39,6 +40,12 @@ struct Args {
     /// Override the number of committee members.
     #[arg(long)]
     members: Option<usize>,
+    /// Override the examples per step.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Override the peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
     /// Take weights trained before from the same inputs from this
     /// directory (and keep new ones there), one subdirectory per inputs
     /// digest.
@@ -74,6 +81,12 @@ fn main() -> ExitCode {
     }
     if let Some(m) = args.members {
         recipe.members = m;
+    }
+    if let Some(b) = args.batch {
+        recipe.batch = b;
+    }
+    if let Some(l) = args.lr {
+        recipe.lr = l;
     }
     let t = std::time::Instant::now();
     let mut log = |m: &str| eprintln!("[train] {m}");
