@@ -663,7 +663,10 @@ impl Engine {
     /// change and no part plans this one, the whole says more than one
     /// thing ("removing access isn't what I'm after, I want iot to reach
     /// lan", read whole as a revocation) and becomes a question offering
-    /// the plans, never a guess between them.
+    /// the plans, never a guess between them; a part whose reading is a
+    /// question offering only other changes asks for them too. A part that
+    /// says not to do the whole's playbook and names no value refuses it
+    /// unless another part alone plans it.
     fn check_parts(
         &self,
         text: &str,
