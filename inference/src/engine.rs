@@ -1194,6 +1194,7 @@ impl Engine {
         }
         // A required parameter no span holds: the word likeliest to be its
         // value, if the tagger gives it some chance and it parses.
+        let context = self.meta.labels.context();
         for p in &spec.params {
             // Only a domain's name: any word parses as a device, and a
             // number looks like a port (no other type is loose enough to
@@ -1207,17 +1208,15 @@ impl Engine {
             };
             // A word the tagger reads as context more than as this value
             // (the purpose in "a network for visitors") is not pointed at.
-            let context = self.meta.labels.context();
             let best = r
                 .outside
                 .iter()
                 .filter(|(s, e, _)| !used.iter().any(|&(a, b)| a < *e && b > *s))
-                .filter(|(_, _, probs)| {
-                    context
-                        .and_then(|c| probs.get(c + 1))
-                        .is_none_or(|&c| probs.get(role + 1).is_some_and(|&v| v >= c))
+                .filter_map(|(s, e, probs)| {
+                    let v = *probs.get(role + 1)?;
+                    let c = context.and_then(|c| probs.get(c + 1)).copied();
+                    c.is_none_or(|c| v >= c).then_some((*s, *e, v))
                 })
-                .filter_map(|(s, e, probs)| Some((*s, *e, *probs.get(role + 1)?)))
                 .fold(None, |a: Option<(usize, usize, f32)>, x| match a {
                     Some(b) if b.2 >= x.2 => Some(b),
                     _ => Some(x),

@@ -264,8 +264,19 @@ fn the_purpose_of_a_new_domain_is_not_its_name() {
         "Add a domain for the lodgers.",
     ] {
         let got = e.interpret(text, &c);
-        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+        let Interpretation::Refusal { reason, .. } = &got else {
+            panic!("{text:?}: expected a refusal: {got:?}");
+        };
+        assert!(reason.contains("missing domain"), "{text:?}: {reason}");
     }
+    // Named, the same request is planned: the guard takes only the purpose.
+    let text = "Add a domain for the lodgers called lodge.";
+    let got = e.interpret(text, &c);
+    assert_eq!(
+        plan(&got),
+        Some(("net.create_domain".to_string(), json!({"domain": "lodge"}))),
+        "{text:?}: {got:?}"
+    );
 }
 
 /// A part that says not to do the very plan the request asks for refuses
