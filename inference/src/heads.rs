@@ -109,12 +109,26 @@ pub struct Output {
 }
 
 fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let n = x.dim(D::Minus1)? as f64;
-    let mean = (x.sum_keepdim(D::Minus1)? / n)?;
+    let dims = x.dims().to_vec();
+    let n = dims[dims.len() - 1];
+    let x = x.reshape((x.elem_count() / n, n))?;
+    let mean = (x.sum_keepdim(D::Minus1)? / n as f64)?;
     let xc = x.broadcast_sub(&mean)?;
-    let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / n)?;
+    let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / n as f64)?;
     let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-    Ok(y.broadcast_mul(g)?.broadcast_add(b)?)
+    let rows = y.dim(0)?;
+    Ok(((y * per_row(g, rows)?)? + per_row(b, rows)?)?.reshape(dims)?)
+}
+
+/// `v` [n] repeated on `rows` rows, [rows, n], as the product of a column
+/// of ones and `v`: the same values as a broadcast, but its gradient is a
+/// matrix product too, where candle sums a broadcast's gradient over the
+/// leading dimensions one element at a time (a quarter of a training
+/// step's time before; docs/perf.md).
+fn per_row(v: &Tensor, rows: usize) -> Result<Tensor> {
+    let n = v.elem_count();
+    let ones = Tensor::ones((rows, 1), v.dtype(), v.device())?;
+    Ok(ones.matmul(&v.reshape((1, n))?)?)
 }
 
 fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -123,7 +137,7 @@ fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         dims[..dims.len() - 1].iter().product::<usize>(),
         dims[dims.len() - 1],
     );
-    let y = x.reshape((rows, k))?.matmul(w)?.broadcast_add(b)?;
+    let y = (x.reshape((rows, k))?.matmul(w)? + per_row(b, rows)?)?;
     let mut out = dims.clone();
     let last = out.len() - 1;
     out[last] = w.dim(1)?;
@@ -249,11 +263,13 @@ impl Heads {
             x = d.apply(&x)?;
         }
         // Pooled: the first token ([CLS]) and the mean over real tokens.
-        let mk = mask.unsqueeze(2)?;
-        let mean = x
-            .broadcast_mul(&mk)?
-            .sum(1)?
-            .broadcast_div(&mk.sum(1)?.clamp(1.0, f64::MAX)?)?;
+        // (The masked sum over tokens as a product, [B, 1, T] × [B, T, M]:
+        // a sum over the middle dimension is slow in candle.)
+        let mean = mask
+            .unsqueeze(1)?
+            .matmul(&x)?
+            .squeeze(1)?
+            .broadcast_div(&mask.sum_keepdim(1)?.clamp(1.0, f64::MAX)?)?;
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = Tensor::cat(&[&cls, &mean], 1)?;
         Ok(Output {
