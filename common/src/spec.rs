@@ -128,6 +128,11 @@ pub struct ParamSpec {
     /// interpreter converts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// Another parameter this one may never equal (net.allow: a domain is
+    /// not allowed to reach itself): a plan giving both the same value is
+    /// invalid, so the interpreter never offers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differs_from: Option<String>,
 }
 
 fn yes() -> bool {
@@ -152,6 +157,8 @@ struct RawParamSpec {
     default_if: Option<String>,
     #[serde(default)]
     unit: Option<String>,
+    #[serde(default)]
+    differs_from: Option<String>,
     #[serde(default)]
     min: Option<i64>,
     #[serde(default)]
@@ -213,6 +220,7 @@ impl TryFrom<RawParamSpec> for ParamSpec {
             default: r.default,
             default_if: r.default_if,
             unit: r.unit,
+            differs_from: r.differs_from,
         })
     }
 }
@@ -516,7 +524,28 @@ impl PlaybookSpec {
                 out.insert(p.name.clone(), p.validate(d, ctx)?);
             }
         }
+        self.check_relations(&out)?;
         Ok(out)
+    }
+
+    /// The rules between valid values: a parameter with `differs_from`
+    /// never equals that other parameter.
+    pub fn check_relations(&self, params: &Params) -> Result<(), ParseError> {
+        for p in &self.params {
+            let Some(other) = &p.differs_from else {
+                continue;
+            };
+            if let (Some(a), Some(b)) = (params.get(&p.name), params.get(other)) {
+                if a == b {
+                    return Err(ParseError {
+                        field: p.name.clone(),
+                        value: a.as_str().map_or_else(|| a.to_string(), str::to_string),
+                        reason: format!("{} cannot be {other} as well", p.name),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -538,6 +567,7 @@ mod tests {
             [[params]]
             name = "to"
             type = "existing-domain"
+            differs_from = "from"
             [[params]]
             name = "port"
             type = "port"
@@ -605,6 +635,26 @@ mod tests {
     }
 
     #[test]
+    fn a_parameter_never_equals_the_one_it_differs_from() {
+        let p = allow();
+        let e = p
+            .validate(&map(json!({"from": "iot", "to": "IOT"})), &ctx())
+            .unwrap_err();
+        assert_eq!(e.field, "to");
+        assert_eq!(
+            e.to_string(),
+            "invalid to \"iot\": to cannot be from as well"
+        );
+        p.validate(&map(json!({"from": "iot", "to": "lan"})), &ctx())
+            .unwrap();
+        // Values are compared once each is valid: a bad one is named first.
+        let e = p
+            .validate(&map(json!({"from": "guest", "to": "guest"})), &ctx())
+            .unwrap_err();
+        assert!(e.reason.contains("no domain guest"), "{e}");
+    }
+
+    #[test]
     fn refusals_name_the_parameter() {
         let p = allow();
         let e = p
@@ -665,6 +715,7 @@ mod tests {
             default: Some(json!(90)),
             default_if: None,
             unit: None,
+            differs_from: None,
         };
         assert_eq!(days.validate(&json!(398), &ctx()).unwrap(), json!(398));
         assert!(days.validate(&json!(399), &ctx()).is_err());
@@ -677,6 +728,7 @@ mod tests {
             default: None,
             default_if: None,
             unit: None,
+            differs_from: None,
         };
         assert_eq!(
             newd.validate(&json!("Cams"), &ctx()).unwrap(),
@@ -695,6 +747,7 @@ mod tests {
             default: None,
             default_if: None,
             unit: None,
+            differs_from: None,
         };
         let ok = |v: &str| dev.validate(&json!(v), &ctx()).unwrap();
         assert_eq!(ok("AA-BB-CC-00-11-22"), json!("aa:bb:cc:00:11:22"));

@@ -1273,6 +1273,13 @@ impl Engine {
                     .filter_map(|p| {
                         raw.get(&p.name)?;
                         let value = self.typed(p, &v, ctx).ok()?;
+                        // Not one that would make the plan impossible (a
+                        // domain reached from itself): no such question.
+                        let mut with = raw.clone();
+                        with.insert(p.name.clone(), value.clone());
+                        if valid_but_related(spec, &with, ctx) {
+                            return None;
+                        }
                         let odds = roles.iter().position(|x| x == &p.name).map_or(0.0, |i| {
                             r.outside
                                 .iter()
@@ -1322,6 +1329,34 @@ impl Engine {
                 }
             }
         }
+        // Two values for one parameter where one of them cannot stand beside
+        // the others (a domain reached from itself: "I don't want the
+        // guests on the printers, remove guest's access to printers" read
+        // with `from` twice): the other one is the reading, no question.
+        if let Some((question, name, value)) = instead {
+            let mut alt = raw.clone();
+            alt.insert(name, value);
+            let only_relation = |r: &BTreeMap<String, Value>| valid_but_related(spec, r, ctx);
+            let (params, other) = (spec.validate(&raw, ctx), spec.validate(&alt, ctx));
+            return match (params, other) {
+                (Ok(params), Ok(other)) => Ok(Filled {
+                    params,
+                    swapped: Some(other),
+                    ask: Some(question),
+                }),
+                (Err(_), Ok(params)) if only_relation(&raw) => Ok(Filled {
+                    params,
+                    swapped: None,
+                    ask: None,
+                }),
+                (Ok(params), Err(_)) if only_relation(&alt) => Ok(Filled {
+                    params,
+                    swapped: None,
+                    ask: None,
+                }),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+        }
         let params = spec.validate(&raw, ctx).map_err(|e| e.to_string())?;
         let swapped = match unsure {
             Some((a, b)) => {
@@ -1337,16 +1372,6 @@ impl Engine {
             }
             None => None,
         };
-        if let Some((question, name, value)) = instead {
-            let mut alt = raw.clone();
-            alt.insert(name, value);
-            let other = spec.validate(&alt, ctx).map_err(|e| e.to_string())?;
-            return Ok(Filled {
-                params,
-                swapped: Some(other),
-                ask: Some(question),
-            });
-        }
         Ok(Filled {
             params,
             swapped,
@@ -1767,6 +1792,22 @@ impl Engine {
             _ => Ok(Value::String(span.to_string())),
         }
     }
+}
+
+/// True when every value of `raw` is valid alone and only a rule between
+/// values ([`PlaybookSpec::check_relations`]) fails.
+fn valid_but_related(spec: &PlaybookSpec, raw: &BTreeMap<String, Value>, ctx: &Context) -> bool {
+    let mut values = BTreeMap::new();
+    for (k, v) in raw {
+        let Some(p) = spec.params.iter().find(|p| &p.name == k) else {
+            return false;
+        };
+        match p.validate(v, ctx) {
+            Ok(v) => values.insert(k.clone(), v),
+            Err(_) => return false,
+        };
+    }
+    spec.check_relations(&values).is_err()
 }
 
 /// True when every piece overlapping `a..b` is outside every value or

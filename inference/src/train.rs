@@ -122,6 +122,11 @@ pub fn inputs_digest(
         .cloned()
         .map(|mut s| {
             s.language.opposite = None;
+            // Nor the rules between values (`differs_from`): checked when
+            // a plan is validated, never learned.
+            for p in &mut s.params {
+                p.differs_from = None;
+            }
             s
         })
         .collect();

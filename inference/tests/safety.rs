@@ -616,3 +616,47 @@ fn the_members_mean_tags_settle_roles_they_split_on() {
     }
     assert!(asked > 0, "every case was planned without the mean tags");
 }
+
+/// A domain never reaches itself (the catalog's `differs_from`): no plan
+/// and no offered option is from a domain to itself. Read with `from`
+/// twice, the value that would make the plan impossible gives way to the
+/// other one.
+#[test]
+fn a_domain_is_never_offered_to_itself() {
+    let e = engine();
+    let c = ctx();
+    let got = e.interpret(
+        "I don't want the visitors on the lab anymore, remove visitors' access to lab",
+        &c,
+    );
+    assert_eq!(
+        plan(&got),
+        Some((
+            "net.revoke".to_string(),
+            json!({"from": "visitors", "to": "lab"})
+        )),
+        "{got:?}"
+    );
+    for text in [
+        "I don't want the visitors on the lab anymore, remove visitors' access to lab",
+        "the lab is bothering the studio, cut lab off from studio",
+        "the cameras should stay off the house network, so revoke cameras' access to house",
+        "let lab reach lab",
+        "allow studio to studio",
+        "revoke house from house",
+    ] {
+        let got = e.interpret(text, &c);
+        let itself = |p: &Value| p.get("from").is_some() && p.get("from") == p.get("to");
+        match &got {
+            Interpretation::Plan { params, .. } => {
+                assert!(!itself(&json!(params)), "{text:?}: {got:?}")
+            }
+            Interpretation::Clarify { options, .. } => {
+                for o in options {
+                    assert!(!itself(&json!(o.params)), "{text:?}: {got:?}");
+                }
+            }
+            Interpretation::Refusal { .. } => {}
+        }
+    }
+}

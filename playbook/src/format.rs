@@ -489,6 +489,18 @@ fn check_spec(spec: &PlaybookSpec) -> Result<(), FormatError> {
                 )));
             }
         }
+        if let Some(other) = &p.differs_from {
+            if !spec
+                .params
+                .iter()
+                .any(|o| &o.name == other && o.name != p.name && o.kind == p.kind)
+            {
+                return Err(invalid(format!(
+                    "{id}: parameter {} differs_from {other}, which is no other parameter of its type",
+                    p.name
+                )));
+            }
+        }
         if let Some(d) = &p.default {
             let needs_state = matches!(
                 p.kind,
@@ -878,6 +890,26 @@ undo = { call = "pki.RevokeCertificate", args = { serial_or_name = "{result.seri
         assert!(Template::parse("{x y}").is_err());
         assert!(Template::parse("}").is_err());
         assert!(Template::parse("{a.b}").is_err());
+    }
+
+    #[test]
+    fn differs_from_names_another_parameter_of_its_type() {
+        let ok = ALLOW.replace(
+            "name = \"to\"\ntype = \"existing-domain\"",
+            "name = \"to\"\ntype = \"existing-domain\"\ndiffers_from = \"from\"",
+        );
+        assert_ne!(ok, ALLOW, "the fixture names to as an existing-domain");
+        Playbook::parse(ok.as_bytes()).unwrap();
+        for other in ["to", "port", "nobody"] {
+            let bad = ALLOW.replace(
+                "name = \"to\"\ntype = \"existing-domain\"",
+                &format!("name = \"to\"\ntype = \"existing-domain\"\ndiffers_from = \"{other}\""),
+            );
+            let e = Playbook::parse(bad.as_bytes())
+                .expect_err(other)
+                .to_string();
+            assert!(e.contains("differs_from"), "{other}: {e}");
+        }
     }
 
     #[test]
