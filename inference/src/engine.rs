@@ -1036,8 +1036,9 @@ impl Engine {
         let mut strength: BTreeMap<String, f32> = BTreeMap::new();
         // A second value for a parameter held, or a value the plan would not
         // use that it could take instead: offered beside the plan (a
-        // clarifying question), with the question to ask.
-        let mut instead: Option<(String, String, Value)> = None;
+        // clarifying question), with the question to ask and whether the
+        // tagger marked it for that parameter.
+        let mut instead: Option<(String, String, Value, bool)> = None;
         let found = assign_roles(spec, roles, &r.found);
         if self.debug {
             for f in &found {
@@ -1169,6 +1170,7 @@ impl Engine {
                                 ),
                                 p.name.clone(),
                                 value,
+                                true,
                             ));
                             used.push((start, end));
                             continue;
@@ -1300,6 +1302,7 @@ impl Engine {
                             format!("The request also mentions {v}: which {name} did you mean?"),
                             name,
                             value,
+                            false,
                         ));
                     }
                     _ => {
@@ -1329,14 +1332,17 @@ impl Engine {
                 }
             }
         }
-        // Two values for one parameter where one of them cannot stand beside
-        // the others (a domain reached from itself: "I don't want the
-        // guests on the printers, remove guest's access to printers" read
-        // with `from` twice): the other one is the reading, no question.
-        if let Some((question, name, value)) = instead {
+        // Two values tagged for one parameter where one of them cannot
+        // stand beside the others (a domain reached from itself: "I don't
+        // want the guests on the printers, remove guest's access to
+        // printers" read with `from` twice): the other one is the reading,
+        // no question. A word no role was tagged on never becomes a value
+        // that way: beside an impossible reading it refuses.
+        if let Some((question, name, value, tagged)) = instead {
             let mut alt = raw.clone();
             alt.insert(name, value);
-            let only_relation = |r: &BTreeMap<String, Value>| valid_but_related(spec, r, ctx);
+            let only_relation =
+                |r: &BTreeMap<String, Value>| tagged && valid_but_related(spec, r, ctx);
             let (params, other) = (spec.validate(&raw, ctx), spec.validate(&alt, ctx));
             return match (params, other) {
                 (Ok(params), Ok(other)) => Ok(Filled {
