@@ -216,3 +216,24 @@ fn the_cache_gives_back_the_same_weights_and_refuses_damaged_ones() {
     assert!(run(false), "a damaged cache entry was used");
     assert_eq!(std::fs::read(&heads).unwrap(), trained);
 }
+
+/// The inputs digest covers what training reads: a rule checked only when a
+/// plan is validated (`differs_from`) is not, so adding or changing one
+/// keeps the trained weights; a description is.
+#[test]
+fn rules_between_values_are_not_training_inputs() {
+    let (specs, lex) = catalog();
+    let recipe = Recipe::default();
+    let digest = |s: &[hearth_common::spec::PlaybookSpec]| {
+        hearth_inference::train::inputs_digest(&recipe, s, &lex, "encoder")
+    };
+    let before = digest(&specs);
+    let mut changed = specs.clone();
+    let allow = changed.iter_mut().find(|s| s.id == "net.allow").unwrap();
+    let to = allow.params.iter_mut().find(|p| p.name == "to").unwrap();
+    assert_eq!(to.differs_from.as_deref(), Some("from"), "the shipped rule");
+    to.differs_from = None;
+    assert_eq!(digest(&changed), before);
+    changed[0].description.push('!');
+    assert_ne!(digest(&changed), before);
+}
