@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use crate::gen::{Labels, Rng};
@@ -128,7 +129,70 @@ fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
 fn per_row(v: &Tensor, rows: usize) -> Result<Tensor> {
     let n = v.elem_count();
     let ones = Tensor::ones((rows, 1), v.dtype(), v.device())?;
-    Ok(ones.matmul(&v.reshape((1, n))?)?)
+    product(&ones, &v.reshape((1, n))?)
+}
+
+/// `a × b`, the same values as [`Tensor::matmul`]. Where `a` is a constant
+/// of the graph (the encoder's frozen states, a column of ones, a mask) and
+/// the tensors are on the CPU, the product's backward computes only `b`'s
+/// gradient: candle's matmul computes both sides', and `a`'s is thrown
+/// away (for the input projection a product as large as the forward one;
+/// docs/perf.md). `b`'s gradient is computed as candle computes it, so
+/// training gives the same weights, byte for byte.
+fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let cpu = a.device().is_cpu() && b.device().is_cpu();
+    if cpu && !a.track_op() && b.track_op() && a.elem_count() > 0 && b.elem_count() > 0 {
+        Ok(a.apply_op2(b, ConstantLhs)?)
+    } else {
+        Ok(a.matmul(b)?)
+    }
+}
+
+/// The product of [`product`] whose left side needs no gradient.
+struct ConstantLhs;
+
+impl CustomOp2 for ConstantLhs {
+    fn name(&self) -> &'static str {
+        "constant-lhs-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        // The checks and the call of `Tensor::matmul`, so the same kernel
+        // with the same arguments computes it.
+        let (a, b) = (l1.dims(), l2.dims());
+        let dim = a.len();
+        let mismatch = || candle_core::Error::ShapeMismatchBinaryOp {
+            lhs: l1.shape().clone(),
+            rhs: l2.shape().clone(),
+            op: "matmul",
+        };
+        if dim < 2 || b.len() != dim {
+            return Err(mismatch());
+        }
+        let (m, k, k2, n) = (a[dim - 2], a[dim - 1], b[dim - 2], b[dim - 1]);
+        let batching: usize = a[..dim - 2].iter().product();
+        if k != k2 || batching != b[..dim - 2].iter().product::<usize>() || k == 0 || m * n == 0 {
+            return Err(mismatch());
+        }
+        let shape = Shape::from(&a[..dim - 2]).extend(&[m, n]);
+        Ok((s1.matmul(s2, (batching, m, n, k), l1, l2)?, shape))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some(a.t()?.matmul(grad)?)))
+    }
 }
 
 fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -137,7 +201,7 @@ fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         dims[..dims.len() - 1].iter().product::<usize>(),
         dims[dims.len() - 1],
     );
-    let y = (x.reshape((rows, k))?.matmul(w)? + per_row(b, rows)?)?;
+    let y = (product(&x.reshape((rows, k))?, w)? + per_row(b, rows)?)?;
     let mut out = dims.clone();
     let last = out.len() - 1;
     out[last] = w.dim(1)?;
@@ -265,9 +329,7 @@ impl Heads {
         // Pooled: the first token ([CLS]) and the mean over real tokens.
         // (The masked sum over tokens as a product, [B, 1, T] × [B, T, M]:
         // a sum over the middle dimension is slow in candle.)
-        let mean = mask
-            .unsqueeze(1)?
-            .matmul(&x)?
+        let mean = product(&mask.unsqueeze(1)?, &x)?
             .squeeze(1)?
             .broadcast_div(&mask.sum_keepdim(1)?.clamp(1.0, f64::MAX)?)?;
         let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
