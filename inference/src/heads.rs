@@ -424,3 +424,47 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32], weights: &Tensor) -> Resu
     let total = weights.sum_all()?.to_scalar::<f32>()?.max(1.0);
     Ok(((picked * weights)?.sum_all()? / (-(total as f64)))?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product with a constant left side gives the values and the
+    /// right side's gradient of candle's own product, bit for bit, and
+    /// computes no gradient for the constant side.
+    #[test]
+    fn a_constant_sides_product_is_candles_without_its_gradient() -> Result<()> {
+        let device = Device::Cpu;
+        let mut rng = Rng::new(7);
+        let mut normal = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
+        for (a_shape, b_shape) in [(vec![37, 23], vec![23, 11]), (vec![3, 1, 9], vec![3, 9, 5])] {
+            let a = Tensor::from_vec(normal(a_shape.iter().product()), a_shape, &device)?;
+            let b = Var::from_tensor(&Tensor::from_vec(
+                normal(b_shape.iter().product()),
+                b_shape,
+                &device,
+            )?)?;
+            let ours = product(&a, b.as_tensor())?;
+            let theirs = a.matmul(b.as_tensor())?;
+            let bits = |t: &Tensor| -> Result<Vec<u32>> {
+                Ok(t.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect())
+            };
+            assert_eq!(bits(&ours)?, bits(&theirs)?);
+            // A loss that weighs each output differently.
+            let w = Tensor::from_vec(normal(ours.elem_count()), ours.shape(), &device)?;
+            let g_ours = (ours * &w)?.sum_all()?.backward()?;
+            let g_theirs = (theirs * &w)?.sum_all()?.backward()?;
+            assert_eq!(
+                bits(g_ours.get(b.as_tensor()).expect("b's gradient"))?,
+                bits(g_theirs.get(b.as_tensor()).expect("b's gradient"))?
+            );
+            assert!(g_theirs.get(&a).is_some(), "candle's product gives both");
+            assert!(g_ours.get(&a).is_none(), "a gradient for the constant side");
+        }
+        Ok(())
+    }
+}
