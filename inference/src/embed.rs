@@ -199,6 +199,17 @@ impl Embedder {
         Ok((layers, mask, enc))
     }
 
+    /// How many tokens the encoder reads for `text` (its special tokens
+    /// included).
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        Ok(self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| anyhow::anyhow!("embedding tokenizer: {e}"))?
+            .get_ids()
+            .len())
+    }
+
     /// What the heads read for a batch, padded to the longest: the outputs
     /// of [`ENCODER_LAYERS`] side by side, `[B, T, FEATURES]`; the
     /// attention mask `[B, T]` (f32, 1 for tokens) and each text's encoding
