@@ -17,9 +17,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use crate::product::product;
 
 /// The encoder layers whose outputs the heads read, concatenated per token
 /// (0 is the embeddings, 6 the last layer). Part of the training recipe:
@@ -29,14 +31,39 @@ pub const ENCODER_LAYERS: &[usize] = &[2, 4, 6];
 /// What the heads read per token: the encoder's width times the layers.
 pub const FEATURES: usize = 384 * ENCODER_LAYERS.len();
 
+/// A dense layer `x Wᵀ + b` through [`product`], so the states are the
+/// same bits on every CPU (candle's `Linear` would give gemm the feed-
+/// forward's inner dimension of 1536 whole: [`crate::product`]).
+struct Dense {
+    /// `[out, in]`, as stored.
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn load(inputs: usize, outputs: usize, vb: VarBuilder) -> Result<Dense> {
+        Ok(Dense {
+            weight: vb.get((outputs, inputs), "weight")?,
+            bias: vb.get(outputs, "bias")?,
+        })
+    }
+
+    /// `x` `[B, T, in]` → `[B, T, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, i) = x.dims3()?;
+        let y = product(&x.reshape((b * t, i))?, &self.weight.t()?)?.broadcast_add(&self.bias)?;
+        Ok(y.reshape((b, t, self.weight.dim(0)?))?)
+    }
+}
+
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+    up: Dense,
+    down: Dense,
     out_norm: LayerNorm,
 }
 
@@ -64,13 +91,13 @@ impl Bert {
                 let l = vb.pp(format!("encoder.layer.{i}"));
                 let a = l.pp("attention");
                 Ok(Layer {
-                    query: candle_nn::linear(h, h, a.pp("self.query"))?,
-                    key: candle_nn::linear(h, h, a.pp("self.key"))?,
-                    value: candle_nn::linear(h, h, a.pp("self.value"))?,
-                    attn_out: candle_nn::linear(h, h, a.pp("output.dense"))?,
+                    query: Dense::load(h, h, a.pp("self.query"))?,
+                    key: Dense::load(h, h, a.pp("self.key"))?,
+                    value: Dense::load(h, h, a.pp("self.value"))?,
+                    attn_out: Dense::load(h, h, a.pp("output.dense"))?,
                     attn_norm: norm(a.pp("output.LayerNorm"))?,
-                    up: candle_nn::linear(h, f, l.pp("intermediate.dense"))?,
-                    down: candle_nn::linear(f, h, l.pp("output.dense"))?,
+                    up: Dense::load(h, f, l.pp("intermediate.dense"))?,
+                    down: Dense::load(f, h, l.pp("output.dense"))?,
                     out_norm: norm(l.pp("output.LayerNorm"))?,
                 })
             })
@@ -114,10 +141,9 @@ impl Bert {
             let q = split(l.query.forward(&x)?)?;
             let k = split(l.key.forward(&x)?)?;
             let v = split(l.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? / (dh as f64).sqrt())?.broadcast_add(&bias)?;
+            let scores = (product(&q, &k.t()?)? / (dh as f64).sqrt())?.broadcast_add(&bias)?;
             let att = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = att
-                .matmul(&v)?
+            let ctx = product(&att, &v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, t, hsz))?;

@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use crate::gen::{Labels, Rng};
+use crate::product::product;
 
 /// Sizes of the block and heads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,69 +130,6 @@ fn per_row(v: &Tensor, rows: usize) -> Result<Tensor> {
     let n = v.elem_count();
     let ones = Tensor::ones((rows, 1), v.dtype(), v.device())?;
     product(&ones, &v.reshape((1, n))?)
-}
-
-/// `a × b`, the same values as [`Tensor::matmul`]. Where `a` is a constant
-/// of the graph (the encoder's frozen states, a column of ones, a mask) and
-/// the tensors are on the CPU, the product's backward computes only `b`'s
-/// gradient: candle's matmul computes both sides', and `a`'s is thrown
-/// away (for the input projection a product as large as the forward one;
-/// docs/perf.md). `b`'s gradient is computed as candle computes it, so
-/// training gives the same weights, byte for byte.
-fn product(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let cpu = a.device().is_cpu() && b.device().is_cpu();
-    if cpu && !a.track_op() && b.track_op() && a.elem_count() > 0 && b.elem_count() > 0 {
-        Ok(a.apply_op2(b, ConstantLhs)?)
-    } else {
-        Ok(a.matmul(b)?)
-    }
-}
-
-/// The product of [`product`] whose left side needs no gradient.
-struct ConstantLhs;
-
-impl CustomOp2 for ConstantLhs {
-    fn name(&self) -> &'static str {
-        "constant-lhs-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        // The checks and the call of `Tensor::matmul`, so the same kernel
-        // with the same arguments computes it.
-        let (a, b) = (l1.dims(), l2.dims());
-        let dim = a.len();
-        let mismatch = || candle_core::Error::ShapeMismatchBinaryOp {
-            lhs: l1.shape().clone(),
-            rhs: l2.shape().clone(),
-            op: "matmul",
-        };
-        if dim < 2 || b.len() != dim {
-            return Err(mismatch());
-        }
-        let (m, k, k2, n) = (a[dim - 2], a[dim - 1], b[dim - 2], b[dim - 1]);
-        let batching: usize = a[..dim - 2].iter().product();
-        if k != k2 || batching != b[..dim - 2].iter().product::<usize>() || k == 0 || m * n == 0 {
-            return Err(mismatch());
-        }
-        let shape = Shape::from(&a[..dim - 2]).extend(&[m, n]);
-        Ok((s1.matmul(s2, (batching, m, n, k), l1, l2)?, shape))
-    }
-
-    fn bwd(
-        &self,
-        a: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((None, Some(a.t()?.matmul(grad)?)))
-    }
 }
 
 fn dense(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -310,10 +247,9 @@ impl Heads {
                     .contiguous()?)
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = (q.matmul(&k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
+            let scores = (product(&q, &k.t()?.contiguous()?)? / (dh as f64).sqrt())?;
             let att = candle_nn::ops::softmax(&scores.broadcast_add(&bias)?, D::Minus1)?;
-            let ctx = att
-                .matmul(&v)?
+            let ctx = product(&att, &v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, t, m))?;
@@ -423,48 +359,4 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32], weights: &Tensor) -> Resu
     let picked = lsm.gather(&idx, 1)?.squeeze(1)?;
     let total = weights.sum_all()?.to_scalar::<f32>()?.max(1.0);
     Ok(((picked * weights)?.sum_all()? / (-(total as f64)))?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The product with a constant left side gives the values and the
-    /// right side's gradient of candle's own product, bit for bit, and
-    /// computes no gradient for the constant side.
-    #[test]
-    fn a_constant_sides_product_is_candles_without_its_gradient() -> Result<()> {
-        let device = Device::Cpu;
-        let mut rng = Rng::new(7);
-        let mut normal = |n: usize| (0..n).map(|_| rng.normal()).collect::<Vec<f32>>();
-        for (a_shape, b_shape) in [(vec![37, 23], vec![23, 11]), (vec![3, 1, 9], vec![3, 9, 5])] {
-            let a = Tensor::from_vec(normal(a_shape.iter().product()), a_shape, &device)?;
-            let b = Var::from_tensor(&Tensor::from_vec(
-                normal(b_shape.iter().product()),
-                b_shape,
-                &device,
-            )?)?;
-            let ours = product(&a, b.as_tensor())?;
-            let theirs = a.matmul(b.as_tensor())?;
-            let bits = |t: &Tensor| -> Result<Vec<u32>> {
-                Ok(t.flatten_all()?
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(f32::to_bits)
-                    .collect())
-            };
-            assert_eq!(bits(&ours)?, bits(&theirs)?);
-            // A loss that weighs each output differently.
-            let w = Tensor::from_vec(normal(ours.elem_count()), ours.shape(), &device)?;
-            let g_ours = (ours * &w)?.sum_all()?.backward()?;
-            let g_theirs = (theirs * &w)?.sum_all()?.backward()?;
-            assert_eq!(
-                bits(g_ours.get(b.as_tensor()).expect("b's gradient"))?,
-                bits(g_theirs.get(b.as_tensor()).expect("b's gradient"))?
-            );
-            assert!(g_theirs.get(&a).is_some(), "candle's product gives both");
-            assert!(g_ours.get(&a).is_none(), "a gradient for the constant side");
-        }
-        Ok(())
-    }
 }

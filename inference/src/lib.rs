@@ -47,6 +47,7 @@ pub mod gen;
 pub mod heads;
 pub mod lexicon;
 pub mod llm;
+pub mod product;
 pub mod specs;
 pub mod tokenizer;
 pub mod train;
