@@ -51,7 +51,9 @@ struct Product;
 /// than one only where gemm would take its general path, whose block
 /// depends on the CPU, with `k` beyond [`MAX_INNER`]. The conditions are
 /// gemm 0.19's (`gemm_basic_generic`), with the strides candle passes it:
-/// the last two of each layout, the destination row-major.
+/// the last two of each layout, the destination row-major. (gemm first
+/// transposes a product whose destination is row-major, swapping `m` and
+/// `n` and the two sides; each condition below reads the same either way.)
 fn general_path_pieces(
     l1: &Layout,
     l2: &Layout,
