@@ -664,7 +664,8 @@ impl Engine {
     /// thing ("removing access isn't what I'm after, I want iot to reach
     /// lan", read whole as a revocation) and becomes a question offering
     /// the plans, never a guess between them; a part whose reading is a
-    /// question offering only other changes asks for them too. A part that
+    /// question whose likeliest option is another change asks for the
+    /// other changes it offers too. A part that
     /// says not to do the whole's playbook and names no value refuses it
     /// unless another part alone plans it.
     fn check_parts(
@@ -771,15 +772,20 @@ impl Engine {
                         }
                     }
                 }
-                // A part asking only which way round, or which value, of
-                // another change asks for that change all the same.
+                // A part asking which way round, or which value, of
+                // another change, or leaning to another change first
+                // ("… lab should get to studio", read alone as a question
+                // offering the allow before the revocation), asks for that
+                // change all the same: the whole's plan, which no part
+                // alone makes, is offered beside it, never carried out.
                 Interpretation::Clarify { options, .. }
-                    if !options.is_empty()
-                        && options
-                            .iter()
-                            .all(|o| o.playbook != *playbook && !self.is_read(&o.playbook)) =>
+                    if options.first().is_some_and(|o| o.playbook != *playbook) =>
                 {
-                    others.extend(options);
+                    others.extend(
+                        options
+                            .into_iter()
+                            .filter(|o| o.playbook != *playbook && !self.is_read(&o.playbook)),
+                    );
                 }
                 _ => {}
             }

@@ -660,3 +660,42 @@ fn a_domain_is_never_offered_to_itself() {
         }
     }
 }
+
+/// A part that, read alone, leans to another change than the whole's plan
+/// (a question whose likeliest option is that change) asks for it: the
+/// whole becomes a question offering both, never the plan no part made.
+/// "Removing access isn't what I'm after, lab should get to studio." was
+/// planned as the revocation by the shipped heads (read whole; the first
+/// part alone reads as a revocation, its negation missed; the second alone
+/// asks, allow first) before the rule took any leaning part into account,
+/// not only one offering other changes alone.
+#[test]
+fn a_part_leaning_to_another_change_makes_the_whole_a_question() {
+    let mut e = engine();
+    let c = ctx();
+    let allow = json!({"from": "lab", "to": "studio"});
+    let part = e.interpret("lab should get to studio.", &c);
+    let Interpretation::Clarify { options, .. } = &part else {
+        panic!("the part alone: expected a question: {part:?}");
+    };
+    assert_eq!(options[0].playbook, "net.allow", "{part:?}");
+    let text = "Removing access isn't what I'm after, lab should get to studio.";
+    let got = e.interpret(text, &c);
+    let Interpretation::Clarify { options, .. } = &got else {
+        panic!("{text:?}: expected a question: {got:?}");
+    };
+    assert!(
+        options
+            .iter()
+            .any(|o| o.playbook == "net.allow" && json!(o.params) == allow),
+        "{text:?}: {got:?}"
+    );
+    // Read whole, without the parts check, it is the revocation.
+    e.options.check_parts = false;
+    let whole = e.interpret(text, &c);
+    assert_eq!(
+        plan(&whole),
+        Some(("net.revoke".to_string(), allow.clone())),
+        "{whole:?}"
+    );
+}
