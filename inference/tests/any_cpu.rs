@@ -3,7 +3,8 @@
 //! cache that `/sys` describes (decision 070, 2026-12-07); this test runs
 //! the same work in child processes that see different L1 caches (files of
 //! `/sys/devices/system/cpu/cpu*/cache/index0` bind-mounted over in a
-//! mount namespace of their own: root and util-linux's `unshare`), and
+//! mount namespace of their own by `inference/bench/with-l1.sh`: root and
+//! util-linux's `unshare`), and
 //! checks that candle's plain product does change with them (so the fake
 //! caches took effect) while the interpreter's encoding and training do
 //! not.
@@ -81,32 +82,22 @@ fn child_digests() {
 /// `size` with `ways` ways; returns its digests by name.
 fn digests_with_l1(size: &str, ways: &str) -> Vec<(String, String)> {
     let exe = std::env::current_exe().unwrap();
-    let fake = tempfile::tempdir().unwrap();
-    std::fs::write(fake.path().join("size"), size).unwrap();
-    std::fs::write(fake.path().join("ways"), ways).unwrap();
-    let script = r#"set -e
-for c in /sys/devices/system/cpu/cpu[0-9]*/cache/index0; do
-  mount --bind "$1/size" "$c/size"
-  mount --bind "$1/ways" "$c/ways_of_associativity"
-done
-[ "$(cat /sys/devices/system/cpu/cpu0/cache/index0/size)" = "$2" ]
-exec "$3" --ignored --exact child_digests --nocapture --test-threads 1"#;
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(fake.path())
-        .arg(size)
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(dir.join("bench/with-l1.sh"))
+        .args([size, ways])
         .arg(&exe)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args([
+            "--ignored",
+            "--exact",
+            "child_digests",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .current_dir(dir)
         .output()
-        .expect("unshare (util-linux)");
+        .expect("bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
