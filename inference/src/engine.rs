@@ -186,6 +186,12 @@ pub struct Options {
     /// member's. Off, each member decodes its own tags (recipe 14's
     /// committee, before 2026-12-06); off only for the ablation.
     pub mean_tags: bool,
+    /// A change asked for in a request that ends with a question mark
+    /// ("maybe allow guests to media?") is offered in a clarifying
+    /// question, never planned: a question never yields a change, even
+    /// when the heads read it as a plain request. Off only for the
+    /// ablation.
+    pub question_marks_ask: bool,
 }
 
 impl Options {
@@ -221,6 +227,7 @@ impl Default for Options {
             values_majority: true,
             read_majority: true,
             mean_tags: true,
+            question_marks_ask: true,
         }
     }
 }
@@ -653,7 +660,36 @@ impl Engine {
             self.read_majority_of(id)
         });
         let outcome = self.check_parts(text, ctx, whole, &mut stats);
-        (outcome, stats)
+        (self.question_asks(text, outcome), stats)
+    }
+
+    /// A change planned from a request written as a question (its last
+    /// character a question mark) becomes a clarifying question offering
+    /// it: the owner confirms before anything changes.
+    fn question_asks(&self, text: &str, outcome: Interpretation) -> Interpretation {
+        let Interpretation::Plan {
+            playbook,
+            params,
+            candidates,
+            ..
+        } = &outcome
+        else {
+            return outcome;
+        };
+        if !self.options.question_marks_ask
+            || self.is_read(playbook)
+            || !text.trim_end().ends_with(['?', '\u{ff1f}'])
+        {
+            return outcome;
+        }
+        let Some(spec) = self.catalog.get(playbook) else {
+            return outcome;
+        };
+        Interpretation::Clarify {
+            question: "The request is written as a question: is this the change you want?".into(),
+            options: vec![self.proposal(spec, params.clone())],
+            candidates: candidates.clone(),
+        }
     }
 
     /// A change is planned only when the request's parts do not ask for

@@ -699,3 +699,43 @@ fn a_part_leaning_to_another_change_makes_the_whole_a_question() {
         "{whole:?}"
     );
 }
+
+/// A change asked for in a request written as a question is offered,
+/// never planned, however plainly the heads read it: "could you let
+/// visitors reach studio?" is planned with the rule off (the heads read
+/// a polite request) and asked back with it on, offering that plan.
+#[test]
+fn a_request_written_as_a_question_is_asked_back() {
+    let mut e = engine();
+    let c = ctx();
+    let allow = json!({"from": "visitors", "to": "studio"});
+    for text in [
+        "could you let visitors reach studio?",
+        "maybe allow visitors to studio?",
+    ] {
+        let got = e.interpret(text, &c);
+        let Interpretation::Clarify { options, .. } = &got else {
+            panic!("{text:?}: expected a question: {got:?}");
+        };
+        assert!(
+            options
+                .iter()
+                .any(|o| o.playbook == "net.allow" && json!(o.params) == allow),
+            "{text:?}: {got:?}"
+        );
+    }
+    // A read is not a change: answered as asked.
+    let got = e.interpret("which certificates exist?", &c);
+    assert_eq!(
+        plan(&got),
+        Some(("pki.list_certificates".to_string(), json!({}))),
+        "{got:?}"
+    );
+    e.options.question_marks_ask = false;
+    let got = e.interpret("could you let visitors reach studio?", &c);
+    assert_eq!(
+        plan(&got),
+        Some(("net.allow".to_string(), allow)),
+        "{got:?}"
+    );
+}
