@@ -192,6 +192,13 @@ pub struct Options {
     /// when the heads read it as a plain request. Off only for the
     /// ablation.
     pub question_marks_ask: bool,
+    /// A plan more than half the members make stands when every other
+    /// member, not sure enough of the playbook, asked a question whose
+    /// only option (of the likely playbooks, the one it could fill) is
+    /// that plan: the owner would be offered nothing else. A question
+    /// over the playbook's opposite or twin, its polarity, its roles or
+    /// its values is not such a question. Off only for the ablation.
+    pub lone_majority: bool,
 }
 
 impl Options {
@@ -228,6 +235,7 @@ impl Default for Options {
             read_majority: true,
             mean_tags: true,
             question_marks_ask: true,
+            lone_majority: true,
         }
     }
 }
@@ -373,6 +381,11 @@ impl Reading {
 struct Said {
     said: Interpretation,
     over_values: Option<String>,
+    /// A question asked because the member was not sure enough of the
+    /// playbook (below the bar, or a rival change beside it), offering
+    /// the one plan it could fill of the likely ones: that plan
+    /// (`lone_majority`).
+    lone: Option<(String, BTreeMap<String, Value>)>,
 }
 
 impl From<Interpretation> for Said {
@@ -380,6 +393,7 @@ impl From<Interpretation> for Said {
         Said {
             said,
             over_values: None,
+            lone: None,
         }
     }
 }
@@ -979,22 +993,42 @@ impl Engine {
                         .is_some_and(|s| s.risk != Risk::Read)
             });
         if best.1 < o.needed(spec.risk) || rival {
-            let options: Vec<Proposal> = ranked
+            // The likely playbooks, filled or not.
+            let likely: Vec<(&PlaybookSpec, std::result::Result<Filled, String>)> = ranked
                 .iter()
                 .take(3)
                 .filter(|c| c.score >= o.min_alternative)
-                .filter_map(|c| {
-                    let s = self.catalog.get(&c.id)?;
-                    fill(s).ok().map(|f| self.proposal(s, f.params))
-                })
+                .filter_map(|c| self.catalog.get(&c.id))
+                .map(|s| (s, fill(s)))
+                .collect();
+            // Every other likely one unfilled, and with a required value
+            // the tagger marked nowhere in the request: no second request
+            // the owner could mean beside this one ("add nas.lan at … and
+            // give it a certificate" has the certificate's name).
+            let lone = o.lone_majority
+                && likely
+                    .iter()
+                    .all(|(s, f)| s.id == *id || (f.is_err() && self.lacks_values(s, r)));
+            let options: Vec<Proposal> = likely
+                .into_iter()
+                .filter_map(|(s, f)| f.ok().map(|f| self.proposal(s, f.params)))
                 .collect();
             if options.len() >= 2 || (options.len() == 1 && p_none < o.min_alternative) {
-                return Interpretation::Clarify {
-                    question: "Which of these did you mean?".into(),
-                    options,
-                    candidates: shown,
-                }
-                .into();
+                let lone = match options.as_slice() {
+                    [only] if lone && only.playbook == *id => {
+                        Some((only.playbook.clone(), only.params.clone()))
+                    }
+                    _ => None,
+                };
+                return Said {
+                    said: Interpretation::Clarify {
+                        question: "Which of these did you mean?".into(),
+                        options,
+                        candidates: shown,
+                    },
+                    over_values: None,
+                    lone,
+                };
             }
             return refuse(format!(
                 "the request is not clear enough (best guess {id} at {:.0}%)",
@@ -1032,6 +1066,7 @@ impl Engine {
                 ask,
             }) => Said {
                 over_values: (ask.is_some() && !protected()).then(|| id.clone()),
+                lone: None,
                 said: Interpretation::Clarify {
                     question: ask.unwrap_or_else(|| "Which way round did you mean?".into()),
                     options: vec![self.proposal(spec, params), self.proposal(spec, other)],
@@ -1041,8 +1076,23 @@ impl Engine {
             Err(why) => Said {
                 said: refusal(why),
                 over_values: (!protected()).then(|| id.clone()),
+                lone: None,
             },
         }
+    }
+
+    /// True when a required parameter of the playbook, with no default,
+    /// has no value span tagged for its role in the reading.
+    fn lacks_values(&self, spec: &PlaybookSpec, r: &Reading) -> bool {
+        let roles = &self.meta.labels.roles;
+        spec.params
+            .iter()
+            .filter(|p| p.required && p.default.is_none())
+            .any(|p| {
+                !r.found
+                    .iter()
+                    .any(|f| roles.get(f.role).is_some_and(|x| *x == p.name))
+            })
     }
 
     fn proposal(&self, spec: &PlaybookSpec, params: BTreeMap<String, Value>) -> Proposal {
@@ -1914,7 +1964,7 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
     }
 }
 
-/// The committee's outcome ([`agree`]), but for two cases of a plan that
+/// The committee's outcome ([`agree`]), but for three cases of a plan that
 /// more than half the members make:
 /// - it stands when every other member read the same playbook and stopped
 ///   only over its values: refused (a word it tagged for a role the
@@ -1923,7 +1973,10 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
 ///   (`values_majority`);
 /// - a plan that only reads (`read(playbook)`: `read_majority` and a read
 ///   playbook) stands when every other member asked a question offering
-///   it: nothing changes whichever was meant.
+///   it: nothing changes whichever was meant;
+/// - it stands when every other member, not sure enough of the playbook,
+///   asked a question whose only option is that plan ([`Said::lone`],
+///   `lone_majority`).
 ///
 /// Any other disagreement, a question or a refusal over the playbook, its
 /// polarity, its roles ("which way round?"), its rivals or the protected
@@ -1950,11 +2003,15 @@ fn settle(
             .iter()
             .filter(|s| {
                 let over = values_majority && s.over_values.as_ref() == Some(&playbook);
+                let lone = s
+                    .lone
+                    .as_ref()
+                    .is_some_and(|(p, q)| *p == playbook && *q == params);
                 match &s.said {
                     // A question counts only when the plan is one it
                     // offers.
                     Interpretation::Clarify { options, .. } => {
-                        (over || reads)
+                        (over || reads || lone)
                             && options
                                 .iter()
                                 .any(|o| o.playbook == playbook && o.params == params)
@@ -2869,6 +2926,7 @@ mod tests {
         let said = |i: Interpretation, over: Option<&str>| Said {
             said: i,
             over_values: over.map(str::to_string),
+            lone: None,
         };
         let refusal = || Interpretation::Refusal {
             reason: "no domain \"port\"".into(),
@@ -2958,6 +3016,70 @@ mod tests {
             plan("kids", "printer", 0.8),
         );
         assert!(!planned(each, true));
+    }
+
+    #[test]
+    fn a_member_unsure_of_the_playbook_offering_only_the_plan_stands_aside() {
+        let params = |from: &str, to: &str| match plan(from, to, 0.9) {
+            Interpretation::Plan {
+                playbook, params, ..
+            } => (playbook, params),
+            _ => unreachable!(),
+        };
+        let question = |offers: &[(&str, &str)]| Interpretation::Clarify {
+            question: "Which of these did you mean?".into(),
+            options: offers
+                .iter()
+                .filter_map(|&(f, t)| {
+                    let (id, p) = params(f, t);
+                    offer(id, p)
+                })
+                .collect(),
+            candidates: vec![],
+        };
+        let outcome = |third: Said| {
+            let each = vec![
+                Said::from(plan("kids", "printer", 0.9)),
+                Said::from(plan("kids", "printer", 0.8)),
+                third,
+            ];
+            settle(each, offer, true, |_| false)
+        };
+        // Its one option is the plan: the plan.
+        let lone = Said {
+            said: question(&[("kids", "printer")]),
+            over_values: None,
+            lone: Some(params("kids", "printer")),
+        };
+        assert!(matches!(outcome(lone), Interpretation::Plan { .. }));
+        // The same question from any other doubt (no `lone`): asked.
+        let other = Said::from(question(&[("kids", "printer")]));
+        assert!(matches!(outcome(other), Interpretation::Clarify { .. }));
+        // Unsure of another plan than the majority's: asked.
+        let elsewhere = Said {
+            said: question(&[("printer", "kids")]),
+            over_values: None,
+            lone: Some(params("printer", "kids")),
+        };
+        assert!(matches!(outcome(elsewhere), Interpretation::Clarify { .. }));
+        // Only one member plans it: no majority, asked.
+        let each = vec![
+            Said::from(plan("kids", "printer", 0.9)),
+            Said {
+                said: question(&[("kids", "printer")]),
+                over_values: None,
+                lone: Some(params("kids", "printer")),
+            },
+            Said {
+                said: question(&[("kids", "printer")]),
+                over_values: None,
+                lone: Some(params("kids", "printer")),
+            },
+        ];
+        assert!(matches!(
+            settle(each, offer, true, |_| false),
+            Interpretation::Clarify { .. }
+        ));
     }
 
     /// Token offsets of `words` in `text` (each a (piece, is_continuation)).

@@ -729,3 +729,33 @@ fn a_request_written_as_a_question_is_asked_back() {
         "{got:?}"
     );
 }
+
+/// A plan two members make stands when the third, not sure enough of the
+/// playbook, could offer nothing but that plan: "cams.lan is now on
+/// 10.0.0.40 (was .41)" is the move with the rule on and a question with
+/// it off. A member whose doubt is a second request the text also makes
+/// ("… and give it a certificate": the certificate's name is tagged) is
+/// still heard.
+#[test]
+fn a_member_that_could_offer_only_the_plan_stands_aside() {
+    let mut e = engine();
+    let c = ctx();
+    let moved = json!({"name": "cams.lan", "address": "10.0.0.40"});
+    let text = "cams.lan is now on 10.0.0.40 (was .41)";
+    let got = e.interpret(text, &c);
+    assert_eq!(
+        plan(&got),
+        Some(("dns.update_record".to_string(), moved.clone())),
+        "{got:?}"
+    );
+    for text in [
+        "Add tv.house.example at 192.168.7.9 and give it a certificate.",
+        "add tv.house.example at 192.168.7.9 and give it a certificate",
+    ] {
+        let got = e.interpret(text, &c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
+    e.options.lone_majority = false;
+    let got = e.interpret(text, &c);
+    assert!(asks_for(&got, "dns.update_record", &moved), "{got:?}");
+}
