@@ -266,7 +266,10 @@ fn choose(
         return Ok(None);
     }
     eprintln!("{}", render_clarify(o).trim_end_matches("Nothing was run."));
-    eprint!("Which one? [1-{}, Enter for none] ", options.len());
+    match options.len() {
+        1 => eprint!("Choose it? [1, Enter for none] "),
+        n => eprint!("Which one? [1-{n}, Enter for none] "),
+    }
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     if stdin.lock().read_line(&mut line).is_err() {

@@ -959,8 +959,16 @@ impl Engine {
                         "the request could mean {id} or its opposite {opp}, and fills neither"
                     ));
                 }
+                let question = match options.as_slice() {
+                    [only] => format!(
+                        "This could mean {id} or {opp}; the request gives the values of {} \
+                         alone: is that what you meant?",
+                        only.playbook
+                    ),
+                    _ => format!("This could mean {id} or {opp}: which one?"),
+                };
                 return Interpretation::Clarify {
-                    question: format!("This could mean {id} or {opp}: which one?"),
+                    question,
                     options,
                     candidates: shown,
                 }
@@ -1022,7 +1030,7 @@ impl Engine {
                 };
                 return Said {
                     said: Interpretation::Clarify {
-                        question: "Which of these did you mean?".into(),
+                        question: which_of(&options),
                         options,
                         candidates: shown,
                     },
@@ -2072,7 +2080,8 @@ fn agree(
         return each.swap_remove(k);
     }
     let mut options: Vec<Proposal> = Vec::new();
-    let mut question = None;
+    // Each member's question, with whether it offered one plan only.
+    let mut questions: Vec<(String, bool)> = Vec::new();
     let mut candidates = Vec::new();
     for i in each {
         let offered = match i {
@@ -2092,7 +2101,7 @@ fn agree(
                 options: o,
                 candidates: c,
             } => {
-                question.get_or_insert(q);
+                questions.push((q, o.len() == 1));
                 if candidates.is_empty() {
                     candidates = c;
                 }
@@ -2105,12 +2114,27 @@ fn agree(
         }
     }
     options.truncate(3);
+    // The first member's question worded for as many plans as are offered.
+    let lone = options.len() == 1;
+    let question = questions.into_iter().find(|&(_, one)| one == lone);
     Interpretation::Clarify {
-        question: question.unwrap_or_else(|| {
-            "The request can be read more than one way: which did you mean?".into()
-        }),
+        question: question
+            .map(|(q, _)| q)
+            .unwrap_or_else(|| match options.len() {
+                1 => which_of(&options),
+                _ => "The request can be read more than one way: which did you mean?".into(),
+            }),
         options,
         candidates,
+    }
+}
+
+/// The question offering plans when the interpreter is not sure enough:
+/// worded for one plan or for several.
+fn which_of(options: &[Proposal]) -> String {
+    match options {
+        [_] => "Is this what you meant?".into(),
+        _ => "Which of these did you mean?".into(),
     }
 }
 
@@ -3016,6 +3040,55 @@ mod tests {
             plan("kids", "printer", 0.8),
         );
         assert!(!planned(each, true));
+    }
+
+    #[test]
+    fn a_question_is_worded_for_as_many_plans_as_it_offers() {
+        let ask = |question: &str, to: &[&str]| Interpretation::Clarify {
+            question: question.into(),
+            options: to
+                .iter()
+                .filter_map(|t| match plan("kids", t, 0.9) {
+                    Interpretation::Plan {
+                        playbook, params, ..
+                    } => offer(playbook, params),
+                    _ => None,
+                })
+                .collect(),
+            candidates: vec![],
+        };
+        let question = |each: Vec<Interpretation>| match agree(each, offer) {
+            Interpretation::Clarify {
+                question, options, ..
+            } => (question, options.len()),
+            other => panic!("gave {other:?}"),
+        };
+        // One member offers one plan, another two: the plans are three,
+        // the question the one worded for several.
+        let each = vec![
+            ask("Is this what you meant?", &["printer"]),
+            ask("Which way round did you mean?", &["office", "guest"]),
+        ];
+        assert_eq!(question(each), ("Which way round did you mean?".into(), 3));
+        // Both offer the same one plan: the one-plan question.
+        let each = vec![
+            ask("Is this what you meant?", &["printer"]),
+            ask("Is this what you meant?", &["printer"]),
+        ];
+        assert_eq!(question(each), ("Is this what you meant?".into(), 1));
+        // A plan and a one-plan question offering another: two plans, and
+        // no member's question fits them.
+        let each = vec![
+            plan("kids", "office", 0.9),
+            ask("Is this what you meant?", &["printer"]),
+        ];
+        assert_eq!(
+            question(each),
+            (
+                "The request can be read more than one way: which did you mean?".into(),
+                2
+            )
+        );
     }
 
     #[test]
