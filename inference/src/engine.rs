@@ -1981,7 +1981,8 @@ fn offer(options: &mut Vec<Proposal>, p: Proposal) {
 ///   (`values_majority`);
 /// - a plan that only reads (`read(playbook)`: `read_majority` and a read
 ///   playbook) stands when every other member asked a question offering
-///   it: nothing changes whichever was meant;
+///   it: nothing changes whichever was meant (and its majority counts
+///   the members that offered it alone, as below);
 /// - it stands when every other member, not sure enough of the playbook,
 ///   asked a question whose only option is that plan ([`Said::lone`],
 ///   `lone_majority`).
@@ -2029,7 +2030,17 @@ fn settle(
                 }
             })
             .count();
-        if 2 * same > each.len() && same + aside == each.len() {
+        let lones = each
+            .iter()
+            .filter(|s| {
+                s.lone
+                    .as_ref()
+                    .is_some_and(|(p, q)| *p == playbook && *q == params)
+            })
+            .count();
+        // A read's majority counts those offering it alone too.
+        let backing = if reads { same + lones } else { same };
+        if 2 * backing > each.len() && same + aside == each.len() {
             // Those standing aside set apart, the plans left agree.
             let plans = each.into_iter().filter(|s| plan(s).is_some());
             return agree(plans.map(|s| s.said).collect(), propose);
@@ -3136,22 +3147,29 @@ mod tests {
         };
         assert!(matches!(outcome(elsewhere), Interpretation::Clarify { .. }));
         // Only one member plans it: no majority, asked.
-        let each = vec![
-            Said::from(plan("kids", "printer", 0.9)),
-            Said {
-                said: question(&[("kids", "printer")]),
-                over_values: None,
-                lone: Some(params("kids", "printer")),
-            },
-            Said {
-                said: question(&[("kids", "printer")]),
-                over_values: None,
-                lone: Some(params("kids", "printer")),
-            },
-        ];
+        let one_plan = || {
+            vec![
+                Said::from(plan("kids", "printer", 0.9)),
+                Said {
+                    said: question(&[("kids", "printer")]),
+                    over_values: None,
+                    lone: Some(params("kids", "printer")),
+                },
+                Said {
+                    said: question(&[("kids", "printer")]),
+                    over_values: None,
+                    lone: Some(params("kids", "printer")),
+                },
+            ]
+        };
         assert!(matches!(
-            settle(each, offer, true, |_| false),
+            settle(one_plan(), offer, true, |_| false),
             Interpretation::Clarify { .. }
+        ));
+        // …unless it only reads: those offering it alone count with it.
+        assert!(matches!(
+            settle(one_plan(), offer, true, |_| true),
+            Interpretation::Plan { .. }
         ));
     }
 
