@@ -194,8 +194,9 @@ pub struct Options {
     pub question_marks_ask: bool,
     /// A plan more than half the members make stands when every other
     /// member, not sure enough of the playbook, asked a question whose
-    /// only option (of the likely playbooks, the one it could fill) is
-    /// that plan: the owner would be offered nothing else. A question
+    /// only option is that plan, its own likeliest playbook, every other
+    /// likely one lacking a value the request names: the owner would be
+    /// offered nothing else. A question
     /// over the playbook's opposite or twin, its polarity, its roles or
     /// its values is not such a question. Off only for the ablation.
     pub lone_majority: bool,
@@ -2008,19 +2009,20 @@ fn settle(
             .filter(|s| plan(s).is_some_and(|(p, q)| p == playbook && q == params))
             .count();
         let reads = read(&playbook);
+        let alone = |s: &Said| {
+            s.lone
+                .as_ref()
+                .is_some_and(|(p, q)| *p == playbook && *q == params)
+        };
         let aside = each
             .iter()
             .filter(|s| {
                 let over = values_majority && s.over_values.as_ref() == Some(&playbook);
-                let lone = s
-                    .lone
-                    .as_ref()
-                    .is_some_and(|(p, q)| *p == playbook && *q == params);
                 match &s.said {
                     // A question counts only when the plan is one it
                     // offers.
                     Interpretation::Clarify { options, .. } => {
-                        (over || reads || lone)
+                        (over || reads || alone(s))
                             && options
                                 .iter()
                                 .any(|o| o.playbook == playbook && o.params == params)
@@ -2030,16 +2032,13 @@ fn settle(
                 }
             })
             .count();
-        let lones = each
-            .iter()
-            .filter(|s| {
-                s.lone
-                    .as_ref()
-                    .is_some_and(|(p, q)| *p == playbook && *q == params)
-            })
-            .count();
         // A read's majority counts those offering it alone too.
-        let backing = if reads { same + lones } else { same };
+        let backing = same
+            + if reads {
+                each.iter().filter(|s| alone(s)).count()
+            } else {
+                0
+            };
         if 2 * backing > each.len() && same + aside == each.len() {
             // Those standing aside set apart, the plans left agree.
             let plans = each.into_iter().filter(|s| plan(s).is_some());
