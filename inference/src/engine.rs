@@ -2794,6 +2794,23 @@ mod tests {
         }
     }
 
+    /// A clarifying question offering `net.allow` for each (from, to).
+    fn asking(question: &str, pairs: &[(&str, &str)]) -> Interpretation {
+        Interpretation::Clarify {
+            question: question.into(),
+            options: pairs
+                .iter()
+                .filter_map(|&(f, t)| match plan(f, t, 0.9) {
+                    Interpretation::Plan {
+                        playbook, params, ..
+                    } => offer(playbook, params),
+                    _ => None,
+                })
+                .collect(),
+            candidates: vec![],
+        }
+    }
+
     fn offer(id: String, params: BTreeMap<String, Value>) -> Option<Proposal> {
         Some(Proposal {
             summary: format!("{id} {}", plain(&Value::from(params.len()))),
@@ -3027,18 +3044,11 @@ mod tests {
         assert!(!planned(each, true));
         // A question over the values offering the plan stands aside; one
         // that does not offer it is heard.
-        let options = |to: &str| Interpretation::Clarify {
-            question: "The request gives two values for to: which did you mean?".into(),
-            options: [plan("kids", to, 0.9), plan("kids", "office", 0.9)]
-                .into_iter()
-                .filter_map(|p| match p {
-                    Interpretation::Plan {
-                        playbook, params, ..
-                    } => offer(playbook, params),
-                    _ => None,
-                })
-                .collect(),
-            candidates: vec![],
+        let options = |to: &str| {
+            asking(
+                "The request gives two values for to: which did you mean?",
+                &[("kids", to), ("kids", "office")],
+            )
         };
         let each = three(
             said(options("printer"), Some("net.allow")),
@@ -3054,18 +3064,9 @@ mod tests {
 
     #[test]
     fn a_question_is_worded_for_as_many_plans_as_it_offers() {
-        let ask = |question: &str, to: &[&str]| Interpretation::Clarify {
-            question: question.into(),
-            options: to
-                .iter()
-                .filter_map(|t| match plan("kids", t, 0.9) {
-                    Interpretation::Plan {
-                        playbook, params, ..
-                    } => offer(playbook, params),
-                    _ => None,
-                })
-                .collect(),
-            candidates: vec![],
+        let ask = |question: &str, to: &[&str]| {
+            let pairs: Vec<(&str, &str)> = to.iter().map(|&t| ("kids", t)).collect();
+            asking(question, &pairs)
         };
         let question = |each: Vec<Interpretation>| match agree(each, offer) {
             Interpretation::Clarify {
@@ -3109,17 +3110,7 @@ mod tests {
             } => (playbook, params),
             _ => unreachable!(),
         };
-        let question = |offers: &[(&str, &str)]| Interpretation::Clarify {
-            question: "Which of these did you mean?".into(),
-            options: offers
-                .iter()
-                .filter_map(|&(f, t)| {
-                    let (id, p) = params(f, t);
-                    offer(id, p)
-                })
-                .collect(),
-            candidates: vec![],
-        };
+        let question = |offers: &[(&str, &str)]| asking("Which of these did you mean?", offers);
         let outcome = |third: Said| {
             let each = vec![
                 Said::from(plan("kids", "printer", 0.9)),
