@@ -64,6 +64,9 @@ pub struct CaseResult {
     pub got: Value,
     /// Whether it matched.
     pub pass: bool,
+    /// A plan that changes state and differs from the expected outcome
+    /// (counted in the summary's `harmful`).
+    pub harmful: bool,
     /// The case's category, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
@@ -243,9 +246,8 @@ pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
         let got = engine.interpret(&case.text, &ctx);
         let latency_ms = t.elapsed().as_secs_f64() * 1e3;
         let pass = matches(&case.expect, &got);
-        if harmful(engine, &case.expect, &got) {
-            harm += 1;
-        }
+        let harm_done = harmful(engine, &case.expect, &got);
+        harm += usize::from(harm_done);
         if let Some(c) = &case.category {
             let e = categories.entry(c.clone()).or_default();
             e.total += 1;
@@ -256,6 +258,7 @@ pub fn evaluate(engine: &Engine, cases: &[Case]) -> Report {
             expected: case.expect.clone(),
             got: serde_json::to_value(&got).unwrap_or(Value::Null),
             pass,
+            harmful: harm_done,
             category: case.category.clone(),
             latency_ms,
         });

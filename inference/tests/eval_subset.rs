@@ -77,8 +77,13 @@ fn outside_set_passes_and_harmful_plans_do_not_grow() {
 /// 87.8 %) with no harmful plan on them; with the engine before it 214 /
 /// 90 / 225 (docs/perf.md, 2026-12-06, night).
 const MIN_RATE: f64 = 0.97;
-const MIN_RATE_HOLDOUT: f64 = 0.96;
-const MIN_RATE_CHALLENGE: f64 = 0.87;
+/// With the engine of 2026-12-07 (afternoon: a member that could offer
+/// only the plan stands aside) the shipped heads pass 93 of the hold-out
+/// set's 94 (98.9 %), 240 of the challenge set's 262 (91.6 %) and 197 of
+/// the outside set's 219 (90.0 %); the bounds are set one case or so
+/// below.
+const MIN_RATE_HOLDOUT: f64 = 0.98;
+const MIN_RATE_CHALLENGE: f64 = 0.91;
 const MAX_HARMFUL_DEV: usize = 0;
 const MAX_HARMFUL_HOLDOUT: usize = 0;
 const MAX_HARMFUL_CHALLENGE: usize = 0;
@@ -88,7 +93,7 @@ const MAX_HARMFUL_CHALLENGE: usize = 0;
 /// none, and planned the grafana probe ("the certificate of … is
 /// compromised") as a revocation, which recipe 14 offers in a question
 /// instead. Recipe 14's second seed plans none here.
-const MIN_RATE_OUTSIDE: f64 = 0.87;
+const MIN_RATE_OUTSIDE: f64 = 0.89;
 const MAX_HARMFUL_OUTSIDE: usize = 1;
 
 /// Evaluates every `step`-th case of `file` (at least `min_cases` long):
@@ -124,12 +129,19 @@ fn run_set(file: &str, step: usize, min_cases: usize, min_rate: f64, max_harmful
     // No plan that changes state may differ from the expected outcome.
     let mut harmful = Vec::new();
     for (case, res) in subset.iter().zip(&report.cases) {
+        let mut harms = false;
         if res.got["kind"] == "plan" && !res.pass {
             let id = res.got["playbook"].as_str().unwrap_or_default();
             if !engine.is_read(id) {
                 harmful.push(format!("{} => {}", case.text, res.got));
+                harms = true;
             }
         }
+        assert_eq!(
+            res.harmful, harms,
+            "{}: the report's harmful flag",
+            case.text
+        );
         if res.got["kind"] == "plan" {
             let playbook = res.got["playbook"].as_str().expect("playbook");
             let params = res.got["params"].as_object().expect("params");
