@@ -1013,11 +1013,16 @@ impl Engine {
             // Every other likely one unfilled, and with a required value
             // the tagger marked nowhere in the request: no second request
             // the owner could mean beside this one ("add nas.lan at … and
-            // give it a certificate" has the certificate's name).
+            // give it a certificate" has the certificate's name); and those
+            // rivals with the playbook hold the probability the playbook
+            // would need alone: the doubt is between them, not spread over
+            // playbooks too unlikely to be offered.
+            let score = |id: &str| ranked.iter().find(|c| c.id == id).map_or(0.0, |c| c.score);
             let lone = o.lone_majority
                 && likely
                     .iter()
-                    .all(|(s, f)| s.id == *id || (f.is_err() && self.lacks_values(s, r)));
+                    .all(|(s, f)| s.id == *id || (f.is_err() && self.lacks_values(s, r)))
+                && likely.iter().map(|(s, _)| score(&s.id)).sum::<f32>() >= o.needed(spec.risk);
             let options: Vec<Proposal> = likely
                 .into_iter()
                 .filter_map(|(s, f)| f.ok().map(|f| self.proposal(s, f.params)))

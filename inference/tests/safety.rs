@@ -731,17 +731,17 @@ fn a_request_written_as_a_question_is_asked_back() {
 }
 
 /// A plan two members make stands when the third, not sure enough of the
-/// playbook, could offer nothing but that plan: "cams.lan is now on
-/// 10.0.0.40 (was .41)" is the move with the rule on and a question with
-/// it off. A member whose doubt is a second request the text also makes
+/// playbook, could offer nothing but that plan: "tv.lan is now on
+/// 192.168.1.50 (was .49)" is the move with the rule on and a question
+/// with it off. A member whose doubt is a second request the text also makes
 /// ("… and give it a certificate": the certificate's name is tagged) is
 /// still heard.
 #[test]
 fn a_member_that_could_offer_only_the_plan_stands_aside() {
     let mut e = engine();
     let c = ctx();
-    let moved = json!({"name": "cams.lan", "address": "10.0.0.40"});
-    let text = "cams.lan is now on 10.0.0.40 (was .41)";
+    let moved = json!({"name": "tv.lan", "address": "192.168.1.50"});
+    let text = "tv.lan is now on 192.168.1.50 (was .49)";
     let got = e.interpret(text, &c);
     assert_eq!(
         plan(&got),
