@@ -196,9 +196,9 @@ pub struct Options {
     /// member, not sure enough of the playbook, asked a question whose
     /// only option is that plan, its own likeliest playbook, every other
     /// likely one lacking a value the request names: the owner would be
-    /// offered nothing else. A question
-    /// over the playbook's opposite or twin, its polarity, its roles or
-    /// its values is not such a question. Off only for the ablation.
+    /// offered nothing else. A question over the playbook's opposite or
+    /// twin, its polarity, its roles or its values is not such a question.
+    /// Off only for the ablation.
     pub lone_majority: bool,
 }
 
@@ -1003,12 +1003,11 @@ impl Engine {
             });
         if best.1 < o.needed(spec.risk) || rival {
             // The likely playbooks, filled or not.
-            let likely: Vec<(&PlaybookSpec, std::result::Result<Filled, String>)> = ranked
+            let likely: Vec<(f32, &PlaybookSpec, std::result::Result<Filled, String>)> = ranked
                 .iter()
                 .take(3)
                 .filter(|c| c.score >= o.min_alternative)
-                .filter_map(|c| self.catalog.get(&c.id))
-                .map(|s| (s, fill(s)))
+                .filter_map(|c| self.catalog.get(&c.id).map(|s| (c.score, s, fill(s))))
                 .collect();
             // Every other likely one unfilled, and with a required value
             // the tagger marked nowhere in the request: no second request
@@ -1017,15 +1016,14 @@ impl Engine {
             // rivals with the playbook hold the probability the playbook
             // would need alone: the doubt is between them, not spread over
             // playbooks too unlikely to be offered.
-            let score = |id: &str| ranked.iter().find(|c| c.id == id).map_or(0.0, |c| c.score);
             let lone = o.lone_majority
                 && likely
                     .iter()
-                    .all(|(s, f)| s.id == *id || (f.is_err() && self.lacks_values(s, r)))
-                && likely.iter().map(|(s, _)| score(&s.id)).sum::<f32>() >= o.needed(spec.risk);
+                    .all(|(_, s, f)| s.id == *id || (f.is_err() && self.lacks_values(s, r)))
+                && likely.iter().map(|(p, ..)| p).sum::<f32>() >= o.needed(spec.risk);
             let options: Vec<Proposal> = likely
                 .into_iter()
-                .filter_map(|(s, f)| f.ok().map(|f| self.proposal(s, f.params)))
+                .filter_map(|(_, s, f)| f.ok().map(|f| self.proposal(s, f.params)))
                 .collect();
             if options.len() >= 2 || (options.len() == 1 && p_none < o.min_alternative) {
                 let lone = match options.as_slice() {
