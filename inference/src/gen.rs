@@ -1129,10 +1129,13 @@ mod tests {
     fn domain_nouns_stay_outside_the_spans() {
         let (specs, lex) = setup();
         assert!(!lex.pools.domain_nouns.is_empty());
-        let data = Generator::new(&specs, &lex, 11).generate(300, 0);
+        let mut g = Generator::new(&specs, &lex, 11);
+        // A purpose ("the medical devices") is context, not a domain.
+        let context = g.labels().context();
+        let data = g.generate(300, 0);
         let mut after = 0;
         for e in &data {
-            for &(a, b, _) in &e.slots {
+            for &(a, b, _) in e.slots.iter().filter(|s| Some(s.2) != context) {
                 let span = e.text[a..b].to_lowercase();
                 let last = span.rsplit(' ').next().unwrap_or("");
                 assert!(
