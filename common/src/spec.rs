@@ -384,6 +384,21 @@ pub struct Language {
     /// either (the worst failure is doing the opposite of what was asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opposite: Option<String>,
+    /// Ways to say that this change was made, as clauses ("you revoked
+    /// {from}'s access to {to}", "{domain} was deleted"), whose slots name
+    /// parameters of `opposite` (the values they are filled with). The
+    /// generator wraps them in the language file's requests to undo a
+    /// change ("…, please undo that") or to keep it, and the interpreter
+    /// learns those as *none of them*: a request to undo is refused, never
+    /// planned as the change it names (decision 070).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<String>,
+    /// The same change named as a thing ("the revocation of {from}'s
+    /// access to {to}", "the deletion of {domain}"), for the language
+    /// file's requests to undo a named change ("reverse {}"); slots as in
+    /// `done`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done_nouns: Vec<String>,
 }
 
 impl Language {

@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 
 use hearth_common::spec::{
-    check_templates, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk, CONTEXT_SLOTS,
+    check_templates, slot_allowed, template_slots, ParamKind, ParamSpec, PlaybookSpec, Risk,
+    CONTEXT_SLOTS,
 };
 use serde::Serialize;
 
@@ -70,7 +71,8 @@ pub const DO_NOT: usize = 1;
 /// Only asks about doing it (should I, how do I): never a change.
 pub const ASKS: usize = 2;
 /// How many polarity classes the model outputs ([`DO`], [`DO_NOT`],
-/// [`ASKS`], in that order).
+/// [`ASKS`], in that order). A request to undo a change is no polarity
+/// of it: it is learned as *none of them* ([`Generator::undo_example`]).
 pub const POLARITIES: usize = ASKS + 1;
 
 /// One training example.
@@ -188,6 +190,10 @@ pub struct Generator<'a> {
     lex: &'a Lexicon,
     labels: Labels,
     rng: Rng,
+    /// The stream of the requests to undo a change, apart from `rng`: they
+    /// come on top of the other examples, which stay what they were
+    /// without them.
+    undo_rng: Rng,
 }
 
 const COMMON_PORTS: &[u16] = &[
@@ -203,6 +209,7 @@ impl<'a> Generator<'a> {
             lex,
             labels: Labels::of(specs),
             rng: Rng::new(seed),
+            undo_rng: Rng::new(seed ^ UNDO_STREAM),
         }
     }
 
@@ -842,6 +849,76 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The playbook whose values fill `spec`'s `done` clauses (its
+    /// `opposite`), when `spec` has them and the language file has
+    /// requests to undo.
+    fn undone_by(&self, spec: &PlaybookSpec) -> Option<&'a PlaybookSpec> {
+        let (a, lang) = (&self.lex.augment, &spec.language);
+        if (lang.done.is_empty() || a.undo.is_empty())
+            && (lang.done_nouns.is_empty() || a.undo_nouns.is_empty())
+        {
+            return None;
+        }
+        let opp = spec.language.opposite.as_deref()?;
+        self.specs.iter().find(|s| s.id == opp)
+    }
+
+    /// A request to undo a change of `spec`: one of its `done` clauses in
+    /// a request to undo it, one of its `done_nouns` in a request to undo
+    /// the thing named, or one of its own requests in a request to undo
+    /// what was asked earlier; sometimes a change made to be kept. All are
+    /// *none of them*, no value tagged: the interpreter refuses them.
+    /// Learned as `spec` (with a polarity *undo* planned as `opposite`),
+    /// the polarity head alone stood between a request to undo and the
+    /// change it names, and wording no template has was read as that
+    /// change (decision 070). The values are `opp`'s (the clauses name its
+    /// parameters): a deleted domain is a name that no longer exists.
+    fn undo_example(&mut self, spec: &PlaybookSpec, opp: &PlaybookSpec) -> Example {
+        let a = &self.lex.augment;
+        let lang = &spec.language;
+        let fits = |t: &String| {
+            template_slots(t).is_ok_and(|slots| slots.iter().all(|n| slot_allowed(opp, n)))
+        };
+        let asked: Vec<String> = lang
+            .utterances
+            .iter()
+            .filter(|t| fits(t))
+            .cloned()
+            .collect();
+        // Which templates, wrapped by which requests, how often: a change
+        // told as a clause, named as a thing, or asked for earlier, to
+        // undo; a clause or a thing, to keep.
+        let forms: [(&[String], &[String]); 5] = [
+            (&lang.done, &a.undo),
+            (&lang.done_nouns, &a.undo_nouns),
+            (&asked, &a.undo_asked),
+            (&lang.done, &a.undo_refused),
+            (&lang.done_nouns, &a.undo_nouns_refused),
+        ];
+        let weights = [5, 4, 3, 1, 1];
+        let open: Vec<usize> = (0..forms.len())
+            .filter(|&i| !forms[i].0.is_empty() && !forms[i].1.is_empty())
+            .collect();
+        let total: usize = open.iter().map(|&i| weights[i]).sum();
+        let mut roll = self.rng.below(total.max(1));
+        let mut pick = open[0];
+        for &i in &open {
+            if roll < weights[i] {
+                pick = i;
+                break;
+            }
+            roll -= weights[i];
+        }
+        let (templates, wrappers) = forms[pick];
+        let t = self.rng.pick(templates).clone();
+        let w = self.rng.pick(wrappers).clone();
+        let mut f = self.fill(opp, &t, false).wrap(&w);
+        f.slots.clear();
+        let f = self.chatter(f);
+        let none = self.labels.none();
+        self.example(f, none, DO)
+    }
+
     /// Puts a request beside a clause that sets another action aside
     /// ("don't {other}, just {}"): another playbook's request (values
     /// untagged) or one of the lexicon's `set_aside_others`. The request
@@ -1003,9 +1080,26 @@ impl<'a> Generator<'a> {
         for _ in 0..none {
             out.push(self.none_example());
         }
+        // Then the requests to undo a change, from their own stream.
+        std::mem::swap(&mut self.rng, &mut self.undo_rng);
+        for spec in specs {
+            if let Some(opp) = self.undone_by(spec) {
+                for _ in 0..examples_for(spec, per_playbook) / UNDO_SHARE {
+                    out.push(self.undo_example(spec, opp));
+                }
+            }
+        }
+        std::mem::swap(&mut self.rng, &mut self.undo_rng);
         out
     }
 }
+
+/// Requests to undo a playbook's change: one for every this many of its
+/// other examples, on top of them.
+pub const UNDO_SHARE: usize = 12;
+
+/// Mixed into the seed of the stream of requests to undo a change.
+const UNDO_STREAM: u64 = 0x756e_646f;
 
 /// How many examples a playbook gets: `per_playbook`, and twice more for
 /// each pair of its parameters of one type (from and to, an alias's name
@@ -1027,6 +1121,25 @@ pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
     let by_id: BTreeMap<&str, &PlaybookSpec> = specs.iter().map(|s| (s.id.as_str(), s)).collect();
     for s in specs {
         check_templates(s)?;
+        let done = || s.language.done.iter().chain(&s.language.done_nouns);
+        if done().next().is_some() {
+            let opp = s.language.opposite.as_deref().and_then(|o| by_id.get(o));
+            let Some(opp) = opp else {
+                return Err(format!(
+                    "{}: done clauses need an opposite in the catalog (the playbook that undoes it)",
+                    s.id
+                ));
+            };
+            for t in done() {
+                let slots = template_slots(t).map_err(|e| format!("{}: {e}", s.id))?;
+                if let Some(n) = slots.iter().find(|n| !slot_allowed(opp, n)) {
+                    return Err(format!(
+                        "{}: done clause {t:?} names {{{n}}}, which is not a parameter of {}",
+                        s.id, opp.id
+                    ));
+                }
+            }
+        }
         if let Some(a) = &s.language.answered_by {
             match by_id.get(a.as_str()) {
                 Some(r) if r.risk == Risk::Read => {}
@@ -1068,6 +1181,8 @@ mod tests {
         spec.language.statements.clear();
         spec.language.questions.clear();
         spec.language.incomplete.clear();
+        spec.language.done.clear();
+        spec.language.done_nouns.clear();
         let mut g = Generator::new(&specs, &lex, 3);
         let me = g.intent_of(&spec.id);
         let name = g.labels.roles.iter().position(|r| r == "name").unwrap();
@@ -1086,6 +1201,67 @@ mod tests {
         assert!(
             (60..=180).contains(&does),
             "{does} requests, {asks} reports alone"
+        );
+    }
+
+    /// A change told as made, inside a request to undo it or to keep it,
+    /// is learned as *none of them* with no value of the change tagged; every form
+    /// comes up. A done clause naming a value the playbook's opposite
+    /// does not take is refused.
+    #[test]
+    fn a_request_to_undo_a_change_is_learned_as_none_of_them() {
+        let (specs, lex) = setup();
+        let spec = specs.iter().find(|s| s.id == "net.revoke").unwrap();
+        let mut g = Generator::new(&specs, &lex, 5);
+        let opp = g.undone_by(spec).unwrap();
+        assert_eq!(opp.id, "net.allow");
+        let none = g.labels.none();
+        let a = &lex.augment;
+        // A wrapper's words around the clause (chatter may come around it).
+        let wrapped = |text: &str, wrappers: &[String]| {
+            wrappers.iter().any(|w| {
+                let w = w.to_lowercase();
+                let (pre, post) = w.split_once("{}").unwrap();
+                text.contains(pre.trim()) && text.contains(post.trim())
+            })
+        };
+        let (mut undo, mut keep) = (0, 0);
+        for _ in 0..200 {
+            let e = g.undo_example(spec, opp);
+            assert_eq!((e.intent, e.polarity), (none, DO), "{}", e.text);
+            // No value of the change (a digit in chatter is context).
+            let context = g.labels.context();
+            assert!(
+                e.slots.iter().all(|s| Some(s.2) == context),
+                "{}: {:?}",
+                e.text,
+                e.slots
+            );
+            let t = e.text.to_lowercase();
+            if [&a.undo, &a.undo_nouns, &a.undo_asked]
+                .iter()
+                .any(|w| wrapped(&t, w))
+            {
+                undo += 1;
+            }
+            if [&a.undo_refused, &a.undo_nouns_refused]
+                .iter()
+                .any(|w| wrapped(&t, w))
+            {
+                keep += 1;
+            }
+        }
+        assert!(undo > 120 && keep > 5, "{undo} undo, {keep} keep");
+        let mut bad = specs.clone();
+        let allow = bad.iter_mut().find(|s| s.id == "net.allow").unwrap();
+        allow
+            .language
+            .done
+            .push("you opened port {port} from {from} to {to}".into());
+        let err = check_catalog(&bad).unwrap_err();
+        assert!(
+            err.contains("{port}") && err.contains("net.revoke"),
+            "{err}"
         );
     }
 

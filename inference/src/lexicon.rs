@@ -87,6 +87,28 @@ pub struct Augment {
     /// follows "don't" (no playbook does them).
     #[serde(default)]
     pub set_aside_others: Vec<String>,
+    /// Requests to undo a change that was made: `{}` is one of a playbook's
+    /// `done` clauses ("{} by mistake, please undo it"). Learned as *none
+    /// of them*, like every form below: a request to undo is refused, never
+    /// planned as the change it names.
+    #[serde(default)]
+    pub undo: Vec<String>,
+    /// Requests to undo a change asked for earlier: `{}` is one of the
+    /// playbook's own requests ("yesterday I told you to {}; reverse it").
+    #[serde(default)]
+    pub undo_asked: Vec<String>,
+    /// Requests to undo a change named as a thing: `{}` is one of a
+    /// playbook's `done_nouns` ("reverse {}").
+    #[serde(default)]
+    pub undo_nouns: Vec<String>,
+    /// A named change to be kept: `{}` is a `done_nouns` entry ("don't
+    /// undo {}").
+    #[serde(default)]
+    pub undo_nouns_refused: Vec<String>,
+    /// A change that was made, to be kept: `{}` is a `done` clause ("{} on
+    /// purpose, leave it").
+    #[serde(default)]
+    pub undo_refused: Vec<String>,
     /// Requests no playbook serves; slots `{domain}`, `{host}`, `{number}`
     /// are filled from the pools. They teach the "none of them" answer.
     pub out_of_scope: Vec<String>,

@@ -759,3 +759,71 @@ fn a_member_that_could_offer_only_the_plan_stands_aside() {
     let got = e.interpret(text, &c);
     assert!(asks_for(&got, "dns.update_record", &moved), "{got:?}");
 }
+
+/// A request to undo a change that was made is never planned as that
+/// change: it is refused (learned as *none of them*), or at most planned
+/// as the change that undoes it (the playbook's `opposite`, the same
+/// values). A change kept ("don't undo …") is never planned either way,
+/// nor one no playbook undoes (a revoked certificate).
+#[test]
+fn a_request_to_undo_a_change_never_yields_that_change() {
+    let e = engine();
+    let c = ctx();
+    let ft = |f: &str, t: &str| json!({"from": f, "to": t});
+    let cases = [
+        (
+            "you cut lab off from studio by accident; please undo that",
+            ("net.revoke", ft("lab", "studio")),
+            Some(("net.allow", ft("lab", "studio"))),
+        ),
+        (
+            "please reverse the revocation of house's access to cameras",
+            ("net.revoke", ft("house", "cameras")),
+            Some(("net.allow", ft("house", "cameras"))),
+        ),
+        (
+            "roll back the allow from visitors to house",
+            ("net.allow", ft("visitors", "house")),
+            Some(("net.revoke", ft("visitors", "house"))),
+        ),
+        (
+            "I had you block studio from lab this morning; put it back",
+            ("net.revoke", ft("studio", "lab")),
+            Some(("net.allow", ft("studio", "lab"))),
+        ),
+        (
+            "undo the deletion of the garage domain",
+            ("net.delete_domain", json!({"domain": "garage"})),
+            Some(("net.create_domain", json!({"domain": "garage"}))),
+        ),
+        (
+            "don't undo the block from visitors to lab",
+            ("net.revoke", ft("visitors", "lab")),
+            None,
+        ),
+        (
+            "the certificate of vpn.house.example was revoked by accident, undo it",
+            (
+                "pki.revoke_certificate",
+                json!({"name": "vpn.house.example"}),
+            ),
+            None,
+        ),
+    ];
+    for (text, (was, params), undo) in cases {
+        let got = e.interpret(text, &c);
+        let p = plan(&got);
+        assert_ne!(
+            p,
+            Some((was.to_string(), params.clone())),
+            "{text:?}: {got:?}"
+        );
+        match (p, undo) {
+            (None, _) => {}
+            (Some(p), Some((by, params))) => {
+                assert_eq!(p, (by.to_string(), params), "{text:?}: {got:?}")
+            }
+            (Some(_), None) => panic!("{text:?} gave a plan: {got:?}"),
+        }
+    }
+}
