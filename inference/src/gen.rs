@@ -9,8 +9,9 @@
 //! ports, durations in every unit and in words), and wraps them: politely,
 //! negated, as a hypothetical question, with chatter before and after, with
 //! typos in ordinary words, two requests at once (none), inside
-//! instructions aimed at the model (none). Requests the lexicon lists as
-//! served by no playbook are examples of "none".
+//! instructions aimed at the model (none), as a change made that is to be
+//! undone or kept (the catalog's `done` clauses; none). Requests the
+//! lexicon lists as served by no playbook are examples of "none".
 
 use std::collections::BTreeMap;
 
