@@ -407,7 +407,6 @@ fn a_value_less_negation_refuses_unless_a_part_asks_for_the_plan() {
         e.options.check_parts = true;
         assert_eq!(plan(&whole), revoke, "{text:?} read whole: {whole:?}");
     }
-    let c = ctx();
     // A part that asks for the plan itself keeps it.
     let text = "I don't need a custom subnet, just make a new domain called testbed.";
     let got = e.interpret(text, &c);
