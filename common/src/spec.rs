@@ -399,6 +399,15 @@ pub struct Language {
     /// `done`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub done_nouns: Vec<String>,
+    /// This change as something that goes on, in the form that follows
+    /// "stop" ("blocking {from} from {to}", "letting {from} reach {to}");
+    /// slots name parameters of this playbook that `opposite` has too.
+    /// The generator wraps them in the language file's requests to stop
+    /// ("quit {}"), learned as a request for `opposite` (to stop blocking
+    /// is to allow), and in its requests to go on ("keep {}"), learned as
+    /// *none of them* (decision 070).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ongoing: Vec<String>,
 }
 
 impl Language {

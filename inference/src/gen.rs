@@ -10,7 +10,9 @@
 //! negated, as a hypothetical question, with chatter before and after, with
 //! typos in ordinary words, two requests at once (none), inside
 //! instructions aimed at the model (none), as a change made that is to be
-//! undone or kept (the catalog's `done` clauses; none). Requests the
+//! undone or kept (the catalog's `done` clauses; none), as a change that
+//! goes on, to stop (the opposite's `ongoing` phrases; the playbook) or to
+//! go on with (none). Requests the
 //! lexicon lists as served by no playbook are examples of "none".
 
 use std::collections::BTreeMap;
@@ -195,6 +197,9 @@ pub struct Generator<'a> {
     /// come on top of the other examples, which stay what they were
     /// without them.
     undo_rng: Rng,
+    /// The stream of the requests to stop a change that goes on, apart
+    /// from both.
+    cease_rng: Rng,
 }
 
 const COMMON_PORTS: &[u16] = &[
@@ -211,6 +216,7 @@ impl<'a> Generator<'a> {
             labels: Labels::of(specs),
             rng: Rng::new(seed),
             undo_rng: Rng::new(seed ^ UNDO_STREAM),
+            cease_rng: Rng::new(seed ^ CEASE_STREAM),
         }
     }
 
@@ -920,6 +926,44 @@ impl<'a> Generator<'a> {
         self.example(f, none, DO)
     }
 
+    /// The `ongoing` phrases of `spec`'s opposite (their slots name
+    /// parameters of both, [`check_catalog`]), when it has some and the
+    /// language file has requests to stop.
+    fn ceased_by(&self, spec: &PlaybookSpec) -> Option<&'a [String]> {
+        if self.lex.augment.cease.is_empty() {
+            return None;
+        }
+        let opp = spec.language.opposite.as_deref()?;
+        let opp = self.specs.iter().find(|s| s.id == opp)?;
+        (!opp.language.ongoing.is_empty()).then_some(opp.language.ongoing.as_slice())
+    }
+
+    /// A request to stop the opposite's change as it goes on ("quit blocking
+    /// bravo from charlie"): a request for `spec`, its values tagged for
+    /// `spec`'s parameters of the same name. Learned from the first word
+    /// that names an action ("blocking"), it was the opposite of what was
+    /// asked. Sometimes a request to go on with it ("keep blocking …"):
+    /// *none of them*, no value tagged.
+    fn cease_example(&mut self, spec: &PlaybookSpec, ongoing: &[String]) -> Example {
+        let a = &self.lex.augment;
+        let t = self.rng.pick(ongoing).clone();
+        let keep = !a.cease_refused.is_empty() && self.rng.below(5) == 0;
+        if keep {
+            let w = self.rng.pick(&a.cease_refused).clone();
+            let mut f = self.fill(spec, &t, false).wrap(&w);
+            f.slots.clear();
+            let f = self.chatter(f);
+            let none = self.labels.none();
+            self.example(f, none, DO)
+        } else {
+            let w = self.rng.pick(&a.cease).clone();
+            let f = self.fill(spec, &t, true).wrap(&w);
+            let f = self.chatter(f);
+            let me = self.intent_of(&spec.id);
+            self.example(f, me, DO)
+        }
+    }
+
     /// Puts a request beside a clause that sets another action aside
     /// ("don't {other}, just {}"): another playbook's request (values
     /// untagged) or one of the lexicon's `set_aside_others`. The request
@@ -1091,6 +1135,16 @@ impl<'a> Generator<'a> {
             }
         }
         std::mem::swap(&mut self.rng, &mut self.undo_rng);
+        // Then the requests to stop the opposite, from theirs.
+        std::mem::swap(&mut self.rng, &mut self.cease_rng);
+        for spec in specs {
+            if let Some(ongoing) = self.ceased_by(spec) {
+                for _ in 0..examples_for(spec, per_playbook) / CEASE_SHARE {
+                    out.push(self.cease_example(spec, ongoing));
+                }
+            }
+        }
+        std::mem::swap(&mut self.rng, &mut self.cease_rng);
         out
     }
 }
@@ -1101,6 +1155,13 @@ pub const UNDO_SHARE: usize = 12;
 
 /// Mixed into the seed of the stream of requests to undo a change.
 const UNDO_STREAM: u64 = 0x756e_646f;
+
+/// Requests to stop a playbook's opposite: one for every this many of its
+/// other examples, on top of them.
+pub const CEASE_SHARE: usize = 12;
+
+/// Mixed into the seed of the stream of requests to stop a change.
+const CEASE_STREAM: u64 = 0x0063_6561_7365;
 
 /// How many examples a playbook gets: `per_playbook`, and twice more for
 /// each pair of its parameters of one type (from and to, an alias's name
@@ -1136,6 +1197,27 @@ pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
                 if let Some(n) = slots.iter().find(|n| !slot_allowed(opp, n)) {
                     return Err(format!(
                         "{}: done clause {t:?} names {{{n}}}, which is not a parameter of {}",
+                        s.id, opp.id
+                    ));
+                }
+            }
+        }
+        if !s.language.ongoing.is_empty() {
+            let opp = s.language.opposite.as_deref().and_then(|o| by_id.get(o));
+            let Some(opp) = opp else {
+                return Err(format!(
+                    "{}: ongoing phrases need an opposite in the catalog (the playbook that stops it)",
+                    s.id
+                ));
+            };
+            for t in &s.language.ongoing {
+                let slots = template_slots(t).map_err(|e| format!("{}: {e}", s.id))?;
+                if let Some(n) = slots
+                    .iter()
+                    .find(|n| !slot_allowed(s, n) || !slot_allowed(opp, n))
+                {
+                    return Err(format!(
+                        "{}: ongoing phrase {t:?} names {{{n}}}, which is not a parameter of both it and {}",
                         s.id, opp.id
                     ));
                 }
@@ -1264,6 +1346,52 @@ mod tests {
             err.contains("{port}") && err.contains("net.revoke"),
             "{err}"
         );
+    }
+
+    /// A request to stop a change that goes on is learned as the
+    /// opposite, with both values tagged in their roles; a request to go on
+    /// with it as none of them, no value tagged. An ongoing phrase naming a
+    /// value the opposite does not take is refused.
+    #[test]
+    fn a_request_to_stop_a_change_asks_for_its_opposite() {
+        let (specs, lex) = setup();
+        let spec = specs.iter().find(|s| s.id == "net.allow").unwrap();
+        let mut g = Generator::new(&specs, &lex, 9);
+        let ongoing = g.ceased_by(spec).unwrap();
+        let revoke = specs.iter().find(|s| s.id == "net.revoke").unwrap();
+        assert_eq!(ongoing, revoke.language.ongoing.as_slice());
+        let allow = g.intent_of("net.allow");
+        let none = g.labels.none();
+        let role = |n: &str| g.labels.roles.iter().position(|r| r == n).unwrap();
+        let (from, to) = (role("from"), role("to"));
+        let (mut stop, mut keep) = (0, 0);
+        for _ in 0..200 {
+            let e = g.cease_example(spec, ongoing);
+            assert_eq!(e.polarity, DO, "{}", e.text);
+            let roles: Vec<usize> = e.slots.iter().map(|s| s.2).collect();
+            if e.intent == allow {
+                stop += 1;
+                assert!(
+                    roles.contains(&from) && roles.contains(&to),
+                    "{}: {:?}",
+                    e.text,
+                    e.slots
+                );
+            } else {
+                assert_eq!(e.intent, none, "{}", e.text);
+                assert!(!roles.contains(&from) && !roles.contains(&to), "{}", e.text);
+                keep += 1;
+            }
+        }
+        assert!(stop > 120 && keep > 15, "{stop} stop, {keep} keep");
+        let mut bad = specs.clone();
+        let revoke = bad.iter_mut().find(|s| s.id == "net.revoke").unwrap();
+        revoke
+            .language
+            .ongoing
+            .push("closing port {port} from {from} to {to}".into());
+        let err = check_catalog(&bad).unwrap_err();
+        assert!(err.contains("{port}") && err.contains("net.allow"), "{err}");
     }
 
     /// A playbook with a pair of parameters of one type gets more examples

@@ -109,6 +109,15 @@ pub struct Augment {
     /// purpose, leave it").
     #[serde(default)]
     pub undo_refused: Vec<String>,
+    /// Requests to stop a change that goes on: `{}` is one of a playbook's
+    /// `ongoing` phrases ("quit {}"). Learned as a request for the
+    /// playbook's opposite, with the values tagged for it.
+    #[serde(default)]
+    pub cease: Vec<String>,
+    /// Requests to go on with it: `{}` is an `ongoing` phrase ("keep {}").
+    /// Learned as *none of them*: nothing is to change.
+    #[serde(default)]
+    pub cease_refused: Vec<String>,
     /// Requests no playbook serves; slots `{domain}`, `{host}`, `{number}`
     /// are filled from the pools. They teach the "none of them" answer.
     pub out_of_scope: Vec<String>,

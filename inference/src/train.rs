@@ -34,7 +34,7 @@ pub const META_FILE: &str = "meta.json";
 /// recipe tried and not kept, docs/perf.md): requests to
 /// undo a change, the catalog's `done` clauses in the language file's
 /// requests to undo, learned as *none of them*.)
-pub const RECIPE: &str = "hearth-intent-heads/17";
+pub const RECIPE: &str = "hearth-intent-heads/18";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
