@@ -1288,9 +1288,10 @@ mod tests {
     }
 
     /// A change told as made, inside a request to undo it or to keep it,
-    /// is learned as *none of them* with no value of the change tagged; every form
-    /// comes up. A done clause naming a value the playbook's opposite
-    /// does not take is refused.
+    /// is learned as *none of them* with no value of the change tagged;
+    /// requests to undo and requests to keep both come up (counted by
+    /// their wrappers' words, not form by form). A done clause naming a
+    /// value the playbook's opposite does not take is refused.
     #[test]
     fn a_request_to_undo_a_change_is_learned_as_none_of_them() {
         let (specs, lex) = setup();
