@@ -866,6 +866,11 @@ impl<'a> Generator<'a> {
         {
             return None;
         }
+        self.opposite_of(spec)
+    }
+
+    /// The catalog's playbook that is `spec`'s `opposite`.
+    fn opposite_of(&self, spec: &PlaybookSpec) -> Option<&'a PlaybookSpec> {
         let opp = spec.language.opposite.as_deref()?;
         self.specs.iter().find(|s| s.id == opp)
     }
@@ -933,8 +938,7 @@ impl<'a> Generator<'a> {
         if self.lex.augment.cease.is_empty() {
             return None;
         }
-        let opp = spec.language.opposite.as_deref()?;
-        let opp = self.specs.iter().find(|s| s.id == opp)?;
+        let opp = self.opposite_of(spec)?;
         (!opp.language.ongoing.is_empty()).then_some(opp.language.ongoing.as_slice())
     }
 
@@ -1183,44 +1187,29 @@ pub fn check_catalog(specs: &[PlaybookSpec]) -> Result<(), String> {
     let by_id: BTreeMap<&str, &PlaybookSpec> = specs.iter().map(|s| (s.id.as_str(), s)).collect();
     for s in specs {
         check_templates(s)?;
-        let done = || s.language.done.iter().chain(&s.language.done_nouns);
-        if done().next().is_some() {
-            let opp = s.language.opposite.as_deref().and_then(|o| by_id.get(o));
+        // A change told as made (slots: the opposite's parameters) and as
+        // going on (slots: parameters of both).
+        let lang = &s.language;
+        let done = lang.done.iter().chain(&lang.done_nouns).map(|t| (t, false));
+        for (t, own) in done.chain(lang.ongoing.iter().map(|t| (t, true))) {
+            let opp = lang.opposite.as_deref().and_then(|o| by_id.get(o));
             let Some(opp) = opp else {
                 return Err(format!(
-                    "{}: done clauses need an opposite in the catalog (the playbook that undoes it)",
+                    "{}: done clauses and ongoing phrases need an opposite in the catalog",
                     s.id
                 ));
             };
-            for t in done() {
-                let slots = template_slots(t).map_err(|e| format!("{}: {e}", s.id))?;
-                if let Some(n) = slots.iter().find(|n| !slot_allowed(opp, n)) {
-                    return Err(format!(
-                        "{}: done clause {t:?} names {{{n}}}, which is not a parameter of {}",
-                        s.id, opp.id
-                    ));
-                }
-            }
-        }
-        if !s.language.ongoing.is_empty() {
-            let opp = s.language.opposite.as_deref().and_then(|o| by_id.get(o));
-            let Some(opp) = opp else {
+            let slots = template_slots(t).map_err(|e| format!("{}: {e}", s.id))?;
+            if let Some(n) = slots
+                .iter()
+                .find(|n| !slot_allowed(opp, n) || (own && !slot_allowed(s, n)))
+            {
                 return Err(format!(
-                    "{}: ongoing phrases need an opposite in the catalog (the playbook that stops it)",
-                    s.id
+                    "{}: {t:?} names {{{n}}}, which is not a parameter of {}{}",
+                    s.id,
+                    opp.id,
+                    if own { " and of the playbook" } else { "" }
                 ));
-            };
-            for t in &s.language.ongoing {
-                let slots = template_slots(t).map_err(|e| format!("{}: {e}", s.id))?;
-                if let Some(n) = slots
-                    .iter()
-                    .find(|n| !slot_allowed(s, n) || !slot_allowed(opp, n))
-                {
-                    return Err(format!(
-                        "{}: ongoing phrase {t:?} names {{{n}}}, which is not a parameter of both it and {}",
-                        s.id, opp.id
-                    ));
-                }
             }
         }
         if let Some(a) = &s.language.answered_by {

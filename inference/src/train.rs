@@ -121,14 +121,14 @@ pub fn inputs_digest(
     let mut h = Sha256::new();
     h.update(RECIPE.as_bytes());
     h.update(serde_json::to_vec(recipe).unwrap_or_default());
-    // What training reads: the decision-only `opposite` is left out.
+    // What training reads (`opposite` too: the requests to undo and to
+    // stop are generated from the opposite's phrases), not the rules
+    // between values (`differs_from`): checked when a plan is validated,
+    // never learned.
     let view: Vec<PlaybookSpec> = specs
         .iter()
         .cloned()
         .map(|mut s| {
-            s.language.opposite = None;
-            // Nor the rules between values (`differs_from`): checked when
-            // a plan is validated, never learned.
             for p in &mut s.params {
                 p.differs_from = None;
             }

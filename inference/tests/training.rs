@@ -219,7 +219,8 @@ fn the_cache_gives_back_the_same_weights_and_refuses_damaged_ones() {
 
 /// The inputs digest covers what training reads: a rule checked only when a
 /// plan is validated (`differs_from`) is not, so adding or changing one
-/// keeps the trained weights; a description is.
+/// keeps the trained weights; a description is, and so is a playbook's
+/// `opposite` (the requests to undo and to stop are generated from it).
 #[test]
 fn rules_between_values_are_not_training_inputs() {
     let (specs, lex) = catalog();
@@ -236,4 +237,8 @@ fn rules_between_values_are_not_training_inputs() {
     assert_eq!(digest(&changed), before);
     changed[0].description.push('!');
     assert_ne!(digest(&changed), before);
+    let mut changed = specs.clone();
+    let allow = changed.iter_mut().find(|s| s.id == "net.allow").unwrap();
+    allow.language.opposite = None;
+    assert_ne!(digest(&changed), before, "the opposite is a training input");
 }
