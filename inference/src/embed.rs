@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -74,6 +74,11 @@ struct Bert {
     norm: LayerNorm,
     layers: Vec<Layer>,
     heads: usize,
+    /// Gradients flow through the layer norms and the softmax (candle's
+    /// fast kernels for them have no backward pass): only for measuring
+    /// fine-tuning ([`Embedder::load_tracked`]).
+    trainable: bool,
+    eps: f32,
 }
 
 impl Bert {
@@ -113,7 +118,24 @@ impl Bert {
             norm: norm(e.pp("LayerNorm"))?,
             layers,
             heads: cfg.num_attention_heads,
+            trainable: false,
+            eps: eps as f32,
         })
+    }
+
+    fn normed(&self, n: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+        match (self.trainable, n.bias()) {
+            (true, Some(b)) => Ok(candle_nn::ops::layer_norm_slow(x, n.weight(), b, self.eps)?),
+            _ => Ok(n.forward(x)?),
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        if self.trainable {
+            Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+        } else {
+            Ok(candle_nn::ops::softmax_last_dim(x)?)
+        }
     }
 
     /// Every layer's output, the embeddings first: `[B, T, H]` each.
@@ -125,7 +147,7 @@ impl Bert {
             .forward(ids)?
             .broadcast_add(&self.positions.forward(&pos)?)?
             .broadcast_add(&self.types.forward(&ids.zeros_like()?)?)?;
-        let mut x = self.norm.forward(&x)?;
+        let mut x = self.normed(&self.norm, &x)?;
         let hsz = x.dim(2)?;
         let dh = hsz / self.heads;
         // Padding gets the most negative score, as in the reference model.
@@ -142,14 +164,14 @@ impl Bert {
             let k = split(l.key.forward(&x)?)?;
             let v = split(l.value.forward(&x)?)?;
             let scores = (product(&q, &k.t()?)? / (dh as f64).sqrt())?.broadcast_add(&bias)?;
-            let att = candle_nn::ops::softmax_last_dim(&scores)?;
+            let att = self.softmax(&scores)?;
             let ctx = product(&att, &v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b, t, hsz))?;
-            let a = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
+            let a = self.normed(&l.attn_norm, &(l.attn_out.forward(&ctx)? + &x)?)?;
             let f = l.down.forward(&l.up.forward(&a)?.gelu_erf()?)?;
-            x = l.out_norm.forward(&(f + &a)?)?;
+            x = self.normed(&l.out_norm, &(f + &a)?)?;
             out.push(x.clone());
         }
         Ok(out)
@@ -167,6 +189,42 @@ impl Embedder {
     /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from
     /// `dir`; `weights` is the already read (and digested) safetensors file.
     pub fn load(dir: &Path, weights: Vec<u8>, device: &Device) -> Result<Self> {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
+        Self::load_from(dir, vb, device)
+    }
+
+    /// As [`Embedder::load`] on the CPU, but the weights whose names
+    /// `tracked` accepts are trainable: gradients reach them (returned).
+    /// Only for measuring what fine-tuning the encoder would cost
+    /// (`hearth-intent-train --measure-fine-tuning`, docs/perf.md); the
+    /// interpreter's encoder is frozen.
+    pub fn load_tracked(
+        dir: &Path,
+        weights: &[u8],
+        tracked: &dyn Fn(&str) -> bool,
+    ) -> Result<(Self, Vec<Var>)> {
+        let device = Device::Cpu;
+        let mut vars = Vec::new();
+        let mut tensors = std::collections::HashMap::new();
+        for (name, t) in candle_core::safetensors::load_buffer(weights, &device)? {
+            let t = t.to_dtype(DType::F32)?;
+            let t = if tracked(&name) {
+                let v = Var::from_tensor(&t)?;
+                let t = v.as_tensor().clone();
+                vars.push(v);
+                t
+            } else {
+                t
+            };
+            tensors.insert(name, t);
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let mut embedder = Self::load_from(dir, vb, &device)?;
+        embedder.model.trainable = !vars.is_empty();
+        Ok((embedder, vars))
+    }
+
+    fn load_from(dir: &Path, vb: VarBuilder, device: &Device) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let config: Config = serde_json::from_slice(
             &std::fs::read(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
@@ -190,7 +248,6 @@ impl Embedder {
                 ..Default::default()
             }))
             .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?;
         let model = Bert::load(vb, &config).context("loading all-MiniLM-L6-v2")?;
         Ok(Embedder {
             model,

@@ -682,4 +682,117 @@ mod bench {
         }
         Ok(())
     }
+
+    /// What fine-tuning the encoder would cost against the frozen encoder
+    /// the recipe uses (decision 070, docs/perf.md): on the same
+    /// length-sorted batches of 32, one thread, the time per example of
+    /// the frozen forward pass, of a forward and backward pass with only
+    /// the last encoder layer trainable, and with every encoder weight
+    /// trainable; the heads' own step beside them; then what one member and
+    /// the committee would take at the recipe's epochs, the two cores
+    /// counted as twice one (an optimistic bound for the tracked
+    /// variants). The backward pass starts from the sum of squares of what
+    /// the heads read, which leaves out the heads' share of it: the
+    /// fine-tuned figures are lower bounds.
+    /// `RAYON_NUM_THREADS=1 cargo test --release -p hearth-inference --lib fine_tuning_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a benchmark, not a test"]
+    fn fine_tuning_cost() -> Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let specs = crate::specs::load_dir(&root.join("catalog"))?;
+        let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
+        let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
+        let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
+        let recipe = Recipe::default();
+        let mut gen = Generator::new(&specs, &lex, recipe.seed);
+        let dims = Dims::for_labels(gen.labels());
+        let per_member = gen.generate(recipe.per_playbook, recipe.none).len();
+        let examples = gen.generate(40, 100);
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.sort_by_key(|&i| (examples[i].text.len(), i));
+        let chunks: Vec<Vec<&str>> = order
+            .chunks(32)
+            .map(|c| c.iter().map(|&i| examples[i].text.as_str()).collect())
+            .collect();
+        let n = examples.len() as f64;
+        // Milliseconds per example, one thread, for an encoder whose
+        // weights `tracked` accepts are trainable.
+        let per_example = |tracked: &dyn Fn(&str) -> bool| -> Result<f64> {
+            let (embedder, vars) = Embedder::load_tracked(&enc_dir, &weights, tracked)?;
+            let t = Instant::now();
+            for texts in &chunks {
+                let (states, _, _) = embedder.token_states(texts)?;
+                if !vars.is_empty() {
+                    let grads = states.sqr()?.sum_all()?.backward()?;
+                    let reached = vars.iter().filter(|v| grads.get(v).is_some()).count();
+                    // The pooler is not on the path to the token states.
+                    anyhow::ensure!(
+                        reached + 4 >= vars.len(),
+                        "{reached} of {} weights reached",
+                        vars.len()
+                    );
+                }
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e3 / n)
+        };
+        let frozen = per_example(&|_| false)?;
+        let last = per_example(&|name| name.starts_with("encoder.layer.5."))?;
+        let all = per_example(&|_| true)?;
+        // The heads' step (forward, backward, AdamW) on the frozen states.
+        let data = encode_all(
+            &Embedder::load(&enc_dir, weights.clone(), &Device::Cpu)?,
+            &examples,
+        )?;
+        let mut rng = Rng::new(1);
+        let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
+        let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
+        let mut drop = Dropout {
+            p: 0.1,
+            rng: Rng::new(2),
+        };
+        let all_idx: Vec<usize> = (0..data.len()).collect();
+        let t = Instant::now();
+        for idx in length_batches(&all_idx, &data, 32, &mut rng) {
+            let (grads, _) = parallel_grads(&heads, &data, &idx, dims, &Device::Cpu, &mut drop)?;
+            opt.step(&grads)?;
+        }
+        // `parallel_grads` uses both cores: counted as one thread's time.
+        let step = t.elapsed().as_secs_f64() * 1e3 * 2.0 / n;
+        let (epochs, members) = (recipe.epochs as f64, recipe.members as f64);
+        // Seconds for one member on two cores: the encoder's share once
+        // (`once`, ms an example) and every epoch (`every`), and the heads
+        // every epoch.
+        let member = |once: f64, every: f64| {
+            (once + (every + step) * epochs) * per_member as f64 / 1e3 / 2.0
+        };
+        eprintln!(
+            "{} examples timed; {per_member} a member, {epochs} epochs, {members} members",
+            examples.len()
+        );
+        eprintln!("| encoder | ms an example (one thread): once, every epoch | one member, s | the committee, min |");
+        eprintln!("|---|---|---|---|");
+        // The last layer trained with the first five layers' states kept
+        // from one frozen pass: every epoch then pays the last layer's
+        // forward and backward only, estimated as the last-layer run less
+        // five sixths of the frozen pass (the layers are the same size).
+        let kept = frozen * 5.0 / 6.0;
+        for (what, once, every) in [
+            ("frozen (the recipe)", frozen, 0.0),
+            ("last layer trained", 0.0, last),
+            (
+                "last layer trained, the others' states kept (estimate)",
+                kept,
+                last - kept,
+            ),
+            ("every weight trained", 0.0, all),
+        ] {
+            let s = member(once, every);
+            eprintln!(
+                "| {what} | {once:.2}, {every:.2} | {s:.0} | {:.1} |",
+                s * members / 60.0
+            );
+        }
+        eprintln!("heads' step: {step:.2} ms an example (one thread)");
+        Ok(())
+    }
 }
