@@ -79,7 +79,7 @@ pub const ASKS: usize = 2;
 pub const POLARITIES: usize = ASKS + 1;
 
 /// One training example.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Example {
     /// The request.
     pub text: String,
@@ -200,6 +200,13 @@ pub struct Generator<'a> {
     /// The stream of the requests to stop a change that goes on, apart
     /// from both.
     cease_rng: Rng,
+    /// The stream of the examples whose duration gives no number of days
+    /// (the lexicon's `open_durations`), apart from the others.
+    open_rng: Rng,
+    /// Whether a duration's slot is filled from `open_durations` now, and
+    /// how many were.
+    open_durations: bool,
+    opened: usize,
 }
 
 const COMMON_PORTS: &[u16] = &[
@@ -217,6 +224,9 @@ impl<'a> Generator<'a> {
             rng: Rng::new(seed),
             undo_rng: Rng::new(seed ^ UNDO_STREAM),
             cease_rng: Rng::new(seed ^ CEASE_STREAM),
+            open_rng: Rng::new(seed ^ OPEN_STREAM),
+            open_durations: false,
+            opened: 0,
         }
     }
 
@@ -390,6 +400,10 @@ impl<'a> Generator<'a> {
     }
 
     fn duration(&mut self, p: &ParamSpec) -> String {
+        if self.open_durations && !self.lex.pools.open_durations.is_empty() {
+            self.opened += 1;
+            return self.rng.pick(&self.lex.pools.open_durations).clone();
+        }
         // Sometimes two amounts that add up ("a year and two months").
         if self.rng.chance(0.06) {
             let first = self.one_duration(p);
@@ -1149,9 +1163,39 @@ impl<'a> Generator<'a> {
             }
         }
         std::mem::swap(&mut self.rng, &mut self.cease_rng);
+        // Then examples whose duration gives no number of days, from
+        // theirs: a playbook's own examples drawn until one wrote such a
+        // duration (a few tries; templates without a duration give none).
+        std::mem::swap(&mut self.rng, &mut self.open_rng);
+        self.open_durations = true;
+        for spec in specs {
+            if spec.language.is_empty() || !spec.params.iter().any(|p| p.unit.is_some()) {
+                continue;
+            }
+            for _ in 0..examples_for(spec, per_playbook) / OPEN_SHARE {
+                for _ in 0..8 {
+                    let before = self.opened;
+                    let ex = self.for_playbook(spec);
+                    if self.opened > before {
+                        out.push(ex);
+                        break;
+                    }
+                }
+            }
+        }
+        self.open_durations = false;
+        std::mem::swap(&mut self.rng, &mut self.open_rng);
         out
     }
 }
+
+/// Examples whose duration gives no number of days: one for every this
+/// many of a playbook's other examples (of a playbook counted in days), on
+/// top of them.
+pub const OPEN_SHARE: usize = 12;
+
+/// Mixed into the seed of the stream of those examples.
+const OPEN_STREAM: u64 = 0x6f70_656e;
 
 /// Requests to undo a playbook's change: one for every this many of its
 /// other examples, on top of them.
@@ -1382,6 +1426,45 @@ mod tests {
             .push("closing port {port} from {from} to {to}".into());
         let err = check_catalog(&bad).unwrap_err();
         assert!(err.contains("{port}") && err.contains("net.allow"), "{err}");
+    }
+
+    /// A duration with no number of days fills a duration's slot in
+    /// examples of its own stream, added after the others (which stay as
+    /// they were without them), tagged as the slot's span: never anywhere
+    /// else.
+    #[test]
+    fn a_duration_with_no_number_is_tagged_in_examples_of_its_own() {
+        let (specs, lex) = setup();
+        let days = Generator::new(&specs, &lex, 3)
+            .labels
+            .roles
+            .iter()
+            .position(|r| r == "days")
+            .unwrap();
+        let issue = Generator::new(&specs, &lex, 3).intent_of("pki.issue_certificate");
+        let all = Generator::new(&specs, &lex, 3).generate(120, 50);
+        let mut plain = lex.clone();
+        plain.pools.open_durations.clear();
+        let without = Generator::new(&specs, &plain, 3).generate(120, 50);
+        assert_eq!(all[..without.len()], without[..]);
+        let open = |e: &Example| {
+            e.slots.iter().filter(|s| s.2 == days).any(|s| {
+                lex.pools
+                    .open_durations
+                    .contains(&e.text[s.0..s.1].to_string())
+            })
+        };
+        assert!(!without.iter().any(open));
+        let added = &all[without.len()..];
+        assert_eq!(
+            added.len(),
+            120 / OPEN_SHARE,
+            "one per {OPEN_SHARE} examples"
+        );
+        for e in added {
+            assert!(open(e), "{}: {:?}", e.text, e.slots);
+            assert_eq!(e.intent, issue, "{}", e.text);
+        }
     }
 
     /// A playbook with a pair of parameters of one type gets more examples

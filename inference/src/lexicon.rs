@@ -158,6 +158,13 @@ pub struct Pools {
     /// action on "it" still counts as another action.
     #[serde(default)]
     pub pronouns: Vec<String>,
+    /// Ways to give a duration with no number of days in them ("forever",
+    /// "until revoked"): training now and then writes one in a duration's
+    /// slot, tagged as its span, so that a validity the lexicon cannot read
+    /// is refused as such (its span does not parse) instead of leaving the
+    /// parameter to its default.
+    #[serde(default)]
+    pub open_durations: Vec<String>,
 }
 
 impl Lexicon {

@@ -33,8 +33,10 @@ pub const META_FILE: &str = "meta.json";
 /// cache entry of 14 may hold weights of one CPU's caches. 17 (16 named a
 /// recipe tried and not kept, docs/perf.md): requests to
 /// undo a change, the catalog's `done` clauses in the language file's
-/// requests to undo, learned as *none of them*.)
-pub const RECIPE: &str = "hearth-intent-heads/18";
+/// requests to undo, learned as *none of them*. 18: requests to stop a
+/// change, its opposite. 19: durations with no number of days, tagged and
+/// refused.)
+pub const RECIPE: &str = "hearth-intent-heads/19";
 
 /// How to train.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
