@@ -635,6 +635,37 @@ fn write_model(dir: &Path, bytes: &[u8], meta: &Meta) -> Result<()> {
 mod bench {
     use super::*;
 
+    /// The shipped catalog, language file, encoder directory and weights.
+    fn inputs() -> Result<(Vec<PlaybookSpec>, Lexicon, std::path::PathBuf, Vec<u8>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let specs = crate::specs::load_dir(&root.join("catalog"))?;
+        let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
+        let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
+        let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
+        Ok((specs, lex, enc_dir, weights))
+    }
+
+    /// One epoch of the heads' steps (forward, backward, AdamW; each
+    /// batch's halves on two threads) over `data` in batches of `batch`:
+    /// the steps and the seconds.
+    fn heads_epoch(data: &[Encoded], dims: Dims, batch: usize) -> Result<(usize, f64)> {
+        let mut rng = Rng::new(1);
+        let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
+        let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
+        let mut drop = Dropout {
+            p: 0.1,
+            rng: Rng::new(2),
+        };
+        let order: Vec<usize> = (0..data.len()).collect();
+        let batches = length_batches(&order, data, batch, &mut rng);
+        let t = Instant::now();
+        for idx in &batches {
+            let (grads, _) = parallel_grads(&heads, data, idx, dims, &Device::Cpu, &mut drop)?;
+            opt.step(&grads)?;
+        }
+        Ok((batches.len(), t.elapsed().as_secs_f64()))
+    }
+
     /// The training step's cost (docs/perf.md, "training in a third of the
     /// time"): 780 generated examples, batches of 32 and of 64, the shipped
     /// sizes.
@@ -643,11 +674,7 @@ mod bench {
     #[test]
     #[ignore = "a benchmark, not a test"]
     fn training_step() -> Result<()> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let specs = crate::specs::load_dir(&root.join("catalog"))?;
-        let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
-        let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
-        let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
+        let (specs, lex, enc_dir, weights) = inputs()?;
         let embedder = Embedder::load(&enc_dir, weights, &Device::Cpu)?;
         let mut gen = Generator::new(&specs, &lex, Recipe::default().seed);
         let dims = Dims::for_labels(gen.labels());
@@ -660,25 +687,10 @@ mod bench {
             t.elapsed().as_secs_f64()
         );
         for batch in [32, 64] {
-            let mut rng = Rng::new(1);
-            let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
-            let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
-            let mut drop = Dropout {
-                p: 0.1,
-                rng: Rng::new(2),
-            };
-            let order: Vec<usize> = (0..data.len()).collect();
-            let batches = length_batches(&order, &data, batch, &mut rng);
-            let t = Instant::now();
-            for idx in &batches {
-                let (grads, _) = parallel_grads(&heads, &data, idx, dims, &Device::Cpu, &mut drop)?;
-                opt.step(&grads)?;
-            }
-            let secs = t.elapsed().as_secs_f64();
+            let (steps, secs) = heads_epoch(&data, dims, batch)?;
             eprintln!(
-                "batches of {batch}: {} steps, {:.1} ms a step, {:.2} ms an example",
-                batches.len(),
-                secs * 1e3 / batches.len().max(1) as f64,
+                "batches of {batch}: {steps} steps, {:.1} ms a step, {:.2} ms an example",
+                secs * 1e3 / steps.max(1) as f64,
                 secs * 1e3 / data.len().max(1) as f64
             );
         }
@@ -700,11 +712,7 @@ mod bench {
     #[test]
     #[ignore = "a benchmark, not a test"]
     fn fine_tuning_cost() -> Result<()> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let specs = crate::specs::load_dir(&root.join("catalog"))?;
-        let lex = Lexicon::load(&root.join("catalog/language/en.toml"))?;
-        let enc_dir = root.join("models").join(crate::engine::EMBED_DIR);
-        let weights = std::fs::read(enc_dir.join("model.safetensors"))?;
+        let (specs, lex, enc_dir, weights) = inputs()?;
         let recipe = Recipe::default();
         let mut gen = Generator::new(&specs, &lex, recipe.seed);
         let dims = Dims::for_labels(gen.labels());
@@ -745,21 +753,9 @@ mod bench {
             &Embedder::load(&enc_dir, weights.clone(), &Device::Cpu)?,
             &examples,
         )?;
-        let mut rng = Rng::new(1);
-        let heads = Heads::init(dims, &mut rng, &Device::Cpu)?;
-        let mut opt = AdamW::new(heads.vars(), ParamsAdamW::default())?;
-        let mut drop = Dropout {
-            p: 0.1,
-            rng: Rng::new(2),
-        };
-        let all_idx: Vec<usize> = (0..data.len()).collect();
-        let t = Instant::now();
-        for idx in length_batches(&all_idx, &data, 32, &mut rng) {
-            let (grads, _) = parallel_grads(&heads, &data, &idx, dims, &Device::Cpu, &mut drop)?;
-            opt.step(&grads)?;
-        }
-        // `parallel_grads` uses both cores: counted as one thread's time.
-        let step = t.elapsed().as_secs_f64() * 1e3 * 2.0 / n;
+        let (_, secs) = heads_epoch(&data, dims, 32)?;
+        // The heads' steps use both cores: counted as one thread's time.
+        let step = secs * 1e3 * 2.0 / n;
         let (epochs, members) = (recipe.epochs as f64, recipe.members as f64);
         // Seconds for one member on two cores: the encoder's share once
         // (`once`, ms an example) and every epoch (`every`), and the heads

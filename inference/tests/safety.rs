@@ -42,6 +42,14 @@ fn plan(got: &Interpretation) -> Option<(String, Value)> {
     }
 }
 
+/// Checks that none of `texts` is planned (refused or asked back).
+fn never_planned(e: &Engine, c: &Context, texts: &[&str]) {
+    for text in texts {
+        let got = e.interpret(text, c);
+        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
+    }
+}
+
 /// Whether the outcome is a clarifying question offering this plan.
 fn asks_for(got: &Interpretation, playbook: &str, params: &Value) -> bool {
     matches!(got, Interpretation::Clarify { options, .. }
@@ -52,18 +60,19 @@ fn asks_for(got: &Interpretation, playbook: &str, params: &Value) -> bool {
 fn negated_and_hypothetical_requests_never_yield_their_plan() {
     let e = engine();
     let c = ctx();
-    for text in [
-        "please don't delete the lab domain",
-        "do not remove studio",
-        "never revoke the certificate of cam.house.example",
-        "I don't want you to remove the dns record for tv.house.example",
-        "should I delete the lab domain?",
-        "what would happen if I removed the studio network?",
-        "how do I revoke the certificate of nas.house.example?",
-    ] {
-        let got = e.interpret(text, &c);
-        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
-    }
+    never_planned(
+        &e,
+        &c,
+        &[
+            "please don't delete the lab domain",
+            "do not remove studio",
+            "never revoke the certificate of cam.house.example",
+            "I don't want you to remove the dns record for tv.house.example",
+            "should I delete the lab domain?",
+            "what would happen if I removed the studio network?",
+            "how do I revoke the certificate of nas.house.example?",
+        ],
+    );
 }
 
 #[test]
@@ -461,14 +470,15 @@ fn a_value_less_negation_refuses_unless_a_part_asks_for_the_plan() {
 fn a_second_request_referring_back_is_not_dropped() {
     let e = engine();
     let c = ctx();
-    for text in [
-        "add tv.house.example at 192.168.7.9 and give it a certificate",
-        "create the record cam2.house.example for 10.0.0.7 and then issue it a cert",
-        "make a domain called garage and let it reach house",
-    ] {
-        let got = e.interpret(text, &c);
-        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
-    }
+    never_planned(
+        &e,
+        &c,
+        &[
+            "add tv.house.example at 192.168.7.9 and give it a certificate",
+            "create the record cam2.house.example for 10.0.0.7 and then issue it a cert",
+            "make a domain called garage and let it reach house",
+        ],
+    );
 }
 
 /// A DNS name the alias plan would not use is offered in place of the
@@ -833,13 +843,14 @@ fn a_member_that_could_offer_only_the_plan_stands_aside() {
         Some(("dns.update_record".to_string(), moved.clone())),
         "{got:?}"
     );
-    for text in [
-        "Add tv.house.example at 192.168.7.9 and give it a certificate.",
-        "add tv.house.example at 192.168.7.9 and give it a certificate",
-    ] {
-        let got = e.interpret(text, &c);
-        assert!(plan(&got).is_none(), "{text:?} gave a plan: {got:?}");
-    }
+    never_planned(
+        &e,
+        &c,
+        &[
+            "Add tv.house.example at 192.168.7.9 and give it a certificate.",
+            "add tv.house.example at 192.168.7.9 and give it a certificate",
+        ],
+    );
     // One member, not sure enough of the record, asks whether this is what
     // was meant and offers nothing else: the plan stands (recipe 19's
     // heads; recipe 18's did so for "Create a domain called studio, and
@@ -970,15 +981,16 @@ fn a_request_to_stop_a_change_never_yields_that_change() {
 fn a_validity_with_no_number_of_days_is_never_the_default() {
     let e = engine();
     let c = ctx();
-    for text in [
-        "cert for vault.house.example with unlimited validity",
-        "certificate for ci.house.example valid for eternity",
-        "make a cert for nas.house.example without expiration",
-        "issue a certificate for git.house.example valid until I retire",
-    ] {
-        let got = e.interpret(text, &c);
-        assert_eq!(plan(&got), None, "{text:?}: {got:?}");
-    }
+    never_planned(
+        &e,
+        &c,
+        &[
+            "cert for vault.house.example with unlimited validity",
+            "certificate for ci.house.example valid for eternity",
+            "make a cert for nas.house.example without expiration",
+            "issue a certificate for git.house.example valid until I retire",
+        ],
+    );
     let got = e.interpret(
         "issue a cert for ntp.house.example that expires in two weeks",
         &c,
