@@ -195,8 +195,8 @@ impl Embedder {
 
     /// As [`Embedder::load`] on the CPU, but the weights whose names
     /// `tracked` accepts are trainable: gradients reach them (returned).
-    /// Only for measuring what fine-tuning the encoder would cost
-    /// (`hearth-intent-train --measure-fine-tuning`, docs/perf.md); the
+    /// Only for measuring what fine-tuning the encoder would cost (the
+    /// `fine_tuning_cost` benchmark in `train.rs`, docs/perf.md); the
     /// interpreter's encoder is frozen.
     pub fn load_tracked(
         dir: &Path,

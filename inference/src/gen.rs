@@ -1435,14 +1435,10 @@ mod tests {
     #[test]
     fn a_duration_with_no_number_is_tagged_in_examples_of_its_own() {
         let (specs, lex) = setup();
-        let days = Generator::new(&specs, &lex, 3)
-            .labels
-            .roles
-            .iter()
-            .position(|r| r == "days")
-            .unwrap();
-        let issue = Generator::new(&specs, &lex, 3).intent_of("pki.issue_certificate");
-        let all = Generator::new(&specs, &lex, 3).generate(120, 50);
+        let mut g = Generator::new(&specs, &lex, 3);
+        let days = g.labels.roles.iter().position(|r| r == "days").unwrap();
+        let issue = g.intent_of("pki.issue_certificate");
+        let all = g.generate(120, 50);
         let mut plain = lex.clone();
         plain.pools.open_durations.clear();
         let without = Generator::new(&specs, &plain, 3).generate(120, 50);
